@@ -1,0 +1,96 @@
+//! Command-line interface (clap derive). These names are the interface scripts rely on.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Bootstrap a self-managed Kubernetes platform on AWS: provision, cluster, GitOps.
+#[derive(Debug, Parser)]
+#[command(name = "ecoboot", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by all commands.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Cluster config file.
+    #[arg(short, long, global = true, env = "ECOBOOT_CONFIG", default_value = "inventory/cluster.yaml")]
+    pub config: PathBuf,
+    /// Directory for state, logs, keys and kubeconfig (one subdirectory per cluster).
+    #[arg(long, global = true, env = "ECOBOOT_STATE_DIR", default_value = ".ecoboot")]
+    pub state_dir: PathBuf,
+    /// More diagnostics on stderr (-v info, -vv debug); ECOBOOT_LOG takes a full filter.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only failures and the final result.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+    /// Plain line-per-event output even on a terminal.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+}
+
+/// `--output` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Progress bars on a terminal, plain lines elsewhere.
+    Human,
+    /// One JSON object per line on stdout; human text on stderr.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the stages in order, skipping those already done (resumes after any failure).
+    Up {
+        /// First stage to consider.
+        #[arg(long, value_name = "ID")]
+        from: Option<String>,
+        /// Last stage to run.
+        #[arg(long, value_name = "ID")]
+        to: Option<String>,
+        /// Probe and print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Run exactly one stage (e.g. `ecoboot stage join-workers`).
+    Stage {
+        /// Stage id (see `ecoboot stages`).
+        id: String,
+        /// Probe and print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show what `up` would do, per stage and per node or resource; changes nothing.
+    Plan {
+        /// First stage to consider.
+        #[arg(long, value_name = "ID")]
+        from: Option<String>,
+        /// Last stage to consider.
+        #[arg(long, value_name = "ID")]
+        to: Option<String>,
+    },
+    /// List the stage ids in order, with their titles.
+    Stages,
+    /// Each stage's recorded status and what a live probe finds.
+    Status,
+    /// Delete every resource tagged with this cluster.
+    Down {
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
+    },
+}

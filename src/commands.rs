@@ -1,0 +1,201 @@
+//! One function per CLI command; each loads what it needs and hands work to the engine.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::cli::{Cli, Command, Global, Output};
+use crate::config::{Config, FileChecks};
+use crate::engine::{self, Ctx, Probe, RunMode, Runner};
+use crate::error::{Error, Result};
+use crate::event::{Event, Events, millis};
+use crate::report::{self, Env};
+use crate::state::{StageStatus, Store};
+
+/// Runs the parsed command line.
+pub async fn dispatch(cli: Cli) -> Result<()> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Stages => {
+            list_stages();
+            Ok(())
+        }
+        Command::Up {
+            from,
+            to,
+            dry_run,
+            yes,
+        } => {
+            let mode = if *dry_run { RunMode::Plan } else { RunMode::Apply };
+            run_stages(g, "up", from.as_deref(), to.as_deref(), mode, *yes).await
+        }
+        Command::Stage { id, dry_run } => {
+            let mode = if *dry_run { RunMode::Plan } else { RunMode::Apply };
+            run_stages(g, "stage", Some(id), Some(id), mode, true).await
+        }
+        Command::Plan { from, to } => {
+            run_stages(g, "plan", from.as_deref(), to.as_deref(), RunMode::Plan, true).await
+        }
+        Command::Status => status(g).await,
+        Command::Down { yes } => down(g, *yes).await,
+    }
+}
+
+fn list_stages() {
+    let stages = crate::stages::all();
+    let width = stages.iter().map(|s| s.id().len()).max().unwrap_or(0);
+    for s in &stages {
+        println!("{:<width$}  {}", s.id(), s.title());
+    }
+}
+
+fn load_config(g: &Global, files: FileChecks) -> Result<Arc<Config>> {
+    Ok(Arc::new(Config::load(&g.config, files)?))
+}
+
+fn events_for(g: &Global) -> Events {
+    let mode = report::resolve(Env::detect(g.output == Output::Json, g.no_progress));
+    Events::new(report::build(mode, g.quiet))
+}
+
+/// `up`, `stage` and `plan`: the engine over a range of stages.
+async fn run_stages(
+    g: &Global,
+    command: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    mode: RunMode,
+    yes: bool,
+) -> Result<()> {
+    let files = if mode == RunMode::Apply { FileChecks::Check } else { FileChecks::Skip };
+    let config = load_config(g, files)?;
+    let stages = crate::stages::all();
+    let selected = engine::select(&stages, from, to)?;
+    let store = if mode == RunMode::Apply {
+        Store::lock(&g.state_dir, config.name())?
+    } else {
+        Store::read_only(&g.state_dir, config.name())
+    };
+    let log_dir = (mode == RunMode::Apply).then(|| store.dir().join("logs"));
+    let log = crate::output::init_tracing(g.verbose, log_dir.as_deref(), command);
+    let mut state = store.load(config.name())?;
+    state.config_digest = config.digest.clone();
+    let events = events_for(g);
+    let cx = Ctx::new(config.clone(), events.clone(), store, state);
+    if let Some(log) = &log {
+        tracing::info!(log = %log.display(), config = %config.path.display(), "run started");
+    }
+    events.emit(Event::RunStarted {
+        command: command.into(),
+        cluster: config.name().into(),
+    });
+    let started = Instant::now();
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let mut result = Ok(());
+    if mode == RunMode::Apply && !yes && interactive {
+        result = Runner::new(selected, &cx).run(RunMode::Plan).await;
+        if result.is_ok() && !confirm("Apply these changes?") {
+            result = Err(Error::Usage("cancelled; nothing was changed".into()));
+        }
+    }
+    if result.is_ok() {
+        result = Runner::new(selected, &cx).run(mode).await;
+    }
+    events.emit(Event::RunFinished {
+        ok: result.is_ok(),
+        duration_ms: millis(started.elapsed()),
+    });
+    events.finish();
+    if let (Err(_), Some(log)) = (&result, &log) {
+        eprintln!("full log: {}", log.display());
+    }
+    result
+}
+
+fn confirm(question: &str) -> bool {
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    matches!(answer.trim(), "y" | "Y" | "yes")
+}
+
+/// One row of `ecoboot status`.
+#[derive(Debug, Serialize)]
+struct StageRow {
+    id: &'static str,
+    title: &'static str,
+    status: StageStatus,
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    probe: String,
+}
+
+async fn status(g: &Global) -> Result<()> {
+    let config = load_config(g, FileChecks::Skip)?;
+    crate::output::init_tracing(g.verbose, None, "status");
+    let store = Store::read_only(&g.state_dir, config.name());
+    let state = store.load(config.name())?;
+    let stages = crate::stages::all();
+    let cx = Ctx::new(config.clone(), Events::new(Arc::new(Silent)), store, state.clone());
+    let mut rows = Vec::new();
+    for stage in &stages {
+        let record = state.record(stage.id());
+        let probe = match stage.probe(&cx).await {
+            Ok(Probe::Done(summary)) => format!("done: {summary}"),
+            Ok(Probe::Todo(actions)) => format!("{} action(s) pending", actions.len()),
+            Err(e) => format!("cannot probe: {e}"),
+        };
+        rows.push(StageRow {
+            id: stage.id(),
+            title: stage.title(),
+            status: record.status,
+            attempts: record.attempts,
+            finished: record.finished,
+            last_error: record.last_error,
+            probe,
+        });
+    }
+    if g.output == Output::Json {
+        let doc = serde_json::json!({ "cluster": config.name(), "stages": rows });
+        println!("{doc}");
+    } else {
+        println!("cluster {}", config.name());
+        println!("{:<15} {:<12} {:>8}  probe", "STAGE", "STATUS", "ATTEMPTS");
+        for r in &rows {
+            println!("{:<15} {:<12} {:>8}  {}", r.id, r.status.as_str(), r.attempts, r.probe);
+            if let Some(err) = &r.last_error {
+                println!("{:<15} last error: {}", "", err.lines().next().unwrap_or_default());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A reporter that drops everything (status probes run silently).
+struct Silent;
+
+impl crate::event::Reporter for Silent {
+    fn event(&self, _: &Event) {}
+}
+
+async fn down(g: &Global, yes: bool) -> Result<()> {
+    let config = load_config(g, FileChecks::Skip)?;
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::Usage(
+                "`ecoboot down` deletes every resource of the cluster; pass --yes to confirm (no terminal to ask on)".into(),
+            ));
+        }
+        if !confirm(&format!("Delete every AWS resource of cluster `{}`?", config.name())) {
+            return Err(Error::Usage("cancelled; nothing was deleted".into()));
+        }
+    }
+    let _store = Store::lock(&g.state_dir, config.name())?;
+    Err(Error::NotImplemented { stage: "down" })
+}

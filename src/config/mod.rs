@@ -1,0 +1,277 @@
+//! Loading and validating the cluster config (`inventory/cluster.yaml`).
+//!
+//! All YAML parsing of ecoboot's own files lives here and in the playbook module.
+
+mod cidr;
+mod locate;
+mod model;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use miette::{Diagnostic, NamedSource, SourceSpan};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+pub use cidr::Cidr;
+pub use locate::Seg;
+pub use model::*;
+
+/// The supported `apiVersion`.
+pub const API_VERSION: &str = "ecoboot.io/v1alpha1";
+
+/// A loaded, validated cluster config. Immutable once built.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The parsed document.
+    pub cluster: Cluster,
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// sha256 of the file's bytes, recorded in the state journal.
+    pub digest: String,
+}
+
+/// Whether validation also checks files the config points at (public key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileChecks {
+    /// Check that referenced files are readable (commands that will use them).
+    Check,
+    /// Skip file checks (plan, status, listing commands).
+    Skip,
+}
+
+/// One problem found in the config.
+#[derive(Debug, Error, Diagnostic, Clone)]
+#[error("{message}")]
+pub struct Problem {
+    /// What is wrong, naming the key.
+    pub message: String,
+    /// Where in the file.
+    #[label("{label}")]
+    pub span: Option<SourceSpan>,
+    /// The label text under the span.
+    pub label: String,
+    /// What to do about it.
+    #[help]
+    pub help: Option<String>,
+}
+
+impl Problem {
+    /// A problem at `span` (if known).
+    pub fn new(span: Option<SourceSpan>, message: impl Into<String>) -> Self {
+        Problem {
+            message: message.into(),
+            span,
+            label: "here".into(),
+            help: None,
+        }
+    }
+
+    /// Adds a help line.
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Sets the label shown under the span.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+}
+
+/// Every problem found in one config file, rendered together.
+#[derive(Debug, Error, Diagnostic)]
+#[error("{} in {}", count(problems.len()), path.display())]
+#[diagnostic(
+    code(ecoboot::config),
+    help("fix the problems above; nothing was changed")
+)]
+pub struct ConfigProblems {
+    /// The config file.
+    pub path: PathBuf,
+    /// Its text, for spans.
+    #[source_code]
+    pub source_code: NamedSource<String>,
+    /// The problems, in file order.
+    #[related]
+    pub problems: Vec<Problem>,
+}
+
+fn count(n: usize) -> String {
+    if n == 1 {
+        "1 problem".into()
+    } else {
+        format!("{n} problems")
+    }
+}
+
+impl ConfigProblems {
+    fn new(path: &Path, source: String, mut problems: Vec<Problem>) -> Box<Self> {
+        problems.sort_by_key(|p| p.span.map_or(usize::MAX, |s| s.offset()));
+        Box::new(ConfigProblems {
+            path: path.to_path_buf(),
+            source_code: NamedSource::new(path.display().to_string(), source),
+            problems,
+        })
+    }
+
+    /// 1-based line number of a problem's span, for tests and plain output.
+    pub fn line_of(&self, problem: &Problem) -> Option<usize> {
+        let span = problem.span?;
+        let text = self.source_code.inner();
+        Some(text[..span.offset().min(text.len())].matches('\n').count() + 1)
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates the config at `path`.
+    pub fn load(path: &Path, files: FileChecks) -> Result<Config, Box<ConfigProblems>> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            ConfigProblems::new(
+                path,
+                String::new(),
+                vec![
+                    Problem::new(None, format!("cannot read the config file: {e}"))
+                        .help("pass the right file with -c/--config or ECOBOOT_CONFIG"),
+                ],
+            )
+        })?;
+        let source = String::from_utf8_lossy(&bytes).into_owned();
+        Self::parse(path, source, files, &hex::encode(Sha256::digest(&bytes)))
+    }
+
+    /// Parses and validates config text (`path` is used for messages and relative paths).
+    pub fn parse(
+        path: &Path,
+        source: String,
+        files: FileChecks,
+        digest: &str,
+    ) -> Result<Config, Box<ConfigProblems>> {
+        let mut unknown: Vec<Vec<Seg>> = Vec::new();
+        let parsed = serde_saphyr::with_deserializer_from_str(&source, |de| {
+            serde_ignored::deserialize(de, |p| unknown.extend(segments(&p)))
+        });
+        let cluster: Cluster = match parsed {
+            Ok(cluster) => cluster,
+            Err(err) => {
+                let span = err.location().and_then(|loc| {
+                    let s = loc.span();
+                    s.byte_offset()
+                        .map(|o| SourceSpan::from((o as usize, s.byte_len().unwrap_or(0) as usize)))
+                });
+                let message = err.to_string();
+                let message = message.lines().next().unwrap_or("invalid YAML").to_string();
+                let problem = Problem::new(span, format!("cannot parse the config: {message}"))
+                    .help("see README.md#configuration for the expected shape");
+                return Err(ConfigProblems::new(path, source, vec![problem]));
+            }
+        };
+        let mut problems: Vec<Problem> = unknown
+            .iter()
+            .map(|segs| {
+                let name = segs
+                    .iter()
+                    .map(|s| match s {
+                        Seg::Key(k) => k.clone(),
+                        Seg::Index(i) => i.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(".");
+                Problem::new(locate::locate(&source, segs), format!("unknown key `{name}`"))
+                    .label("not a known key")
+                    .help("check the spelling; see README.md#configuration for every key")
+            })
+            .collect();
+        let base = path.parent().unwrap_or(Path::new("."));
+        problems.extend(validate::validate(&cluster, base, files));
+        if problems.is_empty() {
+            Ok(Config {
+                cluster,
+                path: path.to_path_buf(),
+                digest: digest.to_string(),
+            })
+        } else {
+            Err(ConfigProblems::new(path, source, problems))
+        }
+    }
+
+    /// The cluster name.
+    pub fn name(&self) -> &str {
+        &self.cluster.metadata.name
+    }
+
+    /// The nodes in config order.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.cluster.spec.nodes.iter().map(|n| &n.value)
+    }
+
+    /// The single control-plane node.
+    pub fn control_plane(&self) -> &Node {
+        self.nodes()
+            .find(|n| n.role == Some(Role::ControlPlane))
+            .expect("validated: exactly one control-plane node")
+    }
+
+    /// Resolves a path from the config (`~/` = home, relative = next to the config file).
+    pub fn resolve_path(&self, raw: &str) -> PathBuf {
+        resolve_path(self.path.parent().unwrap_or(Path::new(".")), raw)
+    }
+}
+
+/// Resolves `raw` against `base`, expanding a leading `~/`.
+pub fn resolve_path(base: &Path, raw: &str) -> PathBuf {
+    if let Some(rest) = raw.strip_prefix("~/")
+        && let Some(home) = std::env::var_os("HOME")
+    {
+        return PathBuf::from(home).join(rest);
+    }
+    base.join(raw)
+}
+
+/// Turns a serde_ignored path into key/index segments; `None` for the internal fields of
+/// serde-saphyr's span wrapper, which are not keys of the document.
+fn segments(path: &serde_ignored::Path) -> Option<Vec<Seg>> {
+    use serde_ignored::Path as P;
+    let mut rev = Vec::new();
+    let mut cur = path;
+    loop {
+        match cur {
+            P::Root => break,
+            P::Seq { parent, index } => {
+                rev.push(Seg::Index(*index));
+                cur = parent;
+            }
+            P::Map { parent, key } => {
+                if key.starts_with("__serde_saphyr") {
+                    return None;
+                }
+                rev.push(Seg::Key(key.clone()));
+                cur = parent;
+            }
+            P::NewtypeStruct { parent } => {
+                // `Located` wraps values in a synthesized `{value, ...}` map.
+                if rev.last() == Some(&Seg::Key("value".into())) {
+                    rev.pop();
+                }
+                cur = parent;
+            }
+            P::Some { parent } | P::NewtypeVariant { parent } => cur = parent,
+        }
+    }
+    rev.reverse();
+    Some(rev)
+}
+
+/// A config for unit tests: the shipped `inventory/cluster.yaml`.
+#[cfg(test)]
+pub mod tests_support {
+    use super::*;
+
+    /// The shipped config, parsed without file checks.
+    pub fn config() -> Config {
+        let text = include_str!("../../inventory/cluster.yaml").to_string();
+        Config::parse(Path::new("inventory/cluster.yaml"), text, FileChecks::Skip, "test")
+            .expect("shipped config is valid")
+    }
+}

@@ -1,0 +1,321 @@
+//! The typed shape of `inventory/cluster.yaml`.
+//!
+//! Fields are defaulted so that a missing required field is reported by validation together
+//! with every other problem, instead of stopping the parser at the first one.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use miette::SourceSpan;
+use serde::Deserializer;
+
+/// The whole config document.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Cluster {
+    /// Must be `ecoboot.io/v1alpha1`.
+    pub api_version: Located<String>,
+    /// Must be `Cluster`.
+    pub kind: Located<String>,
+    /// Name and other metadata.
+    pub metadata: Metadata,
+    /// Everything that describes the cluster.
+    pub spec: Spec,
+}
+
+/// `metadata:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Metadata {
+    /// Cluster name; tags, state directory and resource names derive from it.
+    pub name: Located<String>,
+}
+
+/// `spec:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Spec {
+    /// AWS account layout.
+    pub aws: Aws,
+    /// How ecoboot reaches the nodes.
+    pub ssh: Ssh,
+    /// Kubernetes versions and networks.
+    pub kubernetes: Kubernetes,
+    /// ArgoCD install and root application.
+    pub argocd: ArgoCd,
+    /// The nodes of the cluster.
+    pub nodes: Vec<Located<Node>>,
+}
+
+/// `spec.aws`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Aws {
+    /// Region; `AWS_REGION` overrides it when set.
+    pub region: Located<String>,
+    /// VPC CIDR block.
+    pub vpc_cidr: Located<String>,
+    /// Public subnets, one per availability zone.
+    pub subnets: Vec<Located<Subnet>>,
+    /// Which image to boot.
+    pub ami: Ami,
+    /// The EC2 key pair.
+    pub key_pair: KeyPair,
+    /// CIDRs allowed to reach SSH (22).
+    pub allowed_ssh_cidrs: Vec<Located<String>>,
+    /// CIDRs allowed to reach the API server (6443).
+    pub allowed_api_cidrs: Vec<Located<String>>,
+    /// CIDRs allowed to reach the NodePort range; empty means no rule.
+    pub node_port_cidrs: Vec<Located<String>>,
+    /// Managed policy ARNs attached to the node role.
+    pub iam_policies: Vec<Located<String>>,
+    /// Extra tags for every resource.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Default for Aws {
+    fn default() -> Self {
+        Aws {
+            region: Located::default(),
+            vpc_cidr: Located::default(),
+            subnets: Vec::new(),
+            ami: Ami::default(),
+            key_pair: KeyPair::default(),
+            allowed_ssh_cidrs: vec![plain("0.0.0.0/0".into())],
+            allowed_api_cidrs: vec![plain("0.0.0.0/0".into())],
+            node_port_cidrs: Vec::new(),
+            iam_policies: vec![
+                plain("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore".into()),
+                plain("arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly".into()),
+                plain("arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy".into()),
+            ],
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+/// One public subnet.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Subnet {
+    /// Name nodes refer to in `subnet:`.
+    pub name: String,
+    /// Availability zone, e.g. `ap-northeast-2a`.
+    pub az: String,
+    /// CIDR inside the VPC.
+    pub cidr: Located<String>,
+}
+
+/// `spec.aws.ami`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Ami {
+    /// Image owner account (Canonical by default).
+    pub owner: String,
+    /// Image name filter.
+    pub name_filter: String,
+}
+
+impl Default for Ami {
+    fn default() -> Self {
+        Ami {
+            owner: "099720109477".into(),
+            name_filter: "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*".into(),
+        }
+    }
+}
+
+/// `spec.aws.keyPair`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KeyPair {
+    /// EC2 key pair name.
+    pub name: Located<String>,
+    /// Path of the OpenSSH public key to import.
+    pub public_key_path: Located<String>,
+}
+
+/// `spec.ssh`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Ssh {
+    /// Remote user; non-root users get `sudo -n`.
+    pub user: String,
+    /// Private key file (used with `IdentitiesOnly`).
+    pub identity_file: Option<String>,
+    /// Default port.
+    pub port: u16,
+    /// Optional ProxyJump host (`user@host:port`).
+    pub bastion: Option<String>,
+    /// Host key policy.
+    pub known_hosts: Located<String>,
+    /// How many nodes at once; 0 means all.
+    pub concurrency: usize,
+    /// How long to wait for a node to answer SSH.
+    pub connect_timeout_seconds: u64,
+}
+
+impl Default for Ssh {
+    fn default() -> Self {
+        Ssh {
+            user: "ubuntu".into(),
+            identity_file: None,
+            port: 22,
+            bastion: None,
+            known_hosts: plain("accept-new".into()),
+            concurrency: 0,
+            connect_timeout_seconds: 300,
+        }
+    }
+}
+
+/// `spec.kubernetes`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Kubernetes {
+    /// Kubernetes version, e.g. `1.34.1` or `1.34`.
+    pub version: Located<String>,
+    /// Pod network CIDR (Calico IP pool).
+    pub pod_cidr: Located<String>,
+    /// Service CIDR.
+    pub service_cidr: Located<String>,
+    /// The pinned Calico manifest.
+    pub calico: Manifest,
+}
+
+impl Default for Kubernetes {
+    fn default() -> Self {
+        Kubernetes {
+            version: plain("1.34".into()),
+            pod_cidr: plain("192.168.0.0/16".into()),
+            service_cidr: plain("10.96.0.0/12".into()),
+            calico: Manifest {
+                version: "v3.32.1".into(),
+                url: "https://raw.githubusercontent.com/projectcalico/calico/v3.32.1/manifests/calico.yaml".into(),
+                sha256: Located::default(),
+                path: None,
+            },
+        }
+    }
+}
+
+/// A pinned upstream manifest: where to get it and what it must hash to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Manifest {
+    /// Upstream version tag.
+    pub version: String,
+    /// Download URL.
+    pub url: String,
+    /// Expected sha256 (64 hex characters).
+    pub sha256: Located<String>,
+    /// Local file used instead of the URL (air-gapped runs).
+    pub path: Option<String>,
+}
+
+/// `spec.argocd`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ArgoCd {
+    /// The pinned install manifest.
+    pub install: Manifest,
+    /// Namespace ArgoCD is installed into.
+    pub namespace: String,
+    /// The root Application (App of Apps) template.
+    pub root_app: String,
+}
+
+impl Default for ArgoCd {
+    fn default() -> Self {
+        ArgoCd {
+            install: Manifest {
+                version: "v3.5.1".into(),
+                url: "https://raw.githubusercontent.com/argoproj/argo-cd/v3.5.1/manifests/install.yaml".into(),
+                sha256: plain(
+                    "795a3a972224da6a7f9d32c3e946445f062b60fb46028476715affeb688236e3".into(),
+                ),
+                path: None,
+            },
+            namespace: "argocd".into(),
+            root_app: "manifests/root-app.yaml".into(),
+        }
+    }
+}
+
+/// Node role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// The single kubeadm control-plane node.
+    ControlPlane,
+    /// Everything else (API, worker and infra nodes).
+    #[default]
+    Worker,
+}
+
+impl Role {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ControlPlane => "control-plane",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+/// One node of `spec.nodes`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Node {
+    /// Node name = hostname = EC2 `Name` tag = Kubernetes node name.
+    pub name: Located<String>,
+    /// Control plane or worker.
+    pub role: Option<Role>,
+    /// EC2 instance type.
+    pub instance_type: String,
+    /// Root volume size in GiB.
+    pub disk_gb: u32,
+    /// Subnet name from `spec.aws.subnets`.
+    pub subnet: Located<String>,
+    /// Static SSH address (`host[:port]`) overriding the discovered public IP.
+    pub address: Option<Located<String>>,
+    /// Node labels set at registration.
+    pub labels: BTreeMap<String, Located<String>>,
+    /// Taints `key[=value]:Effect` set at registration.
+    pub taints: Vec<Located<String>>,
+}
+
+/// A value together with where it stands in the config file (`None` for defaults).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Located<T> {
+    /// The value.
+    pub value: T,
+    /// Byte span in the config source.
+    pub span: Option<SourceSpan>,
+}
+
+impl<T> std::ops::Deref for Located<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Located<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned = serde_saphyr::Spanned::<T>::deserialize(deserializer)?;
+        let span = spanned.referenced.span();
+        let span = span
+            .byte_offset()
+            .map(|offset| SourceSpan::from((offset as usize, span.byte_len().unwrap_or(0) as usize)));
+        Ok(Located {
+            value: spanned.value,
+            span,
+        })
+    }
+}
+
+/// A value with no source location (defaults and values filled in by code).
+pub fn plain<T>(value: T) -> Located<T> {
+    Located { value, span: None }
+}

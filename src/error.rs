@@ -1,0 +1,192 @@
+//! The error type every layer returns, and the documented exit codes.
+
+use std::path::PathBuf;
+
+use miette::Diagnostic;
+use thiserror::Error;
+
+use crate::config::ConfigProblems;
+
+/// Exit codes of the `ecoboot` binary. Scripts may rely on them.
+pub mod exit {
+    /// Everything asked for was done (or already done).
+    pub const SUCCESS: i32 = 0;
+    /// A stage failed; the state journal says which. Rerun `ecoboot up` to resume.
+    pub const STAGE_FAILED: i32 = 1;
+    /// The command line or the cluster config is wrong; nothing was changed.
+    pub const USAGE: i32 = 2;
+    /// Another ecoboot run holds the state lock for this cluster.
+    pub const LOCKED: i32 = 3;
+    /// The state file is unreadable or written by an incompatible (newer) ecoboot.
+    pub const STATE: i32 = 4;
+    /// Interrupted by Ctrl-C / SIGINT / SIGTERM; the journal records `interrupted`.
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in ecoboot, each with a next step for the user.
+#[derive(Debug, Error, Diagnostic)]
+pub enum Error {
+    /// The cluster config has one or more problems.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Config(#[from] Box<ConfigProblems>),
+
+    /// A file could not be read or written.
+    #[error("cannot {action} {}", path.display())]
+    #[diagnostic(code(ecoboot::io), help("check the path and its permissions"))]
+    Io {
+        /// What ecoboot tried to do ("read", "write", "create directory").
+        action: &'static str,
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Another process holds the state lock.
+    #[error("the state of cluster `{cluster}` is locked by another ecoboot run ({holder})")]
+    #[diagnostic(
+        code(ecoboot::state::locked),
+        help(
+            "wait for that run to finish; the lock is released automatically when its process exits (lock file: {})",
+            path.display()
+        )
+    )]
+    Locked {
+        /// Cluster name.
+        cluster: String,
+        /// Who holds it, e.g. `pid 4242 on laptop`.
+        holder: String,
+        /// The lock file.
+        path: PathBuf,
+    },
+
+    /// The state file cannot be used; it is left untouched.
+    #[error("state file {} is unusable: {reason}", path.display())]
+    #[diagnostic(
+        code(ecoboot::state::unusable),
+        help(
+            "the file was not modified. Move it aside (ecoboot rebuilds state from probes of the real world) or use the ecoboot version that wrote it"
+        )
+    )]
+    StateUnusable {
+        /// The state file.
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
+
+    /// A stage needs the output of an earlier stage that has not run.
+    #[error("stage `{stage}` needs {what}, which stage `{needs}` provides")]
+    #[diagnostic(
+        code(ecoboot::stage::prerequisite),
+        help("run `ecoboot stage {needs}` (or `ecoboot up --to {stage}`) first")
+    )]
+    Prerequisite {
+        /// The stage that was asked to run.
+        stage: &'static str,
+        /// What is missing.
+        what: String,
+        /// The stage that produces it.
+        needs: &'static str,
+    },
+
+    /// A stage is declared but not built yet.
+    #[error("stage `{stage}` is not implemented yet")]
+    #[diagnostic(
+        code(ecoboot::stage::not_implemented),
+        help("this ecoboot build cannot run `{stage}`; use `ecoboot up --to <earlier stage>`")
+    )]
+    NotImplemented {
+        /// The stage id.
+        stage: &'static str,
+    },
+
+    /// A stage ran but failed.
+    #[error("stage `{stage}` failed: {message}")]
+    #[diagnostic(code(ecoboot::stage::failed), help("{help}"))]
+    StageFailed {
+        /// The stage id.
+        stage: String,
+        /// What went wrong, naming the node or resource.
+        message: String,
+        /// What to do next.
+        help: String,
+    },
+
+    /// A stage's apply returned but its probe still sees work to do.
+    #[error("stage `{stage}` finished but its check still finds work: {remaining}")]
+    #[diagnostic(
+        code(ecoboot::stage::unverified),
+        help("something changed underneath ecoboot or the stage is not idempotent; rerun with -v and report it")
+    )]
+    Unverified {
+        /// The stage id.
+        stage: String,
+        /// The actions the probe still lists.
+        remaining: String,
+    },
+
+    /// The user or the environment stopped the run.
+    #[error("interrupted")]
+    #[diagnostic(code(ecoboot::interrupted), help("rerun `ecoboot up` to resume where it stopped"))]
+    Interrupted,
+
+    /// The command line asks for something impossible.
+    #[error("{0}")]
+    #[diagnostic(code(ecoboot::usage))]
+    Usage(String),
+}
+
+impl Error {
+    /// The process exit code for this error (see [`exit`]).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Usage(_) => exit::USAGE,
+            Error::Locked { .. } => exit::LOCKED,
+            Error::StateUnusable { .. } => exit::STATE,
+            Error::Interrupted => exit::INTERRUPTED,
+            Error::Io { .. }
+            | Error::Prerequisite { .. }
+            | Error::NotImplemented { .. }
+            | Error::StageFailed { .. }
+            | Error::Unverified { .. } => exit::STAGE_FAILED,
+        }
+    }
+
+    /// Shorthand for an [`Error::Io`].
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_the_documented_ones() {
+        assert_eq!(Error::Interrupted.exit_code(), 130);
+        assert_eq!(Error::Usage("x".into()).exit_code(), 2);
+        let locked = Error::Locked {
+            cluster: "c".into(),
+            holder: "pid 1".into(),
+            path: "/x".into(),
+        };
+        assert_eq!(locked.exit_code(), 3);
+        let state = Error::StateUnusable {
+            path: "/x".into(),
+            reason: "r".into(),
+        };
+        assert_eq!(state.exit_code(), 4);
+        assert_eq!(Error::NotImplemented { stage: "iam" }.exit_code(), 1);
+    }
+}

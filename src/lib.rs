@@ -1,0 +1,48 @@
+//! ecoboot: one binary that bootstraps a Kubernetes platform on AWS end to end.
+//!
+//! `run` is the whole program; `main.rs` only calls it.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod fsutil;
+pub mod output;
+pub mod report;
+pub mod stages;
+pub mod state;
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+use crate::error::exit;
+
+/// Parses `args`, runs the command and returns the process exit code.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::USAGE } else { exit::SUCCESS };
+        }
+    };
+    output::install_error_renderer();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ecoboot: cannot start the async runtime: {e}");
+            return exit::STAGE_FAILED;
+        }
+    };
+    match runtime.block_on(commands::dispatch(cli)) {
+        Ok(()) => exit::SUCCESS,
+        Err(err) => {
+            let code = err.exit_code();
+            eprintln!("{:?}", miette::Report::new(err));
+            code
+        }
+    }
+}

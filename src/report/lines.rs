@@ -1,0 +1,241 @@
+//! Plain line-per-event output, optionally with GitHub Actions workflow commands.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use crate::event::{Event, Reporter};
+
+/// One line per event: `[stage] node: message`. With `github`, stages are wrapped in
+/// `::group::`/`::endgroup::`, failures become `::error::` annotations and a Markdown table is
+/// appended to `$GITHUB_STEP_SUMMARY` at the end.
+pub struct LineReporter {
+    out: Mutex<Box<dyn Write + Send>>,
+    github: bool,
+    quiet: bool,
+    summary_path: Option<PathBuf>,
+    rows: Mutex<Vec<(String, String, u64)>>,
+}
+
+impl LineReporter {
+    /// Builds a reporter writing to `out`.
+    pub fn new(
+        out: Mutex<Box<dyn Write + Send>>,
+        github: bool,
+        quiet: bool,
+        summary_path: Option<PathBuf>,
+    ) -> Self {
+        LineReporter {
+            out,
+            github,
+            quiet,
+            summary_path,
+            rows: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn line(&self, text: &str) {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        for line in text.lines() {
+            let _ = writeln!(out, "{}", sanitize(line));
+        }
+        let _ = out.flush();
+    }
+
+    fn row(&self, stage: &str, status: &str, ms: u64) {
+        self.rows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((stage.to_string(), status.to_string(), ms));
+    }
+
+    fn write_summary(&self) {
+        let Some(path) = &self.summary_path else { return };
+        let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        if rows.is_empty() {
+            return;
+        }
+        let mut md = String::from("### ecoboot\n\n| stage | status | duration |\n|---|---|---|\n");
+        for (stage, status, ms) in rows.iter() {
+            md.push_str(&format!("| {stage} | {status} | {} |\n", seconds(*ms)));
+        }
+        md.push('\n');
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(md.as_bytes()));
+        if let Err(e) = appended {
+            self.line(&format!("warning: cannot write the step summary {}: {e}", path.display()));
+        }
+    }
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+/// Removes control characters (ANSI escapes, carriage returns) from a message.
+pub fn sanitize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip an ANSI CSI sequence: ESC [ ... final byte in @..~
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else if c == '\t' || !c.is_control() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Escapes a message for a GitHub workflow command (`%`, CR, LF).
+fn gh_escape(text: &str) -> String {
+    text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+impl Reporter for LineReporter {
+    fn event(&self, event: &Event) {
+        match event {
+            Event::RunStarted { command, cluster } => {
+                if !self.quiet {
+                    self.line(&format!("ecoboot {command}: cluster {cluster}"));
+                }
+            }
+            Event::StageStarted { stage, title } => {
+                if self.github {
+                    self.line(&format!("::group::{stage}: {title}"));
+                } else if !self.quiet {
+                    self.line(&format!("[{stage}] {title}"));
+                }
+            }
+            Event::StageSkipped { stage, message } => {
+                if !self.quiet {
+                    self.line(&format!("[{stage}] done already: {message}"));
+                }
+                if self.github {
+                    self.line("::endgroup::");
+                }
+                self.row(stage, "done (skipped)", 0);
+            }
+            Event::StagePlan { stage, actions } => {
+                for a in actions {
+                    self.line(&format!("[{stage}] {}: would {}", a.target, a.what));
+                }
+            }
+            Event::Progress {
+                stage,
+                node,
+                message,
+                done,
+                total,
+            } => {
+                if self.quiet {
+                    return;
+                }
+                let count = match (done, total) {
+                    (Some(d), Some(t)) => format!(" ({d}/{t})"),
+                    _ => String::new(),
+                };
+                match node {
+                    Some(node) => self.line(&format!("[{stage}] {node}: {message}{count}")),
+                    None => self.line(&format!("[{stage}] {message}{count}")),
+                }
+            }
+            Event::StageDone {
+                stage,
+                duration_ms,
+                counters,
+            } => {
+                let counts: Vec<String> = counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let counts = if counts.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", counts.join(", "))
+                };
+                if !self.quiet {
+                    self.line(&format!("[{stage}] done in {}{counts}", seconds(*duration_ms)));
+                }
+                if self.github {
+                    self.line("::endgroup::");
+                }
+                self.row(stage, "done", *duration_ms);
+            }
+            Event::StageFailed {
+                stage,
+                duration_ms,
+                message,
+            } => {
+                self.line(&format!("[{stage}] FAILED after {}: {message}", seconds(*duration_ms)));
+                if self.github {
+                    self.line("::endgroup::");
+                    self.line(&format!("::error title=ecoboot stage {stage} failed::{}", gh_escape(message)));
+                }
+                self.row(stage, "failed", *duration_ms);
+            }
+            Event::RunFinished { ok, duration_ms } => {
+                if !self.quiet || !ok {
+                    let verdict = if *ok { "finished" } else { "stopped" };
+                    self.line(&format!("ecoboot {verdict} in {}", seconds(*duration_ms)));
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if self.github {
+            self.write_summary();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn github_groups_annotations_and_summary() {
+        let buf = Buf::default();
+        let dir = tempfile::tempdir().unwrap();
+        let summary = dir.path().join("summary.md");
+        let r = LineReporter::new(Mutex::new(Box::new(buf.clone())), true, false, Some(summary.clone()));
+        r.event(&Event::StageStarted { stage: "network".into(), title: "Create network".into() });
+        r.event(&Event::StageDone { stage: "network".into(), duration_ms: 1500, counters: Default::default() });
+        r.event(&Event::StageStarted { stage: "iam".into(), title: "Create IAM".into() });
+        r.event(&Event::StageFailed { stage: "iam".into(), duration_ms: 10, message: "boom\nline 2 100%".into() });
+        r.finish();
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("::group::network: Create network\n"));
+        assert_eq!(text.matches("::endgroup::").count(), 2);
+        assert!(text.contains("::error title=ecoboot stage iam failed::boom%0Aline 2 100%25"));
+        let md = std::fs::read_to_string(summary).unwrap();
+        assert!(md.contains("| network | done | 1.5s |"));
+        assert!(md.contains("| iam | failed | 0.0s |"));
+    }
+
+    #[test]
+    fn sanitize_strips_escapes() {
+        assert_eq!(sanitize("\u{1b}[31mred\u{1b}[0m\r ok"), "red ok");
+    }
+}

@@ -1,0 +1,137 @@
+//! Interactive terminal output: a spinner per stage and a bar per node.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::event::{Event, Reporter};
+
+/// indicatif rendering of engine events.
+pub struct TtyReporter {
+    multi: MultiProgress,
+    quiet: bool,
+    bars: Mutex<Bars>,
+}
+
+#[derive(Default)]
+struct Bars {
+    stage: Option<ProgressBar>,
+    nodes: HashMap<String, ProgressBar>,
+}
+
+impl TtyReporter {
+    /// Builds the reporter (draws to stderr).
+    pub fn new(quiet: bool) -> Self {
+        TtyReporter {
+            multi: MultiProgress::new(),
+            quiet,
+            bars: Mutex::new(Bars::default()),
+        }
+    }
+
+    fn println(&self, text: &str) {
+        let _ = self.multi.println(text);
+    }
+
+    fn node_bar(&self, bars: &mut Bars, node: &str, total: Option<u64>) -> ProgressBar {
+        bars.nodes
+            .entry(node.to_string())
+            .or_insert_with(|| {
+                let bar = self.multi.add(ProgressBar::new(total.unwrap_or(0)));
+                let style = ProgressStyle::with_template("  {prefix:<22} [{bar:20}] {pos}/{len} {wide_msg}")
+                    .expect("valid template")
+                    .progress_chars("=> ");
+                bar.set_style(style);
+                bar.set_prefix(node.to_string());
+                bar
+            })
+            .clone()
+    }
+
+    fn close_stage(&self, bars: &mut Bars, line: String) {
+        if let Some(spinner) = bars.stage.take() {
+            spinner.finish_and_clear();
+        }
+        for (_, bar) in bars.nodes.drain() {
+            bar.finish_and_clear();
+        }
+        self.println(&line);
+    }
+}
+
+impl Reporter for TtyReporter {
+    fn event(&self, event: &Event) {
+        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        match event {
+            Event::RunStarted { command, cluster } if !self.quiet => {
+                self.println(&format!("ecoboot {command}: cluster {cluster}"));
+            }
+            Event::StageStarted { stage, title } => {
+                let spinner = self.multi.add(ProgressBar::new_spinner());
+                spinner.set_style(
+                    ProgressStyle::with_template("{spinner} {prefix:.bold} {msg} [{elapsed}]").expect("valid template"),
+                );
+                spinner.set_prefix(stage.clone());
+                spinner.set_message(title.clone());
+                spinner.enable_steady_tick(Duration::from_millis(120));
+                bars.stage = Some(spinner);
+            }
+            Event::StageSkipped { stage, message } => {
+                self.close_stage(&mut bars, format!("✓ {stage}: done already ({message})"));
+            }
+            Event::StagePlan { stage, actions } => {
+                for a in actions {
+                    self.println(&format!("  ~ [{stage}] {}: {}", a.target, a.what));
+                }
+            }
+            Event::Progress {
+                node: Some(node),
+                message,
+                done,
+                total,
+                ..
+            } => {
+                let bar = self.node_bar(&mut bars, node, *total);
+                if let Some(total) = total {
+                    bar.set_length(*total);
+                }
+                if let Some(done) = done {
+                    bar.set_position(*done);
+                }
+                bar.set_message(message.clone());
+            }
+            Event::Progress {
+                node: None, message, ..
+            } => match &bars.stage {
+                Some(spinner) => spinner.set_message(message.clone()),
+                None => self.println(message),
+            },
+            Event::StageDone {
+                stage, duration_ms, ..
+            } => {
+                let line = format!("✓ {stage} ({:.1}s)", *duration_ms as f64 / 1000.0);
+                self.close_stage(&mut bars, line);
+            }
+            Event::StageFailed { stage, message, .. } => {
+                self.close_stage(&mut bars, format!("✗ {stage}: {message}"));
+            }
+            Event::RunFinished { ok, duration_ms } => {
+                let verdict = if *ok { "finished" } else { "stopped" };
+                self.println(&format!("ecoboot {verdict} in {:.1}s", *duration_ms as f64 / 1000.0));
+            }
+            Event::RunStarted { .. } => {}
+        }
+    }
+
+    fn finish(&self) {
+        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(spinner) = bars.stage.take() {
+            spinner.finish_and_clear();
+        }
+        for (_, bar) in bars.nodes.drain() {
+            bar.finish_and_clear();
+        }
+    }
+}

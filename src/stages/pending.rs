@@ -1,0 +1,122 @@
+//! Stages declared in the pipeline but not built yet. Their plan lists what the stage will
+//! do from the config alone (nothing is probed), and their apply fails honestly.
+
+use async_trait::async_trait;
+
+use crate::config::{Config, Role};
+use crate::engine::{Ctx, Probe, Stage};
+use crate::error::{Error, Result};
+use crate::event::Action;
+
+/// A declared, unimplemented stage.
+pub struct Pending {
+    id: &'static str,
+    title: &'static str,
+    describe: fn(&Config) -> Vec<Action>,
+}
+
+impl Pending {
+    /// Declares a stage whose intended actions `describe` lists.
+    pub fn new(id: &'static str, title: &'static str, describe: fn(&Config) -> Vec<Action>) -> Self {
+        Pending { id, title, describe }
+    }
+}
+
+#[async_trait]
+impl Stage for Pending {
+    fn id(&self) -> &'static str {
+        self.id
+    }
+
+    fn title(&self) -> &'static str {
+        self.title
+    }
+
+    async fn probe(&self, cx: &Ctx) -> Result<Probe> {
+        let mut actions = (self.describe)(&cx.config);
+        for a in &mut actions {
+            a.what.push_str(" (not probed: stage not implemented yet)");
+        }
+        Ok(Probe::Todo(actions))
+    }
+
+    async fn apply(&self, _: &Ctx, _: &[Action]) -> Result<()> {
+        Err(Error::NotImplemented { stage: self.id })
+    }
+}
+
+/// Network resources from `spec.aws`.
+pub fn network(c: &Config) -> Vec<Action> {
+    let aws = &c.cluster.spec.aws;
+    let mut out = vec![Action::new("vpc", format!("create VPC {}", aws.vpc_cidr.value))];
+    for s in &aws.subnets {
+        out.push(Action::new(
+            format!("subnet/{}", s.name),
+            format!("create public subnet {} in {}", s.cidr.value, s.az),
+        ));
+    }
+    out.push(Action::new("igw", "create and attach internet gateway"));
+    out.push(Action::new("route-table", "create public route table 0.0.0.0/0 -> IGW"));
+    out.push(Action::new("security-group", "create cluster security group (22, 6443, intra-cluster)"));
+    out
+}
+
+/// IAM role and profile.
+pub fn iam(c: &Config) -> Vec<Action> {
+    let name = c.name();
+    vec![
+        Action::new(format!("role/{name}-node"), format!("create role with {} policies", c.cluster.spec.aws.iam_policies.len())),
+        Action::new(format!("instance-profile/{name}-node"), "create instance profile"),
+    ]
+}
+
+/// One instance per node.
+pub fn instances(c: &Config) -> Vec<Action> {
+    let mut out = vec![Action::new(
+        format!("key-pair/{}", c.cluster.spec.aws.key_pair.name.value),
+        "import key pair",
+    )];
+    out.extend(c.nodes().map(|n| {
+        Action::new(
+            n.name.value.clone(),
+            format!("launch {} ({} GiB gp3) in {}", n.instance_type, n.disk_gb, n.subnet.value),
+        )
+    }));
+    out
+}
+
+/// Every node.
+pub fn every_node(c: &Config) -> Vec<Action> {
+    c.nodes().map(|n| Action::new(n.name.value.clone(), "run playbook")).collect()
+}
+
+/// The control plane only.
+pub fn control_plane(c: &Config) -> Vec<Action> {
+    let n = c.control_plane();
+    vec![Action::new(n.name.value.clone(), "kubeadm init")]
+}
+
+/// Every node except the control plane.
+pub fn workers(c: &Config) -> Vec<Action> {
+    c.nodes()
+        .filter(|n| n.role == Some(Role::Worker))
+        .map(|n| Action::new(n.name.value.clone(), "kubeadm join"))
+        .collect()
+}
+
+/// Calico.
+pub fn calico(c: &Config) -> Vec<Action> {
+    let k = &c.cluster.spec.kubernetes;
+    vec![Action::new("calico", format!("apply Calico {} (pod CIDR {}, VXLAN)", k.calico.version, k.pod_cidr.value))]
+}
+
+/// ArgoCD.
+pub fn argocd(c: &Config) -> Vec<Action> {
+    let a = &c.cluster.spec.argocd;
+    vec![Action::new(format!("namespace/{}", a.namespace), format!("apply ArgoCD {}", a.install.version))]
+}
+
+/// Root application.
+pub fn root_app(c: &Config) -> Vec<Action> {
+    vec![Action::new("root-app", format!("apply {}", c.cluster.spec.argocd.root_app))]
+}

@@ -1,0 +1,284 @@
+//! The state journal: what ran, when, with what outcome, plus a cache of resource ids.
+//! The real world (AWS tags, node files, API objects) stays the authority; this file is a hint.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+
+/// Version of the state file layout this build reads and writes.
+pub const SCHEMA: u32 = 1;
+
+/// Where a stage stands in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageStatus {
+    /// Never started.
+    #[default]
+    Pending,
+    /// Started and not finished: the process is running or died.
+    Running,
+    /// Finished and verified.
+    Done,
+    /// Finished with an error.
+    Failed,
+    /// Stopped by Ctrl-C or a signal.
+    Interrupted,
+}
+
+impl StageStatus {
+    /// Lower-case name used in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageStatus::Pending => "pending",
+            StageStatus::Running => "running",
+            StageStatus::Done => "done",
+            StageStatus::Failed => "failed",
+            StageStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The journal entry of one stage.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StageRecord {
+    /// Current status.
+    pub status: StageStatus,
+    /// RFC 3339 time the last attempt started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    /// RFC 3339 time the last attempt ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
+    /// How many times apply was started.
+    pub attempts: u32,
+    /// The last error message (never contains secrets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// The whole state file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct State {
+    /// Layout version ([`SCHEMA`]).
+    pub schema: u32,
+    /// Cluster name.
+    pub cluster: String,
+    /// sha256 of the config file last used.
+    pub config_digest: String,
+    /// Journal, by stage id.
+    pub stages: BTreeMap<String, StageRecord>,
+    /// Stage outputs (resource ids, addresses, ...), by stage id. Never secrets.
+    pub outputs: BTreeMap<String, serde_json::Value>,
+}
+
+impl State {
+    /// An empty journal for `cluster`.
+    pub fn new(cluster: &str) -> Self {
+        State {
+            schema: SCHEMA,
+            cluster: cluster.to_string(),
+            config_digest: String::new(),
+            stages: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+        }
+    }
+
+    /// The record of `stage` (default: pending).
+    pub fn record(&self, stage: &str) -> StageRecord {
+        self.stages.get(stage).cloned().unwrap_or_default()
+    }
+
+    /// Mutable record of `stage`, created if missing.
+    pub fn record_mut(&mut self, stage: &str) -> &mut StageRecord {
+        self.stages.entry(stage.to_string()).or_default()
+    }
+
+    /// The typed output of `stage`, if recorded and readable.
+    pub fn output<T: for<'de> Deserialize<'de>>(&self, stage: &str) -> Option<T> {
+        self.outputs
+            .get(stage)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+
+    /// Records the output of `stage`.
+    pub fn set_output<T: Serialize>(&mut self, stage: &str, value: &T) {
+        let value = serde_json::to_value(value).expect("outputs serialize to JSON");
+        self.outputs.insert(stage.to_string(), value);
+    }
+}
+
+/// Current time as RFC 3339 (UTC, seconds).
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// The state directory of one cluster, held under an exclusive lock for a whole run.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    _lock: Option<File>,
+}
+
+impl Store {
+    /// `<state_dir>/<cluster>`.
+    pub fn cluster_dir(state_dir: &Path, cluster: &str) -> PathBuf {
+        state_dir.join(cluster)
+    }
+
+    /// Opens the cluster's state directory and takes the run lock; fails with
+    /// [`Error::Locked`] (exit 3) if another process holds it.
+    pub fn lock(state_dir: &Path, cluster: &str) -> Result<Store> {
+        let dir = Self::cluster_dir(state_dir, cluster);
+        fsutil::ensure_private_dir(&dir)?;
+        let path = dir.join("lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                return Err(Error::Locked {
+                    cluster: cluster.to_string(),
+                    holder: if holder.is_empty() { "unknown process".into() } else { holder.to_string() },
+                    path,
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let who = format!("pid {} on {}, since {}", std::process::id(), host.trim(), now());
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = file.write_all(who.as_bytes());
+        Ok(Store {
+            dir,
+            _lock: Some(file),
+        })
+    }
+
+    /// Opens the directory read-only, without the lock (status, plan).
+    pub fn read_only(state_dir: &Path, cluster: &str) -> Store {
+        Store {
+            dir: Self::cluster_dir(state_dir, cluster),
+            _lock: None,
+        }
+    }
+
+    /// True when this store holds the run lock (and may write).
+    pub fn is_locked(&self) -> bool {
+        self._lock.is_some()
+    }
+
+    /// The cluster's state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of `state.json`.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    /// Loads the journal. Missing → a fresh one. Corrupt or newer → [`Error::StateUnusable`]
+    /// (exit 4), and the file is left as it is.
+    pub fn load(&self, cluster: &str) -> Result<State> {
+        let path = self.path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::new(cluster)),
+            Err(e) => {
+                return Err(Error::StateUnusable {
+                    path,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::StateUnusable {
+            path: path.clone(),
+            reason: format!("not valid JSON ({e})"),
+        })?;
+        let schema = value.get("schema").and_then(|s| s.as_u64());
+        match schema {
+            Some(s) if s == u64::from(SCHEMA) => {}
+            Some(s) if s > u64::from(SCHEMA) => {
+                return Err(Error::StateUnusable {
+                    path,
+                    reason: format!("written by a newer ecoboot (schema {s}, this build reads {SCHEMA})"),
+                });
+            }
+            other => {
+                return Err(Error::StateUnusable {
+                    path,
+                    reason: format!("unknown schema {other:?}"),
+                });
+            }
+        }
+        let state: State = serde_json::from_value(value).map_err(|e| Error::StateUnusable {
+            path: path.clone(),
+            reason: format!("unexpected content ({e})"),
+        })?;
+        if state.cluster != cluster {
+            return Err(Error::StateUnusable {
+                path,
+                reason: format!("it belongs to cluster `{}`, not `{cluster}`", state.cluster),
+            });
+        }
+        Ok(state)
+    }
+
+    /// Writes the journal atomically with mode 0600.
+    pub fn save(&self, state: &State) -> Result<()> {
+        assert!(self._lock.is_some(), "state is saved only under the run lock");
+        let mut json = serde_json::to_vec_pretty(state).expect("state serializes");
+        json.push(b'\n');
+        fsutil::write_atomic(&self.path(), &json, 0o600)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_lock_in_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::lock(dir.path(), "c1").unwrap();
+        let mut state = store.load("c1").unwrap();
+        state.record_mut("network").status = StageStatus::Done;
+        state.set_output("network", &serde_json::json!({"vpc": "vpc-1"}));
+        store.save(&state).unwrap();
+        assert_eq!(store.load("c1").unwrap(), state);
+        // A second lock on the same file fails even within one process (separate open file).
+        assert!(matches!(Store::lock(dir.path(), "c1"), Err(Error::Locked { .. })));
+        drop(store);
+        assert!(Store::lock(dir.path(), "c1").is_ok());
+    }
+
+    #[test]
+    fn corrupt_and_newer_state_are_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::lock(dir.path(), "c1").unwrap();
+        for text in ["{not json", "{\"schema\": 99, \"cluster\": \"c1\"}", "{\"schema\": 1, \"cluster\": \"other\", \"config_digest\": \"\", \"stages\": {}, \"outputs\": {}}"] {
+            std::fs::write(store.path(), text).unwrap();
+            let err = store.load("c1").unwrap_err();
+            assert_eq!(err.exit_code(), crate::error::exit::STATE, "{text}");
+            assert_eq!(std::fs::read_to_string(store.path()).unwrap(), text);
+        }
+    }
+}
