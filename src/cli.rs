@@ -20,10 +20,21 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Cluster config file.
-    #[arg(short, long, global = true, env = "ECOBOOT_CONFIG", default_value = "inventory/cluster.yaml")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "ECOBOOT_CONFIG",
+        default_value = "inventory/cluster.yaml"
+    )]
     pub config: PathBuf,
     /// Directory for state, logs, keys and kubeconfig (one subdirectory per cluster).
-    #[arg(long, global = true, env = "ECOBOOT_STATE_DIR", default_value = ".ecoboot")]
+    #[arg(
+        long,
+        global = true,
+        env = "ECOBOOT_STATE_DIR",
+        default_value = ".ecoboot"
+    )]
     pub state_dir: PathBuf,
     /// More diagnostics on stderr (-v info, -vv debug); ECOBOOT_LOG takes a full filter.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

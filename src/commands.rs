@@ -28,15 +28,31 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             dry_run,
             yes,
         } => {
-            let mode = if *dry_run { RunMode::Plan } else { RunMode::Apply };
+            let mode = if *dry_run {
+                RunMode::Plan
+            } else {
+                RunMode::Apply
+            };
             run_stages(g, "up", from.as_deref(), to.as_deref(), mode, *yes).await
         }
         Command::Stage { id, dry_run } => {
-            let mode = if *dry_run { RunMode::Plan } else { RunMode::Apply };
+            let mode = if *dry_run {
+                RunMode::Plan
+            } else {
+                RunMode::Apply
+            };
             run_stages(g, "stage", Some(id), Some(id), mode, true).await
         }
         Command::Plan { from, to } => {
-            run_stages(g, "plan", from.as_deref(), to.as_deref(), RunMode::Plan, true).await
+            run_stages(
+                g,
+                "plan",
+                from.as_deref(),
+                to.as_deref(),
+                RunMode::Plan,
+                true,
+            )
+            .await
         }
         Command::Status => status(g).await,
         Command::Down { yes } => down(g, *yes).await,
@@ -69,10 +85,14 @@ async fn run_stages(
     mode: RunMode,
     yes: bool,
 ) -> Result<()> {
-    let files = if mode == RunMode::Apply { FileChecks::Check } else { FileChecks::Skip };
-    let config = load_config(g, files)?;
     let stages = crate::stages::all();
     let selected = engine::select(&stages, from, to)?;
+    let files = if mode == RunMode::Apply {
+        FileChecks::Check
+    } else {
+        FileChecks::Skip
+    };
+    let config = load_config(g, files)?;
     let store = if mode == RunMode::Apply {
         Store::lock(&g.state_dir, config.name())?
     } else {
@@ -142,7 +162,12 @@ async fn status(g: &Global) -> Result<()> {
     let store = Store::read_only(&g.state_dir, config.name());
     let state = store.load(config.name())?;
     let stages = crate::stages::all();
-    let cx = Ctx::new(config.clone(), Events::new(Arc::new(Silent)), store, state.clone());
+    let cx = Ctx::new(
+        config.clone(),
+        Events::new(Arc::new(Silent)),
+        store,
+        state.clone(),
+    );
     let mut rows = Vec::new();
     for stage in &stages {
         let record = state.record(stage.id());
@@ -168,9 +193,19 @@ async fn status(g: &Global) -> Result<()> {
         println!("cluster {}", config.name());
         println!("{:<15} {:<12} {:>8}  probe", "STAGE", "STATUS", "ATTEMPTS");
         for r in &rows {
-            println!("{:<15} {:<12} {:>8}  {}", r.id, r.status.as_str(), r.attempts, r.probe);
+            println!(
+                "{:<15} {:<12} {:>8}  {}",
+                r.id,
+                r.status.as_str(),
+                r.attempts,
+                r.probe
+            );
             if let Some(err) = &r.last_error {
-                println!("{:<15} last error: {}", "", err.lines().next().unwrap_or_default());
+                println!(
+                    "{:<15} last error: {}",
+                    "",
+                    err.lines().next().unwrap_or_default()
+                );
             }
         }
     }
@@ -192,7 +227,10 @@ async fn down(g: &Global, yes: bool) -> Result<()> {
                 "`ecoboot down` deletes every resource of the cluster; pass --yes to confirm (no terminal to ask on)".into(),
             ));
         }
-        if !confirm(&format!("Delete every AWS resource of cluster `{}`?", config.name())) {
+        if !confirm(&format!(
+            "Delete every AWS resource of cluster `{}`?",
+            config.name()
+        )) {
             return Err(Error::Usage("cancelled; nothing was deleted".into()));
         }
     }

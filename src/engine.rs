@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::event::{Action, Event, Events, millis};
-use crate::state::{State, StageStatus, Store, now};
+use crate::state::{StageStatus, State, Store, now};
 
 /// What a read-only probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,7 +166,8 @@ impl<'a> Runner<'a> {
         };
         let todo = match stage.probe(self.cx).await {
             Ok(Probe::Done(summary)) => {
-                if mode == RunMode::Apply && self.cx.state().record(id).status != StageStatus::Done {
+                if mode == RunMode::Apply && self.cx.state().record(id).status != StageStatus::Done
+                {
                     self.record(id, |r| {
                         r.status = StageStatus::Done;
                         r.finished.get_or_insert_with(now);
@@ -182,7 +183,10 @@ impl<'a> Runner<'a> {
             Err(Error::Prerequisite { needs, what, .. }) if mode == RunMode::Plan => {
                 events.emit(Event::StagePlan {
                     stage: id.into(),
-                    actions: vec![Action::new(id, format!("run after `{needs}` provides {what}"))],
+                    actions: vec![Action::new(
+                        id,
+                        format!("run after `{needs}` provides {what}"),
+                    )],
                 });
                 return Ok(());
             }
@@ -207,7 +211,11 @@ impl<'a> Runner<'a> {
                 Ok(Probe::Done(_)) => Ok(()),
                 Ok(Probe::Todo(left)) => Err(Error::Unverified {
                     stage: id.into(),
-                    remaining: left.iter().map(|a| format!("{}: {}", a.target, a.what)).collect::<Vec<_>>().join("; "),
+                    remaining: left
+                        .iter()
+                        .map(|a| format!("{}: {}", a.target, a.what))
+                        .collect::<Vec<_>>()
+                        .join("; "),
                 }),
                 Err(e) => Err(e),
             },
@@ -259,11 +267,17 @@ pub fn select<'s>(
     let index = |id: &str| {
         stages.iter().position(|s| s.id() == id).ok_or_else(|| {
             let ids: Vec<&str> = stages.iter().map(|s| s.id()).collect();
-            Error::Usage(format!("unknown stage `{id}`; stages are: {}", ids.join(", ")))
+            Error::Usage(format!(
+                "unknown stage `{id}`; stages are: {}",
+                ids.join(", ")
+            ))
         })
     };
     let start = from.map(index).transpose()?.unwrap_or(0);
-    let end = to.map(index).transpose()?.unwrap_or(stages.len().saturating_sub(1));
+    let end = to
+        .map(index)
+        .transpose()?
+        .unwrap_or(stages.len().saturating_sub(1));
     if start > end {
         return Err(Error::Usage(format!(
             "--from {} comes after --to {}",
@@ -333,7 +347,12 @@ mod tests {
 
     fn setup(world: &Arc<World>) -> (Vec<Box<dyn Stage>>, tempfile::TempDir) {
         let stages = (0..4)
-            .map(|n| Box::new(Fake { n, world: world.clone() }) as Box<dyn Stage>)
+            .map(|n| {
+                Box::new(Fake {
+                    n,
+                    world: world.clone(),
+                }) as Box<dyn Stage>
+            })
             .collect();
         (stages, tempfile::tempdir().unwrap())
     }
@@ -343,7 +362,10 @@ mod tests {
         let store = Store::lock(dir, "test").unwrap();
         let state = store.load("test").unwrap();
         let config = crate::config::tests_support::config();
-        (Ctx::new(Arc::new(config), Events::new(sink.clone()), store, state), sink)
+        (
+            Ctx::new(Arc::new(config), Events::new(sink.clone()), store, state),
+            sink,
+        )
     }
 
     #[tokio::test]
@@ -353,7 +375,10 @@ mod tests {
         let (stages, dir) = setup(&world);
         {
             let (cx, _) = ctx(dir.path());
-            let err = Runner::new(&stages, &cx).run(RunMode::Apply).await.unwrap_err();
+            let err = Runner::new(&stages, &cx)
+                .run(RunMode::Apply)
+                .await
+                .unwrap_err();
             assert!(err.to_string().contains("injected"));
             let st = cx.state();
             assert_eq!(st.record("two").status, StageStatus::Done);
@@ -363,12 +388,22 @@ mod tests {
         world.fail_stage.store(0, Ordering::SeqCst);
         let (cx, sink) = ctx(dir.path());
         Runner::new(&stages, &cx).run(RunMode::Apply).await.unwrap();
-        let applies: Vec<usize> = world.applies.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+        let applies: Vec<usize> = world
+            .applies
+            .iter()
+            .map(|a| a.load(Ordering::SeqCst))
+            .collect();
         assert_eq!(applies, vec![1, 1, 2, 1], "stages 1-2 skipped on the rerun");
-        let skipped: Vec<String> = sink.0.lock().unwrap().iter().filter_map(|e| match e {
-            Event::StageSkipped { stage, .. } => Some(stage.clone()),
-            _ => None,
-        }).collect();
+        let skipped: Vec<String> = sink
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::StageSkipped { stage, .. } => Some(stage.clone()),
+                _ => None,
+            })
+            .collect();
         assert_eq!(skipped, vec!["one", "two"]);
         assert_eq!(cx.state().record("three").attempts, 2);
     }
@@ -381,10 +416,16 @@ mod tests {
         let range = select(&stages, Some("two"), Some("three")).unwrap();
         Runner::new(range, &cx).run(RunMode::Plan).await.unwrap();
         assert!(world.applies.iter().all(|a| a.load(Ordering::SeqCst) == 0));
-        let planned: Vec<String> = sink.0.lock().unwrap().iter().filter_map(|e| match e {
-            Event::StagePlan { stage, .. } => Some(stage.clone()),
-            _ => None,
-        }).collect();
+        let planned: Vec<String> = sink
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::StagePlan { stage, .. } => Some(stage.clone()),
+                _ => None,
+            })
+            .collect();
         assert_eq!(planned, vec!["two", "three"]);
         Runner::new(range, &cx).run(RunMode::Apply).await.unwrap();
         assert_eq!(world.applies[0].load(Ordering::SeqCst), 0);

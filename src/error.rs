@@ -122,7 +122,9 @@ pub enum Error {
     #[error("stage `{stage}` finished but its check still finds work: {remaining}")]
     #[diagnostic(
         code(ecoboot::stage::unverified),
-        help("something changed underneath ecoboot or the stage is not idempotent; rerun with -v and report it")
+        help(
+            "something changed underneath ecoboot or the stage is not idempotent; rerun with -v and report it"
+        )
     )]
     Unverified {
         /// The stage id.
@@ -133,7 +135,10 @@ pub enum Error {
 
     /// The user or the environment stopped the run.
     #[error("interrupted")]
-    #[diagnostic(code(ecoboot::interrupted), help("rerun `ecoboot up` to resume where it stopped"))]
+    #[diagnostic(
+        code(ecoboot::interrupted),
+        help("rerun `ecoboot up` to resume where it stopped")
+    )]
     Interrupted,
 
     /// The command line asks for something impossible.

@@ -155,14 +155,23 @@ impl Store {
                 let holder = holder.trim();
                 return Err(Error::Locked {
                     cluster: cluster.to_string(),
-                    holder: if holder.is_empty() { "unknown process".into() } else { holder.to_string() },
+                    holder: if holder.is_empty() {
+                        "unknown process".into()
+                    } else {
+                        holder.to_string()
+                    },
                     path,
                 });
             }
             Err(TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
         }
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let who = format!("pid {} on {}, since {}", std::process::id(), host.trim(), now());
+        let who = format!(
+            "pid {} on {}, since {}",
+            std::process::id(),
+            host.trim(),
+            now()
+        );
         let _ = file.set_len(0);
         let _ = file.rewind();
         let _ = file.write_all(who.as_bytes());
@@ -209,17 +218,20 @@ impl Store {
                 });
             }
         };
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::StateUnusable {
-            path: path.clone(),
-            reason: format!("not valid JSON ({e})"),
-        })?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::StateUnusable {
+                path: path.clone(),
+                reason: format!("not valid JSON ({e})"),
+            })?;
         let schema = value.get("schema").and_then(|s| s.as_u64());
         match schema {
             Some(s) if s == u64::from(SCHEMA) => {}
             Some(s) if s > u64::from(SCHEMA) => {
                 return Err(Error::StateUnusable {
                     path,
-                    reason: format!("written by a newer ecoboot (schema {s}, this build reads {SCHEMA})"),
+                    reason: format!(
+                        "written by a newer ecoboot (schema {s}, this build reads {SCHEMA})"
+                    ),
                 });
             }
             other => {
@@ -244,7 +256,10 @@ impl Store {
 
     /// Writes the journal atomically with mode 0600.
     pub fn save(&self, state: &State) -> Result<()> {
-        assert!(self._lock.is_some(), "state is saved only under the run lock");
+        assert!(
+            self._lock.is_some(),
+            "state is saved only under the run lock"
+        );
         let mut json = serde_json::to_vec_pretty(state).expect("state serializes");
         json.push(b'\n');
         fsutil::write_atomic(&self.path(), &json, 0o600)
@@ -265,7 +280,10 @@ mod tests {
         store.save(&state).unwrap();
         assert_eq!(store.load("c1").unwrap(), state);
         // A second lock on the same file fails even within one process (separate open file).
-        assert!(matches!(Store::lock(dir.path(), "c1"), Err(Error::Locked { .. })));
+        assert!(matches!(
+            Store::lock(dir.path(), "c1"),
+            Err(Error::Locked { .. })
+        ));
         drop(store);
         assert!(Store::lock(dir.path(), "c1").is_ok());
     }
@@ -274,7 +292,11 @@ mod tests {
     fn corrupt_and_newer_state_are_refused_untouched() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::lock(dir.path(), "c1").unwrap();
-        for text in ["{not json", "{\"schema\": 99, \"cluster\": \"c1\"}", "{\"schema\": 1, \"cluster\": \"other\", \"config_digest\": \"\", \"stages\": {}, \"outputs\": {}}"] {
+        for text in [
+            "{not json",
+            "{\"schema\": 99, \"cluster\": \"c1\"}",
+            "{\"schema\": 1, \"cluster\": \"other\", \"config_digest\": \"\", \"stages\": {}, \"outputs\": {}}",
+        ] {
             std::fs::write(store.path(), text).unwrap();
             let err = store.load("c1").unwrap_err();
             assert_eq!(err.exit_code(), crate::error::exit::STATE, "{text}");

@@ -61,7 +61,9 @@ impl FromStr for Cidr {
         };
         if cidr.addr & !cidr.mask() != 0 {
             let net = Ipv4Addr::from(cidr.addr & cidr.mask());
-            return Err(format!("`{s}` has host bits set (the network is {net}/{prefix})"));
+            return Err(format!(
+                "`{s}` has host bits set (the network is {net}/{prefix})"
+            ));
         }
         Ok(cidr)
     }
@@ -92,7 +94,12 @@ mod tests {
 
     #[test]
     fn rejects_bad_blocks() {
-        assert!("10.0.0.1/16".parse::<Cidr>().unwrap_err().contains("host bits"));
+        assert!(
+            "10.0.0.1/16"
+                .parse::<Cidr>()
+                .unwrap_err()
+                .contains("host bits")
+        );
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("10.0.0.0".parse::<Cidr>().is_err());
         assert!("300.0.0.0/8".parse::<Cidr>().is_err());

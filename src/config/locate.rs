@@ -42,7 +42,10 @@ pub fn locate(source: &str, path: &[Seg]) -> Option<SourceSpan> {
         }
         let mut col = indent;
         let mut rest = rest;
-        while let Some(after) = rest.strip_prefix("- ").or(if rest == "-" { Some("") } else { None }) {
+        while let Some(after) =
+            rest.strip_prefix("- ")
+                .or(if rest == "-" { Some("") } else { None })
+        {
             stack.retain(|f| f.indent < col || (f.indent == col && !f.is_item));
             let index = match stack.last_mut() {
                 Some(parent) => {

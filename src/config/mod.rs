@@ -178,9 +178,12 @@ impl Config {
                     })
                     .collect::<Vec<_>>()
                     .join(".");
-                Problem::new(locate::locate(&source, segs), format!("unknown key `{name}`"))
-                    .label("not a known key")
-                    .help("check the spelling; see README.md#configuration for every key")
+                Problem::new(
+                    locate::locate(&source, segs),
+                    format!("unknown key `{name}`"),
+                )
+                .label("not a known key")
+                .help("check the spelling; see README.md#configuration for every key")
             })
             .collect();
         let base = path.parent().unwrap_or(Path::new("."));
@@ -271,7 +274,12 @@ pub mod tests_support {
     /// The shipped config, parsed without file checks.
     pub fn config() -> Config {
         let text = include_str!("../../inventory/cluster.yaml").to_string();
-        Config::parse(Path::new("inventory/cluster.yaml"), text, FileChecks::Skip, "test")
-            .expect("shipped config is valid")
+        Config::parse(
+            Path::new("inventory/cluster.yaml"),
+            text,
+            FileChecks::Skip,
+            "test",
+        )
+        .expect("shipped config is valid")
     }
 }

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use miette::SourceSpan;
 use serde::Deserializer;
+use serde::{Deserialize, Serialize};
 
 /// The whole config document.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -305,9 +305,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Located<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let spanned = serde_saphyr::Spanned::<T>::deserialize(deserializer)?;
         let span = spanned.referenced.span();
-        let span = span
-            .byte_offset()
-            .map(|offset| SourceSpan::from((offset as usize, span.byte_len().unwrap_or(0) as usize)));
+        let span = span.byte_offset().map(|offset| {
+            SourceSpan::from((offset as usize, span.byte_len().unwrap_or(0) as usize))
+        });
         Ok(Located {
             value: spanned.value,
             span,

@@ -48,7 +48,11 @@ impl Checker {
         match at.parse::<Cidr>() {
             Ok(c) => Some(c),
             Err(e) => {
-                self.err(at, format!("`{key}`: {e}"), "write an IPv4 block such as 10.0.0.0/16");
+                self.err(
+                    at,
+                    format!("`{key}`: {e}"),
+                    "write an IPv4 block such as 10.0.0.0/16",
+                );
                 None
             }
         }
@@ -73,12 +77,19 @@ pub fn validate(c: &Cluster, base: &Path, files: FileChecks) -> Vec<Problem> {
     if c.api_version.value != API_VERSION {
         ck.err(
             &c.api_version,
-            format!("`apiVersion` must be `{API_VERSION}`, found `{}`", c.api_version.value),
+            format!(
+                "`apiVersion` must be `{API_VERSION}`, found `{}`",
+                c.api_version.value
+            ),
             format!("set `apiVersion: {API_VERSION}`"),
         );
     }
     if c.kind.value != "Cluster" {
-        ck.err(&c.kind, format!("`kind` must be `Cluster`, found `{}`", c.kind.value), "set `kind: Cluster`");
+        ck.err(
+            &c.kind,
+            format!("`kind` must be `Cluster`, found `{}`", c.kind.value),
+            "set `kind: Cluster`",
+        );
     }
     let name = &c.metadata.name;
     if ck.required(name, "metadata.name") && !is_dns_label(name) {
@@ -100,25 +111,47 @@ fn check_aws(ck: &mut Checker, c: &Cluster, base: &Path, files: FileChecks) -> O
     ck.required(&aws.region, "spec.aws.region");
     let vpc = ck.cidr(&aws.vpc_cidr, "spec.aws.vpcCidr");
     if aws.subnets.is_empty() {
-        ck.err(&aws.vpc_cidr, "`spec.aws.subnets` must list at least one subnet", "add one public subnet per availability zone");
+        ck.err(
+            &aws.vpc_cidr,
+            "`spec.aws.subnets` must list at least one subnet",
+            "add one public subnet per availability zone",
+        );
     }
     let mut seen = HashSet::new();
     let mut blocks: Vec<Cidr> = Vec::new();
     for s in &aws.subnets {
         if s.name.is_empty() || !seen.insert(s.name.clone()) {
-            ck.err(s, format!("subnet name `{}` is empty or used twice", s.name), "give every subnet a unique `name`");
+            ck.err(
+                s,
+                format!("subnet name `{}` is empty or used twice", s.name),
+                "give every subnet a unique `name`",
+            );
         }
         if s.az.is_empty() {
-            ck.err(s, format!("subnet `{}` has no `az`", s.name), "set `az`, e.g. ap-northeast-2a");
+            ck.err(
+                s,
+                format!("subnet `{}` has no `az`", s.name),
+                "set `az`, e.g. ap-northeast-2a",
+            );
         }
-        let Some(block) = ck.cidr(&s.cidr, "cidr") else { continue };
+        let Some(block) = ck.cidr(&s.cidr, "cidr") else {
+            continue;
+        };
         if let Some(vpc) = vpc
             && !vpc.contains(block)
         {
-            ck.err(&s.cidr, format!("subnet {block} is outside the VPC {vpc}"), format!("pick a block inside {vpc}"));
+            ck.err(
+                &s.cidr,
+                format!("subnet {block} is outside the VPC {vpc}"),
+                format!("pick a block inside {vpc}"),
+            );
         }
         if let Some(other) = blocks.iter().find(|b| b.overlaps(block)) {
-            ck.err(&s.cidr, format!("subnet {block} overlaps subnet {other}"), "subnets must not overlap");
+            ck.err(
+                &s.cidr,
+                format!("subnet {block} overlaps subnet {other}"),
+                "subnets must not overlap",
+            );
         }
         blocks.push(block);
     }
@@ -157,7 +190,11 @@ fn check_kubernetes(ck: &mut Checker, c: &Cluster, vpc: Option<Cidr>) {
     let version = k.version.trim_start_matches('v');
     let parts: Vec<&str> = version.split('.').collect();
     if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.parse::<u32>().is_err()) {
-        ck.err(&k.version, format!("`{}` is not a Kubernetes version", k.version.value), "write MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 1.34 or 1.34.1");
+        ck.err(
+            &k.version,
+            format!("`{}` is not a Kubernetes version", k.version.value),
+            "write MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 1.34 or 1.34.1",
+        );
     }
     let pod = ck.cidr(&k.pod_cidr, "spec.kubernetes.podCidr");
     let svc = ck.cidr(&k.service_cidr, "spec.kubernetes.serviceCidr");
@@ -177,7 +214,11 @@ fn check_kubernetes(ck: &mut Checker, c: &Cluster, vpc: Option<Cidr>) {
     ck.sha256(&c.spec.argocd.install.sha256, "spec.argocd.install.sha256");
     let policy = &c.spec.ssh.known_hosts;
     if !["accept-new", "strict"].contains(&policy.as_str()) {
-        ck.err(policy, format!("`knownHosts: {}` is not a host key policy", policy.value), "use `accept-new` (record on first contact) or `strict` (must already be known)");
+        ck.err(
+            policy,
+            format!("`knownHosts: {}` is not a host key policy", policy.value),
+            "use `accept-new` (record on first contact) or `strict` (must already be known)",
+        );
     }
 }
 
@@ -193,53 +234,96 @@ fn check_nodes(ck: &mut Checker, c: &Cluster) {
                 ck.err(name, format!("node name `{}` is not a DNS-1123 name", name.value), "use lower-case letters, digits, '-' and '.'; it becomes the hostname and the Kubernetes node name");
             }
             if names.insert(name.as_str(), ()).is_some() {
-                ck.err(name, format!("duplicate node name `{}`", name.value), "node names must be unique");
+                ck.err(
+                    name,
+                    format!("duplicate node name `{}`", name.value),
+                    "node names must be unique",
+                );
             }
         }
         match node.role {
-            None => ck.err(node, format!("node `{}` has no `role`", name.value), "set `role: control-plane` or `role: worker`"),
+            None => ck.err(
+                node,
+                format!("node `{}` has no `role`", name.value),
+                "set `role: control-plane` or `role: worker`",
+            ),
             Some(Role::ControlPlane) => control_planes += 1,
             Some(Role::Worker) => {}
         }
         if node.instance_type.is_empty() {
-            ck.err(node, format!("node `{}` has no `instanceType`", name.value), "set an EC2 instance type such as t3.medium");
+            ck.err(
+                node,
+                format!("node `{}` has no `instanceType`", name.value),
+                "set an EC2 instance type such as t3.medium",
+            );
         }
         if node.disk_gb < 8 {
-            ck.err(node, format!("node `{}`: `diskGb` must be at least 8", name.value), "set the root volume size in GiB, e.g. diskGb: 30");
+            ck.err(
+                node,
+                format!("node `{}`: `diskGb` must be at least 8", name.value),
+                "set the root volume size in GiB, e.g. diskGb: 30",
+            );
         }
         if !subnets.contains(node.subnet.as_str()) {
-            ck.err(&node.subnet, format!("node `{}` names subnet `{}`, which is not in spec.aws.subnets", name.value, node.subnet.value), format!("use one of: {}", subnets.iter().copied().collect::<Vec<_>>().join(", ")));
+            ck.err(
+                &node.subnet,
+                format!(
+                    "node `{}` names subnet `{}`, which is not in spec.aws.subnets",
+                    name.value, node.subnet.value
+                ),
+                format!(
+                    "use one of: {}",
+                    subnets.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            );
         }
         if let Some(addr) = &node.address
             && !valid_address(addr)
         {
-            ck.err(addr, format!("`address: {}` is not host[:port]", addr.value), "write e.g. 203.0.113.7 or 127.0.1.3:2222");
+            ck.err(
+                addr,
+                format!("`address: {}` is not host[:port]", addr.value),
+                "write e.g. 203.0.113.7 or 127.0.1.3:2222",
+            );
         }
         for (key, value) in &node.labels {
             check_label(ck, key, value);
         }
         for taint in &node.taints {
             if let Err(e) = check_taint(taint) {
-                ck.err(taint, format!("taint `{}`: {e}", taint.value), "write key[=value]:NoSchedule|PreferNoSchedule|NoExecute");
+                ck.err(
+                    taint,
+                    format!("taint `{}`: {e}", taint.value),
+                    "write key[=value]:NoSchedule|PreferNoSchedule|NoExecute",
+                );
             }
         }
     }
     if control_planes != 1 {
-        let at = nodes.first().map(|n| n.span).unwrap_or(c.metadata.name.span);
+        let at = nodes
+            .first()
+            .map(|n| n.span)
+            .unwrap_or(c.metadata.name.span);
         ck.problems.push(
-            Problem::new(at, format!("exactly one node must have `role: control-plane`, found {control_planes}"))
-                .help("ecoboot builds a single control-plane kubeadm cluster"),
+            Problem::new(
+                at,
+                format!("exactly one node must have `role: control-plane`, found {control_planes}"),
+            )
+            .help("ecoboot builds a single control-plane kubeadm cluster"),
         );
     }
 }
 
 fn check_label(ck: &mut Checker, key: &str, value: &Located<String>) {
-    let (prefix, name) = key.rsplit_once('/').map_or((None, key), |(p, n)| (Some(p), n));
+    let (prefix, name) = key
+        .rsplit_once('/')
+        .map_or((None, key), |(p, n)| (Some(p), n));
     if let Some(prefix) = prefix {
         let reserved = RESERVED_LABEL_PREFIXES
             .iter()
             .any(|r| prefix == *r || prefix.ends_with(&format!(".{r}")));
-        let allowed = KUBELET_ALLOWED_PREFIXES.contains(&prefix) || KUBELET_ALLOWED_LABELS.contains(&key);
+        let allowed =
+            KUBELET_ALLOWED_PREFIXES.contains(&prefix) || KUBELET_ALLOWED_LABELS.contains(&key);
         if reserved && !allowed {
             ck.err(
                 value,
@@ -249,7 +333,11 @@ fn check_label(ck: &mut Checker, key: &str, value: &Located<String>) {
             return;
         }
         if !is_dns_subdomain(prefix) {
-            ck.err(value, format!("label key `{key}` has an invalid prefix"), "a prefix is a DNS subdomain followed by '/'");
+            ck.err(
+                value,
+                format!("label key `{key}` has an invalid prefix"),
+                "a prefix is a DNS subdomain followed by '/'",
+            );
         }
     }
     if !is_qualified_name_part(name) {
@@ -282,7 +370,9 @@ fn valid_address(addr: &str) -> bool {
         None => (addr, None),
     };
     !host.is_empty()
-        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
         && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
@@ -290,7 +380,8 @@ fn valid_address(addr: &str) -> bool {
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -303,7 +394,8 @@ pub fn is_dns_subdomain(s: &str) -> bool {
 fn is_qualified_name_part(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }

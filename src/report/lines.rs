@@ -43,14 +43,17 @@ impl LineReporter {
     }
 
     fn row(&self, stage: &str, status: &str, ms: u64) {
-        self.rows
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((stage.to_string(), status.to_string(), ms));
+        self.rows.lock().unwrap_or_else(|p| p.into_inner()).push((
+            stage.to_string(),
+            status.to_string(),
+            ms,
+        ));
     }
 
     fn write_summary(&self) {
-        let Some(path) = &self.summary_path else { return };
+        let Some(path) = &self.summary_path else {
+            return;
+        };
         let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
         if rows.is_empty() {
             return;
@@ -66,7 +69,10 @@ impl LineReporter {
             .open(path)
             .and_then(|mut f| f.write_all(md.as_bytes()));
         if let Err(e) = appended {
-            self.line(&format!("warning: cannot write the step summary {}: {e}", path.display()));
+            self.line(&format!(
+                "warning: cannot write the step summary {}: {e}",
+                path.display()
+            ));
         }
     }
 }
@@ -99,7 +105,9 @@ pub fn sanitize(text: &str) -> String {
 
 /// Escapes a message for a GitHub workflow command (`%`, CR, LF).
 fn gh_escape(text: &str) -> String {
-    text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 impl Reporter for LineReporter {
@@ -155,14 +163,18 @@ impl Reporter for LineReporter {
                 duration_ms,
                 counters,
             } => {
-                let counts: Vec<String> = counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let counts: Vec<String> =
+                    counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 let counts = if counts.is_empty() {
                     String::new()
                 } else {
                     format!(" ({})", counts.join(", "))
                 };
                 if !self.quiet {
-                    self.line(&format!("[{stage}] done in {}{counts}", seconds(*duration_ms)));
+                    self.line(&format!(
+                        "[{stage}] done in {}{counts}",
+                        seconds(*duration_ms)
+                    ));
                 }
                 if self.github {
                     self.line("::endgroup::");
@@ -174,10 +186,16 @@ impl Reporter for LineReporter {
                 duration_ms,
                 message,
             } => {
-                self.line(&format!("[{stage}] FAILED after {}: {message}", seconds(*duration_ms)));
+                self.line(&format!(
+                    "[{stage}] FAILED after {}: {message}",
+                    seconds(*duration_ms)
+                ));
                 if self.github {
                     self.line("::endgroup::");
-                    self.line(&format!("::error title=ecoboot stage {stage} failed::{}", gh_escape(message)));
+                    self.line(&format!(
+                        "::error title=ecoboot stage {stage} failed::{}",
+                        gh_escape(message)
+                    ));
                 }
                 self.row(stage, "failed", *duration_ms);
             }
@@ -219,11 +237,30 @@ mod tests {
         let buf = Buf::default();
         let dir = tempfile::tempdir().unwrap();
         let summary = dir.path().join("summary.md");
-        let r = LineReporter::new(Mutex::new(Box::new(buf.clone())), true, false, Some(summary.clone()));
-        r.event(&Event::StageStarted { stage: "network".into(), title: "Create network".into() });
-        r.event(&Event::StageDone { stage: "network".into(), duration_ms: 1500, counters: Default::default() });
-        r.event(&Event::StageStarted { stage: "iam".into(), title: "Create IAM".into() });
-        r.event(&Event::StageFailed { stage: "iam".into(), duration_ms: 10, message: "boom\nline 2 100%".into() });
+        let r = LineReporter::new(
+            Mutex::new(Box::new(buf.clone())),
+            true,
+            false,
+            Some(summary.clone()),
+        );
+        r.event(&Event::StageStarted {
+            stage: "network".into(),
+            title: "Create network".into(),
+        });
+        r.event(&Event::StageDone {
+            stage: "network".into(),
+            duration_ms: 1500,
+            counters: Default::default(),
+        });
+        r.event(&Event::StageStarted {
+            stage: "iam".into(),
+            title: "Create IAM".into(),
+        });
+        r.event(&Event::StageFailed {
+            stage: "iam".into(),
+            duration_ms: 10,
+            message: "boom\nline 2 100%".into(),
+        });
         r.finish();
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         assert!(text.contains("::group::network: Create network\n"));

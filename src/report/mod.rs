@@ -117,9 +117,18 @@ mod tests {
             (env(false, true, false, false, false), Mode::Plain),
             (env(false, true, true, false, false), Mode::Github),
             (env(true, true, true, false, false), Mode::Github),
-            (env(true, false, false, true, false), Mode::Json { github: false }),
-            (env(false, true, true, true, false), Mode::Json { github: true }),
-            (env(false, false, false, true, true), Mode::Json { github: false }),
+            (
+                env(true, false, false, true, false),
+                Mode::Json { github: false },
+            ),
+            (
+                env(false, true, true, true, false),
+                Mode::Json { github: true },
+            ),
+            (
+                env(false, false, false, true, true),
+                Mode::Json { github: false },
+            ),
         ];
         for (input, expected) in rows {
             assert_eq!(resolve(input), expected, "{input:?}");

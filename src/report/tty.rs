@@ -40,9 +40,11 @@ impl TtyReporter {
             .entry(node.to_string())
             .or_insert_with(|| {
                 let bar = self.multi.add(ProgressBar::new(total.unwrap_or(0)));
-                let style = ProgressStyle::with_template("  {prefix:<22} [{bar:20}] {pos}/{len} {wide_msg}")
-                    .expect("valid template")
-                    .progress_chars("=> ");
+                let style = ProgressStyle::with_template(
+                    "  {prefix:<22} [{bar:20}] {pos}/{len} {wide_msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> ");
                 bar.set_style(style);
                 bar.set_prefix(node.to_string());
                 bar
@@ -71,7 +73,8 @@ impl Reporter for TtyReporter {
             Event::StageStarted { stage, title } => {
                 let spinner = self.multi.add(ProgressBar::new_spinner());
                 spinner.set_style(
-                    ProgressStyle::with_template("{spinner} {prefix:.bold} {msg} [{elapsed}]").expect("valid template"),
+                    ProgressStyle::with_template("{spinner} {prefix:.bold} {msg} [{elapsed}]")
+                        .expect("valid template"),
                 );
                 spinner.set_prefix(stage.clone());
                 spinner.set_message(title.clone());
@@ -103,7 +106,9 @@ impl Reporter for TtyReporter {
                 bar.set_message(message.clone());
             }
             Event::Progress {
-                node: None, message, ..
+                node: None,
+                message,
+                ..
             } => match &bars.stage {
                 Some(spinner) => spinner.set_message(message.clone()),
                 None => self.println(message),
@@ -119,7 +124,10 @@ impl Reporter for TtyReporter {
             }
             Event::RunFinished { ok, duration_ms } => {
                 let verdict = if *ok { "finished" } else { "stopped" };
-                self.println(&format!("ecoboot {verdict} in {:.1}s", *duration_ms as f64 / 1000.0));
+                self.println(&format!(
+                    "ecoboot {verdict} in {:.1}s",
+                    *duration_ms as f64 / 1000.0
+                ));
             }
             Event::RunStarted { .. } => {}
         }

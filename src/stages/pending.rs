@@ -17,8 +17,16 @@ pub struct Pending {
 
 impl Pending {
     /// Declares a stage whose intended actions `describe` lists.
-    pub fn new(id: &'static str, title: &'static str, describe: fn(&Config) -> Vec<Action>) -> Self {
-        Pending { id, title, describe }
+    pub fn new(
+        id: &'static str,
+        title: &'static str,
+        describe: fn(&Config) -> Vec<Action>,
+    ) -> Self {
+        Pending {
+            id,
+            title,
+            describe,
+        }
     }
 }
 
@@ -48,7 +56,10 @@ impl Stage for Pending {
 /// Network resources from `spec.aws`.
 pub fn network(c: &Config) -> Vec<Action> {
     let aws = &c.cluster.spec.aws;
-    let mut out = vec![Action::new("vpc", format!("create VPC {}", aws.vpc_cidr.value))];
+    let mut out = vec![Action::new(
+        "vpc",
+        format!("create VPC {}", aws.vpc_cidr.value),
+    )];
     for s in &aws.subnets {
         out.push(Action::new(
             format!("subnet/{}", s.name),
@@ -56,8 +67,14 @@ pub fn network(c: &Config) -> Vec<Action> {
         ));
     }
     out.push(Action::new("igw", "create and attach internet gateway"));
-    out.push(Action::new("route-table", "create public route table 0.0.0.0/0 -> IGW"));
-    out.push(Action::new("security-group", "create cluster security group (22, 6443, intra-cluster)"));
+    out.push(Action::new(
+        "route-table",
+        "create public route table 0.0.0.0/0 -> IGW",
+    ));
+    out.push(Action::new(
+        "security-group",
+        "create cluster security group (22, 6443, intra-cluster)",
+    ));
     out
 }
 
@@ -65,8 +82,17 @@ pub fn network(c: &Config) -> Vec<Action> {
 pub fn iam(c: &Config) -> Vec<Action> {
     let name = c.name();
     vec![
-        Action::new(format!("role/{name}-node"), format!("create role with {} policies", c.cluster.spec.aws.iam_policies.len())),
-        Action::new(format!("instance-profile/{name}-node"), "create instance profile"),
+        Action::new(
+            format!("role/{name}-node"),
+            format!(
+                "create role with {} policies",
+                c.cluster.spec.aws.iam_policies.len()
+            ),
+        ),
+        Action::new(
+            format!("instance-profile/{name}-node"),
+            "create instance profile",
+        ),
     ]
 }
 
@@ -79,7 +105,10 @@ pub fn instances(c: &Config) -> Vec<Action> {
     out.extend(c.nodes().map(|n| {
         Action::new(
             n.name.value.clone(),
-            format!("launch {} ({} GiB gp3) in {}", n.instance_type, n.disk_gb, n.subnet.value),
+            format!(
+                "launch {} ({} GiB gp3) in {}",
+                n.instance_type, n.disk_gb, n.subnet.value
+            ),
         )
     }));
     out
@@ -87,7 +116,9 @@ pub fn instances(c: &Config) -> Vec<Action> {
 
 /// Every node.
 pub fn every_node(c: &Config) -> Vec<Action> {
-    c.nodes().map(|n| Action::new(n.name.value.clone(), "run playbook")).collect()
+    c.nodes()
+        .map(|n| Action::new(n.name.value.clone(), "run playbook"))
+        .collect()
 }
 
 /// The control plane only.
@@ -107,16 +138,28 @@ pub fn workers(c: &Config) -> Vec<Action> {
 /// Calico.
 pub fn calico(c: &Config) -> Vec<Action> {
     let k = &c.cluster.spec.kubernetes;
-    vec![Action::new("calico", format!("apply Calico {} (pod CIDR {}, VXLAN)", k.calico.version, k.pod_cidr.value))]
+    vec![Action::new(
+        "calico",
+        format!(
+            "apply Calico {} (pod CIDR {}, VXLAN)",
+            k.calico.version, k.pod_cidr.value
+        ),
+    )]
 }
 
 /// ArgoCD.
 pub fn argocd(c: &Config) -> Vec<Action> {
     let a = &c.cluster.spec.argocd;
-    vec![Action::new(format!("namespace/{}", a.namespace), format!("apply ArgoCD {}", a.install.version))]
+    vec![Action::new(
+        format!("namespace/{}", a.namespace),
+        format!("apply ArgoCD {}", a.install.version),
+    )]
 }
 
 /// Root application.
 pub fn root_app(c: &Config) -> Vec<Action> {
-    vec![Action::new("root-app", format!("apply {}", c.cluster.spec.argocd.root_app))]
+    vec![Action::new(
+        "root-app",
+        format!("apply {}", c.cluster.spec.argocd.root_app),
+    )]
 }

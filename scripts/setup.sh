@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what ecoboot's build and tests need on a fresh Debian machine, idempotently:
+# Debian packages (OpenSSH for the test fleet) and a pinned moto venv (the AWS API emulator).
+# Everything cached lives under $ECOBOOT_CACHE (default /var/cache/ecoboot), outside the clone.
+set -euo pipefail
+
+ECOBOOT_CACHE="${ECOBOOT_CACHE:-/var/cache/ecoboot}"
+MOTO_VERSION="5.2.5"
+mkdir -p "$ECOBOOT_CACHE"
+
+need_apt=()
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q "${need_apt[@]}" >/dev/null
+fi
+
+venv="$ECOBOOT_CACHE/venv"
+if ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+  echo "setup: installing moto[server,ec2,iam]==$MOTO_VERSION into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "moto[server,ec2,iam]==$MOTO_VERSION"
+fi
+echo "setup: ok (cache $ECOBOOT_CACHE)"

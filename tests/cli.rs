@@ -1,0 +1,241 @@
+//! The real binary: help, stage listing, plan, exit codes, output modes.
+
+mod common;
+
+use common::{config_with_key, ecoboot, run, shipped_config};
+
+const IDS: [&str; 10] = [
+    "network",
+    "iam",
+    "instances",
+    "prepare-nodes",
+    "init-master",
+    "join-workers",
+    "install-cni",
+    "label-nodes",
+    "install-argocd",
+    "root-app",
+];
+
+#[test]
+fn help_lists_the_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run(ecoboot(dir.path()).arg("--help"));
+    assert_eq!(code, 0);
+    for cmd in ["up", "stage", "plan", "stages", "status", "down"] {
+        assert!(
+            out.contains(&format!("  {cmd}")),
+            "--help lacks {cmd}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn stages_prints_ids_in_order_with_titles() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run(ecoboot(dir.path()).arg("stages"));
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 10);
+    for (line, id) in lines.iter().zip(IDS) {
+        let mut parts = line.splitn(2, char::is_whitespace);
+        assert_eq!(parts.next(), Some(id));
+        assert!(
+            !parts.next().unwrap().trim().is_empty(),
+            "title missing in `{line}`"
+        );
+    }
+}
+
+#[test]
+fn plan_on_the_shipped_config_lists_every_stage_and_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(ecoboot(dir.path())
+        .arg("-c")
+        .arg(shipped_config())
+        .arg("plan"));
+    assert_eq!(code, 0, "{err}");
+    for id in IDS {
+        assert!(out.contains(&format!("[{id}]")), "plan lacks {id}");
+    }
+    assert!(
+        out.contains("[instances] k8s-monitoring: would launch t3.large (60 GiB gp3) in public-b")
+    );
+    assert!(
+        !dir.path().join("sesacthon/state.json").exists(),
+        "plan writes no state"
+    );
+}
+
+#[test]
+fn bad_config_exits_2_with_every_diagnostic_on_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(shipped_config())
+        .unwrap()
+        .replace("name: k8s-api-my", "name: k8s-api-auth")
+        .replacen(
+            "        tier: \"platform\"",
+            "        node-role.kubernetes.io/control-plane: \"\"",
+            1,
+        );
+    let lines: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            l.contains("node-role.kubernetes.io/control-plane") || l.contains("name: k8s-api-auth")
+        })
+        .map(|(i, _)| i + 1)
+        .collect();
+    let (label_line, dup_line) = (lines[0], lines[2]);
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, text).unwrap();
+    let (code, out, err) = run(ecoboot(dir.path()).arg("-c").arg(&bad).arg("plan"));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("2 problems in"), "{err}");
+    assert!(
+        err.contains("reserved prefix `node-role.kubernetes.io/`"),
+        "{err}"
+    );
+    assert!(err.contains("duplicate node name `k8s-api-auth`"), "{err}");
+    assert!(
+        err.contains(&format!("bad.yaml:{label_line}:")),
+        "label span line {label_line}:\n{err}"
+    );
+    assert!(
+        err.contains(&format!("bad.yaml:{dup_line}:")),
+        "duplicate span line {dup_line}:\n{err}"
+    );
+}
+
+#[test]
+fn unknown_stage_and_bad_flags_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(ecoboot(dir.path())
+        .arg("-c")
+        .arg(shipped_config())
+        .args(["stage", "nope"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown stage `nope`"), "{err}");
+    let (code, _, _) = run(ecoboot(dir.path()).arg("--frobnicate"));
+    assert_eq!(code, 2);
+    let (code, _, err) = run(ecoboot(dir.path())
+        .arg("-c")
+        .arg(shipped_config())
+        .arg("down"));
+    assert_eq!(code, 2, "down without --yes and without a terminal refuses");
+    assert!(err.contains("--yes"), "{err}");
+}
+
+#[test]
+fn missing_config_file_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(ecoboot(dir.path()).args(["-c", "/nonexistent/cluster.yaml", "plan"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read the config file"), "{err}");
+}
+
+#[test]
+fn up_fails_honestly_on_an_unimplemented_stage_and_journals_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_key(dir.path());
+    let (code, out, err) = run(ecoboot(dir.path()).arg("-c").arg(&config).arg("up"));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("not implemented yet"), "{err}");
+    let state_path = dir.path().join("sesacthon/state.json");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    assert_eq!(state["stages"]["network"]["status"], "failed");
+    assert_eq!(state["stages"]["network"]["attempts"], 1);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&state_path).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let logs = std::fs::read_dir(dir.path().join("sesacthon/logs"))
+        .unwrap()
+        .count();
+    assert_eq!(logs, 1, "one debug log per run");
+    let (_, status, _) = run(ecoboot(dir.path())
+        .arg("-c")
+        .arg(&config)
+        .args(["status", "--output", "json"]));
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["stages"][0]["id"], "network");
+    assert_eq!(status["stages"][0]["status"], "failed");
+    assert_eq!(status["stages"].as_array().unwrap().len(), 10);
+}
+
+#[test]
+fn corrupt_or_newer_state_exits_4_and_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_key(dir.path());
+    let state = dir.path().join("sesacthon/state.json");
+    std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+    for text in [
+        "{\"schema\": 1, \"cluster\": \"sesac",
+        "{\"schema\": 7, \"cluster\": \"sesacthon\"}",
+    ] {
+        std::fs::write(&state, text).unwrap();
+        let (code, _, err) = run(ecoboot(dir.path()).arg("-c").arg(&config).arg("up"));
+        assert_eq!(code, 4, "{err}");
+        assert!(
+            err.contains(state.to_str().unwrap()),
+            "message names the path: {err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&state).unwrap(),
+            text,
+            "state file untouched"
+        );
+    }
+}
+
+#[test]
+fn json_output_is_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run(ecoboot(dir.path())
+        .arg("-c")
+        .arg(shipped_config())
+        .args(["plan", "--output", "json"]));
+    assert_eq!(code, 0);
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect(l))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .all(|e| e["ts"].is_string() && e["event"].is_string())
+    );
+    let plans = events.iter().filter(|e| e["event"] == "stage_plan").count();
+    assert_eq!(plans, 10);
+}
+
+#[test]
+fn github_actions_mode_groups_annotates_and_writes_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_key(dir.path());
+    let summary = dir.path().join("summary.md");
+    let (code, out, _) = run(ecoboot(dir.path())
+        .arg("-c")
+        .arg(&config)
+        .arg("up")
+        .env("GITHUB_ACTIONS", "true")
+        .env("CI", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary));
+    assert_eq!(code, 1);
+    assert!(out.contains("::group::network: "), "{out}");
+    assert!(out.contains("::endgroup::"), "{out}");
+    assert!(
+        out.contains("::error title=ecoboot stage network failed::"),
+        "{out}"
+    );
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.contains("| stage | status | duration |") && md.contains("| network | failed |"),
+        "{md}"
+    );
+    assert!(
+        !out.contains('\u{1b}'),
+        "no control characters in CI output"
+    );
+}

@@ -1,0 +1,53 @@
+//! Helpers for tests that run the real `ecoboot` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The shipped config, by absolute path.
+pub fn shipped_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory/cluster.yaml")
+}
+
+/// A `Command` for the built binary with a clean, non-interactive environment.
+pub fn ecoboot(state_dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecoboot"));
+    cmd.env("ECOBOOT_STATE_DIR", state_dir)
+        .env_remove("ECOBOOT_CONFIG")
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .env_remove("ECOBOOT_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// Runs and returns (exit code, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("run ecoboot");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// A copy of the shipped config in `dir` whose public key points at a real (generated) file.
+pub fn config_with_key(dir: &Path) -> PathBuf {
+    let key = dir.join("id.pub");
+    std::fs::write(
+        &key,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVzZWQtb25seS1pbi10ZXN0cy1ub3QtYS1yZWFsLWtleQ test\n",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(shipped_config())
+        .unwrap()
+        .replace("~/.ssh/sesacthon.pub", key.to_str().unwrap());
+    let path = dir.join("cluster.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}

@@ -1,0 +1,354 @@
+//! Bad-config fixtures: each one breaks the shipped config in one way and asserts the
+//! diagnostic's message and the line its span points at.
+
+use std::path::Path;
+
+use ecoboot::config::{Config, ConfigProblems, FileChecks};
+
+const SHIPPED: &str = include_str!("../inventory/cluster.yaml");
+
+struct Case {
+    name: &'static str,
+    /// (from, to) replacements; `to` replaces every occurrence unless `first_only`.
+    edits: &'static [(&'static str, &'static str)],
+    first_only: bool,
+    message: &'static str,
+    /// The diagnostic must point at the first line containing this text (`LAST:` prefix: the last).
+    line_with: &'static str,
+}
+
+const fn case(
+    name: &'static str,
+    edits: &'static [(&'static str, &'static str)],
+    message: &'static str,
+    line_with: &'static str,
+) -> Case {
+    Case {
+        name,
+        edits,
+        first_only: false,
+        message,
+        line_with,
+    }
+}
+
+const CASES: &[Case] = &[
+    case(
+        "unknown top-level key",
+        &[("kind: Cluster\n", "kind: Cluster\nmetdata: {}\n")],
+        "unknown key `metdata`",
+        "metdata: {}",
+    ),
+    case(
+        "unknown node key",
+        &[("instanceType: t3.xlarge", "instanceTyp: t3.xlarge")],
+        "unknown key `spec.nodes.0.instanceTyp`",
+        "instanceTyp: t3.xlarge",
+    ),
+    case(
+        "missing instance type",
+        &[("instanceType: t3.xlarge", "instanceTyp: t3.xlarge")],
+        "node `k8s-master` has no `instanceType`",
+        "- name: k8s-master",
+    ),
+    case(
+        "wrong apiVersion",
+        &[("ecoboot.io/v1alpha1", "ecoboot.io/v9")],
+        "`apiVersion` must be `ecoboot.io/v1alpha1`",
+        "apiVersion:",
+    ),
+    case(
+        "wrong kind",
+        &[("kind: Cluster", "kind: Clustr")],
+        "`kind` must be `Cluster`",
+        "kind: Clustr",
+    ),
+    case(
+        "empty cluster name",
+        &[("metadata:\n  name: sesacthon", "metadata:\n  name: \"\"")],
+        "`metadata.name` is required",
+        "name: \"\"",
+    ),
+    case(
+        "cluster name not DNS",
+        &[(
+            "metadata:\n  name: sesacthon",
+            "metadata:\n  name: SeSACTHON",
+        )],
+        "is not a DNS-1123 label",
+        "name: SeSACTHON",
+    ),
+    case(
+        "duplicate node name",
+        &[("name: k8s-api-my", "name: k8s-api-auth")],
+        "duplicate node name `k8s-api-auth`",
+        "LAST:name: k8s-api-auth",
+    ),
+    case(
+        "no control plane",
+        &[("role: control-plane", "role: worker")],
+        "exactly one node must have `role: control-plane`, found 0",
+        "- name: k8s-master",
+    ),
+    case(
+        "node name not DNS",
+        &[("name: k8s-redis", "name: k8s_redis")],
+        "node name `k8s_redis` is not a DNS-1123 name",
+        "k8s_redis",
+    ),
+    case(
+        "bad VPC prefix",
+        &[("vpcCidr: 10.0.0.0/16", "vpcCidr: 10.0.0.0/33")],
+        "is not a prefix length",
+        "vpcCidr:",
+    ),
+    case(
+        "VPC host bits",
+        &[("vpcCidr: 10.0.0.0/16", "vpcCidr: 10.0.0.1/16")],
+        "has host bits set",
+        "vpcCidr:",
+    ),
+    case(
+        "subnet outside VPC",
+        &[("cidr: 10.0.3.0/24", "cidr: 10.1.3.0/24")],
+        "subnet 10.1.3.0/24 is outside the VPC 10.0.0.0/16",
+        "cidr: 10.1.3.0/24",
+    ),
+    case(
+        "overlapping subnets",
+        &[("cidr: 10.0.3.0/24", "cidr: 10.0.2.128/25")],
+        "overlaps subnet 10.0.2.0/24",
+        "cidr: 10.0.2.128/25",
+    ),
+    case(
+        "pod and service overlap",
+        &[("podCidr: 192.168.0.0/16", "podCidr: 10.96.0.0/16")],
+        "the service CIDR 10.96.0.0/12 overlaps the pod CIDR 10.96.0.0/16",
+        "serviceCidr:",
+    ),
+    case(
+        "pod overlaps VPC",
+        &[("podCidr: 192.168.0.0/16", "podCidr: 10.0.0.0/8")],
+        "the pod CIDR 10.0.0.0/8 overlaps the VPC CIDR",
+        "podCidr:",
+    ),
+    case(
+        "reserved node-role label",
+        &[(
+            "        tier: \"platform\"",
+            "        node-role.kubernetes.io/control-plane: \"\"",
+        )],
+        "reserved prefix `node-role.kubernetes.io/`",
+        "node-role.kubernetes.io/control-plane",
+    ),
+    case(
+        "reserved k8s.io label",
+        &[(
+            "        tier: \"platform\"",
+            "        example.k8s.io/tier: \"platform\"",
+        )],
+        "reserved prefix `example.k8s.io/`",
+        "example.k8s.io/tier",
+    ),
+    case(
+        "bad label value",
+        &[("        tier: \"platform\"", "        tier: \"a,b\"")],
+        "label value `a,b`",
+        "tier: \"a,b\"",
+    ),
+    case(
+        "taint with unknown effect",
+        &[("role=control-plane:NoSchedule", "role=control-plane:Never")],
+        "unknown effect `Never`",
+        "control-plane:Never",
+    ),
+    case(
+        "taint without effect",
+        &[(
+            "[domain=observability:NoSchedule]",
+            "[domain=observability]",
+        )],
+        "missing `:Effect`",
+        "[domain=observability]",
+    ),
+    case(
+        "short sha256",
+        &[(
+            "sha256: a1df919d9721cf667accdc3e72848911b0cb25cfab7d2478ad0c996302c95744",
+            "sha256: a1df919d",
+        )],
+        "`spec.kubernetes.calico.sha256` must be a sha256 digest",
+        "sha256: a1df919d",
+    ),
+    case(
+        "non-hex sha256",
+        &[(
+            "795a3a972224da6a7f9d32c3e946445f062b60fb46028476715affeb688236e3",
+            "z95a3a972224da6a7f9d32c3e946445f062b60fb46028476715affeb688236e3",
+        )],
+        "`spec.argocd.install.sha256` must be a sha256 digest",
+        "sha256: z95a",
+    ),
+    case(
+        "unknown subnet",
+        &[("subnet: public-c", "subnet: public-d")],
+        "names subnet `public-d`",
+        "subnet: public-d",
+    ),
+    case(
+        "bad host key policy",
+        &[("knownHosts: accept-new", "knownHosts: \"no\"")],
+        "is not a host key policy",
+        "knownHosts:",
+    ),
+    case(
+        "bad kubernetes version",
+        &[("version: \"1.34\"", "version: latest")],
+        "`latest` is not a Kubernetes version",
+        "version: latest",
+    ),
+    case(
+        "wrong type",
+        &[("diskGb: 60", "diskGb: sixty")],
+        "cannot parse the config",
+        "diskGb: sixty",
+    ),
+    case(
+        "disk too small",
+        &[("diskGb: 60", "diskGb: 4")],
+        "`diskGb` must be at least 8",
+        "- name: k8s-monitoring",
+    ),
+    case(
+        "bad address",
+        &[(
+            "subnet: public-b\n      labels:\n        role: \"infrastructure\"\n        domain: \"observability\"",
+            "subnet: public-b\n      address: \"127.0.1.14:99999\"\n      labels:\n        role: \"infrastructure\"\n        domain: \"observability\"",
+        )],
+        "is not host[:port]",
+        "address:",
+    ),
+    Case {
+        name: "two control planes",
+        edits: &[("role: worker", "role: control-plane")],
+        first_only: true,
+        message: "found 2",
+        line_with: "- name: k8s-master",
+    },
+];
+
+fn apply(case: &Case) -> String {
+    let mut text = SHIPPED.to_string();
+    for (from, to) in case.edits {
+        assert!(
+            text.contains(from),
+            "{}: fixture edit `{from}` does not match the shipped config",
+            case.name
+        );
+        text = if case.first_only {
+            text.replacen(from, to, 1)
+        } else {
+            text.replace(from, to)
+        };
+    }
+    text
+}
+
+fn line_with(text: &str, needle: &str) -> usize {
+    let (needle, last) = match needle.strip_prefix("LAST:") {
+        Some(n) => (n, true),
+        None => (needle, false),
+    };
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(needle))
+        .map(|(i, _)| i + 1);
+    let found = if last { lines.last() } else { lines.next() };
+    found.unwrap_or_else(|| panic!("no line contains `{needle}`"))
+}
+
+fn problems(text: String, files: FileChecks) -> Box<ConfigProblems> {
+    Config::parse(Path::new("cluster.yaml"), text, files, "digest")
+        .expect_err("config must be rejected")
+}
+
+#[test]
+fn shipped_config_is_valid() {
+    let config = Config::parse(
+        Path::new("cluster.yaml"),
+        SHIPPED.into(),
+        FileChecks::Skip,
+        "d",
+    )
+    .unwrap();
+    assert_eq!(config.nodes().count(), 14);
+    assert_eq!(config.control_plane().name.value, "k8s-master");
+}
+
+#[test]
+fn every_bad_fixture_gets_its_diagnostic_on_its_line() {
+    assert!(CASES.len() >= 20);
+    let mut failures = Vec::new();
+    for case in CASES {
+        let text = apply(case);
+        let expected_line = line_with(&text, case.line_with);
+        let report = problems(text, FileChecks::Skip);
+        let hit = report
+            .problems
+            .iter()
+            .find(|p| p.message.contains(case.message));
+        match hit {
+            None => failures.push(format!(
+                "{}: no diagnostic contains `{}`; got {:?}",
+                case.name,
+                case.message,
+                report
+                    .problems
+                    .iter()
+                    .map(|p| &p.message)
+                    .collect::<Vec<_>>()
+            )),
+            Some(p) => {
+                if report.line_of(p) != Some(expected_line) {
+                    failures.push(format!(
+                        "{}: span on line {:?}, expected {expected_line}",
+                        case.name,
+                        report.line_of(p)
+                    ));
+                }
+                if p.help.is_none() {
+                    failures.push(format!("{}: no help line", case.name));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let text = SHIPPED
+        .replace("name: k8s-api-my", "name: k8s-api-auth")
+        .replace("vpcCidr: 10.0.0.0/16", "vpcCidr: 10.0.0.0/33")
+        .replace("knownHosts: accept-new", "knownHosts: never");
+    let report = problems(text, FileChecks::Skip);
+    let messages: Vec<&str> = report.problems.iter().map(|p| p.message.as_str()).collect();
+    assert!(messages.len() >= 3, "{messages:?}");
+    assert!(messages.iter().any(|m| m.contains("duplicate node name")));
+    assert!(messages.iter().any(|m| m.contains("prefix length")));
+    assert!(messages.iter().any(|m| m.contains("host key policy")));
+}
+
+#[test]
+fn unreadable_public_key_is_reported_when_files_are_checked() {
+    let text = SHIPPED.replace("~/.ssh/sesacthon.pub", "/nonexistent/ecoboot-test.pub");
+    let report = problems(text.clone(), FileChecks::Check);
+    let p = report
+        .problems
+        .iter()
+        .find(|p| p.message.contains("cannot read public key"))
+        .expect("key problem");
+    assert_eq!(report.line_of(p), Some(line_with(&text, "publicKeyPath:")));
+    assert!(Config::parse(Path::new("c.yaml"), text, FileChecks::Skip, "d").is_ok());
+}
