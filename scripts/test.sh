@@ -7,4 +7,4 @@ export ECOBOOT_CACHE="${ECOBOOT_CACHE:-/var/cache/ecoboot}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ECOBOOT_CACHE/target}"
 export MOTO_SERVER="${MOTO_SERVER:-$ECOBOOT_CACHE/venv/bin/moto_server}"
 bash scripts/setup.sh
-cargo test --all-targets "$@"
+cargo test "$@"

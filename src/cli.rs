@@ -98,6 +98,8 @@ pub enum Command {
     Stages,
     /// Each stage's recorded status and what a live probe finds.
     Status,
+    /// Print the node inventory (Ansible-compatible hosts.ini) from the last `instances` run.
+    Inventory,
     /// Delete every resource tagged with this cluster.
     Down {
         /// Do not ask for confirmation.

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Events, millis};
 use crate::report::{self, Env};
 use crate::state::{StageStatus, Store};
+use crate::teardown;
 
 /// Runs the parsed command line.
 pub async fn dispatch(cli: Cli) -> Result<()> {
@@ -56,6 +57,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Status => status(g).await,
         Command::Down { yes } => down(g, *yes).await,
+        Command::Inventory => inventory(g),
     }
 }
 
@@ -142,6 +144,9 @@ fn confirm(question: &str) -> bool {
     matches!(answer.trim(), "y" | "Y" | "yes")
 }
 
+/// How long `status` waits for one stage's probe.
+const STATUS_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One row of `ecoboot status`.
 #[derive(Debug, Serialize)]
 struct StageRow {
@@ -171,10 +176,14 @@ async fn status(g: &Global) -> Result<()> {
     let mut rows = Vec::new();
     for stage in &stages {
         let record = state.record(stage.id());
-        let probe = match stage.probe(&cx).await {
-            Ok(Probe::Done(summary)) => format!("done: {summary}"),
-            Ok(Probe::Todo(actions)) => format!("{} action(s) pending", actions.len()),
-            Err(e) => format!("cannot probe: {e}"),
+        let probe = match tokio::time::timeout(STATUS_PROBE_TIMEOUT, stage.probe(&cx)).await {
+            Ok(Ok(Probe::Done(summary))) => format!("done: {summary}"),
+            Ok(Ok(Probe::Todo(actions))) => format!("{} action(s) pending", actions.len()),
+            Ok(Err(e)) => format!("cannot probe: {e}"),
+            Err(_) => format!(
+                "cannot probe: no answer within {}s",
+                STATUS_PROBE_TIMEOUT.as_secs()
+            ),
         };
         rows.push(StageRow {
             id: stage.id(),
@@ -234,6 +243,81 @@ async fn down(g: &Global, yes: bool) -> Result<()> {
             return Err(Error::Usage("cancelled; nothing was deleted".into()));
         }
     }
-    let _store = Store::lock(&g.state_dir, config.name())?;
-    Err(Error::NotImplemented { stage: "down" })
+    let store = Store::lock(&g.state_dir, config.name())?;
+    let log = crate::output::init_tracing(g.verbose, Some(&store.dir().join("logs")), "down");
+    let state = store.load(config.name())?;
+    let events = events_for(g);
+    let cx = Ctx::new(config.clone(), events.clone(), store, state);
+    events.emit(Event::RunStarted {
+        command: "down".into(),
+        cluster: config.name().into(),
+    });
+    let started = Instant::now();
+    events.emit(Event::StageStarted {
+        stage: teardown::ID.into(),
+        title: "Delete every resource tagged with the cluster".into(),
+    });
+    let result = teardown::down(cx.aws().await, &events, &teardown::role_name(&config)).await;
+    let aws_calls = cx.take_aws_calls();
+    match &result {
+        Ok(0) => events.emit(Event::StageSkipped {
+            stage: teardown::ID.into(),
+            message: format!(
+                "nothing is tagged ecoboot.io/cluster={}: nothing to do",
+                config.name()
+            ),
+            aws_calls,
+        }),
+        Ok(n) => {
+            let mut counters = std::collections::BTreeMap::new();
+            counters.insert("deleted".to_string(), *n as u64);
+            events.emit(Event::StageDone {
+                stage: teardown::ID.into(),
+                duration_ms: millis(started.elapsed()),
+                counters,
+                aws_calls,
+            });
+        }
+        Err(e) => events.emit(Event::StageFailed {
+            stage: teardown::ID.into(),
+            duration_ms: millis(started.elapsed()),
+            message: e.to_string(),
+        }),
+    }
+    if result.is_ok() {
+        cx.update_state(|s| *s = crate::state::State::new(config.name()))?;
+        for file in ["hosts.ini", "inventory.yaml"] {
+            let _ = std::fs::remove_file(cx.state_dir().join(file));
+        }
+    }
+    events.emit(Event::RunFinished {
+        ok: result.is_ok(),
+        duration_ms: millis(started.elapsed()),
+    });
+    events.finish();
+    if let (Err(_), Some(log)) = (&result, &log) {
+        eprintln!("full log: {}", log.display());
+    }
+    result.map(drop)
+}
+
+fn inventory(g: &Global) -> Result<()> {
+    let config = load_config(g, FileChecks::Skip)?;
+    let state = Store::read_only(&g.state_dir, config.name()).load(config.name())?;
+    let out: crate::stages::instances::InstancesOut = state
+        .output(crate::stages::instances::ID)
+        .ok_or(Error::Prerequisite {
+            stage: "inventory",
+            what: "the instance addresses".into(),
+            needs: crate::stages::instances::ID,
+        })?;
+    if g.output == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out.nodes).expect("serializes")
+        );
+    } else {
+        print!("{}", crate::inventory::render_ini(&config, &out));
+    }
+    Ok(())
 }

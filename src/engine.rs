@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
+use crate::aws::{Aws, CallCounter, is_mutating};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::event::{Action, Event, Events, millis};
@@ -44,6 +45,8 @@ pub struct Ctx {
     store: Store,
     state: Mutex<State>,
     counters: Mutex<BTreeMap<String, u64>>,
+    calls: CallCounter,
+    aws: tokio::sync::OnceCell<Aws>,
 }
 
 impl Ctx {
@@ -55,7 +58,21 @@ impl Ctx {
             store,
             state: Mutex::new(state),
             counters: Mutex::new(BTreeMap::new()),
+            calls: CallCounter::default(),
+            aws: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// AWS clients, built on first use (commands that never touch AWS never build them).
+    pub async fn aws(&self) -> &Aws {
+        self.aws
+            .get_or_init(|| Aws::connect(&self.config, self.calls.clone()))
+            .await
+    }
+
+    /// AWS calls made since the last call, by operation.
+    pub fn take_aws_calls(&self) -> BTreeMap<String, u64> {
+        self.calls.take()
     }
 
     /// The journal (locked for the duration of the guard; do not hold across awaits).
@@ -78,7 +95,8 @@ impl Ctx {
         self.store.dir().to_path_buf()
     }
 
-    fn writable(&self) -> bool {
+    /// True when this run holds the lock and writes state and caches (not plan/status).
+    pub fn writable(&self) -> bool {
         self.store.is_locked()
     }
 
@@ -156,6 +174,7 @@ impl<'a> Runner<'a> {
             title: stage.title().into(),
         });
         let started = Instant::now();
+        self.cx.take_aws_calls();
         let fail = |err: Error| -> Error {
             events.emit(Event::StageFailed {
                 stage: id.into(),
@@ -176,6 +195,7 @@ impl<'a> Runner<'a> {
                 events.emit(Event::StageSkipped {
                     stage: id.into(),
                     message: summary,
+                    aws_calls: self.cx.take_aws_calls(),
                 });
                 return Ok(());
             }
@@ -206,6 +226,7 @@ impl<'a> Runner<'a> {
             r.attempts += 1;
         })?;
         self.cx.take_counters();
+        let probe_calls = self.cx.take_aws_calls();
         let result = match stage.apply(self.cx, &todo).await {
             Ok(()) => match stage.probe(self.cx).await {
                 Ok(Probe::Done(_)) => Ok(()),
@@ -228,10 +249,26 @@ impl<'a> Runner<'a> {
                     r.finished = Some(now());
                     r.last_error = None;
                 })?;
+                let mut aws_calls = probe_calls;
+                for (op, n) in self.cx.take_aws_calls() {
+                    *aws_calls.entry(op).or_default() += n;
+                }
+                let mut counters = self.cx.take_counters();
+                if !aws_calls.is_empty() {
+                    let mutating: u64 = aws_calls
+                        .iter()
+                        .filter(|(op, _)| is_mutating(op))
+                        .map(|(_, n)| n)
+                        .sum();
+                    let total: u64 = aws_calls.values().sum();
+                    counters.insert("aws_calls.mutating".into(), mutating);
+                    counters.insert("aws_calls.read".into(), total - mutating);
+                }
                 events.emit(Event::StageDone {
                     stage: id.into(),
                     duration_ms: millis(started.elapsed()),
-                    counters: self.cx.take_counters(),
+                    counters,
+                    aws_calls,
                 });
                 Ok(())
             }

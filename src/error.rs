@@ -118,6 +118,22 @@ pub enum Error {
         help: String,
     },
 
+    /// An AWS call failed (after the SDK's retries).
+    #[error("AWS {operation} on {target} failed: {code}: {message}")]
+    #[diagnostic(code(ecoboot::aws), help("{help}"))]
+    Aws {
+        /// The API operation, e.g. `RunInstances`.
+        operation: String,
+        /// The node or resource it was for.
+        target: String,
+        /// The AWS error code.
+        code: String,
+        /// The AWS error message.
+        message: String,
+        /// What to do next.
+        help: String,
+    },
+
     /// A stage's apply returned but its probe still sees work to do.
     #[error("stage `{stage}` finished but its check still finds work: {remaining}")]
     #[diagnostic(
@@ -159,6 +175,7 @@ impl Error {
             | Error::Prerequisite { .. }
             | Error::NotImplemented { .. }
             | Error::StageFailed { .. }
+            | Error::Aws { .. }
             | Error::Unverified { .. } => exit::STAGE_FAILED,
         }
     }

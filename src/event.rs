@@ -49,6 +49,9 @@ pub enum Event {
         stage: String,
         /// Why (the probe's summary).
         message: String,
+        /// AWS calls the probe made, by operation.
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        aws_calls: BTreeMap<String, u64>,
     },
     /// The probe found work; in plan/dry-run mode nothing more happens.
     StagePlan {
@@ -82,6 +85,9 @@ pub enum Event {
         /// Counters such as `aws_calls.mutating` or `steps.skipped`.
         #[serde(skip_serializing_if = "BTreeMap::is_empty")]
         counters: BTreeMap<String, u64>,
+        /// AWS calls made by probe and apply, by operation.
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        aws_calls: BTreeMap<String, u64>,
     },
     /// A stage failed.
     StageFailed {

@@ -2,6 +2,7 @@
 //!
 //! `run` is the whole program; `main.rs` only calls it.
 
+pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -9,10 +10,12 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod fsutil;
+pub mod inventory;
 pub mod output;
 pub mod report;
 pub mod stages;
 pub mod state;
+pub mod teardown;
 
 use std::ffi::OsString;
 

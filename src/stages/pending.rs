@@ -53,67 +53,6 @@ impl Stage for Pending {
     }
 }
 
-/// Network resources from `spec.aws`.
-pub fn network(c: &Config) -> Vec<Action> {
-    let aws = &c.cluster.spec.aws;
-    let mut out = vec![Action::new(
-        "vpc",
-        format!("create VPC {}", aws.vpc_cidr.value),
-    )];
-    for s in &aws.subnets {
-        out.push(Action::new(
-            format!("subnet/{}", s.name),
-            format!("create public subnet {} in {}", s.cidr.value, s.az),
-        ));
-    }
-    out.push(Action::new("igw", "create and attach internet gateway"));
-    out.push(Action::new(
-        "route-table",
-        "create public route table 0.0.0.0/0 -> IGW",
-    ));
-    out.push(Action::new(
-        "security-group",
-        "create cluster security group (22, 6443, intra-cluster)",
-    ));
-    out
-}
-
-/// IAM role and profile.
-pub fn iam(c: &Config) -> Vec<Action> {
-    let name = c.name();
-    vec![
-        Action::new(
-            format!("role/{name}-node"),
-            format!(
-                "create role with {} policies",
-                c.cluster.spec.aws.iam_policies.len()
-            ),
-        ),
-        Action::new(
-            format!("instance-profile/{name}-node"),
-            "create instance profile",
-        ),
-    ]
-}
-
-/// One instance per node.
-pub fn instances(c: &Config) -> Vec<Action> {
-    let mut out = vec![Action::new(
-        format!("key-pair/{}", c.cluster.spec.aws.key_pair.name.value),
-        "import key pair",
-    )];
-    out.extend(c.nodes().map(|n| {
-        Action::new(
-            n.name.value.clone(),
-            format!(
-                "launch {} ({} GiB gp3) in {}",
-                n.instance_type, n.disk_gb, n.subnet.value
-            ),
-        )
-    }));
-    out
-}
-
 /// Every node.
 pub fn every_node(c: &Config) -> Vec<Action> {
     c.nodes()

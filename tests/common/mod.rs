@@ -1,6 +1,8 @@
 //! Helpers for tests that run the real `ecoboot` binary.
 #![allow(dead_code)]
 
+pub mod aws;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -36,17 +38,30 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
     )
 }
 
-/// A copy of the shipped config in `dir` whose public key points at a real (generated) file.
+/// A copy of the shipped config in `dir` whose public key is a freshly generated one.
 pub fn config_with_key(dir: &Path) -> PathBuf {
-    let key = dir.join("id.pub");
-    std::fs::write(
-        &key,
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVzZWQtb25seS1pbi10ZXN0cy1ub3QtYS1yZWFsLWtleQ test\n",
-    )
-    .unwrap();
+    config_named(dir, "sesacthon")
+}
+
+/// Like [`config_with_key`], with cluster name `name`.
+pub fn config_named(dir: &Path, name: &str) -> PathBuf {
+    let key = dir.join("id");
+    if !key.exists() {
+        let ok = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "ecoboot-test", "-f"])
+            .arg(&key)
+            .status()
+            .expect("ssh-keygen")
+            .success();
+        assert!(ok);
+    }
     let text = std::fs::read_to_string(shipped_config())
         .unwrap()
-        .replace("~/.ssh/sesacthon.pub", key.to_str().unwrap());
+        .replace("~/.ssh/sesacthon.pub", dir.join("id.pub").to_str().unwrap())
+        .replace(
+            "metadata:\n  name: sesacthon",
+            &format!("metadata:\n  name: {name}"),
+        );
     let path = dir.join("cluster.yaml");
     std::fs::write(&path, text).unwrap();
     path

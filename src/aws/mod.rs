@@ -1,0 +1,78 @@
+//! AWS clients shared by the provisioning stages and `down`: credentials and endpoint from the
+//! SDK default chain (so `AWS_ENDPOINT_URL` works), adaptive retries, a call counter and a
+//! client-side pace for mutating calls.
+
+mod calls;
+mod errors;
+pub mod tags;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::config::retry::RetryConfig;
+use tokio::sync::Mutex;
+
+pub use calls::{CallCounter, is_mutating};
+pub use errors::{aws_error, code_of};
+pub use tags::{Tags, ec2_filter, ec2_tag_value};
+
+use crate::config::Config;
+
+/// Attempts per call, as kops and eksctl use.
+pub const MAX_ATTEMPTS: u32 = 13;
+/// Minimum spacing between mutating calls (client-side pace, 10 per second).
+const MUTATION_INTERVAL: Duration = Duration::from_millis(100);
+
+/// EC2 and IAM clients for one cluster.
+#[derive(Clone)]
+pub struct Aws {
+    /// EC2.
+    pub ec2: aws_sdk_ec2::Client,
+    /// IAM.
+    pub iam: aws_sdk_iam::Client,
+    /// Tags every resource of this cluster carries.
+    pub tags: Tags,
+    pace: Arc<Mutex<Instant>>,
+}
+
+impl Aws {
+    /// Builds clients from the default credential chain; region from `AWS_REGION` or config.
+    pub async fn connect(config: &Config, counter: CallCounter) -> Aws {
+        let region = std::env::var("AWS_REGION")
+            .ok()
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| config.cluster.spec.aws.region.value.clone());
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region));
+        // The SDK's own AWS_MAX_ATTEMPTS / AWS_RETRY_MODE win when the user sets them.
+        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none()
+            && std::env::var_os("AWS_RETRY_MODE").is_none()
+        {
+            loader = loader.retry_config(RetryConfig::adaptive().with_max_attempts(MAX_ATTEMPTS));
+        }
+        let shared = loader.load().await;
+        let ec2 = aws_sdk_ec2::config::Builder::from(&shared)
+            .interceptor(counter.clone())
+            .build();
+        let iam = aws_sdk_iam::config::Builder::from(&shared)
+            .interceptor(counter)
+            .build();
+        Aws {
+            ec2: aws_sdk_ec2::Client::from_conf(ec2),
+            iam: aws_sdk_iam::Client::from_conf(iam),
+            tags: Tags::for_cluster(config),
+            pace: Arc::new(Mutex::new(Instant::now())),
+        }
+    }
+
+    /// Waits for the client-side pace before a mutating call, so a burst of 14 launches does
+    /// not trip the account's API rate limit.
+    pub async fn pace(&self) {
+        let mut next = self.pace.lock().await;
+        let now = Instant::now();
+        if *next > now {
+            tokio::time::sleep(*next - now).await;
+        }
+        *next = Instant::now().max(*next) + MUTATION_INTERVAL;
+    }
+}

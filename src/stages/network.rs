@@ -1,0 +1,670 @@
+//! Stage `network`: VPC, public subnets, internet gateway, public route table and the cluster
+//! security group. Everything is found by tags first and created only when missing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, IpPermission, IpRange, ResourceType, SecurityGroup, UserIdGroupPair,
+    VpcAttributeName,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::aws::tags::SUBNET;
+use crate::aws::{Aws, aws_error, ec2_filter, ec2_tag_value};
+use crate::config::Config;
+use crate::engine::{Ctx, Probe, Stage};
+use crate::error::{Error, Result};
+use crate::event::Action;
+
+/// Stage id.
+pub const ID: &str = "network";
+
+/// What the stage records in state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NetworkOut {
+    /// VPC id.
+    pub vpc_id: String,
+    /// Subnet id and AZ by config subnet name.
+    pub subnets: BTreeMap<String, SubnetOut>,
+    /// Internet gateway id.
+    pub igw_id: String,
+    /// Public route table id.
+    pub route_table_id: String,
+    /// Cluster security group id.
+    pub security_group_id: String,
+}
+
+/// One subnet in state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SubnetOut {
+    /// Subnet id.
+    pub id: String,
+    /// Availability zone.
+    pub az: String,
+}
+
+/// What exists now, as found by tags.
+#[derive(Debug, Clone, Default)]
+struct Found {
+    vpc: Option<String>,
+    dns_hostnames: bool,
+    dns_support: bool,
+    subnets: BTreeMap<String, (String, String, bool)>,
+    igw: Option<(String, Option<String>)>,
+    route_table: Option<(String, bool, BTreeSet<String>)>,
+    sg: Option<(String, BTreeSet<Rule>)>,
+}
+
+/// One ingress rule, normalised for comparison.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Rule {
+    protocol: String,
+    from: i32,
+    to: i32,
+    /// A CIDR or `sg:<group id>`.
+    source: String,
+}
+
+/// The `network` stage.
+#[derive(Default)]
+pub struct Network {
+    last: Mutex<Option<Found>>,
+}
+
+impl Network {
+    fn name(config: &Config, what: &str) -> String {
+        format!("{}-{what}", config.name())
+    }
+}
+
+async fn discover(aws: &Aws) -> Result<Found> {
+    let ec2 = &aws.ec2;
+    let mut found = Found::default();
+    let vpcs = ec2
+        .describe_vpcs()
+        .filters(aws.tags.filter())
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeVpcs", "vpc", e))?;
+    let ids: Vec<&str> = vpcs.vpcs().iter().filter_map(|v| v.vpc_id()).collect();
+    if ids.len() > 1 {
+        return Err(Error::StageFailed {
+            stage: ID.into(),
+            message: format!("found {} VPCs tagged for cluster `{}`: {}", ids.len(), aws.tags.cluster, ids.join(", ")),
+            help: "ecoboot never picks one at random: delete the extra VPCs (or run `ecoboot down --yes`) and rerun".into(),
+        });
+    }
+    let igws = ec2
+        .describe_internet_gateways()
+        .filters(aws.tags.filter())
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeInternetGateways", "igw", e))?;
+    if let Some(igw) = igws.internet_gateways().first() {
+        let attached = igw
+            .attachments()
+            .iter()
+            .find_map(|a| a.vpc_id().map(str::to_string));
+        found.igw = Some((
+            igw.internet_gateway_id().unwrap_or_default().to_string(),
+            attached,
+        ));
+    }
+    let Some(vpc) = ids.first().map(|s| s.to_string()) else {
+        return Ok(found);
+    };
+    for (attr, slot) in [
+        (
+            VpcAttributeName::EnableDnsHostnames,
+            &mut found.dns_hostnames,
+        ),
+        (VpcAttributeName::EnableDnsSupport, &mut found.dns_support),
+    ] {
+        let out = ec2
+            .describe_vpc_attribute()
+            .vpc_id(&vpc)
+            .attribute(attr.clone())
+            .send()
+            .await
+            .map_err(|e| aws_error("DescribeVpcAttribute", &vpc, e))?;
+        let value = match attr {
+            VpcAttributeName::EnableDnsHostnames => out.enable_dns_hostnames(),
+            _ => out.enable_dns_support(),
+        };
+        *slot = value.and_then(|v| v.value()).unwrap_or(false);
+    }
+    let in_vpc = ec2_filter("vpc-id", &vpc);
+    let subnets = ec2
+        .describe_subnets()
+        .filters(aws.tags.filter())
+        .filters(in_vpc.clone())
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeSubnets", &vpc, e))?;
+    for s in subnets.subnets() {
+        if let Some(name) = ec2_tag_value(s.tags(), SUBNET) {
+            let entry = (
+                s.subnet_id().unwrap_or_default().to_string(),
+                s.availability_zone().unwrap_or_default().to_string(),
+                s.map_public_ip_on_launch().unwrap_or(false),
+            );
+            found.subnets.insert(name.to_string(), entry);
+        }
+    }
+    let tables = ec2
+        .describe_route_tables()
+        .filters(aws.tags.filter())
+        .filters(in_vpc.clone())
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeRouteTables", &vpc, e))?;
+    if let Some(rt) = tables.route_tables().first() {
+        let igw = found.igw.as_ref().map(|(id, _)| id.as_str());
+        let default_route = rt.routes().iter().any(|r| {
+            r.destination_cidr_block() == Some("0.0.0.0/0")
+                && r.gateway_id().is_some()
+                && r.gateway_id() == igw
+        });
+        let associated = rt
+            .associations()
+            .iter()
+            .filter_map(|a| a.subnet_id().map(str::to_string))
+            .collect();
+        found.route_table = Some((
+            rt.route_table_id().unwrap_or_default().to_string(),
+            default_route,
+            associated,
+        ));
+    }
+    let groups = ec2
+        .describe_security_groups()
+        .filters(aws.tags.filter())
+        .filters(in_vpc)
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeSecurityGroups", &vpc, e))?;
+    if let Some(sg) = groups.security_groups().first() {
+        found.sg = Some((sg.group_id().unwrap_or_default().to_string(), rules_of(sg)));
+    }
+    found.vpc = Some(vpc);
+    Ok(found)
+}
+
+fn rules_of(sg: &SecurityGroup) -> BTreeSet<Rule> {
+    let mut out = BTreeSet::new();
+    for p in sg.ip_permissions() {
+        let protocol = p.ip_protocol().unwrap_or("-1").to_string();
+        let (from, to) = if protocol == "-1" {
+            (0, 0)
+        } else {
+            (p.from_port().unwrap_or(0), p.to_port().unwrap_or(0))
+        };
+        let rule = |source: String| Rule {
+            protocol: protocol.clone(),
+            from,
+            to,
+            source,
+        };
+        out.extend(
+            p.ip_ranges()
+                .iter()
+                .filter_map(|r| r.cidr_ip())
+                .map(|c| rule(c.to_string())),
+        );
+        out.extend(
+            p.user_id_group_pairs()
+                .iter()
+                .filter_map(|g| g.group_id())
+                .map(|g| rule(format!("sg:{g}"))),
+        );
+    }
+    out
+}
+
+fn wanted_rules(config: &Config, sg: &str) -> BTreeSet<Rule> {
+    let aws = &config.cluster.spec.aws;
+    let mut out = BTreeSet::new();
+    let tcp = |from, to, source: &str| Rule {
+        protocol: "tcp".into(),
+        from,
+        to,
+        source: source.into(),
+    };
+    out.extend(aws.allowed_ssh_cidrs.iter().map(|c| tcp(22, 22, c)));
+    out.extend(aws.allowed_api_cidrs.iter().map(|c| tcp(6443, 6443, c)));
+    out.extend(aws.node_port_cidrs.iter().map(|c| tcp(30000, 32767, c)));
+    out.insert(Rule {
+        protocol: "-1".into(),
+        from: 0,
+        to: 0,
+        source: format!("sg:{sg}"),
+    });
+    out
+}
+
+fn plan(config: &Config, f: &Found) -> Vec<Action> {
+    let aws = &config.cluster.spec.aws;
+    let mut out = Vec::new();
+    match &f.vpc {
+        None => out.push(Action::new(
+            "vpc",
+            format!(
+                "create VPC {} with DNS hostnames and support",
+                aws.vpc_cidr.value
+            ),
+        )),
+        Some(id) if !(f.dns_hostnames && f.dns_support) => {
+            out.push(Action::new(id.clone(), "enable DNS hostnames and support"))
+        }
+        Some(_) => {}
+    }
+    for s in &aws.subnets {
+        match f.subnets.get(&s.name) {
+            None => out.push(Action::new(
+                format!("subnet/{}", s.name),
+                format!("create public subnet {} in {}", s.cidr.value, s.az),
+            )),
+            Some((id, _, false)) => {
+                out.push(Action::new(id.clone(), "turn on public IPs at launch"))
+            }
+            Some(_) => {}
+        }
+    }
+    match &f.igw {
+        None => out.push(Action::new(
+            "internet-gateway",
+            "create and attach to the VPC",
+        )),
+        Some((id, attached)) if attached.is_none() || attached != &f.vpc => {
+            out.push(Action::new(id.clone(), "attach to the VPC"))
+        }
+        Some(_) => {}
+    }
+    match &f.route_table {
+        None => out.push(Action::new(
+            "route-table",
+            "create public route table 0.0.0.0/0 -> internet gateway, associate every subnet",
+        )),
+        Some((id, default_route, associated)) => {
+            if !default_route {
+                out.push(Action::new(
+                    id.clone(),
+                    "add route 0.0.0.0/0 -> internet gateway",
+                ));
+            }
+            let missing = aws
+                .subnets
+                .iter()
+                .filter(|s| {
+                    f.subnets
+                        .get(&s.name)
+                        .is_none_or(|(sid, _, _)| !associated.contains(sid))
+                })
+                .count();
+            if missing > 0 {
+                out.push(Action::new(
+                    id.clone(),
+                    format!("associate {missing} subnet(s)"),
+                ));
+            }
+        }
+    }
+    match &f.sg {
+        None => out.push(Action::new("security-group", "create cluster security group: SSH 22 and API 6443 from the allowed CIDRs, all traffic within the group")),
+        Some((id, have)) => {
+            let missing = wanted_rules(config, id).difference(have).count();
+            if missing > 0 {
+                out.push(Action::new(id.clone(), format!("add {missing} ingress rule(s)")));
+            }
+        }
+    }
+    out
+}
+
+fn output(config: &Config, f: &Found) -> Option<NetworkOut> {
+    let subnets = config
+        .cluster
+        .spec
+        .aws
+        .subnets
+        .iter()
+        .map(|s| {
+            f.subnets.get(&s.name).map(|(id, az, _)| {
+                (
+                    s.name.clone(),
+                    SubnetOut {
+                        id: id.clone(),
+                        az: az.clone(),
+                    },
+                )
+            })
+        })
+        .collect::<Option<BTreeMap<_, _>>>()?;
+    Some(NetworkOut {
+        vpc_id: f.vpc.clone()?,
+        subnets,
+        igw_id: f.igw.as_ref()?.0.clone(),
+        route_table_id: f.route_table.as_ref()?.0.clone(),
+        security_group_id: f.sg.as_ref()?.0.clone(),
+    })
+}
+
+fn yes() -> AttributeBooleanValue {
+    AttributeBooleanValue::builder().value(true).build()
+}
+
+#[async_trait]
+impl Stage for Network {
+    fn id(&self) -> &'static str {
+        ID
+    }
+
+    fn title(&self) -> &'static str {
+        "Create VPC, subnets, gateway, routes and security group"
+    }
+
+    async fn probe(&self, cx: &Ctx) -> Result<Probe> {
+        let found = discover(cx.aws().await).await?;
+        let todo = plan(&cx.config, &found);
+        let out = output(&cx.config, &found);
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(found);
+        if let (true, Some(out)) = (todo.is_empty(), out) {
+            let summary = format!(
+                "VPC {} with {} subnets, gateway, route table, security group {}",
+                out.vpc_id,
+                out.subnets.len(),
+                out.security_group_id
+            );
+            cx.update_state(|s| s.set_output(ID, &out))?;
+            return Ok(Probe::Done(summary));
+        }
+        Ok(Probe::Todo(todo))
+    }
+
+    async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
+        let aws = cx.aws().await;
+        let config = &cx.config;
+        let found = self.last.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut f = match found {
+            Some(f) => f,
+            None => discover(aws).await?,
+        };
+        let ec2 = &aws.ec2;
+        let spec = &config.cluster.spec.aws;
+        let vpc = match f.vpc.clone() {
+            Some(id) => id,
+            None => {
+                aws.pace().await;
+                let out = ec2
+                    .create_vpc()
+                    .cidr_block(&spec.vpc_cidr.value)
+                    .tag_specifications(aws.tags.spec(
+                        ResourceType::Vpc,
+                        &Self::name(config, "vpc"),
+                        &[],
+                    ))
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("CreateVpc", "vpc", e))?;
+                let id = out
+                    .vpc()
+                    .and_then(|v| v.vpc_id())
+                    .unwrap_or_default()
+                    .to_string();
+                cx.events.progress(ID, Some("vpc"), format!("created {id}"));
+                id
+            }
+        };
+        if !f.dns_hostnames {
+            aws.pace().await;
+            ec2.modify_vpc_attribute()
+                .vpc_id(&vpc)
+                .enable_dns_hostnames(yes())
+                .send()
+                .await
+                .map_err(|e| aws_error("ModifyVpcAttribute", &vpc, e))?;
+        }
+        if !f.dns_support {
+            aws.pace().await;
+            ec2.modify_vpc_attribute()
+                .vpc_id(&vpc)
+                .enable_dns_support(yes())
+                .send()
+                .await
+                .map_err(|e| aws_error("ModifyVpcAttribute", &vpc, e))?;
+        }
+        let igw = match f.igw.clone() {
+            Some((id, attached)) => {
+                if attached.as_deref() != Some(vpc.as_str()) {
+                    aws.pace().await;
+                    ec2.attach_internet_gateway()
+                        .internet_gateway_id(&id)
+                        .vpc_id(&vpc)
+                        .send()
+                        .await
+                        .map_err(|e| aws_error("AttachInternetGateway", &id, e))?;
+                }
+                id
+            }
+            None => {
+                aws.pace().await;
+                let out = ec2
+                    .create_internet_gateway()
+                    .tag_specifications(aws.tags.spec(
+                        ResourceType::InternetGateway,
+                        &Self::name(config, "igw"),
+                        &[],
+                    ))
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("CreateInternetGateway", "igw", e))?;
+                let id = out
+                    .internet_gateway()
+                    .and_then(|g| g.internet_gateway_id())
+                    .unwrap_or_default()
+                    .to_string();
+                aws.pace().await;
+                ec2.attach_internet_gateway()
+                    .internet_gateway_id(&id)
+                    .vpc_id(&vpc)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("AttachInternetGateway", &id, e))?;
+                cx.events.progress(
+                    ID,
+                    Some("internet-gateway"),
+                    format!("created and attached {id}"),
+                );
+                id
+            }
+        };
+        for s in &spec.subnets {
+            match f.subnets.get(&s.name) {
+                Some((_, _, true)) => {}
+                found_subnet => {
+                    let id = match found_subnet {
+                        Some((id, _, _)) => id.clone(),
+                        None => {
+                            aws.pace().await;
+                            let out = ec2
+                                .create_subnet()
+                                .vpc_id(&vpc)
+                                .cidr_block(&s.cidr.value)
+                                .availability_zone(&s.az)
+                                .tag_specifications(aws.tags.spec(
+                                    ResourceType::Subnet,
+                                    &Self::name(config, &s.name),
+                                    &[(SUBNET, &s.name)],
+                                ))
+                                .send()
+                                .await
+                                .map_err(|e| {
+                                    aws_error("CreateSubnet", &format!("subnet/{}", s.name), e)
+                                })?;
+                            let id = out
+                                .subnet()
+                                .and_then(|x| x.subnet_id())
+                                .unwrap_or_default()
+                                .to_string();
+                            cx.events.progress(
+                                ID,
+                                Some(&format!("subnet/{}", s.name)),
+                                format!("created {id}"),
+                            );
+                            id
+                        }
+                    };
+                    aws.pace().await;
+                    ec2.modify_subnet_attribute()
+                        .subnet_id(&id)
+                        .map_public_ip_on_launch(yes())
+                        .send()
+                        .await
+                        .map_err(|e| aws_error("ModifySubnetAttribute", &id, e))?;
+                    f.subnets.insert(s.name.clone(), (id, s.az.clone(), true));
+                }
+            }
+        }
+        let (rt, default_route, associated) = match f.route_table.clone() {
+            Some(found) => found,
+            None => {
+                aws.pace().await;
+                let out = ec2
+                    .create_route_table()
+                    .vpc_id(&vpc)
+                    .tag_specifications(aws.tags.spec(
+                        ResourceType::RouteTable,
+                        &Self::name(config, "public-rt"),
+                        &[],
+                    ))
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("CreateRouteTable", "route-table", e))?;
+                let id = out
+                    .route_table()
+                    .and_then(|r| r.route_table_id())
+                    .unwrap_or_default()
+                    .to_string();
+                cx.events
+                    .progress(ID, Some("route-table"), format!("created {id}"));
+                (id, false, BTreeSet::new())
+            }
+        };
+        if !default_route {
+            aws.pace().await;
+            ec2.create_route()
+                .route_table_id(&rt)
+                .destination_cidr_block("0.0.0.0/0")
+                .gateway_id(&igw)
+                .send()
+                .await
+                .map_err(|e| aws_error("CreateRoute", &rt, e))?;
+        }
+        for (subnet, _, _) in f.subnets.values() {
+            if !associated.contains(subnet) {
+                aws.pace().await;
+                ec2.associate_route_table()
+                    .route_table_id(&rt)
+                    .subnet_id(subnet)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("AssociateRouteTable", subnet, e))?;
+            }
+        }
+        let (sg, have) = match f.sg.clone() {
+            Some(found) => found,
+            None => {
+                aws.pace().await;
+                let name = Self::name(config, "cluster");
+                let out = ec2
+                    .create_security_group()
+                    .group_name(&name)
+                    .description(format!(
+                        "ecoboot cluster {}: SSH, API, all traffic between nodes",
+                        config.name()
+                    ))
+                    .vpc_id(&vpc)
+                    .tag_specifications(aws.tags.spec(ResourceType::SecurityGroup, &name, &[]))
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("CreateSecurityGroup", &name, e))?;
+                let id = out.group_id().unwrap_or_default().to_string();
+                cx.events
+                    .progress(ID, Some("security-group"), format!("created {id}"));
+                (id, BTreeSet::new())
+            }
+        };
+        let missing: Vec<IpPermission> = wanted_rules(config, &sg)
+            .difference(&have)
+            .map(permission)
+            .collect();
+        if !missing.is_empty() {
+            aws.pace().await;
+            ec2.authorize_security_group_ingress()
+                .group_id(&sg)
+                .set_ip_permissions(Some(missing))
+                .send()
+                .await
+                .map_err(|e| aws_error("AuthorizeSecurityGroupIngress", &sg, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn permission(rule: &Rule) -> IpPermission {
+    let mut p = IpPermission::builder().ip_protocol(&rule.protocol);
+    if rule.protocol != "-1" {
+        p = p.from_port(rule.from).to_port(rule.to);
+    }
+    match rule.source.strip_prefix("sg:") {
+        Some(group) => p.user_id_group_pairs(UserIdGroupPair::builder().group_id(group).build()),
+        None => p.ip_ranges(IpRange::builder().cidr_ip(&rule.source).build()),
+    }
+    .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_account_plans_everything_and_complete_network_plans_nothing() {
+        let config = crate::config::tests_support::config();
+        let empty = Found::default();
+        let actions = plan(&config, &empty);
+        assert_eq!(actions.len(), 1 + 3 + 1 + 1 + 1, "{actions:?}");
+        let sg = "sg-1".to_string();
+        let subnets = config
+            .cluster
+            .spec
+            .aws
+            .subnets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), (format!("subnet-{i}"), s.az.clone(), true)))
+            .collect::<BTreeMap<_, _>>();
+        let associated = subnets.values().map(|(id, _, _)| id.clone()).collect();
+        let full = Found {
+            vpc: Some("vpc-1".into()),
+            dns_hostnames: true,
+            dns_support: true,
+            subnets,
+            igw: Some(("igw-1".into(), Some("vpc-1".into()))),
+            route_table: Some(("rtb-1".into(), true, associated)),
+            sg: Some((sg.clone(), wanted_rules(&config, &sg))),
+        };
+        assert!(plan(&config, &full).is_empty());
+        assert_eq!(output(&config, &full).unwrap().subnets.len(), 3);
+        let mut one_rule_short = full.clone();
+        let mut rules = wanted_rules(&config, &sg);
+        let first = rules.iter().next().unwrap().clone();
+        rules.remove(&first);
+        one_rule_short.sg = Some((sg, rules));
+        assert_eq!(
+            plan(&config, &one_rule_short)[0].what,
+            "add 1 ingress rule(s)"
+        );
+    }
+}

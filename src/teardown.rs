@@ -1,0 +1,427 @@
+//! `ecoboot down`: deletes every resource tagged with the cluster, in dependency order.
+//! It reads nothing from the state file, so it works after a crash or with no state at all,
+//! and a second run finds nothing and says so.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_ec2::client::Waiters;
+
+use crate::aws::tags::CLUSTER;
+use crate::aws::{Aws, aws_error, code_of};
+use crate::error::{Error, Result};
+use crate::event::Events;
+use crate::stages::iam::node_role_name;
+
+/// Events of `down` are reported under this name.
+pub const ID: &str = "down";
+/// How long a delete is retried while AWS still reports a dependency.
+const DEPENDENCY_WAIT: Duration = Duration::from_secs(300);
+const TERMINATE_WAIT: Duration = Duration::from_secs(900);
+
+type Failure = (Option<String>, Error);
+
+/// Deletes everything; returns how many resources were deleted.
+pub async fn down(aws: &Aws, events: &Events, role_name: &str) -> Result<usize> {
+    let mut td = Teardown {
+        aws,
+        events,
+        deleted: 0,
+        failures: Vec::new(),
+    };
+    td.instances().await;
+    td.ec2_network().await;
+    td.iam(role_name).await;
+    td.key_pairs().await;
+    match td.failures.len() {
+        0 => Ok(td.deleted),
+        _ => Err(Error::StageFailed {
+            stage: ID.into(),
+            message: format!("could not delete {} resource(s):\n  {}", td.failures.len(), td.failures.join("\n  ")),
+            help: "fix the cause named above (or delete the resource by hand) and rerun `ecoboot down --yes`; what was deleted stays deleted".into(),
+        }),
+    }
+}
+
+/// The role and profile name `down` removes for a config.
+pub fn role_name(config: &crate::config::Config) -> String {
+    node_role_name(config)
+}
+
+struct Teardown<'a> {
+    aws: &'a Aws,
+    events: &'a Events,
+    deleted: usize,
+    failures: Vec<String>,
+}
+
+fn gone(code: &Option<String>) -> bool {
+    code.as_deref().is_some_and(|c| {
+        c.ends_with("NotFound") || c == "NoSuchEntity" || c.ends_with(".Malformed")
+    })
+}
+
+impl Teardown<'_> {
+    fn done(&mut self, what: &str) {
+        self.deleted += 1;
+        self.events.progress(ID, Some(what), "deleted");
+    }
+
+    /// Runs one delete; retries while AWS says `DependencyViolation`; "not found" counts as done.
+    async fn delete<F, Fut>(&mut self, what: &str, mut call: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), Failure>>,
+    {
+        let started = std::time::Instant::now();
+        let mut delay = Duration::from_secs(2);
+        loop {
+            self.aws.pace().await;
+            match call().await {
+                Ok(()) => return self.done(what),
+                Err((code, _)) if gone(&code) => return self.done(what),
+                Err((code, _))
+                    if code.as_deref() == Some("DependencyViolation")
+                        && started.elapsed() < DEPENDENCY_WAIT =>
+                {
+                    self.events.progress(
+                        ID,
+                        Some(what),
+                        format!("still in use; retrying in {}s", delay.as_secs()),
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(15));
+                }
+                Err((_, err)) => {
+                    self.failures.push(format!("{what}: {err}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, err: Error) {
+        self.failures.push(err.to_string());
+    }
+
+    async fn instances(&mut self) {
+        let aws = self.aws;
+        let states = aws_sdk_ec2::types::Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(
+                ["pending", "running", "stopping", "stopped", "shutting-down"]
+                    .map(String::from)
+                    .to_vec(),
+            ))
+            .build();
+        let pages = aws
+            .ec2
+            .describe_instances()
+            .filters(aws.tags.filter())
+            .filters(states)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await;
+        let pages = match pages {
+            Ok(p) => p,
+            Err(e) => return self.fail(aws_error("DescribeInstances", "instances", e)),
+        };
+        let ids: Vec<String> = pages
+            .iter()
+            .flat_map(|p| p.reservations())
+            .flat_map(|r| r.instances())
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        self.events
+            .progress(ID, None, format!("terminating {} instance(s)", ids.len()));
+        aws.pace().await;
+        if let Err(e) = aws
+            .ec2
+            .terminate_instances()
+            .set_instance_ids(Some(ids.clone()))
+            .send()
+            .await
+        {
+            return self.fail(aws_error("TerminateInstances", &ids.join(","), e));
+        }
+        let waited = aws
+            .ec2
+            .wait_until_instance_terminated()
+            .set_instance_ids(Some(ids.clone()))
+            .wait(TERMINATE_WAIT)
+            .await;
+        if let Err(e) = waited {
+            return self.fail(Error::StageFailed {
+                stage: ID.into(),
+                message: format!("instances did not terminate: {e}"),
+                help: String::new(),
+            });
+        }
+        for id in ids {
+            self.done(&id);
+        }
+    }
+
+    async fn ec2_network(&mut self) {
+        let aws = self.aws;
+        let ec2 = &aws.ec2;
+        match ec2
+            .describe_security_groups()
+            .filters(aws.tags.filter())
+            .send()
+            .await
+        {
+            Ok(out) => {
+                for id in out.security_groups().iter().filter_map(|g| g.group_id()) {
+                    self.delete(id, || async {
+                        ec2.delete_security_group()
+                            .group_id(id)
+                            .send()
+                            .await
+                            .map(drop)
+                            .map_err(|e| (code_of(&e), aws_error("DeleteSecurityGroup", id, e)))
+                    })
+                    .await;
+                }
+            }
+            Err(e) => self.fail(aws_error("DescribeSecurityGroups", "security groups", e)),
+        }
+        match ec2
+            .describe_route_tables()
+            .filters(aws.tags.filter())
+            .send()
+            .await
+        {
+            Ok(out) => {
+                for rt in out.route_tables() {
+                    let id = rt.route_table_id().unwrap_or_default();
+                    for assoc in rt.associations().iter().filter(|a| a.main() != Some(true)) {
+                        let aid = assoc.route_table_association_id().unwrap_or_default();
+                        self.aws.pace().await;
+                        if let Err(e) = ec2
+                            .disassociate_route_table()
+                            .association_id(aid)
+                            .send()
+                            .await
+                            && !gone(&code_of(&e))
+                        {
+                            self.fail(aws_error("DisassociateRouteTable", aid, e));
+                        }
+                    }
+                    self.delete(id, || async {
+                        ec2.delete_route_table()
+                            .route_table_id(id)
+                            .send()
+                            .await
+                            .map(drop)
+                            .map_err(|e| (code_of(&e), aws_error("DeleteRouteTable", id, e)))
+                    })
+                    .await;
+                }
+            }
+            Err(e) => self.fail(aws_error("DescribeRouteTables", "route tables", e)),
+        }
+        match ec2
+            .describe_internet_gateways()
+            .filters(aws.tags.filter())
+            .send()
+            .await
+        {
+            Ok(out) => {
+                for igw in out.internet_gateways() {
+                    let id = igw.internet_gateway_id().unwrap_or_default();
+                    for vpc in igw.attachments().iter().filter_map(|a| a.vpc_id()) {
+                        self.aws.pace().await;
+                        if let Err(e) = ec2
+                            .detach_internet_gateway()
+                            .internet_gateway_id(id)
+                            .vpc_id(vpc)
+                            .send()
+                            .await
+                            && !gone(&code_of(&e))
+                        {
+                            self.fail(aws_error("DetachInternetGateway", id, e));
+                        }
+                    }
+                    self.delete(id, || async {
+                        ec2.delete_internet_gateway()
+                            .internet_gateway_id(id)
+                            .send()
+                            .await
+                            .map(drop)
+                            .map_err(|e| (code_of(&e), aws_error("DeleteInternetGateway", id, e)))
+                    })
+                    .await;
+                }
+            }
+            Err(e) => self.fail(aws_error(
+                "DescribeInternetGateways",
+                "internet gateways",
+                e,
+            )),
+        }
+        match ec2
+            .describe_subnets()
+            .filters(aws.tags.filter())
+            .send()
+            .await
+        {
+            Ok(out) => {
+                for id in out.subnets().iter().filter_map(|s| s.subnet_id()) {
+                    self.delete(id, || async {
+                        ec2.delete_subnet()
+                            .subnet_id(id)
+                            .send()
+                            .await
+                            .map(drop)
+                            .map_err(|e| (code_of(&e), aws_error("DeleteSubnet", id, e)))
+                    })
+                    .await;
+                }
+            }
+            Err(e) => self.fail(aws_error("DescribeSubnets", "subnets", e)),
+        }
+        match ec2.describe_vpcs().filters(aws.tags.filter()).send().await {
+            Ok(out) => {
+                for id in out.vpcs().iter().filter_map(|v| v.vpc_id()) {
+                    self.delete(id, || async {
+                        ec2.delete_vpc()
+                            .vpc_id(id)
+                            .send()
+                            .await
+                            .map(drop)
+                            .map_err(|e| (code_of(&e), aws_error("DeleteVpc", id, e)))
+                    })
+                    .await;
+                }
+            }
+            Err(e) => self.fail(aws_error("DescribeVpcs", "vpcs", e)),
+        }
+    }
+
+    async fn iam(&mut self, name: &str) {
+        let aws = self.aws;
+        let iam = &aws.iam;
+        let cluster = aws.tags.cluster.clone();
+        let ours = |tags: &[aws_sdk_iam::types::Tag]| {
+            tags.iter()
+                .any(|t| t.key() == CLUSTER && t.value() == cluster)
+        };
+        match iam
+            .get_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                if let Some(profile) = out.instance_profile().filter(|p| ours(p.tags())) {
+                    for role in profile.roles() {
+                        self.aws.pace().await;
+                        if let Err(e) = iam
+                            .remove_role_from_instance_profile()
+                            .instance_profile_name(name)
+                            .role_name(role.role_name())
+                            .send()
+                            .await
+                            && !gone(&code_of(&e))
+                        {
+                            self.fail(aws_error("RemoveRoleFromInstanceProfile", name, e));
+                        }
+                    }
+                    let what = format!("instance-profile/{name}");
+                    self.delete(&what, || async {
+                        iam.delete_instance_profile()
+                            .instance_profile_name(name)
+                            .send()
+                            .await
+                            .map(drop)
+                            .map_err(|e| (code_of(&e), aws_error("DeleteInstanceProfile", name, e)))
+                    })
+                    .await;
+                }
+            }
+            Err(e) if gone(&code_of(&e)) => {}
+            Err(e) => self.fail(aws_error("GetInstanceProfile", name, e)),
+        }
+        match iam.get_role().role_name(name).send().await {
+            Ok(out) => {
+                if out.role().is_some_and(|r| ours(r.tags())) {
+                    match iam
+                        .list_attached_role_policies()
+                        .role_name(name)
+                        .send()
+                        .await
+                    {
+                        Ok(attached) => {
+                            for arn in attached
+                                .attached_policies()
+                                .iter()
+                                .filter_map(|p| p.policy_arn())
+                            {
+                                self.aws.pace().await;
+                                if let Err(e) = iam
+                                    .detach_role_policy()
+                                    .role_name(name)
+                                    .policy_arn(arn)
+                                    .send()
+                                    .await
+                                    && !gone(&code_of(&e))
+                                {
+                                    self.fail(aws_error("DetachRolePolicy", arn, e));
+                                }
+                            }
+                        }
+                        Err(e) => self.fail(aws_error("ListAttachedRolePolicies", name, e)),
+                    }
+                    let what = format!("role/{name}");
+                    self.delete(&what, || async {
+                        iam.delete_role()
+                            .role_name(name)
+                            .send()
+                            .await
+                            .map(drop)
+                            .map_err(|e| (code_of(&e), aws_error("DeleteRole", name, e)))
+                    })
+                    .await;
+                }
+            }
+            Err(e) if gone(&code_of(&e)) => {}
+            Err(e) => self.fail(aws_error("GetRole", name, e)),
+        }
+    }
+
+    async fn key_pairs(&mut self) {
+        let aws = self.aws;
+        match aws
+            .ec2
+            .describe_key_pairs()
+            .filters(aws.tags.filter())
+            .send()
+            .await
+        {
+            Ok(out) => {
+                for pair in out.key_pairs() {
+                    let Some(name) = pair.key_name() else {
+                        continue;
+                    };
+                    let what = format!("key-pair/{name}");
+                    self.delete(&what, || async {
+                        aws.ec2
+                            .delete_key_pair()
+                            .key_name(name)
+                            .send()
+                            .await
+                            .map(drop)
+                            .map_err(|e| (code_of(&e), aws_error("DeleteKeyPair", name, e)))
+                    })
+                    .await;
+                }
+            }
+            Err(e) => self.fail(aws_error("DescribeKeyPairs", "key pairs", e)),
+        }
+    }
+}

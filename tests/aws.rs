@@ -1,0 +1,472 @@
+//! The provisioning stages and `down` against a real AWS API emulator (moto_server) behind a
+//! fault-injecting proxy (tests/support/aws_fault_proxy.py), running the real binary.
+//!
+//! Emulator gaps, covered by the proxy instead of trusting moto:
+//! - RunInstances ClientToken is not idempotent in moto → `idempotent_tokens` models AWS.
+//! - Instances are visible at once in moto → `describe_lag` models EC2 eventual consistency.
+//! - No IAM propagation delay → `profile_delay`. No throttling → `throttle_every`.
+//! - Deleting an SG in use succeeds in moto → `dependency` answers DependencyViolation.
+//! - moto's DeleteKeyPair ignores KeyPairId, so ecoboot deletes key pairs by name.
+//! - moto is more permissive than AWS about delete order in general; `down` follows AWS's order.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::aws::{AwsSandbox, aws_calls, events};
+use common::{config_named, ecoboot, run};
+
+fn up(
+    sb: &AwsSandbox,
+    dir: &std::path::Path,
+    config: &std::path::Path,
+    args: &[&str],
+) -> (i32, Vec<serde_json::Value>, String) {
+    let (code, out, err) = run(sb.env(
+        ecoboot(&dir.join("state"))
+            .arg("-c")
+            .arg(config)
+            .args(args)
+            .args(["--output", "json"]),
+    ));
+    (code, events(&out), err)
+}
+
+fn by_node(instances: &[serde_json::Value]) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for i in instances {
+        *m.entry(i["node"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    m
+}
+
+#[test]
+fn fresh_provision_rerun_status_inventory_and_down() {
+    let sb = AwsSandbox::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_named(dir.path(), "fresh");
+
+    let (code, ev, err) = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
+    assert_eq!(code, 0, "{err}");
+    let (mutating, read) = aws_calls(&ev);
+    println!("fresh provision: {mutating} mutating + {read} read AWS calls");
+    assert!(
+        mutating + read <= 60,
+        "fresh provision took {} calls",
+        mutating + read
+    );
+
+    let inv = sb.inventory("fresh");
+    let live = sb.live_instances("fresh");
+    assert_eq!(live.len(), 14);
+    assert!(by_node(&live).values().all(|n| *n == 1));
+    let text = std::fs::read_to_string(&config).unwrap();
+    for i in &live {
+        let node = i["node"].as_str().unwrap();
+        assert_eq!(i["name"], node);
+        assert_eq!(i["state"], "running");
+        assert!(
+            i["profile"]
+                .as_str()
+                .unwrap()
+                .ends_with("instance-profile/ecoboot-fresh-node"),
+            "{i}"
+        );
+        assert_eq!(
+            i["image"], "ami-0a1b2c3d4e5f60002",
+            "newest jammy amd64 image"
+        );
+        let block = text
+            .split("- name: ")
+            .find(|b| b.starts_with(node))
+            .unwrap();
+        assert!(
+            block.contains(&format!("instanceType: {}", i["type"].as_str().unwrap())),
+            "{node}"
+        );
+    }
+    let volumes = inv["volumes"].as_array().unwrap();
+    assert_eq!(volumes.len(), 14);
+    assert!(
+        volumes
+            .iter()
+            .all(|v| v["encrypted"] == true && v["type"] == "gp3")
+    );
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["node"] == "k8s-master" && v["size"] == 80)
+    );
+    for key in [
+        "vpcs",
+        "internet_gateways",
+        "route_tables",
+        "security_groups",
+        "key_pairs",
+        "roles",
+        "instance_profiles",
+    ] {
+        assert_eq!(inv[key], 1, "{key}: {inv}");
+    }
+    assert_eq!(inv["subnets"], 3);
+
+    let (code, ev, err) = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
+    assert_eq!(code, 0, "{err}");
+    let (mutating, read) = aws_calls(&ev);
+    println!("idempotent rerun: {mutating} mutating + {read} read AWS calls");
+    assert_eq!(mutating, 0);
+    assert!(read <= 15, "{read} read calls");
+    assert_eq!(
+        ev.iter().filter(|e| e["event"] == "stage_skipped").count(),
+        3
+    );
+
+    let (code, out, _) = run(sb.env(
+        ecoboot(&dir.path().join("state"))
+            .arg("-c")
+            .arg(&config)
+            .arg("inventory"),
+    ));
+    assert_eq!(code, 0);
+    assert_eq!(out.matches("ansible_host=").count(), 14);
+    assert!(
+        out.contains("[control_plane]\nk8s-master ansible_host="),
+        "{out}"
+    );
+    let ini = std::fs::read_to_string(dir.path().join("state/fresh/hosts.ini")).unwrap();
+    assert_eq!(ini, out);
+
+    let (code, out, _) = run(sb.env(
+        ecoboot(&dir.path().join("state"))
+            .arg("-c")
+            .arg(&config)
+            .args(["status", "--output", "json"]),
+    ));
+    assert_eq!(code, 0);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["stages"][2]["status"], "done");
+    assert!(
+        status["stages"][2]["probe"]
+            .as_str()
+            .unwrap()
+            .starts_with("done: 14 instances running")
+    );
+
+    let (code, out, err) = run(sb.env(
+        ecoboot(&dir.path().join("state"))
+            .arg("-c")
+            .arg(&config)
+            .args(["down", "--yes"]),
+    ));
+    assert_eq!(code, 0, "{out}{err}");
+    let inv = sb.inventory("fresh");
+    assert!(sb.live_instances("fresh").is_empty());
+    for key in [
+        "vpcs",
+        "subnets",
+        "internet_gateways",
+        "route_tables",
+        "security_groups",
+        "key_pairs",
+        "roles",
+        "instance_profiles",
+    ] {
+        assert_eq!(inv[key], 0, "{key} left after down: {inv}");
+    }
+    let (code, out, _) = run(sb.env(
+        ecoboot(&dir.path().join("state"))
+            .arg("-c")
+            .arg(&config)
+            .args(["down", "--yes"]),
+    ));
+    assert_eq!(code, 0);
+    assert!(out.contains("nothing to do"), "{out}");
+}
+
+#[test]
+fn plan_on_the_shipped_topology_changes_nothing() {
+    let sb = AwsSandbox::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_named(dir.path(), "planned");
+    let (code, out, err) = run(sb.env(
+        ecoboot(&dir.path().join("state"))
+            .arg("-c")
+            .arg(&config)
+            .arg("plan"),
+    ));
+    assert_eq!(code, 0, "{err}");
+    for id in ["network", "iam", "instances", "prepare-nodes", "root-app"] {
+        assert!(out.contains(&format!("[{id}]")), "plan lacks {id}");
+    }
+    assert!(
+        out.contains(
+            "[instances] k8s-monitoring: would launch t3.large (60 GiB gp3, encrypted) in public-b"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("[network] vpc: would create VPC 10.0.0.0/16"),
+        "{out}"
+    );
+    let stats = sb.stats();
+    let mutating: Vec<&String> = stats
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| {
+            !k.starts_with("Describe")
+                && !k.starts_with("Get")
+                && !k.starts_with("List")
+                && !k.is_empty()
+        })
+        .collect();
+    assert!(
+        mutating.is_empty(),
+        "plan made mutating calls: {mutating:?}"
+    );
+    assert!(!dir.path().join("state/planned/state.json").exists());
+}
+
+#[test]
+fn kill_9_during_instances_then_rerun_never_duplicates() {
+    let sb = AwsSandbox::start();
+    // AWS-like: tokens are idempotent and new instances are invisible to Describe for a while,
+    // so only the journaled ClientToken prevents duplicates after a crash.
+    sb.faults(r#"{"idempotent_tokens": true, "describe_lag": 3, "delay": {"RunInstances": 0.15}}"#);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_named(dir.path(), "crashy");
+    let (code, _, err) = up(&sb, dir.path(), &config, &["up", "--to", "iam"]);
+    assert_eq!(code, 0, "{err}");
+    let mut table = Vec::new();
+    for (round, after_ms) in [400u64, 900, 1500, 2500].into_iter().enumerate() {
+        let mut child = sb
+            .env(
+                ecoboot(&dir.path().join("state"))
+                    .arg("-c")
+                    .arg(&config)
+                    .args(["up", "--to", "instances", "--output", "json"]),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(after_ms));
+        let killed = child.try_wait().unwrap().is_none();
+        let _ = child.kill();
+        let _ = child.wait();
+        let live = sb.live_instances("crashy");
+        table.push(format!(
+            "round {round}: kill -9 after {after_ms} ms (killed: {killed}) -> {} instances",
+            live.len()
+        ));
+        assert!(
+            by_node(&live).values().all(|n| *n == 1),
+            "duplicate after kill: {:?}",
+            by_node(&live)
+        );
+    }
+    let (code, _, err) = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
+    assert_eq!(code, 0, "{err}");
+    let live = sb.live_instances("crashy");
+    println!("{}", table.join("\n"));
+    assert_eq!(live.len(), 14, "{:?}", by_node(&live));
+    assert!(by_node(&live).values().all(|n| *n == 1));
+    assert!(
+        sb.stats()["replayed:RunInstances"].as_u64().unwrap_or(0) > 0,
+        "a crash landed mid-launch at least once"
+    );
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("state/crashy/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["stages"]["instances"]["status"], "done");
+}
+
+#[test]
+fn instance_terminated_out_of_band_is_replaced_alone() {
+    let sb = AwsSandbox::start();
+    sb.faults(r#"{"idempotent_tokens": true}"#);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_named(dir.path(), "oob");
+    assert_eq!(
+        up(&sb, dir.path(), &config, &["up", "--to", "instances"]).0,
+        0
+    );
+    let victim = sb
+        .live_instances("oob")
+        .into_iter()
+        .find(|i| i["node"] == "k8s-redis")
+        .unwrap();
+    let id = victim["id"].as_str().unwrap();
+    let body = format!("Action=TerminateInstances&Version=2016-11-15&InstanceId.1={id}");
+    let status = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-X", "POST", "-H", "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/ap-northeast-2/ec2/aws4_request", "-d", &body])
+        .arg(&sb.endpoint)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, ev, err) = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
+    assert_eq!(code, 0, "{err}");
+    let launches = ev
+        .iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("launched "))
+        })
+        .count();
+    assert_eq!(launches, 1);
+    let live = sb.live_instances("oob");
+    assert_eq!(live.len(), 14);
+    let redis = live.iter().find(|i| i["node"] == "k8s-redis").unwrap();
+    assert_ne!(redis["id"], id, "a new instance, not the terminated one");
+}
+
+#[test]
+fn throttling_iam_propagation_and_dependency_violations_do_not_fail_runs() {
+    let sb = AwsSandbox::start();
+    sb.faults(r#"{"throttle_every": 6, "profile_delay": 3}"#);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_named(dir.path(), "bumpy");
+    let (code, _, err) = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
+    assert_eq!(code, 0, "{err}");
+    let stats = sb.stats();
+    let throttled: u64 = stats
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("fault:"))
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum();
+    assert!(throttled >= 5, "faults were injected: {stats}");
+    assert!(
+        stats["fault:RunInstances"].as_u64().unwrap_or(0) > 0,
+        "IAM propagation errors were injected: {stats}"
+    );
+    assert_eq!(sb.live_instances("bumpy").len(), 14);
+
+    sb.faults(r#"{"dependency": {"DeleteSecurityGroup": 2, "DeleteVpc": 1}}"#);
+    let (code, out, err) = run(sb.env(
+        ecoboot(&dir.path().join("state"))
+            .arg("-c")
+            .arg(&config)
+            .args(["down", "--yes"]),
+    ));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("still in use; retrying"), "{out}");
+    assert_eq!(sb.inventory("bumpy")["vpcs"], 0);
+}
+
+#[test]
+fn named_aws_errors_get_their_own_diagnostics() {
+    let sb = AwsSandbox::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_named(dir.path(), "errs");
+    let cases = [
+        (
+            r#"{"fail": {"DescribeVpcs": ["UnauthorizedOperation", -1]}}"#,
+            "not allowed to call DescribeVpcs",
+        ),
+        (
+            r#"{"fail": {"DescribeVpcs": ["ExpiredToken", -1]}}"#,
+            "credentials have expired",
+        ),
+        (
+            r#"{"fail": {"CreateRole": ["EntityAlreadyExists", -1]}}"#,
+            "does not adopt",
+        ),
+        (
+            r#"{"fail": {"ImportKeyPair": ["InvalidKeyPair.Duplicate", -1]}}"#,
+            "never overwrites key pairs",
+        ),
+        (
+            r#"{"fail": {"RunInstances": ["VcpuLimitExceeded", -1]}}"#,
+            "L-1216C47A",
+        ),
+    ];
+    for (faults, advice) in cases {
+        sb.faults(faults);
+        let (code, out, err) = run(sb.env(
+            ecoboot(&dir.path().join("state"))
+                .arg("-c")
+                .arg(&config)
+                .args(["up", "--to", "instances"]),
+        ));
+        assert_eq!(code, 1, "{faults}: {out}{err}");
+        assert!(
+            err.contains(advice),
+            "{faults}: expected `{advice}` in:\n{err}"
+        );
+    }
+    sb.faults("{}");
+    assert_eq!(
+        up(&sb, dir.path(), &config, &["up", "--to", "instances"]).0,
+        0,
+        "recovers once the cause is gone"
+    );
+}
+
+#[test]
+fn foreign_key_pair_drift_and_lost_state() {
+    let sb = AwsSandbox::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_named(dir.path(), "drifty");
+    assert_eq!(
+        up(&sb, dir.path(), &config, &["up", "--to", "instances"]).0,
+        0
+    );
+
+    // Lost state directory: up rebuilds it from tags and changes nothing.
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let (code, ev, err) = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(aws_calls(&ev).0, 0, "no mutating calls after losing state");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("state/drifty/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        state["outputs"]["instances"]["nodes"]
+            .as_object()
+            .unwrap()
+            .len(),
+        14
+    );
+    assert_eq!(
+        state["outputs"]["instances"]["ami_id"], "ami-0a1b2c3d4e5f60002",
+        "AMI recovered from the instances"
+    );
+
+    // Drift: a changed instance type is reported, not acted on.
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "instanceType: t3.large",
+        "instanceType: t3.xlarge",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let (code, out, err) = run(sb.env(
+        ecoboot(&dir.path().join("state"))
+            .arg("-c")
+            .arg(&config)
+            .arg("plan"),
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("drift: k8s-postgresql runs t3.large, config says t3.xlarge (not replaced)"),
+        "{out}"
+    );
+
+    // A key pair of the same name with another key is never overwritten.
+    let other = tempfile::tempdir().unwrap();
+    let other_config = config_named(other.path(), "drifty");
+    let (code, out, err) = run(sb.env(
+        ecoboot(&other.path().join("state"))
+            .arg("-c")
+            .arg(&other_config)
+            .args(["up", "--to", "instances"]),
+    ));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("exists with a different public key"), "{err}");
+}

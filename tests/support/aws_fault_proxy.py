@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""A fault-injecting HTTP proxy in front of moto_server, for ecoboot's AWS tests.
+
+moto is a real AWS API emulator but more forgiving than AWS. This proxy adds, on request,
+the AWS behaviours moto does not model, so ecoboot's handling of them is tested for real:
+
+  throttle_every N           every Nth mutating call answers RequestLimitExceeded / Throttling
+  fail {Action: [Code, n]}   the next n calls of Action fail with Code (n = -1: always)
+  delay {Action: seconds}    sleep before forwarding (makes kill -9 land mid-call)
+  profile_delay S            RunInstances fails "Invalid IAM Instance Profile" for S seconds
+                             after the profile was created (IAM propagation)
+  dependency {Action: n}     the first n calls answer DependencyViolation
+  describe_lag S             new instances stay invisible to DescribeInstances for S seconds
+                             (EC2 eventual consistency)
+  idempotent_tokens true     RunInstances ClientToken idempotency as in AWS: a repeated token
+                             returns the original instance (with its current state)
+
+Listens on 127.0.0.1 only. Prints "ready <port>" when listening.
+GET  /_proxy/stats              counts per action: forwarded and injected faults
+POST /_proxy/config             replaces the fault config (JSON)
+GET  /_proxy/inventory?cluster=C  resources tagged ecoboot.io/cluster=C, as JSON (read from moto)
+"""
+
+import json
+import re
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MOTO = sys.argv[1].rstrip("/")
+LOCK = threading.Lock()
+CONFIG = {}
+STATS = {}
+TOKENS = {}  # ClientToken -> (response body, instance id)
+CREATED = {}  # instance id -> creation time
+STATE = {"calls": 0, "profile_at": None}
+READ_PREFIXES = ("Describe", "Get", "List")
+
+
+def bump(key):
+    STATS[key] = STATS.get(key, 0) + 1
+
+
+def ec2_error(code, message, status=400):
+    body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code>"
+            f"<Message>{message}</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>")
+    return status, body.encode()
+
+
+def iam_error(code, message, status=400):
+    body = (f"<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type>"
+            f"<Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>")
+    return status, body.encode()
+
+
+STATUS = {"EntityAlreadyExists": 409, "AccessDenied": 403, "UnauthorizedOperation": 403, "ExpiredToken": 403}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body, content_type="text/xml"):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        if self.path.startswith("/_proxy/stats"):
+            with LOCK:
+                return self.reply(200, json.dumps(STATS).encode(), "application/json")
+        if self.path.startswith("/_proxy/inventory"):
+            cluster = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)["cluster"][0]
+            return self.reply(200, json.dumps(inventory(cluster)).encode(), "application/json")
+        self.forward(b"")
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        if self.path.startswith("/_proxy/config"):
+            with LOCK:
+                CONFIG.clear()
+                CONFIG.update(json.loads(body or b"{}"))
+                STATE["calls"] = 0
+            return self.reply(200, b"{}", "application/json")
+        form = urllib.parse.parse_qs(body.decode(errors="replace"))
+        action = form.get("Action", [""])[0]
+        iam = "/iam/" in self.headers.get("Authorization", "")
+        error = iam_error if iam else ec2_error
+        mutating = action and not action.startswith(READ_PREFIXES)
+        with LOCK:
+            bump(action)
+            fault = None
+            spec = CONFIG.get("fail", {}).get(action)
+            if spec and spec[1] != 0:
+                spec[1] -= 1
+                fault = error(spec[0], f"injected {spec[0]}", STATUS.get(spec[0], 400))
+            n = CONFIG.get("throttle_every")
+            if fault is None and n and mutating:
+                STATE["calls"] += 1
+                if STATE["calls"] % n == 0:
+                    fault = error("Throttling" if iam else "RequestLimitExceeded", "Rate exceeded", 400 if iam else 503)
+            dep = CONFIG.get("dependency", {})
+            if fault is None and dep.get(action, 0) > 0:
+                dep[action] -= 1
+                fault = error("DependencyViolation", "resource has a dependent object")
+            pdelay = CONFIG.get("profile_delay")
+            if fault is None and pdelay and action == "RunInstances":
+                at = STATE["profile_at"]
+                if at is None or time.time() - at < pdelay:
+                    name = form.get("IamInstanceProfile.Name", ["?"])[0]
+                    fault = error("InvalidParameterValue",
+                                  f"Value ({name}) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name")
+            if fault:
+                bump("fault:" + action)
+            delay = CONFIG.get("delay", {}).get(action, 0)
+        if fault:
+            return self.reply(*fault)
+        if delay:
+            time.sleep(delay)
+        token = form.get("ClientToken", [None])[0]
+        if action == "RunInstances" and token and CONFIG.get("idempotent_tokens"):
+            with LOCK:
+                cached = TOKENS.get(token)
+            if cached:
+                with LOCK:
+                    bump("replayed:RunInstances")
+                return self.reply(200, with_current_state(cached, self.headers))
+        status, headers, data = self.forward(body, send=False)
+        if status == 200 and action in ("CreateInstanceProfile", "AddRoleToInstanceProfile"):
+            STATE["profile_at"] = time.time()
+        if status == 200 and action == "RunInstances":
+            ids = re.findall(rb"<instanceId>(i-[0-9a-f]+)</instanceId>", data)
+            with LOCK:
+                for i in ids:
+                    CREATED[i.decode()] = time.time()
+                if token and CONFIG.get("idempotent_tokens") and ids:
+                    TOKENS[token] = (data, ids[0].decode())
+        if status == 200 and action == "DescribeInstances" and CONFIG.get("describe_lag"):
+            data = hide_recent(data, CONFIG["describe_lag"])
+        self.send_response(status)
+        for k, v in headers:
+            if k.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def forward(self, body, send=True):
+        req = urllib.request.Request(MOTO + self.path, data=body if self.command == "POST" else None,
+                                     method=self.command)
+        for k, v in self.headers.items():
+            if k.lower() not in ("host", "content-length", "connection"):
+                req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                status, headers, data = resp.status, resp.getheaders(), resp.read()
+        except urllib.error.HTTPError as e:
+            status, headers, data = e.code, e.headers.items(), e.read()
+        if not send:
+            return status, headers, data
+        return self.reply(status, data, dict(headers).get("Content-Type", "text/xml"))
+
+
+def with_current_state(cached, headers):
+    """AWS answers a repeated ClientToken with the original instance as it is now."""
+    data, instance = cached
+    body = urllib.parse.urlencode({"Action": "DescribeInstances", "Version": "2016-11-15", "InstanceId.1": instance}).encode()
+    req = urllib.request.Request(MOTO + "/", data=body, method="POST")
+    req.add_header("Authorization", headers.get("Authorization", ""))
+    req.add_header("Content-Type", "application/x-www-form-urlencoded")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        now = resp.read()
+    m = re.search(rb"<instanceState>.*?</instanceState>", now, re.S)
+    if m:
+        data = re.sub(rb"<instanceState>.*?</instanceState>", m.group(0), data, count=1, flags=re.S)
+    return data
+
+
+def hide_recent(data, lag):
+    root = ET.fromstring(data)
+    ns = root.tag.split("}")[0].strip("{") if root.tag.startswith("{") else ""
+    q = (lambda t: f"{{{ns}}}{t}") if ns else (lambda t: t)
+    now = time.time()
+    rset = root.find(q("reservationSet"))
+    if rset is None:
+        return data
+    for res in list(rset):
+        ids = [e.text for e in res.iter(q("instanceId"))]
+        if any(now - CREATED.get(i, 0) < lag for i in ids):
+            rset.remove(res)
+            with LOCK:
+                bump("hidden:DescribeInstances")
+    if ns:
+        ET.register_namespace("", ns)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def inventory(cluster):
+    import boto3
+    region = CONFIG.get("region", "ap-northeast-2")
+    kw = dict(endpoint_url=MOTO, region_name=region, aws_access_key_id="testing", aws_secret_access_key="testing")
+    ec2, iam = boto3.client("ec2", **kw), boto3.client("iam", **kw)
+    tag = [{"Name": "tag:ecoboot.io/cluster", "Values": [cluster]}]
+    out = {"instances": []}
+    for r in ec2.describe_instances(Filters=tag)["Reservations"]:
+        for i in r["Instances"]:
+            tags = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
+            out["instances"].append({"id": i["InstanceId"], "node": tags.get("ecoboot.io/node"), "name": tags.get("Name"),
+                                     "state": i["State"]["Name"], "type": i["InstanceType"], "subnet": i.get("SubnetId"),
+                                     "profile": i.get("IamInstanceProfile", {}).get("Arn", ""), "image": i["ImageId"],
+                                     "key": i.get("KeyName")})
+    out["volumes"] = [{"size": v["Size"], "type": v["VolumeType"], "encrypted": v["Encrypted"],
+                       "node": {t["Key"]: t["Value"] for t in v.get("Tags", [])}.get("ecoboot.io/node")}
+                      for v in ec2.describe_volumes(Filters=tag)["Volumes"]]
+    out["vpcs"] = len(ec2.describe_vpcs(Filters=tag)["Vpcs"])
+    out["subnets"] = len(ec2.describe_subnets(Filters=tag)["Subnets"])
+    out["internet_gateways"] = len(ec2.describe_internet_gateways(Filters=tag)["InternetGateways"])
+    out["route_tables"] = len(ec2.describe_route_tables(Filters=tag)["RouteTables"])
+    out["security_groups"] = len(ec2.describe_security_groups(Filters=tag)["SecurityGroups"])
+    out["key_pairs"] = len(ec2.describe_key_pairs(Filters=tag)["KeyPairs"])
+    out["roles"] = len([r for r in iam.list_roles()["Roles"] if r["RoleName"] == f"ecoboot-{cluster}-node"])
+    out["instance_profiles"] = len([p for p in iam.list_instance_profiles()["InstanceProfiles"]
+                                    if p["InstanceProfileName"] == f"ecoboot-{cluster}-node"])
+    return out
+
+
+def main():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print(f"ready {server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
