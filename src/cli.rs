@@ -45,6 +45,9 @@ pub struct Global {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
     pub output: Output,
+    /// Directory whose playbooks (`<name>.yaml`) replace the embedded ones.
+    #[arg(long, global = true, env = "ECOBOOT_PLAYBOOKS", value_name = "DIR")]
+    pub playbooks: Option<PathBuf>,
     /// Plain line-per-event output even on a terminal.
     #[arg(long, global = true)]
     pub no_progress: bool,

@@ -105,7 +105,8 @@ async fn run_stages(
     let mut state = store.load(config.name())?;
     state.config_digest = config.digest.clone();
     let events = events_for(g);
-    let cx = Ctx::new(config.clone(), events.clone(), store, state);
+    let mut cx = Ctx::new(config.clone(), events.clone(), store, state);
+    cx.playbooks = g.playbooks.clone();
     if let Some(log) = &log {
         tracing::info!(log = %log.display(), config = %config.path.display(), "run started");
     }
@@ -125,6 +126,7 @@ async fn run_stages(
     if result.is_ok() {
         result = Runner::new(selected, &cx).run(mode).await;
     }
+    cx.close_ssh().await;
     events.emit(Event::RunFinished {
         ok: result.is_ok(),
         duration_ms: millis(started.elapsed()),

@@ -11,6 +11,7 @@ use crate::aws::{Aws, CallCounter, is_mutating};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::event::{Action, Event, Events, millis};
+use crate::ssh::{self, Conn, Target};
 use crate::state::{StageStatus, State, Store, now};
 
 /// What a read-only probe found.
@@ -47,6 +48,9 @@ pub struct Ctx {
     counters: Mutex<BTreeMap<String, u64>>,
     calls: CallCounter,
     aws: tokio::sync::OnceCell<Aws>,
+    ssh: tokio::sync::Mutex<BTreeMap<String, Result<Arc<Conn>, String>>>,
+    /// `--playbooks DIR`: playbooks found there replace the embedded ones.
+    pub playbooks: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -60,6 +64,71 @@ impl Ctx {
             counters: Mutex::new(BTreeMap::new()),
             calls: CallCounter::default(),
             aws: tokio::sync::OnceCell::new(),
+            ssh: tokio::sync::Mutex::new(BTreeMap::new()),
+            playbooks: None,
+        }
+    }
+
+    /// SSH connections to `targets`, opened in parallel (at most `spec.ssh.concurrency` at a
+    /// time, 0 = all) and kept for the rest of the run. A node that cannot be reached gets
+    /// its error instead; the others are unaffected.
+    pub async fn connect(&self, targets: &[Target]) -> Vec<(Target, Result<Arc<Conn>, String>)> {
+        let mut cache = self.ssh.lock().await;
+        let opts = ssh::Options::from_config(&self.config, &self.state_dir());
+        let cap = match self.config.cluster.spec.ssh.concurrency {
+            0 => targets.len().max(1),
+            n => n,
+        };
+        let gate = Arc::new(tokio::sync::Semaphore::new(cap));
+        let mut set = tokio::task::JoinSet::new();
+        for target in targets.iter().filter(|t| !cache.contains_key(&t.node)) {
+            let (target, opts, gate, events) = (
+                target.clone(),
+                opts.clone(),
+                gate.clone(),
+                self.events.clone(),
+            );
+            set.spawn(async move {
+                let _permit = gate.acquire().await.expect("open");
+                events.progress(
+                    "ssh",
+                    Some(&target.node),
+                    format!("connecting to {}:{}", target.host, target.port),
+                );
+                let result = Conn::connect(&target, &opts)
+                    .await
+                    .map(Arc::new)
+                    .map_err(|e| {
+                        let help = miette::Diagnostic::help(&e)
+                            .map(|h| format!(" ({h})"))
+                            .unwrap_or_default();
+                        format!("{e}{help}")
+                    });
+                (target.node.clone(), result)
+            });
+        }
+        while let Some(joined) = set.join_next().await {
+            let (node, result) = joined.expect("connect task");
+            cache.insert(node, result);
+        }
+        targets
+            .iter()
+            .map(|t| {
+                (
+                    t.clone(),
+                    cache.get(&t.node).cloned().expect("connected above"),
+                )
+            })
+            .collect()
+    }
+
+    /// Closes every SSH master connection of this run.
+    pub async fn close_ssh(&self) {
+        let conns = std::mem::take(&mut *self.ssh.lock().await);
+        for conn in conns.into_values().flatten() {
+            if let Ok(conn) = Arc::try_unwrap(conn) {
+                conn.close().await;
+            }
         }
     }
 

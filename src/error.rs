@@ -134,6 +134,18 @@ pub enum Error {
         help: String,
     },
 
+    /// SSH to a node failed.
+    #[error("node {node}: {message}")]
+    #[diagnostic(code(ecoboot::ssh), help("{help}"))]
+    Ssh {
+        /// Node name.
+        node: String,
+        /// What failed.
+        message: String,
+        /// What to do next.
+        help: String,
+    },
+
     /// A stage's apply returned but its probe still sees work to do.
     #[error("stage `{stage}` finished but its check still finds work: {remaining}")]
     #[diagnostic(
@@ -176,6 +188,7 @@ impl Error {
             | Error::NotImplemented { .. }
             | Error::StageFailed { .. }
             | Error::Aws { .. }
+            | Error::Ssh { .. }
             | Error::Unverified { .. } => exit::STAGE_FAILED,
         }
     }

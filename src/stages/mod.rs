@@ -4,6 +4,7 @@ pub mod iam;
 pub mod instances;
 pub mod network;
 mod pending;
+pub mod prepare_nodes;
 
 use crate::engine::Stage;
 use pending::Pending;
@@ -16,11 +17,7 @@ pub fn all() -> Vec<Box<dyn Stage>> {
         Box::new(network::Network::default()),
         Box::new(iam::Iam::default()),
         Box::new(instances::Instances::default()),
-        todo(
-            "prepare-nodes",
-            "Prepare nodes: swap, kernel modules, containerd, kubeadm",
-            pending::every_node,
-        ),
+        Box::new(prepare_nodes::PrepareNodes),
         todo(
             "init-master",
             "Initialise the control plane with kubeadm",

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod fleet;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

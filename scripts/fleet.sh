@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# A fleet of real OpenSSH daemons, one per node on 127.0.1.N:$FLEET_PORT, each in its own mount
+# and UTS namespace with private overlays of /etc /var /opt /usr/local /run and its own /root,
+# and the node simulators of scripts/sim first in PATH (/usr/local/sbin). Test support only.
+#
+#   FLEET_DIR=/tmp/f FLEET_N=14 FLEET_PORT=2222 scripts/fleet.sh start|stop|status|down N|up N|reset
+#
+# Node state lives in $FLEET_DIR/nodes/N/ov/<dir>/upper and survives stop/start until `reset`.
+set -euo pipefail
+
+FLEET_DIR="${FLEET_DIR:?set FLEET_DIR (a short path: ssh control sockets are limited to 108 bytes)}"
+FLEET_N="${FLEET_N:-14}"
+FLEET_PORT="${FLEET_PORT:-22}"
+SIM_DIR="$(cd "$(dirname "$0")" && pwd)/sim"
+OVERLAYS="etc var opt usr/local run"
+
+addr() { echo "127.0.1.$1"; }
+
+init_node() { # runs inside the node's namespaces
+  local n="$1" d="$FLEET_DIR/nodes/$1"
+  hostname "node-$n"
+  for o in $OVERLAYS; do
+    mount -t overlay "fleet-$n-${o//\//-}" -o "lowerdir=/$o,upperdir=$d/ov/$o/upper,workdir=$d/ov/$o/work" "/$o"
+  done
+  mount --bind "$d/root" /root
+  mount --bind "$d/stubs" /usr/local/sbin
+  mkdir -p /run/sshd
+  exec /usr/sbin/sshd -f "$d/sshd_config" -E "$d/sshd.log"
+}
+
+prepare() {
+  mkdir -p "$FLEET_DIR/keys"
+  [ -f "$FLEET_DIR/keys/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C fleet -f "$FLEET_DIR/keys/id_ed25519"
+  cp "$FLEET_DIR/keys/id_ed25519.pub" "$FLEET_DIR/authorized_keys"
+  chmod 600 "$FLEET_DIR/authorized_keys"
+  : >"$FLEET_DIR/known_hosts"
+  for n in $(seq 1 "$FLEET_N"); do
+    local d="$FLEET_DIR/nodes/$n"
+    mkdir -p "$d/root" "$d/stubs"
+    for o in $OVERLAYS; do mkdir -p "$d/ov/$o/upper" "$d/ov/$o/work"; done
+    [ -f "$d/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C "node-$n" -f "$d/ssh_host_ed25519_key"
+    cp "$SIM_DIR"/* "$d/stubs/"
+    chmod 755 "$d/stubs/"*
+    if [ ! -e "$d/ov/var/upper/lib/ecoboot-sim/seeded" ]; then
+      # A fresh Ubuntu-like node: swap is on.
+      mkdir -p "$d/ov/var/upper/lib/ecoboot-sim"
+      echo "/swap.img file 2G 0B -2" >"$d/ov/var/upper/lib/ecoboot-sim/swap"
+      touch "$d/ov/var/upper/lib/ecoboot-sim/seeded"
+    fi
+    local host="$(addr "$n")"
+    [ "$FLEET_PORT" = 22 ] || host="[$host]:$FLEET_PORT"
+    echo "$host $(cut -d' ' -f1,2 "$d/ssh_host_ed25519_key.pub")" >>"$FLEET_DIR/known_hosts"
+    cat >"$d/sshd_config" <<EOF
+ListenAddress $(addr "$n"):$FLEET_PORT
+HostKey $d/ssh_host_ed25519_key
+PidFile $d/sshd.pid
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+AuthorizedKeysFile $FLEET_DIR/authorized_keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+UseDNS no
+PrintMotd no
+PrintLastLog no
+MaxStartups 200:30:400
+MaxSessions 10
+SetEnv ECOBOOT_SIM_NODE=$n
+EOF
+  done
+}
+
+alive() { # pid file -> running (not zombie) sshd?
+  local pid
+  pid="$(cat "$1" 2>/dev/null)" || return 1
+  [ -r "/proc/$pid/stat" ] && [ "$(awk '{print $3}' "/proc/$pid/stat")" != Z ]
+}
+
+start_node() {
+  local n="$1" d="$FLEET_DIR/nodes/$1"
+  alive "$d/sshd.pid" && return 0
+  rm -f "$d/sshd.pid"
+  unshare --mount --uts --propagation private "$0" __init "$n"
+}
+
+stop_node() {
+  local d="$FLEET_DIR/nodes/$1" pid
+  pid="$(cat "$d/sshd.pid" 2>/dev/null)" || return 0
+  alive "$d/sshd.pid" && kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do alive "$d/sshd.pid" || break; sleep 0.05; done
+  rm -f "$d/sshd.pid"
+}
+
+wait_ready() {
+  for n in "$@"; do
+    for _ in $(seq 1 100); do
+      (exec 3<>"/dev/tcp/$(addr "$n")/$FLEET_PORT") 2>/dev/null && break
+      sleep 0.05
+    done
+  done
+}
+
+case "${1:-}" in
+  __init) init_node "$2" ;;
+  start)
+    prepare
+    for n in $(seq 1 "$FLEET_N"); do start_node "$n" & done
+    wait
+    wait_ready $(seq 1 "$FLEET_N")
+    echo "fleet: $FLEET_N nodes on 127.0.1.1-$FLEET_N port $FLEET_PORT (dir $FLEET_DIR)"
+    ;;
+  stop) for n in $(seq 1 "$FLEET_N"); do stop_node "$n" & done; wait ;;
+  down) stop_node "$2" ;;
+  up) start_node "$2"; wait_ready "$2" ;;
+  status)
+    for n in $(seq 1 "$FLEET_N"); do
+      if alive "$FLEET_DIR/nodes/$n/sshd.pid"; then echo "node $n up"; else echo "node $n down"; fi
+    done
+    ;;
+  reset)
+    "$0" stop
+    if [ -n "${2:-}" ]; then rm -rf "$FLEET_DIR/nodes/$2/ov" "$FLEET_DIR/nodes/$2/root"; else rm -rf "$FLEET_DIR/nodes"; fi
+    ;;
+  *) echo "usage: FLEET_DIR=... $0 start|stop|status|down N|up N|reset [N]" >&2; exit 2 ;;
+esac

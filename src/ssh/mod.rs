@@ -1,0 +1,316 @@
+//! Parallel SSH: one multiplexed OpenSSH master per node (openssh crate, native mux), reused for
+//! every command, with ecoboot's own known_hosts file and per-node command logs.
+
+pub mod hostkeys;
+pub mod redact;
+pub mod run;
+
+use std::io::Write;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+
+use crate::config::{Config, Role};
+use crate::error::{Error, Result};
+use crate::stages::instances::InstancesOut;
+
+/// sshd's MaxSessions defaults to 10; stay below it on every connection.
+pub const MAX_CHANNELS: usize = 8;
+/// A killed run leaves no master behind for longer than this.
+const CONTROL_PERSIST_SECS: usize = 60;
+
+/// Where to reach one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Node name.
+    pub node: String,
+    /// Node role.
+    pub role: Role,
+    /// Host or IP.
+    pub host: String,
+    /// SSH port.
+    pub port: u16,
+}
+
+/// The SSH targets of every node: static `address` from config, else the public IP the
+/// `instances` stage recorded. `stage` is named in the error when addresses are missing.
+pub fn targets(
+    config: &Config,
+    instances: Option<&InstancesOut>,
+    stage: &'static str,
+) -> Result<Vec<Target>> {
+    let default_port = config.cluster.spec.ssh.port;
+    config
+        .nodes()
+        .map(|n| {
+            let (host, port) = match &n.address {
+                Some(a) => match a.rsplit_once(':') {
+                    Some((h, p)) => (h.to_string(), p.parse().unwrap_or(default_port)),
+                    None => (a.value.clone(), default_port),
+                },
+                None => {
+                    let ip = instances
+                        .and_then(|o| o.nodes.get(n.name.as_str()))
+                        .map(|i| i.public_ip.clone())
+                        .unwrap_or_default();
+                    if ip.is_empty() {
+                        return Err(Error::Prerequisite {
+                            stage,
+                            what: format!("the address of node `{}`", n.name.value),
+                            needs: "instances",
+                        });
+                    }
+                    (ip, default_port)
+                }
+            };
+            Ok(Target {
+                node: n.name.value.clone(),
+                role: n.role.unwrap_or_default(),
+                host,
+                port,
+            })
+        })
+        .collect()
+}
+
+/// Connection settings shared by all nodes.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Remote user.
+    pub user: String,
+    /// Private key (IdentitiesOnly).
+    pub identity: Option<PathBuf>,
+    /// ecoboot's own known_hosts file.
+    pub known_hosts: PathBuf,
+    /// `strict` (true) or `accept-new`.
+    pub strict: bool,
+    /// ProxyJump host.
+    pub bastion: Option<String>,
+    /// How long to keep trying to reach a node.
+    pub connect_timeout: Duration,
+    /// Directory for control sockets (kept short: sockets are limited to 108 bytes).
+    pub control_dir: PathBuf,
+    /// Per-node command logs.
+    pub log_dir: PathBuf,
+}
+
+impl Options {
+    /// Settings from config; state files under `state_dir`.
+    pub fn from_config(config: &Config, state_dir: &Path) -> Options {
+        let ssh = &config.cluster.spec.ssh;
+        let uid = std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+            .unwrap_or(0);
+        Options {
+            user: ssh.user.clone(),
+            identity: ssh.identity_file.as_ref().map(|p| config.resolve_path(p)),
+            known_hosts: state_dir.join("known_hosts"),
+            strict: ssh.known_hosts.as_str() == "strict",
+            bastion: ssh.bastion.clone(),
+            connect_timeout: Duration::from_secs(ssh.connect_timeout_seconds.max(1)),
+            control_dir: std::env::temp_dir().join(format!("ecoboot-{uid}")),
+            log_dir: state_dir.join("logs").join("nodes"),
+        }
+    }
+}
+
+/// What one remote command did.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Exit code (`None`: killed by a signal or timed out).
+    pub code: Option<i32>,
+    /// Standard output (redacted).
+    pub stdout: String,
+    /// Standard error (redacted).
+    pub stderr: String,
+}
+
+impl Output {
+    /// Exit code 0.
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The last `n` lines of stderr (or stdout when stderr is empty).
+    pub fn tail(&self, n: usize) -> String {
+        let text = if self.stderr.trim().is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
+        let lines: Vec<&str> = text.trim_end().lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+/// One open connection.
+pub struct Conn {
+    /// Node name.
+    pub node: String,
+    /// Node role.
+    pub role: Role,
+    session: Session,
+    channels: Semaphore,
+    sudo: bool,
+    log: Mutex<Option<std::fs::File>>,
+}
+
+impl Conn {
+    /// Connects to `target`, retrying with backoff until `opts.connect_timeout`; a changed or
+    /// (with `strict`) unknown host key fails at once. Then waits for cloud-init where present.
+    pub async fn connect(target: &Target, opts: &Options) -> Result<Conn> {
+        crate::fsutil::ensure_private_dir(&opts.control_dir)?;
+        crate::fsutil::ensure_private_dir(&opts.log_dir)?;
+        let mut builder = SessionBuilder::default();
+        builder
+            .user(opts.user.clone())
+            .port(target.port)
+            .known_hosts_check(if opts.strict {
+                KnownHosts::Strict
+            } else {
+                KnownHosts::Add
+            })
+            .user_known_hosts_file(&opts.known_hosts)
+            .control_directory(&opts.control_dir)
+            .control_persist(ControlPersist::IdleFor(
+                NonZeroUsize::new(CONTROL_PERSIST_SECS).expect("non-zero"),
+            ))
+            .connect_timeout(Duration::from_secs(10))
+            .server_alive_interval(Duration::from_secs(15));
+        if let Some(key) = &opts.identity {
+            builder.keyfile(key);
+        }
+        if let Some(bastion) = &opts.bastion {
+            builder.jump_hosts([bastion]);
+        }
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(250);
+        let session = loop {
+            match builder.connect_mux(&target.host).await {
+                Ok(session) => break session,
+                Err(e) => {
+                    let message = e.to_string();
+                    let detail = std::error::Error::source(&e)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default();
+                    let all = format!("{message}: {detail}");
+                    if all.contains("Host key verification failed")
+                        || all.contains("IDENTIFICATION HAS CHANGED")
+                    {
+                        return Err(hostkeys::diagnose(target, &opts.known_hosts).await);
+                    }
+                    if started.elapsed() >= opts.connect_timeout {
+                        return Err(Error::Ssh {
+                            node: target.node.clone(),
+                            message: format!("cannot connect to {}:{} within {}s: {all}", target.host, target.port, opts.connect_timeout.as_secs()),
+                            help: "check that the node is running, its address, the security group (port 22) and spec.ssh (user, identityFile); raise spec.ssh.connectTimeoutSeconds for slow boots".into(),
+                        });
+                    }
+                    tracing::debug!(node = %target.node, error = %all, "ssh connect failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(opts.log_dir.join(format!("{}.log", target.node)))
+            .map_err(|e| Error::io("open", opts.log_dir.join(&target.node), e))?;
+        let conn = Conn {
+            node: target.node.clone(),
+            role: target.role,
+            session,
+            channels: Semaphore::new(MAX_CHANNELS),
+            sudo: opts.user != "root",
+            log: Mutex::new(Some(log)),
+        };
+        let wait = "if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi";
+        conn.run("wait for cloud-init", wait, Duration::from_secs(600), false)
+            .await?;
+        Ok(conn)
+    }
+
+    /// Runs `script` with bash (through `sudo -n` for non-root users when `elevate`), the script
+    /// sent on stdin so nothing secret shows in a process list. Logs it all (redacted).
+    pub async fn run(
+        &self,
+        label: &str,
+        script: &str,
+        timeout: Duration,
+        elevate: bool,
+    ) -> Result<Output> {
+        let _permit = self.channels.acquire().await.expect("semaphore open");
+        let mut cmd = if elevate && self.sudo {
+            let mut c = self.session.command("sudo");
+            c.args(["-n", "bash", "-s"]);
+            c
+        } else {
+            let mut c = self.session.command("bash");
+            c.arg("-s");
+            c
+        };
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let ssh_err = |e: openssh::Error| Error::Ssh {
+            node: self.node.clone(),
+            message: format!("`{label}`: {e}"),
+            help: "the connection dropped; rerun to continue where it stopped".into(),
+        };
+        let run = async {
+            let mut child = cmd.spawn().await.map_err(ssh_err)?;
+            if let Some(mut stdin) = child.stdin().take() {
+                let body = format!("set -o pipefail\n{script}\n");
+                stdin
+                    .write_all(body.as_bytes())
+                    .await
+                    .map_err(|e| ssh_err(openssh::Error::ChildIo(e)))?;
+                drop(stdin);
+            }
+            child.wait_with_output().await.map_err(ssh_err)
+        };
+        let out = match tokio::time::timeout(timeout, run).await {
+            Ok(result) => {
+                let out = result?;
+                Output {
+                    code: out.status.code(),
+                    stdout: redact::redact(&String::from_utf8_lossy(&out.stdout)),
+                    stderr: redact::redact(&String::from_utf8_lossy(&out.stderr)),
+                }
+            }
+            Err(_) => Output {
+                code: None,
+                stdout: String::new(),
+                stderr: format!("timed out after {}s", timeout.as_secs()),
+            },
+        };
+        self.log(label, script, &out);
+        Ok(out)
+    }
+
+    fn log(&self, label: &str, script: &str, out: &Output) {
+        let mut guard = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(file) = guard.as_mut() {
+            let code = out.code.map_or("none".to_string(), |c| c.to_string());
+            let _ = writeln!(
+                file,
+                "== {} {label} (exit {code})\n-- script\n{}\n-- stdout\n{}\n-- stderr\n{}",
+                crate::state::now(),
+                redact::redact(script.trim_end()),
+                out.stdout.trim_end(),
+                out.stderr.trim_end()
+            );
+        }
+    }
+
+    /// Closes the master connection.
+    pub async fn close(self) {
+        let _ = self.session.close().await;
+    }
+}

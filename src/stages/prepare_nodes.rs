@@ -1,0 +1,110 @@
+//! Stage `prepare-nodes`: the `prepare-nodes` playbook (swap, kernel modules, sysctl,
+//! containerd, Kubernetes packages) on every node over SSH, all nodes at once.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::instances::{self, InstancesOut};
+use crate::engine::{Ctx, Probe, Stage};
+use crate::error::{Error, Result};
+use crate::event::Action;
+use crate::playbook::Playbook;
+use crate::ssh::run::{self, NodeFailure};
+use crate::ssh::{self, Conn};
+
+/// Stage id.
+pub const ID: &str = "prepare-nodes";
+
+/// The `prepare-nodes` stage.
+pub struct PrepareNodes;
+
+async fn reachable(cx: &Ctx, book: &Playbook) -> Result<(Vec<Arc<Conn>>, Vec<NodeFailure>)> {
+    let out: Option<InstancesOut> = cx.state().output(instances::ID);
+    let targets: Vec<_> = ssh::targets(&cx.config, out.as_ref(), ID)?
+        .into_iter()
+        .filter(|t| book.targets(&t.node, t.role))
+        .collect();
+    let mut conns = Vec::new();
+    let mut failures = Vec::new();
+    for (target, result) in cx.connect(&targets).await {
+        match result {
+            Ok(conn) => conns.push(conn),
+            Err(message) => failures.push(NodeFailure {
+                node: target.node,
+                step: "connect".into(),
+                code: None,
+                tail: message,
+            }),
+        }
+    }
+    Ok((conns, failures))
+}
+
+fn failed(failures: &[NodeFailure], total: usize) -> Error {
+    let lines: Vec<String> = failures.iter().map(|f| format!("  {f}")).collect();
+    Error::StageFailed {
+        stage: ID.into(),
+        message: format!("{} of {total} node(s) did not finish:\n{}", failures.len(), lines.join("\n")),
+        help: "the other nodes finished; fix the cause (per-node logs are in <state-dir>/<cluster>/logs/nodes/) and rerun: only unfinished steps run".into(),
+    }
+}
+
+#[async_trait]
+impl Stage for PrepareNodes {
+    fn id(&self) -> &'static str {
+        ID
+    }
+
+    fn title(&self) -> &'static str {
+        "Prepare nodes: swap, kernel modules, containerd, kubeadm"
+    }
+
+    async fn probe(&self, cx: &Ctx) -> Result<Probe> {
+        let book = Playbook::load(ID, cx.playbooks.as_deref())?;
+        let (conns, unreachable) = reachable(cx, &book).await?;
+        let mut set = tokio::task::JoinSet::new();
+        for conn in conns.iter().cloned() {
+            let (config, book) = (cx.config.clone(), book.clone());
+            set.spawn(
+                async move { (conn.node.clone(), run::pending(&config, &book, &conn).await) },
+            );
+        }
+        let mut todo: Vec<Action> = unreachable
+            .iter()
+            .map(|f| Action::new(&f.node, format!("unreachable: {}", f.tail)))
+            .collect();
+        while let Some(joined) = set.join_next().await {
+            let (node, result) = joined.expect("probe task");
+            match result {
+                Ok(steps) if steps.is_empty() => {}
+                Ok(steps) => todo.push(Action::new(
+                    node,
+                    format!("run {} step(s): {}", steps.len(), steps.join(", ")),
+                )),
+                Err(f) => todo.push(Action::new(node, format!("cannot check: {}", f.tail))),
+            }
+        }
+        todo.sort_by(|a, b| a.target.cmp(&b.target));
+        if todo.is_empty() {
+            Ok(Probe::Done(format!("{} node(s) prepared", conns.len())))
+        } else {
+            Ok(Probe::Todo(todo))
+        }
+    }
+
+    async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
+        let book = Playbook::load(ID, cx.playbooks.as_deref())?;
+        let (conns, mut failures) = reachable(cx, &book).await?;
+        let total = conns.len() + failures.len();
+        let summary = run::apply(cx, ID, &book, &conns).await;
+        cx.count("steps.executed", summary.executed);
+        cx.count("steps.skipped", summary.skipped);
+        failures.extend(summary.failures);
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failed(&failures, total))
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! A fleet of real sshd nodes for tests (scripts/fleet.sh), stopped when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Running fleet.
+pub struct Fleet {
+    /// The fleet directory (keys, known_hosts, node overlays).
+    pub dir: tempfile::TempDir,
+    /// Number of nodes.
+    pub n: usize,
+    /// Port every node listens on.
+    pub port: u16,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fleet.sh")
+}
+
+impl Fleet {
+    /// Starts `n` nodes on 127.0.1.1..n at a free port.
+    pub fn start(n: usize) -> Fleet {
+        let dir = tempfile::Builder::new()
+            .prefix("ef")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let port = loop {
+            let port = 20000 + (std::process::id() % 1000) as u16 * 40 + next_port_offset();
+            if (1..=n).all(|i| {
+                std::net::TcpListener::bind((format!("127.0.1.{i}").as_str(), port)).is_ok()
+            }) {
+                break port;
+            }
+        };
+        let fleet = Fleet { dir, n, port };
+        fleet.sh(&["start"]);
+        fleet
+    }
+
+    fn sh(&self, args: &[&str]) {
+        let out = Command::new("bash")
+            .arg(script())
+            .args(args)
+            .env("FLEET_DIR", self.dir.path())
+            .env("FLEET_N", self.n.to_string())
+            .env("FLEET_PORT", self.port.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "fleet.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops node `i` (its state stays).
+    pub fn down(&self, i: usize) {
+        self.sh(&["down", &i.to_string()]);
+    }
+
+    /// Starts node `i` again.
+    pub fn up(&self, i: usize) {
+        self.sh(&["up", &i.to_string()]);
+    }
+
+    /// Replaces node `i`'s host key (as a rebuilt instance would have) and restarts it.
+    pub fn rekey(&self, i: usize) {
+        self.down(i);
+        let key = self
+            .dir
+            .path()
+            .join(format!("nodes/{i}/ssh_host_ed25519_key"));
+        std::fs::remove_file(&key).unwrap();
+        std::fs::remove_file(key.with_extension("pub")).unwrap();
+        self.sh(&["start"]);
+    }
+
+    /// A file of node `i`'s private filesystem, as the host sees it (overlay upper dir).
+    pub fn file(&self, i: usize, path: &str) -> Option<String> {
+        let path = path.trim_start_matches('/');
+        let (top, rest) = path.split_once('/').unwrap();
+        std::fs::read_to_string(
+            self.dir
+                .path()
+                .join(format!("nodes/{i}/ov/{top}/upper/{rest}")),
+        )
+        .ok()
+    }
+
+    /// Commands the node simulators ran on node `i`.
+    pub fn calls(&self, i: usize) -> Vec<String> {
+        self.file(i, "/var/log/ecoboot-sim/calls.log")
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The simulator calls on node `i` that change something.
+    pub fn mutating_calls(&self, i: usize) -> Vec<String> {
+        self.calls(i)
+            .into_iter()
+            .filter(|c| is_mutating(c))
+            .collect()
+    }
+
+    /// The shipped config rewritten for this fleet: every node at 127.0.1.N:port, root, the
+    /// fleet key, a short connect timeout. Written to `dir/cluster.yaml`.
+    pub fn config(&self, dir: &Path) -> PathBuf {
+        let path = super::config_with_key(dir);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let key = self.dir.path().join("keys/id_ed25519");
+        let text = text
+            .replace("user: ubuntu", "user: root")
+            .replace(
+                "identityFile: ~/.ssh/sesacthon.pem",
+                &format!("identityFile: {}", key.display()),
+            )
+            .replace("connectTimeoutSeconds: 300", "connectTimeoutSeconds: 3");
+        let mut out = String::new();
+        let mut n = 0;
+        for line in text.lines() {
+            out.push_str(line);
+            out.push('\n');
+            if line.starts_with("      subnet: ") {
+                n += 1;
+                let addr = format!("127.0.1.{n}");
+                assert!(addr.starts_with("127."), "SSH targets must be loopback");
+                out.push_str(&format!("      address: \"{addr}:{}\"\n", self.port));
+            }
+        }
+        assert_eq!(n, self.n, "the fleet has one node per config node");
+        std::fs::write(&path, out).unwrap();
+        path
+    }
+}
+
+/// Simulator calls that change node state (reads such as dpkg-query are not).
+pub fn is_mutating(call: &str) -> bool {
+    let words: Vec<&str> = call.split_whitespace().collect();
+    match words.as_slice() {
+        ["dpkg-query", ..] | ["apt-mark", "showhold", ..] => false,
+        ["systemctl", rest @ ..] => !rest.iter().any(|w| *w == "is-active" || *w == "is-enabled"),
+        _ => true,
+    }
+}
+
+fn next_port_offset() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 40
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .env("FLEET_DIR", self.dir.path())
+            .env("FLEET_N", self.n.to_string())
+            .env("FLEET_PORT", self.port.to_string())
+            .output();
+    }
+}

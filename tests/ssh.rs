@@ -1,0 +1,222 @@
+//! The SSH engine and `prepare-nodes` on a fleet of 14 real sshd nodes (scripts/fleet.sh), each
+//! with its own address, host key and private filesystem; node tools are simulated.
+
+mod common;
+
+use common::fleet::Fleet;
+use common::{ecoboot, run};
+
+const NODES: usize = 14;
+
+fn stage(
+    fleet_config: &std::path::Path,
+    state: &std::path::Path,
+    extra: &[&str],
+) -> (i32, String, String) {
+    run(ecoboot(state)
+        .arg("-c")
+        .arg(fleet_config)
+        .args(["stage", "prepare-nodes"])
+        .args(extra))
+}
+
+#[test]
+fn prepare_nodes_on_14_nodes_then_a_rerun_changes_nothing() {
+    let fleet = Fleet::start(NODES);
+    let dir = tempfile::tempdir().unwrap();
+    let config = fleet.config(dir.path());
+    let state = dir.path().join("state");
+    let (code, out, err) = stage(&config, &state, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    for i in 1..=NODES {
+        assert_eq!(
+            fleet
+                .file(i, "/var/lib/ecoboot-sim/pkgs/kubelet")
+                .as_deref(),
+            Some("1.34.2-1.1\n"),
+            "node {i}"
+        );
+        assert!(
+            fleet
+                .file(i, "/var/lib/ecoboot-sim/holds/kubeadm")
+                .is_some(),
+            "node {i} holds kubeadm"
+        );
+        assert!(
+            fleet
+                .file(i, "/etc/containerd/config.toml")
+                .unwrap()
+                .contains("SystemdCgroup = true")
+        );
+        assert_eq!(
+            fleet.file(i, "/etc/modules-load.d/k8s.conf").as_deref(),
+            Some("overlay\nbr_netfilter\n")
+        );
+        assert!(
+            fleet.file(i, "/var/lib/ecoboot-sim/swap").is_none(),
+            "swap off on node {i}"
+        );
+        assert!(
+            fleet
+                .file(i, "/var/lib/ecoboot-sim/units/kubelet.enabled")
+                .is_some()
+        );
+        assert_eq!(
+            fleet
+                .mutating_calls(i)
+                .iter()
+                .filter(|c| c.starts_with("systemctl restart containerd"))
+                .count(),
+            1
+        );
+    }
+    let before: Vec<usize> = (1..=NODES).map(|i| fleet.mutating_calls(i).len()).collect();
+    let (code, out, err) = stage(&config, &state, &["--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"event\":\"stage_skipped\""), "{out}");
+    let after: Vec<usize> = (1..=NODES).map(|i| fleet.mutating_calls(i).len()).collect();
+    assert_eq!(
+        before, after,
+        "a rerun on finished nodes executes no mutating command"
+    );
+    let logs = std::fs::read_dir(state.join("sesacthon/logs/nodes"))
+        .unwrap()
+        .count();
+    assert_eq!(logs, NODES, "one command log per node");
+    assert!(
+        std::fs::read_to_string(state.join("sesacthon/known_hosts"))
+            .unwrap()
+            .lines()
+            .count()
+            >= NODES
+    );
+}
+
+#[test]
+fn a_node_down_fails_naming_it_while_the_others_finish_and_rerun_touches_only_it() {
+    let fleet = Fleet::start(NODES);
+    let dir = tempfile::tempdir().unwrap();
+    let config = fleet.config(dir.path());
+    let state = dir.path().join("state");
+    fleet.down(5); // k8s-api-character
+    let (code, _, err) = stage(&config, &state, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("1 of 14 node(s) did not finish"), "{err}");
+    assert!(
+        err.contains("k8s-api-character: step `connect` failed"),
+        "{err}"
+    );
+    for i in (1..=NODES).filter(|i| *i != 5) {
+        assert!(
+            fleet.file(i, "/var/lib/ecoboot-sim/pkgs/kubeadm").is_some(),
+            "node {i} finished"
+        );
+    }
+    fleet.up(5);
+    let before: Vec<usize> = (1..=NODES).map(|i| fleet.mutating_calls(i).len()).collect();
+    let (code, out, err) = stage(&config, &state, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    for i in 1..=NODES {
+        let grew = fleet.mutating_calls(i).len() > before[i - 1];
+        assert_eq!(
+            grew,
+            i == 5,
+            "node {i}: only the node that was down is touched"
+        );
+    }
+}
+
+#[test]
+fn a_changed_host_key_is_refused_with_both_fingerprints() {
+    let fleet = Fleet::start(NODES);
+    let dir = tempfile::tempdir().unwrap();
+    let config = fleet.config(dir.path());
+    let state = dir.path().join("state");
+    assert_eq!(stage(&config, &state, &[]).0, 0);
+    let known = std::fs::read_to_string(state.join("sesacthon/known_hosts")).unwrap();
+    fleet.rekey(2); // k8s-api-auth
+    let (code, _, err) = stage(&config, &state, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("HOST KEY CHANGED"), "{err}");
+    assert!(err.contains("k8s-api-auth"), "{err}");
+    assert!(
+        err.matches("SHA256:").count() >= 2,
+        "both fingerprints: {err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(state.join("sesacthon/known_hosts")).unwrap(),
+        known,
+        "known_hosts is never rewritten"
+    );
+}
+
+#[test]
+fn secrets_in_step_output_never_reach_logs_or_output() {
+    let fleet = Fleet::start(NODES);
+    let dir = tempfile::tempdir().unwrap();
+    let config = fleet.config(dir.path());
+    let state = dir.path().join("state");
+    let books = dir.path().join("playbooks");
+    std::fs::create_dir_all(&books).unwrap();
+    let token = "k3x9qa.8f7e6d5c4b3a2910";
+    std::fs::write(
+        books.join("prepare-nodes.yaml"),
+        format!("name: prepare-nodes\nsteps:\n  - name: join with a token\n    unless: test -e /etc/never\n    run: |\n      echo \"kubeadm join --token {token}\"\n      echo \"bad token {token}\" >&2\n      exit 3\n"),
+    )
+    .unwrap();
+    let (code, out, err) = stage(
+        &config,
+        &state,
+        &["--playbooks", books.to_str().unwrap(), "--output", "json"],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("step `join with a token` failed (exit 3)"),
+        "{err}"
+    );
+    assert!(err.contains("bad token [REDACTED]"), "{err}");
+    let mut written = out + &err;
+    for entry in walk(&state) {
+        written.push_str(&String::from_utf8_lossy(&std::fs::read(entry).unwrap()));
+    }
+    assert!(written.contains("[REDACTED]"));
+    assert!(!written.contains(token), "the token leaked");
+}
+
+#[test]
+fn a_malformed_playbook_is_a_diagnostic_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::config_with_key(dir.path());
+    let books = dir.path().join("playbooks");
+    std::fs::create_dir_all(&books).unwrap();
+    std::fs::write(
+        books.join("prepare-nodes.yaml"),
+        "name: prepare-nodes\nsteps:\n  - name: a\n    run: true\n    retry: 3\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(ecoboot(&dir.path().join("state"))
+        .arg("-c")
+        .arg(&config)
+        .args([
+            "--playbooks",
+            books.to_str().unwrap(),
+            "stage",
+            "prepare-nodes",
+        ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("prepare-nodes.yaml:5:"), "{err}");
+    assert!(err.contains("retry"), "{err}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path))
+        } else {
+            out.push(path)
+        }
+    }
+    out
+}
