@@ -87,6 +87,8 @@ start_node() {
 stop_node() {
   local d="$FLEET_DIR/nodes/$1" pid
   pid="$(cat "$d/sshd.pid" 2>/dev/null)" || return 0
+  # Connection handlers (children of the listener) first, so no session outlives its node.
+  pkill -TERM -P "$pid" 2>/dev/null || true
   alive "$d/sshd.pid" && kill "$pid" 2>/dev/null || true
   for _ in $(seq 1 50); do alive "$d/sshd.pid" || break; sleep 0.05; done
   rm -f "$d/sshd.pid"

@@ -45,50 +45,52 @@ pub struct Summary {
     pub failures: Vec<NodeFailure>,
 }
 
-/// Steps whose guard is not satisfied on `conn` (read-only), or an error message.
+/// Exit code a step's combined guard-and-run script uses to say "guard satisfied, skipped".
+/// A step whose own script exits with it is reported as skipped.
+pub const SKIPPED: i32 = 197;
+
+/// Steps whose guard is not satisfied on `conn`, checked read-only in one round trip.
 pub async fn pending(
     config: &Config,
     book: &Playbook,
     conn: &Conn,
 ) -> Result<Vec<String>, NodeFailure> {
     let vals = playbook::values(config, &conn.node, conn.role);
-    let mut out = Vec::new();
-    for step in &book.steps {
-        let name = playbook::render(&step.name, &vals);
-        if !guard_holds(conn, &name, step, &vals).await? {
-            out.push(name);
+    let mut script = String::new();
+    for (i, step) in book.steps.iter().enumerate() {
+        match step.guard() {
+            Some(guard) => script.push_str(&format!(
+                "if ( {} ) >/dev/null 2>&1; then echo 'done {i}'; else echo 'todo {i}'; fi\n",
+                playbook::render(&guard, &vals)
+            )),
+            None => script.push_str(&format!("echo 'todo {i}'\n")),
         }
     }
-    Ok(out)
-}
-
-async fn guard_holds(
-    conn: &Conn,
-    name: &str,
-    step: &playbook::Step,
-    vals: &std::collections::BTreeMap<&'static str, String>,
-) -> Result<bool, NodeFailure> {
-    let Some(guard) = step.guard() else {
-        return Ok(false);
+    let elevate = book.steps.iter().any(|s| s.elevate);
+    let failure = |tail: String| NodeFailure {
+        node: conn.node.clone(),
+        step: "check guards".into(),
+        code: None,
+        tail,
     };
-    let guard = playbook::render(&guard, vals);
     let out = conn
-        .run(
-            &format!("guard: {name}"),
-            &guard,
-            Duration::from_secs(60),
-            step.elevate,
-        )
-        .await;
-    match out {
-        Ok(o) => Ok(o.ok()),
-        Err(e) => Err(NodeFailure {
-            node: conn.node.clone(),
-            step: name.to_string(),
-            code: None,
-            tail: e.to_string(),
-        }),
+        .run("check guards", &script, Duration::from_secs(120), elevate)
+        .await
+        .map_err(|e| failure(e.to_string()))?;
+    if !out.ok() {
+        return Err(failure(out.tail(5)));
     }
+    let mut todo = Vec::new();
+    for line in out.stdout.lines() {
+        if let Some(i) = line
+            .strip_prefix("todo ")
+            .and_then(|i| i.parse::<usize>().ok())
+            && let Some(step) = book.steps.get(i)
+        {
+            todo.push(playbook::render(&step.name, &vals));
+        }
+    }
+    Ok(todo)
 }
 
 /// Runs `book` on every connection in parallel.
@@ -134,28 +136,34 @@ async fn run_node(
     };
     for (i, step) in book.steps.iter().enumerate() {
         let name = playbook::render(&step.name, &vals);
-        match guard_holds(conn, &name, step, &vals).await {
-            Ok(true) => {
-                skipped += 1;
-                continue;
-            }
-            Ok(false) => {}
-            Err(f) => return (executed, skipped, Some(f)),
-        }
         progress(i as u64, name.clone());
-        let script = playbook::render(&step.run, &vals);
+        // Guard and action in one round trip: the guard is evaluated right before the action.
+        let mut script = playbook::render(&step.run, &vals);
+        if let Some(guard) = step.guard() {
+            script = format!(
+                "if ( {} ) >/dev/null 2>&1; then exit {SKIPPED}; fi\n{script}",
+                playbook::render(&guard, &vals)
+            );
+        }
         let mut attempt = 0;
-        loop {
-            let out = conn
+        let ran = loop {
+            let failure = |code, tail| NodeFailure {
+                node: conn.node.clone(),
+                step: name.clone(),
+                code,
+                tail,
+            };
+            match conn
                 .run(
                     &name,
                     &script,
                     Duration::from_secs(step.timeout),
                     step.elevate,
                 )
-                .await;
-            match out {
-                Ok(o) if o.ok() => break,
+                .await
+            {
+                Ok(o) if o.code == Some(SKIPPED) => break false,
+                Ok(o) if o.ok() => break true,
                 Ok(o) if attempt < step.retries => {
                     attempt += 1;
                     progress(
@@ -167,33 +175,15 @@ async fn run_node(
                     );
                     tokio::time::sleep(Duration::from_secs(step.delay)).await;
                 }
-                Ok(o) => {
-                    return (
-                        executed,
-                        skipped,
-                        Some(NodeFailure {
-                            node: conn.node.clone(),
-                            step: name,
-                            code: o.code,
-                            tail: o.tail(5),
-                        }),
-                    );
-                }
-                Err(e) => {
-                    return (
-                        executed,
-                        skipped,
-                        Some(NodeFailure {
-                            node: conn.node.clone(),
-                            step: name,
-                            code: None,
-                            tail: e.to_string(),
-                        }),
-                    );
-                }
+                Ok(o) => return (executed, skipped, Some(failure(o.code, o.tail(5)))),
+                Err(e) => return (executed, skipped, Some(failure(None, e.to_string()))),
             }
+        };
+        if ran {
+            executed += 1;
+        } else {
+            skipped += 1;
         }
-        executed += 1;
     }
     progress(
         total,

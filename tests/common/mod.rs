@@ -62,8 +62,42 @@ pub fn config_named(dir: &Path, name: &str) -> PathBuf {
         .replace(
             "metadata:\n  name: sesacthon",
             &format!("metadata:\n  name: {name}"),
-        );
+        )
+        .replace("connectTimeoutSeconds: 300", "connectTimeoutSeconds: 1");
+    // Every node gets a loopback SSH address (port 1: nothing listens), so no stage or probe
+    // ever connects to the 10.x / public addresses the AWS emulator hands out.
+    let mut out = String::new();
+    let mut n = 0;
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("      subnet: ") {
+            n += 1;
+            out.push_str(&format!("      address: \"127.0.1.{n}:1\"\n"));
+        }
+    }
+    assert_loopback_only(&out);
     let path = dir.join("cluster.yaml");
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, out).unwrap();
     path
+}
+
+/// Panics unless every node has an `address:` on 127.0.0.0/8.
+pub fn assert_loopback_only(config_text: &str) {
+    let nodes = config_text.matches("\n    - name: ").count();
+    let addresses: Vec<&str> = config_text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("address: "))
+        .collect();
+    assert_eq!(
+        addresses.len(),
+        nodes,
+        "every node has a static test address"
+    );
+    for a in addresses {
+        assert!(
+            a.trim_matches('"').starts_with("127."),
+            "SSH test target {a} is not loopback"
+        );
+    }
 }
