@@ -127,15 +127,20 @@ async fn run_stages(
         result = Runner::new(selected, &cx).run(mode).await;
     }
     cx.close_ssh().await;
+    finish_run(&events, result.is_ok(), started, log.as_deref());
+    result
+}
+
+/// Ends a run's output: the final event, reporter cleanup, and where the full log is on failure.
+fn finish_run(events: &Events, ok: bool, started: Instant, log: Option<&std::path::Path>) {
     events.emit(Event::RunFinished {
-        ok: result.is_ok(),
+        ok,
         duration_ms: millis(started.elapsed()),
     });
     events.finish();
-    if let (Err(_), Some(log)) = (&result, &log) {
+    if let (false, Some(log)) = (ok, log) {
         eprintln!("full log: {}", log.display());
     }
-    result
 }
 
 fn confirm(question: &str) -> bool {
@@ -292,14 +297,7 @@ async fn down(g: &Global, yes: bool) -> Result<()> {
             let _ = std::fs::remove_file(cx.state_dir().join(file));
         }
     }
-    events.emit(Event::RunFinished {
-        ok: result.is_ok(),
-        duration_ms: millis(started.elapsed()),
-    });
-    events.finish();
-    if let (Err(_), Some(log)) = (&result, &log) {
-        eprintln!("full log: {}", log.display());
-    }
+    finish_run(&events, result.is_ok(), started, log.as_deref());
     result.map(drop)
 }
 

@@ -106,33 +106,16 @@ impl Teardown<'_> {
 
     async fn instances(&mut self) {
         let aws = self.aws;
-        let states = aws_sdk_ec2::types::Filter::builder()
-            .name("instance-state-name")
-            .set_values(Some(
-                ["pending", "running", "stopping", "stopped", "shutting-down"]
-                    .map(String::from)
-                    .to_vec(),
-            ))
-            .build();
-        let pages = aws
-            .ec2
-            .describe_instances()
-            .filters(aws.tags.filter())
-            .filters(states)
-            .into_paginator()
-            .send()
-            .try_collect()
-            .await;
-        let pages = match pages {
-            Ok(p) => p,
-            Err(e) => return self.fail(aws_error("DescribeInstances", "instances", e)),
+        let ids: Vec<String> = match aws
+            .instances(&["pending", "running", "stopping", "stopped", "shutting-down"])
+            .await
+        {
+            Ok(list) => list
+                .iter()
+                .filter_map(|i| i.instance_id().map(str::to_string))
+                .collect(),
+            Err(e) => return self.fail(e),
         };
-        let ids: Vec<String> = pages
-            .iter()
-            .flat_map(|p| p.reservations())
-            .flat_map(|r| r.instances())
-            .filter_map(|i| i.instance_id().map(str::to_string))
-            .collect();
         if ids.is_empty() {
             return;
         }

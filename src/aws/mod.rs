@@ -65,6 +65,33 @@ impl Aws {
         }
     }
 
+    /// Instances tagged for this cluster in one of `states`, across all result pages.
+    pub async fn instances(
+        &self,
+        states: &[&str],
+    ) -> crate::error::Result<Vec<aws_sdk_ec2::types::Instance>> {
+        let states = aws_sdk_ec2::types::Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(states.iter().map(|s| s.to_string()).collect()))
+            .build();
+        let pages = self
+            .ec2
+            .describe_instances()
+            .filters(self.tags.filter())
+            .filters(states)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aws_error("DescribeInstances", "instances", e))?;
+        Ok(pages
+            .iter()
+            .flat_map(|p| p.reservations())
+            .flat_map(|r| r.instances())
+            .cloned()
+            .collect())
+    }
+
     /// Waits for the client-side pace before a mutating call, so a burst of 14 launches does
     /// not trip the account's API rate limit.
     pub async fn pace(&self) {

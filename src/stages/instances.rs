@@ -141,32 +141,13 @@ async fn discover(cx: &Ctx, aws: &Aws) -> Result<Found> {
         Err(e) if code_of(&e).as_deref() == Some("InvalidKeyPair.NotFound") => KeyState::Missing,
         Err(e) => return Err(aws_error("DescribeKeyPairs", key_name, e)),
     };
-    let live = aws_sdk_ec2::types::Filter::builder()
-        .name("instance-state-name")
-        .set_values(Some(
-            ["pending", "running", "stopping", "stopped"]
-                .map(String::from)
-                .to_vec(),
-        ))
-        .build();
-    let pages = aws
-        .ec2
-        .describe_instances()
-        .filters(aws.tags.filter())
-        .filters(live)
-        .into_paginator()
-        .send()
-        .try_collect()
-        .await
-        .map_err(|e| aws_error("DescribeInstances", "instances", e))?;
     let mut nodes: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
-    for page in pages {
-        for r in page.reservations() {
-            for i in r.instances() {
-                if let Some(node) = ec2_tag_value(i.tags(), NODE) {
-                    nodes.entry(node.to_string()).or_default().push(i.clone());
-                }
-            }
+    for i in aws
+        .instances(&["pending", "running", "stopping", "stopped"])
+        .await?
+    {
+        if let Some(node) = ec2_tag_value(i.tags(), NODE) {
+            nodes.entry(node.to_string()).or_default().push(i.clone());
         }
     }
     let pinned = cx
@@ -269,6 +250,16 @@ fn plan(cx: &Ctx, found: &Found, net: Option<&NetworkOut>) -> Result<(Vec<Action
         }
     }
     Ok((todo, drift))
+}
+
+/// Records a launch token (and its generation) in the journal before the launch call.
+fn journal_token(cx: &Ctx, node: &str, token: &str, generation: u32) -> Result<()> {
+    cx.update_state(|s| {
+        let mut out: InstancesOut = s.output(ID).unwrap_or_default();
+        out.generations.insert(node.to_string(), generation);
+        out.tokens.insert(node.to_string(), token.to_string());
+        s.set_output(ID, &out);
+    })
 }
 
 fn user_data(node: &Node) -> String {
@@ -543,11 +534,7 @@ impl Stage for Instances {
                 .and_then(|o| o.generations.get(&name).copied())
                 .unwrap_or(0);
             let token = client_token(&cluster, node, &ami, &subnet.id, generation);
-            cx.update_state(|s| {
-                let mut out: InstancesOut = s.output(ID).unwrap_or_default();
-                out.tokens.insert(name.clone(), token.clone());
-                s.set_output(ID, &out);
-            })?;
+            journal_token(cx, &name, &token, generation)?;
             cx.events.progress(
                 ID,
                 Some(&name),
@@ -577,12 +564,7 @@ impl Stage for Instances {
                 let next = generation + 1;
                 let token =
                     client_token(&cluster, &launch.node, &launch.ami, &launch.subnet_id, next);
-                cx.update_state(|s| {
-                    let mut out: InstancesOut = s.output(ID).unwrap_or_default();
-                    out.generations.insert(name.clone(), next);
-                    out.tokens.insert(name.clone(), token.clone());
-                    s.set_output(ID, &out);
-                })?;
+                journal_token(cx, &name, &token, next)?;
                 cx.events.progress(
                     ID,
                     Some(&name),
