@@ -470,3 +470,60 @@ fn foreign_key_pair_drift_and_lost_state() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("exists with a different public key"), "{err}");
 }
+
+#[test]
+fn ctrl_c_stops_cleanly_journals_interrupted_and_exits_130() {
+    let sb = AwsSandbox::start();
+    sb.faults(r#"{"delay": {"CreateVpc": 3}}"#);
+    let _ = sb.inventory("warmup"); // moto sets the region up on its first EC2 call (~2 s)
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_named(dir.path(), "intr");
+    let child = sb
+        .env(
+            ecoboot(&dir.path().join("state"))
+                .arg("-c")
+                .arg(&config)
+                .args(["up", "--to", "instances"]),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("state/intr/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["stages"]["network"]["status"], "interrupted");
+    sb.faults("{}");
+    // The killed run's CreateVpc is still in flight at the proxy and lands after the next run's
+    // probe, as a request of a dying client can on AWS. The next runs must converge anyway.
+    let first = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, ev, err) = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
+    assert_eq!(
+        code, 0,
+        "converges after the interrupt: {err} (first rerun: {})",
+        first.2
+    );
+    let orphan_deleted = ev.iter().any(|e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("left by an interrupted run"))
+    });
+    println!(
+        "first rerun exit {}, orphan VPC cleaned up: {orphan_deleted}",
+        first.0
+    );
+    assert_eq!(sb.inventory("intr")["vpcs"], 1, "exactly one VPC");
+    assert_eq!(sb.live_instances("intr").len(), 14);
+}

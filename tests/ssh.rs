@@ -26,6 +26,24 @@ fn prepare_nodes_on_14_nodes_then_a_rerun_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = fleet.config(dir.path());
     let state = dir.path().join("state");
+    let (code, plan, err) = run(ecoboot(&state).arg("-c").arg(&config).args([
+        "plan",
+        "--from",
+        "prepare-nodes",
+        "--to",
+        "prepare-nodes",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        plan.contains(
+            "[prepare-nodes] k8s-redis: would run 10 step(s): disable swap, load kernel modules"
+        ),
+        "{plan}"
+    );
+    assert!(
+        (1..=NODES).all(|i| fleet.mutating_calls(i).is_empty()),
+        "plan changes nothing on the nodes"
+    );
     let (code, out, err) = stage(&config, &state, &[]);
     assert_eq!(code, 0, "{out}{err}");
     for i in 1..=NODES {

@@ -55,6 +55,10 @@ struct Found {
     igw: Option<(String, Option<String>)>,
     route_table: Option<(String, bool, BTreeSet<String>)>,
     sg: Option<(String, BTreeSet<Rule>)>,
+    /// Empty VPCs of this cluster besides the chosen one (left by a run killed mid-call).
+    orphan_vpcs: Vec<String>,
+    /// Extra internet gateways of this cluster (id, attached VPC).
+    orphan_igws: Vec<(String, Option<String>)>,
 }
 
 /// One ingress rule, normalised for comparison.
@@ -79,7 +83,10 @@ impl Network {
     }
 }
 
-async fn discover(aws: &Aws) -> Result<Found> {
+/// Finds the network by tags. `hint` is the VPC id the journal remembers. Several tagged VPCs
+/// happen when a run dies while AWS still completes its CreateVpc: the one with subnets (else
+/// the hinted one, else the smallest id) is kept, and the other, empty ones become orphans.
+async fn discover(aws: &Aws, hint: Option<&str>) -> Result<Found> {
     let ec2 = &aws.ec2;
     let mut found = Found::default();
     let vpcs = ec2
@@ -88,13 +95,42 @@ async fn discover(aws: &Aws) -> Result<Found> {
         .send()
         .await
         .map_err(|e| aws_error("DescribeVpcs", "vpc", e))?;
-    let ids: Vec<&str> = vpcs.vpcs().iter().filter_map(|v| v.vpc_id()).collect();
+    let mut ids: Vec<String> = vpcs
+        .vpcs()
+        .iter()
+        .filter_map(|v| v.vpc_id().map(str::to_string))
+        .collect();
+    ids.sort();
     if ids.len() > 1 {
-        return Err(Error::StageFailed {
-            stage: ID.into(),
-            message: format!("found {} VPCs tagged for cluster `{}`: {}", ids.len(), aws.tags.cluster, ids.join(", ")),
-            help: "ecoboot never picks one at random: delete the extra VPCs (or run `ecoboot down --yes`) and rerun".into(),
-        });
+        let subnets = ec2
+            .describe_subnets()
+            .filters(aws.tags.filter())
+            .send()
+            .await
+            .map_err(|e| aws_error("DescribeSubnets", "subnets", e))?;
+        let used: BTreeSet<&str> = subnets
+            .subnets()
+            .iter()
+            .filter_map(|s| s.vpc_id())
+            .collect();
+        if used.len() > 1 {
+            return Err(Error::StageFailed {
+                stage: ID.into(),
+                message: format!("found {} VPCs with subnets tagged for cluster `{}`: {}", used.len(), aws.tags.cluster, ids.join(", ")),
+                help: "ecoboot never picks one at random: delete the extra VPCs (or run `ecoboot down --yes`) and rerun".into(),
+            });
+        }
+        let keep = used
+            .iter()
+            .next()
+            .map(|v| v.to_string())
+            .or_else(|| {
+                hint.filter(|h| ids.iter().any(|i| i == h))
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| ids[0].clone());
+        found.orphan_vpcs = ids.iter().filter(|i| **i != keep).cloned().collect();
+        ids = vec![keep];
     }
     let igws = ec2
         .describe_internet_gateways()
@@ -102,17 +138,31 @@ async fn discover(aws: &Aws) -> Result<Found> {
         .send()
         .await
         .map_err(|e| aws_error("DescribeInternetGateways", "igw", e))?;
-    if let Some(igw) = igws.internet_gateways().first() {
-        let attached = igw
-            .attachments()
-            .iter()
-            .find_map(|a| a.vpc_id().map(str::to_string));
-        found.igw = Some((
-            igw.internet_gateway_id().unwrap_or_default().to_string(),
-            attached,
-        ));
-    }
-    let Some(vpc) = ids.first().map(|s| s.to_string()) else {
+    let mut all_igws: Vec<(String, Option<String>)> = igws
+        .internet_gateways()
+        .iter()
+        .map(|g| {
+            let attached = g
+                .attachments()
+                .iter()
+                .find_map(|a| a.vpc_id().map(str::to_string));
+            (
+                g.internet_gateway_id().unwrap_or_default().to_string(),
+                attached,
+            )
+        })
+        .collect();
+    // Prefer the gateway attached to the kept VPC.
+    all_igws.sort_by_key(|(id, attached)| {
+        (
+            attached.as_deref() != ids.first().map(String::as_str),
+            id.clone(),
+        )
+    });
+    let mut all_igws = all_igws.into_iter();
+    found.igw = all_igws.next();
+    found.orphan_igws = all_igws.collect();
+    let Some(vpc) = ids.first().cloned() else {
         return Ok(found);
     };
     for (attr, slot) in [
@@ -247,6 +297,18 @@ fn wanted_rules(config: &Config, sg: &str) -> BTreeSet<Rule> {
 fn plan(config: &Config, f: &Found) -> Vec<Action> {
     let aws = &config.cluster.spec.aws;
     let mut out = Vec::new();
+    for (id, _) in &f.orphan_igws {
+        out.push(Action::new(
+            id.clone(),
+            "delete: an extra internet gateway left by an interrupted run",
+        ));
+    }
+    for id in &f.orphan_vpcs {
+        out.push(Action::new(
+            id.clone(),
+            "delete: an empty VPC left by an interrupted run",
+        ));
+    }
     match &f.vpc {
         None => out.push(Action::new(
             "vpc",
@@ -351,6 +413,18 @@ fn output(config: &Config, f: &Found) -> Option<NetworkOut> {
     })
 }
 
+async fn detach_igw(aws: &Aws, igw: &str, vpc: &str) -> Result<()> {
+    aws.pace().await;
+    aws.ec2
+        .detach_internet_gateway()
+        .internet_gateway_id(igw)
+        .vpc_id(vpc)
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| aws_error("DetachInternetGateway", igw, e))
+}
+
 fn yes() -> AttributeBooleanValue {
     AttributeBooleanValue::builder().value(true).build()
 }
@@ -366,7 +440,8 @@ impl Stage for Network {
     }
 
     async fn probe(&self, cx: &Ctx) -> Result<Probe> {
-        let found = discover(cx.aws().await).await?;
+        let hint = cx.state().output::<NetworkOut>(ID).map(|o| o.vpc_id);
+        let found = discover(cx.aws().await, hint.as_deref()).await?;
         let todo = plan(&cx.config, &found);
         let out = output(&cx.config, &found);
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(found);
@@ -389,7 +464,10 @@ impl Stage for Network {
         let found = self.last.lock().unwrap_or_else(|p| p.into_inner()).take();
         let mut f = match found {
             Some(f) => f,
-            None => discover(aws).await?,
+            None => {
+                let hint = cx.state().output::<NetworkOut>(ID).map(|o| o.vpc_id);
+                discover(aws, hint.as_deref()).await?
+            }
         };
         let ec2 = &aws.ec2;
         let spec = &config.cluster.spec.aws;
@@ -437,6 +515,9 @@ impl Stage for Network {
         }
         let igw = match f.igw.clone() {
             Some((id, attached)) => {
+                if let Some(other) = attached.as_deref().filter(|a| *a != vpc) {
+                    detach_igw(aws, &id, other).await?;
+                }
                 if attached.as_deref() != Some(vpc.as_str()) {
                     aws.pace().await;
                     ec2.attach_internet_gateway()
@@ -609,6 +690,32 @@ impl Stage for Network {
                 .await
                 .map_err(|e| aws_error("AuthorizeSecurityGroupIngress", &sg, e))?;
         }
+        for (id, attached) in &f.orphan_igws {
+            if let Some(other) = attached {
+                detach_igw(aws, id, other).await?;
+            }
+            aws.pace().await;
+            ec2.delete_internet_gateway()
+                .internet_gateway_id(id)
+                .send()
+                .await
+                .map_err(|e| aws_error("DeleteInternetGateway", id, e))?;
+            cx.events
+                .progress(ID, Some(id), "deleted (left by an interrupted run)");
+        }
+        for id in &f.orphan_vpcs {
+            aws.pace().await;
+            ec2.delete_vpc()
+                .vpc_id(id)
+                .send()
+                .await
+                .map_err(|e| aws_error("DeleteVpc", id, e))?;
+            cx.events.progress(
+                ID,
+                Some(id),
+                "deleted (empty VPC left by an interrupted run)",
+            );
+        }
         Ok(())
     }
 }
@@ -654,8 +761,17 @@ mod tests {
             igw: Some(("igw-1".into(), Some("vpc-1".into()))),
             route_table: Some(("rtb-1".into(), true, associated)),
             sg: Some((sg.clone(), wanted_rules(&config, &sg))),
+            ..Found::default()
         };
         assert!(plan(&config, &full).is_empty());
+        let orphaned = Found {
+            orphan_vpcs: vec!["vpc-2".into()],
+            ..full.clone()
+        };
+        assert_eq!(
+            plan(&config, &orphaned)[0].what,
+            "delete: an empty VPC left by an interrupted run"
+        );
         assert_eq!(output(&config, &full).unwrap().subnets.len(), 3);
         let mut one_rule_short = full.clone();
         let mut rules = wanted_rules(&config, &sg);
