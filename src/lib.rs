@@ -11,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod fsutil;
 pub mod inventory;
+pub mod kubeadm;
 pub mod output;
 pub mod playbook;
 pub mod report;
