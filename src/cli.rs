@@ -79,6 +79,9 @@ pub enum Command {
         /// Do not ask for confirmation on a terminal.
         #[arg(long, short)]
         yes: bool,
+        /// Reset a half-initialised control plane (`kubeadm reset -f`) instead of stopping.
+        #[arg(long)]
+        force_reset: bool,
     },
     /// Run exactly one stage (e.g. `ecoboot stage join-workers`).
     Stage {
@@ -87,6 +90,9 @@ pub enum Command {
         /// Probe and print the plan; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Reset a half-initialised control plane (`kubeadm reset -f`) instead of stopping.
+        #[arg(long)]
+        force_reset: bool,
     },
     /// Show what `up` would do, per stage and per node or resource; changes nothing.
     Plan {

@@ -28,21 +28,35 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             to,
             dry_run,
             yes,
+            force_reset,
         } => {
             let mode = if *dry_run {
                 RunMode::Plan
             } else {
                 RunMode::Apply
             };
-            run_stages(g, "up", from.as_deref(), to.as_deref(), mode, *yes).await
+            run_stages(
+                g,
+                "up",
+                from.as_deref(),
+                to.as_deref(),
+                mode,
+                *yes,
+                *force_reset,
+            )
+            .await
         }
-        Command::Stage { id, dry_run } => {
+        Command::Stage {
+            id,
+            dry_run,
+            force_reset,
+        } => {
             let mode = if *dry_run {
                 RunMode::Plan
             } else {
                 RunMode::Apply
             };
-            run_stages(g, "stage", Some(id), Some(id), mode, true).await
+            run_stages(g, "stage", Some(id), Some(id), mode, true, *force_reset).await
         }
         Command::Plan { from, to } => {
             run_stages(
@@ -52,6 +66,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 to.as_deref(),
                 RunMode::Plan,
                 true,
+                false,
             )
             .await
         }
@@ -86,6 +101,7 @@ async fn run_stages(
     to: Option<&str>,
     mode: RunMode,
     yes: bool,
+    force_reset: bool,
 ) -> Result<()> {
     let stages = crate::stages::all();
     let selected = engine::select(&stages, from, to)?;
@@ -107,6 +123,7 @@ async fn run_stages(
     let events = events_for(g);
     let mut cx = Ctx::new(config.clone(), events.clone(), store, state);
     cx.playbooks = g.playbooks.clone();
+    cx.force_reset = force_reset;
     if let Some(log) = &log {
         tracing::info!(log = %log.display(), config = %config.path.display(), "run started");
     }

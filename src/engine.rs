@@ -51,6 +51,8 @@ pub struct Ctx {
     ssh: tokio::sync::Mutex<BTreeMap<String, Result<Arc<Conn>, String>>>,
     /// `--playbooks DIR`: playbooks found there replace the embedded ones.
     pub playbooks: Option<PathBuf>,
+    /// `--force-reset`: reset a half-initialised control plane instead of stopping.
+    pub force_reset: bool,
 }
 
 impl Ctx {
@@ -66,6 +68,7 @@ impl Ctx {
             aws: tokio::sync::OnceCell::new(),
             ssh: tokio::sync::Mutex::new(BTreeMap::new()),
             playbooks: None,
+            force_reset: false,
         }
     }
 

@@ -122,14 +122,14 @@ fn up_fails_honestly_on_an_unimplemented_stage_and_journals_it() {
         run(ecoboot(dir.path())
             .arg("-c")
             .arg(&config)
-            .args(["up", "--from", "init-master"]));
+            .args(["up", "--from", "install-cni"]));
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("not implemented yet"), "{err}");
     let state_path = dir.path().join("sesacthon/state.json");
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
-    assert_eq!(state["stages"]["init-master"]["status"], "failed");
-    assert_eq!(state["stages"]["init-master"]["attempts"], 1);
+    assert_eq!(state["stages"]["install-cni"]["status"], "failed");
+    assert_eq!(state["stages"]["install-cni"]["attempts"], 1);
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&state_path).unwrap().permissions(),
     );
@@ -147,8 +147,8 @@ fn up_fails_honestly_on_an_unimplemented_stage_and_journals_it() {
         .env("AWS_SECRET_ACCESS_KEY", "x")
         .env("AWS_MAX_ATTEMPTS", "1"));
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-    assert_eq!(status["stages"][4]["id"], "init-master");
-    assert_eq!(status["stages"][4]["status"], "failed");
+    assert_eq!(status["stages"][6]["id"], "install-cni");
+    assert_eq!(status["stages"][6]["status"], "failed");
     let probe = status["stages"][0]["probe"].as_str().unwrap();
     assert!(
         probe.starts_with("cannot probe: AWS DescribeVpcs"),

@@ -245,6 +245,29 @@ impl Conn {
         timeout: Duration,
         elevate: bool,
     ) -> Result<Output> {
+        self.exec(label, script, timeout, elevate, true).await
+    }
+
+    /// Like [`Conn::run`], for commands whose output is secret (a kubeconfig with client keys,
+    /// a join command): the output is returned unredacted but never written to the node log.
+    pub async fn run_secret(
+        &self,
+        label: &str,
+        script: &str,
+        timeout: Duration,
+        elevate: bool,
+    ) -> Result<Output> {
+        self.exec(label, script, timeout, elevate, false).await
+    }
+
+    async fn exec(
+        &self,
+        label: &str,
+        script: &str,
+        timeout: Duration,
+        elevate: bool,
+        log_output: bool,
+    ) -> Result<Output> {
         let _permit = self.channels.acquire().await.expect("semaphore open");
         let mut cmd = if elevate && self.sudo {
             let mut c = self.session.command("sudo");
@@ -280,7 +303,11 @@ impl Conn {
                 let out = result?;
                 Output {
                     code: out.status.code(),
-                    stdout: redact::redact(&String::from_utf8_lossy(&out.stdout)),
+                    stdout: if log_output {
+                        redact::redact(&String::from_utf8_lossy(&out.stdout))
+                    } else {
+                        String::from_utf8_lossy(&out.stdout).into_owned()
+                    },
                     stderr: redact::redact(&String::from_utf8_lossy(&out.stderr)),
                 }
             }
@@ -290,7 +317,16 @@ impl Conn {
                 stderr: format!("timed out after {}s", timeout.as_secs()),
             },
         };
-        self.log(label, script, &out);
+        if log_output {
+            self.log(label, script, &out);
+        } else {
+            let hidden = Output {
+                code: out.code,
+                stdout: "(secret output, not logged)".into(),
+                stderr: out.stderr.clone(),
+            };
+            self.log(label, script, &hidden);
+        }
         Ok(out)
     }
 

@@ -1,7 +1,9 @@
 //! The ordered list of stages `ecoboot up` runs.
 
 pub mod iam;
+pub mod init_master;
 pub mod instances;
+pub mod join_workers;
 pub mod network;
 mod pending;
 pub mod prepare_nodes;
@@ -18,16 +20,8 @@ pub fn all() -> Vec<Box<dyn Stage>> {
         Box::new(iam::Iam::default()),
         Box::new(instances::Instances::default()),
         Box::new(prepare_nodes::PrepareNodes),
-        todo(
-            "init-master",
-            "Initialise the control plane with kubeadm",
-            pending::control_plane,
-        ),
-        todo(
-            "join-workers",
-            "Join the other nodes with a fresh bootstrap token",
-            pending::workers,
-        ),
+        Box::new(init_master::InitMaster),
+        Box::new(join_workers::JoinWorkers),
         todo(
             "install-cni",
             "Install Calico (VXLAN) with server-side apply",

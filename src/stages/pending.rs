@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use crate::config::{Config, Role};
+use crate::config::Config;
 use crate::engine::{Ctx, Probe, Stage};
 use crate::error::{Error, Result};
 use crate::event::Action;
@@ -57,20 +57,6 @@ impl Stage for Pending {
 pub fn every_node(c: &Config) -> Vec<Action> {
     c.nodes()
         .map(|n| Action::new(n.name.value.clone(), "run playbook"))
-        .collect()
-}
-
-/// The control plane only.
-pub fn control_plane(c: &Config) -> Vec<Action> {
-    let n = c.control_plane();
-    vec![Action::new(n.name.value.clone(), "kubeadm init")]
-}
-
-/// Every node except the control plane.
-pub fn workers(c: &Config) -> Vec<Action> {
-    c.nodes()
-        .filter(|n| n.role == Some(Role::Worker))
-        .map(|n| Action::new(n.name.value.clone(), "kubeadm join"))
         .collect()
 }
 

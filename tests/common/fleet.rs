@@ -75,6 +75,33 @@ impl Fleet {
         self.sh(&["start"]);
     }
 
+    /// Runs `cmd` on node `i` over SSH (for test setup such as fault injection).
+    pub fn ssh(&self, i: usize, cmd: &str) {
+        let d = self.dir.path();
+        let ok = Command::new("ssh")
+            .arg("-i")
+            .arg(d.join("keys/id_ed25519"))
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                d.join("known_hosts").display()
+            ))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "BatchMode=yes",
+                "-p",
+                &self.port.to_string(),
+            ])
+            .arg(format!("root@127.0.1.{i}"))
+            .arg(cmd)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ssh node {i}: {cmd}");
+    }
+
     /// A file of node `i`'s private filesystem, as the host sees it (overlay upper dir).
     pub fn file(&self, i: usize, path: &str) -> Option<String> {
         let path = path.trim_start_matches('/');

@@ -1,0 +1,246 @@
+//! Stage `init-master`: `kubeadm init` from a generated config on the control-plane node, wait
+//! for `/healthz`, add kube-proxy once the API answers, and fetch admin.conf (0600).
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::instances::{self, InstancesOut};
+use crate::engine::{Ctx, Probe, Stage};
+use crate::error::{Error, Result};
+use crate::event::Action;
+use crate::kubeadm::{self, VERSION_PLACEHOLDER};
+use crate::ssh::{self, Conn, Target};
+
+/// Stage id.
+pub const ID: &str = "init-master";
+/// The kubeadm config written on the control-plane node.
+pub const INIT_CONFIG: &str = "/etc/kubernetes/ecoboot/kubeadm-init.yaml";
+const KUBE_PROXY_MARKER: &str = "/etc/kubernetes/ecoboot/kube-proxy-added";
+const HEALTHZ: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /healthz";
+const HEALTHZ_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The `init-master` stage.
+pub struct InitMaster;
+
+/// What the control-plane node looks like.
+#[derive(Debug, Default)]
+pub struct MasterState {
+    /// `/etc/kubernetes/admin.conf` exists.
+    pub admin: bool,
+    /// `/etc/kubernetes/pki/ca.crt` exists.
+    pub pki: bool,
+    /// `/healthz` answers ok.
+    pub healthy: bool,
+    /// kube-proxy was added after init.
+    pub kube_proxy: bool,
+}
+
+/// The control-plane target and an open connection to it.
+pub async fn master(cx: &Ctx, stage: &'static str) -> Result<(Target, std::sync::Arc<Conn>)> {
+    let out: Option<InstancesOut> = cx.state().output(instances::ID);
+    let cp = cx.config.control_plane().name.value.clone();
+    let target = ssh::targets(&cx.config, out.as_ref(), stage)?
+        .into_iter()
+        .find(|t| t.node == cp)
+        .expect("control plane in targets");
+    let (_, conn) = cx.connect(std::slice::from_ref(&target)).await.remove(0);
+    let conn = conn.map_err(|message| Error::StageFailed {
+        stage: stage.into(),
+        message: format!("the control-plane node is unreachable: {message}"),
+        help: "the control plane must be reachable for this stage; check the node and rerun".into(),
+    })?;
+    Ok((target, conn))
+}
+
+/// Probes the control-plane node in one round trip.
+pub async fn inspect(conn: &Conn) -> Result<MasterState> {
+    let script = format!(
+        "[ -e /etc/kubernetes/admin.conf ] && echo admin\n[ -e /etc/kubernetes/pki/ca.crt ] && echo pki\n[ -e {KUBE_PROXY_MARKER} ] && echo kube-proxy\n{HEALTHZ} >/dev/null 2>&1 && echo healthy\ntrue"
+    );
+    let out = conn
+        .run(
+            "inspect control plane",
+            &script,
+            Duration::from_secs(60),
+            true,
+        )
+        .await?;
+    let has = |w: &str| out.stdout.lines().any(|l| l == w);
+    Ok(MasterState {
+        admin: has("admin"),
+        pki: has("pki"),
+        healthy: has("healthy"),
+        kube_proxy: has("kube-proxy"),
+    })
+}
+
+/// kubeadm facts of a node: private IP and provider ID from `instances`, else its address.
+pub fn facts(cx: &Ctx, target: &Target) -> kubeadm::NodeFacts {
+    let out: Option<InstancesOut> = cx.state().output(instances::ID);
+    let node = out.as_ref().and_then(|o| o.nodes.get(&target.node));
+    kubeadm::NodeFacts {
+        private_ip: node
+            .map(|n| n.private_ip.clone())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| target.host.clone()),
+        public_address: target.host.clone(),
+        provider_id: node
+            .filter(|n| !n.instance_id.is_empty())
+            .map(|n| format!("aws:///{}/{}", n.az, n.instance_id)),
+    }
+}
+
+fn local_admin(cx: &Ctx) -> std::path::PathBuf {
+    cx.state_dir().join("admin.conf")
+}
+
+#[async_trait]
+impl Stage for InitMaster {
+    fn id(&self) -> &'static str {
+        ID
+    }
+
+    fn title(&self) -> &'static str {
+        "Initialise the control plane with kubeadm"
+    }
+
+    async fn probe(&self, cx: &Ctx) -> Result<Probe> {
+        let (target, conn) = match master(cx, ID).await {
+            Ok(found) => found,
+            Err(Error::StageFailed { message, .. }) => {
+                let cp = cx.config.control_plane().name.value.clone();
+                return Ok(Probe::Todo(vec![Action::new(cp, message)]));
+            }
+            Err(e) => return Err(e),
+        };
+        let m = inspect(&conn).await?;
+        let node = &target.node;
+        let mut todo = Vec::new();
+        if !m.admin && m.pki {
+            todo.push(Action::new(node, "half-initialised control plane (pki present, no admin.conf): `kubeadm reset -f` needed (--force-reset)"));
+        }
+        if !m.admin {
+            todo.push(Action::new(
+                node,
+                format!("kubeadm init --config {INIT_CONFIG}"),
+            ));
+        } else if !m.healthy {
+            todo.push(Action::new(node, "wait for the API server's /healthz"));
+        }
+        if !m.kube_proxy {
+            todo.push(Action::new(node, "add the kube-proxy addon"));
+        }
+        if !local_admin(cx).exists() {
+            todo.push(Action::new(
+                node,
+                "fetch admin.conf into the state directory (0600)",
+            ));
+        }
+        Ok(if todo.is_empty() {
+            Probe::Done(format!("control plane {node} initialised and healthy"))
+        } else {
+            Probe::Todo(todo)
+        })
+    }
+
+    async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
+        let (target, conn) = master(cx, ID).await?;
+        let node = target.node.clone();
+        let m = inspect(&conn).await?;
+        let fail = |message: String, help: &str| Error::StageFailed {
+            stage: ID.into(),
+            message: format!("{node}: {message}"),
+            help: help.into(),
+        };
+        let run = |label: &'static str, script: String, secs: u64| {
+            let conn = conn.clone();
+            async move {
+                conn.run(label, &script, Duration::from_secs(secs), true)
+                    .await
+            }
+        };
+        if !m.admin && m.pki {
+            if !cx.force_reset {
+                return Err(fail(
+                    "half-initialised control plane: /etc/kubernetes/pki exists but admin.conf does not (an earlier kubeadm init stopped midway)".into(),
+                    "recover with `sudo kubeadm reset -f` on the node, or rerun with `--force-reset` to let ecoboot do it",
+                ));
+            }
+            cx.events
+                .progress(ID, Some(&node), "kubeadm reset -f (--force-reset)");
+            let out = run("kubeadm reset", "kubeadm reset -f".into(), 300).await?;
+            if !out.ok() {
+                return Err(fail(
+                    format!("kubeadm reset failed: {}", out.tail(5)),
+                    "inspect the node log",
+                ));
+            }
+        }
+        if !m.admin {
+            let config =
+                kubeadm::init_config(&cx.config, cx.config.control_plane(), &facts(cx, &target));
+            let script = format!(
+                "mkdir -p /etc/kubernetes/ecoboot\ncat > {INIT_CONFIG} <<'ECOBOOT_EOF'\n{config}ECOBOOT_EOF\nsed -i \"s/{VERSION_PLACEHOLDER}/$(kubeadm version -o short)/\" {INIT_CONFIG}\nkubeadm init --config {INIT_CONFIG}"
+            );
+            cx.events.progress(ID, Some(&node), "kubeadm init");
+            let out = run("kubeadm init", script, 900).await?;
+            if !out.ok() {
+                return Err(fail(
+                    format!("kubeadm init failed (exit {:?}): {}", out.code, out.tail(5)),
+                    "see the node log; after fixing the cause rerun (a half-initialised node needs --force-reset)",
+                ));
+            }
+        }
+        let started = Instant::now();
+        loop {
+            if run("healthz", format!("{HEALTHZ} >/dev/null"), 30)
+                .await?
+                .ok()
+            {
+                break;
+            }
+            if started.elapsed() > HEALTHZ_TIMEOUT {
+                return Err(fail(
+                    format!(
+                        "the API server did not answer /healthz within {}s",
+                        HEALTHZ_TIMEOUT.as_secs()
+                    ),
+                    "check `crictl ps` and the kubelet log on the node",
+                ));
+            }
+            cx.events.progress(ID, Some(&node), "waiting for /healthz");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        if !m.kube_proxy {
+            let script = format!(
+                "kubeadm init phase addon kube-proxy --config {INIT_CONFIG} && touch {KUBE_PROXY_MARKER}"
+            );
+            let out = run("kube-proxy addon", script, 300).await?;
+            if !out.ok() {
+                return Err(fail(
+                    format!("adding kube-proxy failed: {}", out.tail(5)),
+                    "rerun `ecoboot stage init-master`",
+                ));
+            }
+        }
+        let admin = conn
+            .run_secret(
+                "fetch admin.conf",
+                "cat /etc/kubernetes/admin.conf",
+                Duration::from_secs(60),
+                true,
+            )
+            .await?;
+        if !admin.ok() || admin.stdout.is_empty() {
+            return Err(fail(
+                "cannot read /etc/kubernetes/admin.conf".into(),
+                "check the node",
+            ));
+        }
+        crate::fsutil::write_atomic(&local_admin(cx), admin.stdout.as_bytes(), 0o600)?;
+        cx.events
+            .progress(ID, Some(&node), "control plane ready; admin.conf fetched");
+        Ok(())
+    }
+}

@@ -1,0 +1,224 @@
+//! Stage `join-workers`: every non-control-plane node joins with a fresh bootstrap token that
+//! lives only in memory (15 minutes TTL, deleted after the stage), through a generated
+//! JoinConfiguration. A half-joined node (pki present, no kubelet.conf) is reset first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::init_master::{self, facts};
+use super::instances::{self, InstancesOut};
+use crate::config::Role;
+use crate::engine::{Ctx, Probe, Stage};
+use crate::error::{Error, Result};
+use crate::event::Action;
+use crate::kubeadm;
+use crate::ssh::run::{NodeFailure, SKIPPED};
+use crate::ssh::{self, Conn, Target, redact};
+
+/// Stage id.
+pub const ID: &str = "join-workers";
+const JOIN_CONFIG: &str = "/etc/kubernetes/ecoboot/kubeadm-join.yaml";
+const STATE_CHECK: &str = "if [ -e /etc/kubernetes/kubelet.conf ]; then echo joined; elif [ -e /etc/kubernetes/pki/ca.crt ]; then echo half; else echo new; fi";
+
+/// The `join-workers` stage.
+pub struct JoinWorkers;
+
+async fn workers(cx: &Ctx) -> Result<(Vec<(Target, Arc<Conn>)>, Vec<NodeFailure>)> {
+    let out: Option<InstancesOut> = cx.state().output(instances::ID);
+    let targets: Vec<Target> = ssh::targets(&cx.config, out.as_ref(), ID)?
+        .into_iter()
+        .filter(|t| t.role == Role::Worker)
+        .collect();
+    let mut conns = Vec::new();
+    let mut failures = Vec::new();
+    for (target, result) in cx.connect(&targets).await {
+        match result {
+            Ok(conn) => conns.push((target, conn)),
+            Err(message) => failures.push(NodeFailure {
+                node: target.node,
+                step: "connect".into(),
+                code: None,
+                tail: message,
+            }),
+        }
+    }
+    Ok((conns, failures))
+}
+
+/// The bootstrap token and CA hash from `kubeadm token create --print-join-command`.
+fn parse_join_command(line: &str) -> Option<(String, String, String)> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let after = |flag: &str| {
+        words
+            .iter()
+            .position(|w| *w == flag)
+            .and_then(|i| words.get(i + 1))
+            .map(|s| s.to_string())
+    };
+    let endpoint = words
+        .iter()
+        .position(|w| *w == "join")
+        .and_then(|i| words.get(i + 1))
+        .map(|s| s.to_string())?;
+    Some((
+        endpoint,
+        after("--token")?,
+        after("--discovery-token-ca-cert-hash")?,
+    ))
+}
+
+#[async_trait]
+impl Stage for JoinWorkers {
+    fn id(&self) -> &'static str {
+        ID
+    }
+
+    fn title(&self) -> &'static str {
+        "Join the other nodes with a fresh bootstrap token"
+    }
+
+    async fn probe(&self, cx: &Ctx) -> Result<Probe> {
+        let (conns, unreachable) = workers(cx).await?;
+        let mut todo: Vec<Action> = unreachable
+            .iter()
+            .map(|f| Action::new(&f.node, format!("unreachable: {}", f.tail)))
+            .collect();
+        for (target, conn) in &conns {
+            let out = conn
+                .run(
+                    "check join state",
+                    STATE_CHECK,
+                    Duration::from_secs(60),
+                    true,
+                )
+                .await?;
+            match out.stdout.trim() {
+                "joined" => {}
+                "half" => todo.push(Action::new(
+                    &target.node,
+                    "half-joined (pki present, no kubelet.conf): kubeadm reset -f, then join",
+                )),
+                _ => todo.push(Action::new(&target.node, "kubeadm join")),
+            }
+        }
+        Ok(if todo.is_empty() {
+            Probe::Done(format!("{} node(s) joined", conns.len()))
+        } else {
+            Probe::Todo(todo)
+        })
+    }
+
+    async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
+        let (_, master) = init_master::master(cx, ID).await?;
+        if !init_master::inspect(&master).await?.admin {
+            return Err(Error::Prerequisite {
+                stage: ID,
+                what: "an initialised control plane".into(),
+                needs: init_master::ID,
+            });
+        }
+        let created = master
+            .run_secret(
+                "create bootstrap token",
+                "kubeadm token create --ttl 15m --print-join-command",
+                Duration::from_secs(60),
+                true,
+            )
+            .await?;
+        let parsed: Option<(String, String, String)> =
+            created.stdout.lines().find_map(parse_join_command);
+        let Some((endpoint, token, ca_hash)) = parsed.filter(|_| created.ok()) else {
+            return Err(Error::StageFailed {
+                stage: ID.into(),
+                message: format!("cannot create a bootstrap token: {}", created.tail(3)),
+                help: "check the control plane (`ecoboot stage init-master`)".into(),
+            });
+        };
+        redact::register(&token);
+        let (conns, mut failures) = workers(cx).await?;
+        let mut set = tokio::task::JoinSet::new();
+        for (target, conn) in conns {
+            let node = cx
+                .config
+                .nodes()
+                .find(|n| n.name.as_str() == target.node)
+                .expect("configured node")
+                .clone();
+            let join =
+                kubeadm::join_config(&node, &facts(cx, &target), &endpoint, &token, &ca_hash);
+            let script = format!(
+                "if [ -e /etc/kubernetes/kubelet.conf ]; then exit {SKIPPED}; fi\nif [ -e /etc/kubernetes/pki/ca.crt ]; then kubeadm reset -f; fi\nmkdir -p /etc/kubernetes/ecoboot\numask 077\ncat > {JOIN_CONFIG} <<'ECOBOOT_EOF'\n{join}ECOBOOT_EOF\nkubeadm join --config {JOIN_CONFIG}\nrc=$?\nrm -f {JOIN_CONFIG}\nexit $rc"
+            );
+            let events = cx.events.clone();
+            set.spawn(async move {
+                events.progress(ID, Some(&target.node), "kubeadm join");
+                let out = conn
+                    .run("kubeadm join", &script, Duration::from_secs(600), true)
+                    .await;
+                match out {
+                    Ok(o) if o.ok() || o.code == Some(SKIPPED) => {
+                        events.progress(ID, Some(&target.node), "joined");
+                        None
+                    }
+                    Ok(o) => Some(NodeFailure {
+                        node: target.node,
+                        step: "kubeadm join".into(),
+                        code: o.code,
+                        tail: o.tail(5),
+                    }),
+                    Err(e) => Some(NodeFailure {
+                        node: target.node,
+                        step: "kubeadm join".into(),
+                        code: None,
+                        tail: e.to_string(),
+                    }),
+                }
+            });
+        }
+        while let Some(done) = set.join_next().await {
+            failures.extend(done.expect("join task"));
+        }
+        let id = token.split('.').next().unwrap_or_default();
+        let deleted = master
+            .run(
+                "delete bootstrap token",
+                &format!("kubeadm token delete {id}"),
+                Duration::from_secs(60),
+                true,
+            )
+            .await;
+        if !deleted.as_ref().is_ok_and(|o| o.ok()) {
+            cx.events.progress(
+                ID,
+                None,
+                "warning: could not delete the bootstrap token; it expires within 15 minutes",
+            );
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        failures.sort_by(|a, b| a.node.cmp(&b.node));
+        let lines: Vec<String> = failures.iter().map(|f| format!("  {f}")).collect();
+        Err(Error::StageFailed {
+            stage: ID.into(),
+            message: format!("{} node(s) did not join:\n{}", failures.len(), lines.join("\n")),
+            help: "the other nodes joined; fix the cause and rerun `ecoboot stage join-workers`: only the missing nodes join, with a new token".into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_the_join_command() {
+        let line = "kubeadm join 10.0.1.10:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:00ff ";
+        let (endpoint, token, hash) = super::parse_join_command(line).unwrap();
+        assert_eq!(
+            (endpoint.as_str(), token.as_str(), hash.as_str()),
+            ("10.0.1.10:6443", "abcdef.0123456789abcdef", "sha256:00ff")
+        );
+        assert!(super::parse_join_command("garbage").is_none());
+    }
+}
