@@ -34,6 +34,35 @@ impl std::fmt::Display for NodeFailure {
     }
 }
 
+/// Connects to the nodes `keep` selects (addresses from config or the `instances` stage);
+/// unreachable nodes come back as failures, the others as open connections.
+pub async fn connect_nodes(
+    cx: &Ctx,
+    stage: &'static str,
+    keep: impl Fn(&super::Target) -> bool,
+) -> crate::error::Result<(Vec<(super::Target, Arc<Conn>)>, Vec<NodeFailure>)> {
+    let out: Option<crate::stages::instances::InstancesOut> =
+        cx.state().output(crate::stages::instances::ID);
+    let targets: Vec<_> = super::targets(&cx.config, out.as_ref(), stage)?
+        .into_iter()
+        .filter(|t| keep(t))
+        .collect();
+    let mut conns = Vec::new();
+    let mut failures = Vec::new();
+    for (target, result) in cx.connect(&targets).await {
+        match result {
+            Ok(conn) => conns.push((target, conn)),
+            Err(message) => failures.push(NodeFailure {
+                node: target.node,
+                step: "connect".into(),
+                code: None,
+                tail: message,
+            }),
+        }
+    }
+    Ok((conns, failures))
+}
+
 /// What the run did across nodes.
 #[derive(Debug, Default)]
 pub struct Summary {

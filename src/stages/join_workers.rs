@@ -8,14 +8,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::init_master::{self, facts};
-use super::instances::{self, InstancesOut};
 use crate::config::Role;
 use crate::engine::{Ctx, Probe, Stage};
 use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::kubeadm;
 use crate::ssh::run::{NodeFailure, SKIPPED};
-use crate::ssh::{self, Conn, Target, redact};
+use crate::ssh::{Conn, Target, redact};
 
 /// Stage id.
 pub const ID: &str = "join-workers";
@@ -26,25 +25,7 @@ const STATE_CHECK: &str = "if [ -e /etc/kubernetes/kubelet.conf ]; then echo joi
 pub struct JoinWorkers;
 
 async fn workers(cx: &Ctx) -> Result<(Vec<(Target, Arc<Conn>)>, Vec<NodeFailure>)> {
-    let out: Option<InstancesOut> = cx.state().output(instances::ID);
-    let targets: Vec<Target> = ssh::targets(&cx.config, out.as_ref(), ID)?
-        .into_iter()
-        .filter(|t| t.role == Role::Worker)
-        .collect();
-    let mut conns = Vec::new();
-    let mut failures = Vec::new();
-    for (target, result) in cx.connect(&targets).await {
-        match result {
-            Ok(conn) => conns.push((target, conn)),
-            Err(message) => failures.push(NodeFailure {
-                node: target.node,
-                step: "connect".into(),
-                code: None,
-                tail: message,
-            }),
-        }
-    }
-    Ok((conns, failures))
+    crate::ssh::run::connect_nodes(cx, ID, |t| t.role == Role::Worker).await
 }
 
 /// The bootstrap token and CA hash from `kubeadm token create --print-join-command`.

@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::instances::{self, InstancesOut};
 use crate::engine::{Ctx, Probe, Stage};
 use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::playbook::Playbook;
+use crate::ssh::Conn;
 use crate::ssh::run::{self, NodeFailure};
-use crate::ssh::{self, Conn};
 
 /// Stage id.
 pub const ID: &str = "prepare-nodes";
@@ -20,25 +19,8 @@ pub const ID: &str = "prepare-nodes";
 pub struct PrepareNodes;
 
 async fn reachable(cx: &Ctx, book: &Playbook) -> Result<(Vec<Arc<Conn>>, Vec<NodeFailure>)> {
-    let out: Option<InstancesOut> = cx.state().output(instances::ID);
-    let targets: Vec<_> = ssh::targets(&cx.config, out.as_ref(), ID)?
-        .into_iter()
-        .filter(|t| book.targets(&t.node, t.role))
-        .collect();
-    let mut conns = Vec::new();
-    let mut failures = Vec::new();
-    for (target, result) in cx.connect(&targets).await {
-        match result {
-            Ok(conn) => conns.push(conn),
-            Err(message) => failures.push(NodeFailure {
-                node: target.node,
-                step: "connect".into(),
-                code: None,
-                tail: message,
-            }),
-        }
-    }
-    Ok((conns, failures))
+    let (conns, failures) = run::connect_nodes(cx, ID, |t| book.targets(&t.node, t.role)).await?;
+    Ok((conns.into_iter().map(|(_, c)| c).collect(), failures))
 }
 
 fn failed(failures: &[NodeFailure], total: usize) -> Error {
