@@ -235,3 +235,24 @@ fn github_actions_mode_groups_annotates_and_writes_the_summary() {
         "no control characters in CI output"
     );
 }
+
+#[test]
+fn missing_aws_credentials_get_a_short_diagnostic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(ecoboot(dir.path())
+        .arg("-c")
+        .arg(shipped_config())
+        .arg("plan")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_MAX_ATTEMPTS", "1"));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no AWS credentials were found"), "{err}");
+    assert!(!err.contains("DispatchFailure"), "no debug dump: {err}");
+}

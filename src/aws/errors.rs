@@ -18,12 +18,26 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let code = code_of(&err).unwrap_or_default();
-    let message = match &err {
+    let mut code = code_of(&err).unwrap_or_default();
+    let mut message = match &err {
         SdkError::ServiceError(e) => e.err().message().unwrap_or_default().to_string(),
-        other => DisplayErrorContext(other).to_string(),
+        other => {
+            let full = DisplayErrorContext(other).to_string();
+            // The SDK appends a Debug dump of the whole error chain; the sentence before it says it all.
+            full.split(" (DispatchFailure(")
+                .next()
+                .unwrap_or(&full)
+                .to_string()
+        }
     };
-    let help = advice(&code, &err, operation);
+    let mut help = advice(&code, &err, operation);
+    if code.is_empty()
+        && (message.contains("CredentialsNotLoaded") || message.contains("credentials"))
+    {
+        code = "NoCredentials".into();
+        message = "no AWS credentials were found (tried environment, profile, SSO, web identity, ECS and instance metadata)".into();
+        help = "set AWS_PROFILE (and run `aws sso login`) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; in GitHub Actions use aws-actions/configure-aws-credentials".into();
+    }
     Error::Aws {
         operation: operation.to_string(),
         target: target.to_string(),
