@@ -53,9 +53,11 @@ ecoboot_run() { # books-dir -> wall seconds
   write_books
   rm -rf "$work/state"; mkdir -p "$work/state/bench"
   cp "$FLEET_DIR/known_hosts" "$work/state/bench/known_hosts"
-  local t0 t1; t0=$(now)
-  "$bin" -c "$work/cluster.yaml" --state-dir "$work/state" --playbooks "$1" stage prepare-nodes -q >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
-  t1=$(now); elapsed "$t0" "$t1"
+  local t0 t1 TIMEFORMAT='%U %S'; t0=$(now)
+  { time "$bin" -c "$work/cluster.yaml" --state-dir "$work/state" --playbooks "$1" stage prepare-nodes -q >/dev/null 2>"$work/err"; } 2>"$work/cpu" \
+    || { cat "$work/err" >&2; exit 1; }
+  t1=$(now)
+  echo "$(elapsed "$t0" "$t1") $(awk '{printf "%.2f", $1 + $2}' "$work/cpu")"
 }
 
 ansible_run() { # cfg-file -> wall seconds
@@ -80,11 +82,11 @@ for n in $SIZES; do
   export FLEET_N="$n"
   bash scripts/fleet.sh start >/dev/null
   make_config "$n"
-  connect=$(ecoboot_run "$work/one")
-  wall=$(ecoboot_run "$work/sleep")
+  read -r connect connect_cpu <<<"$(ecoboot_run "$work/one")"
+  read -r wall wall_cpu <<<"$(ecoboot_run "$work/sleep")"
   over=$(python3 -c "print(f'{$wall - 2.0 - $connect:.2f}')")
-  printf '%-6s %-34s %9s\n' "$n" "ecoboot: connect + 1 no-op step" "$connect"
-  printf '%-6s %-34s %9s\n' "$n" "ecoboot: 10 x sleep 0.2" "$wall"
+  printf '%-6s %-34s %9s  (ecoboot CPU %s s)\n' "$n" "ecoboot: connect + 1 no-op step" "$connect" "$connect_cpu"
+  printf '%-6s %-34s %9s  (ecoboot CPU %s s)\n' "$n" "ecoboot: 10 x sleep 0.2" "$wall" "$wall_cpu"
   printf '%-6s %-34s %9s\n' "$n" "  overhead above 2.0 s + connect" "$over"
   if [ "$n" = 14 ]; then
     ssh_common="-o UserKnownHostsFile=$FLEET_DIR/known_hosts -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
