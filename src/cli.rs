@@ -107,6 +107,12 @@ pub enum Command {
     Stages,
     /// Each stage's recorded status and what a live probe finds.
     Status,
+    /// Write a kubeconfig for you that points at the control plane's public endpoint (0600).
+    Kubeconfig {
+        /// Where to write it (default `<state-dir>/<cluster>/kubeconfig`).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
     /// Print the node inventory (Ansible-compatible hosts.ini) from the last `instances` run.
     Inventory,
     /// Delete every resource tagged with this cluster.

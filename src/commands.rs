@@ -73,6 +73,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Status => status(g).await,
         Command::Down { yes } => down(g, *yes).await,
         Command::Inventory => inventory(g),
+        Command::Kubeconfig { file } => kubeconfig(g, file.as_deref()),
     }
 }
 
@@ -336,5 +337,33 @@ fn inventory(g: &Global) -> Result<()> {
     } else {
         print!("{}", crate::inventory::render_ini(&config, &out));
     }
+    Ok(())
+}
+
+/// Writes a user kubeconfig: the fetched admin.conf with its server set to the public endpoint.
+fn kubeconfig(g: &Global, file: Option<&std::path::Path>) -> Result<()> {
+    let config = load_config(g, FileChecks::Skip)?;
+    let store = Store::read_only(&g.state_dir, config.name());
+    let admin_path = store.dir().join("admin.conf");
+    let admin = std::fs::read_to_string(&admin_path).map_err(|_| Error::Prerequisite {
+        stage: "kubeconfig",
+        what: "the cluster's admin.conf".into(),
+        needs: crate::stages::init_master::ID,
+    })?;
+    let state = store.load(config.name())?;
+    let instances: Option<crate::stages::instances::InstancesOut> =
+        state.output(crate::stages::instances::ID);
+    let cp = config.control_plane().name.value.clone();
+    let host = crate::inventory::ssh_address(&config, &cp, &instances.unwrap_or_default());
+    let host = host
+        .rsplit_once(':')
+        .map_or(host.as_str(), |(h, _)| h)
+        .to_string();
+    let text = crate::kubeadm::with_server(&admin, &format!("https://{host}:6443"));
+    let path = file
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| store.dir().join("kubeconfig"));
+    crate::fsutil::write_atomic(&path, text.as_bytes(), 0o600)?;
+    println!("{}", path.display());
     Ok(())
 }

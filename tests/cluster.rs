@@ -131,6 +131,25 @@ fn init_and_join_14_nodes_then_rerun_calls_no_kubeadm() {
         "a bootstrap token leaked into output, logs or state"
     );
 
+    let mine = dir.path().join("kubeconfig");
+    let (code, printed, err) = run(ecoboot(&state)
+        .arg("-c")
+        .arg(&config)
+        .args(["kubeconfig", "--file"])
+        .arg(&mine));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(printed.trim(), mine.to_str().unwrap());
+    let text = std::fs::read_to_string(&mine).unwrap();
+    assert!(
+        text.contains("server: \"https://127.0.1.1:6443\""),
+        "public endpoint of the control plane:\n{text}"
+    );
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&mine).unwrap().permissions())
+            & 0o777,
+        0o600
+    );
+
     let before: Vec<usize> = (1..=NODES).map(|i| kubeadm_calls(&fleet, i)).collect();
     let (code, out, err) = up(&config, &state, &["--output", "json"]);
     assert_eq!(code, 0, "{err}");
