@@ -106,7 +106,11 @@ async fn run_stages(
 ) -> Result<()> {
     let stages = crate::stages::all();
     let selected = engine::select(&stages, from, to)?;
-    let files = if mode == RunMode::Apply {
+    // Only the `instances` stage reads the public key; other runs need not have it.
+    let imports_key = selected
+        .iter()
+        .any(|s| s.id() == crate::stages::instances::ID);
+    let files = if mode == RunMode::Apply && imports_key {
         FileChecks::Check
     } else {
         FileChecks::Skip

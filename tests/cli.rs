@@ -256,3 +256,35 @@ fn missing_aws_credentials_get_a_short_diagnostic() {
     assert!(err.contains("no AWS credentials were found"), "{err}");
     assert!(!err.contains("DispatchFailure"), "no debug dump: {err}");
 }
+
+#[test]
+fn the_public_key_is_required_only_by_runs_that_import_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(shipped_config())
+        .unwrap()
+        .replace("~/.ssh/sesacthon.pub", "/nonexistent/key.pub");
+    let config = dir.path().join("cluster.yaml");
+    std::fs::write(&config, text).unwrap();
+    let (code, _, err) = run(ecoboot(dir.path()).arg("-c").arg(&config).args([
+        "up",
+        "--from",
+        "instances",
+        "--to",
+        "instances",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot read public key /nonexistent/key.pub"),
+        "{err}"
+    );
+    let (code, _, err) = run(ecoboot(dir.path())
+        .arg("-c")
+        .arg(&config)
+        .args(["stage", "prepare-nodes"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(!err.contains("public key"), "{err}");
+    assert!(
+        err.contains("needs the address of node `k8s-master`, which stage `instances` provides"),
+        "{err}"
+    );
+}
