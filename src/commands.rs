@@ -30,11 +30,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             yes,
             force_reset,
         } => {
-            let mode = if *dry_run {
-                RunMode::Plan
-            } else {
-                RunMode::Apply
-            };
+            let mode = RunMode::from_dry_run(*dry_run);
             run_stages(
                 g,
                 "up",
@@ -51,11 +47,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             dry_run,
             force_reset,
         } => {
-            let mode = if *dry_run {
-                RunMode::Plan
-            } else {
-                RunMode::Apply
-            };
+            let mode = RunMode::from_dry_run(*dry_run);
             run_stages(g, "stage", Some(id), Some(id), mode, true, *force_reset).await
         }
         Command::Plan { from, to } => {
@@ -286,7 +278,12 @@ async fn down(g: &Global, yes: bool) -> Result<()> {
         stage: teardown::ID.into(),
         title: "Delete every resource tagged with the cluster".into(),
     });
-    let result = teardown::down(cx.aws().await, &events, &teardown::role_name(&config)).await;
+    let result = teardown::down(
+        cx.aws().await,
+        &events,
+        &crate::stages::iam::node_role_name(&config),
+    )
+    .await;
     let aws_calls = cx.take_aws_calls();
     match &result {
         Ok(0) => events.emit(Event::StageSkipped {

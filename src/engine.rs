@@ -196,6 +196,17 @@ pub enum RunMode {
     Plan,
 }
 
+impl RunMode {
+    /// `Plan` for `--dry-run`, else `Apply`.
+    pub fn from_dry_run(dry_run: bool) -> RunMode {
+        if dry_run {
+            RunMode::Plan
+        } else {
+            RunMode::Apply
+        }
+    }
+}
+
 /// Runs an ordered list of stages against one context.
 pub struct Runner<'a> {
     stages: &'a [Box<dyn Stage>],

@@ -11,7 +11,6 @@ use crate::aws::tags::CLUSTER;
 use crate::aws::{Aws, aws_error, code_of};
 use crate::error::{Error, Result};
 use crate::event::Events;
-use crate::stages::iam::node_role_name;
 
 /// Events of `down` are reported under this name.
 pub const ID: &str = "down";
@@ -21,7 +20,8 @@ const TERMINATE_WAIT: Duration = Duration::from_secs(900);
 
 type Failure = (Option<String>, Error);
 
-/// Deletes everything; returns how many resources were deleted.
+/// Deletes everything (`role_name`: the node role and instance profile, see
+/// [`crate::stages::iam::node_role_name`]); returns how many resources were deleted.
 pub async fn down(aws: &Aws, events: &Events, role_name: &str) -> Result<usize> {
     let mut td = Teardown {
         aws,
@@ -41,11 +41,6 @@ pub async fn down(aws: &Aws, events: &Events, role_name: &str) -> Result<usize> 
             help: "fix the cause named above (or delete the resource by hand) and rerun `ecoboot down --yes`; what was deleted stays deleted".into(),
         }),
     }
-}
-
-/// The role and profile name `down` removes for a config.
-pub fn role_name(config: &crate::config::Config) -> String {
-    node_role_name(config)
 }
 
 struct Teardown<'a> {

@@ -6,11 +6,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::instances::{self, InstancesOut};
+use crate::config::Role;
 use crate::engine::{Ctx, Probe, Stage};
 use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::kubeadm::{self, VERSION_PLACEHOLDER};
-use crate::ssh::{self, Conn, Target};
+use crate::ssh::run::connect_nodes;
+use crate::ssh::{Conn, Target};
 
 /// Stage id.
 pub const ID: &str = "init-master";
@@ -38,19 +40,19 @@ pub struct MasterState {
 
 /// The control-plane target and an open connection to it.
 pub async fn master(cx: &Ctx, stage: &'static str) -> Result<(Target, std::sync::Arc<Conn>)> {
-    let out: Option<InstancesOut> = cx.state().output(instances::ID);
-    let cp = cx.config.control_plane().name.value.clone();
-    let target = ssh::targets(&cx.config, out.as_ref(), stage)?
-        .into_iter()
-        .find(|t| t.node == cp)
-        .expect("control plane in targets");
-    let (_, conn) = cx.connect(std::slice::from_ref(&target)).await.remove(0);
-    let conn = conn.map_err(|message| Error::StageFailed {
-        stage: stage.into(),
-        message: format!("the control-plane node is unreachable: {message}"),
-        help: "the control plane must be reachable for this stage; check the node and rerun".into(),
-    })?;
-    Ok((target, conn))
+    let (mut conns, failures) = connect_nodes(cx, stage, |t| t.role == Role::ControlPlane).await?;
+    match (conns.pop(), failures.into_iter().next()) {
+        (Some(found), _) => Ok(found),
+        (None, failure) => Err(Error::StageFailed {
+            stage: stage.into(),
+            message: format!(
+                "the control-plane node is unreachable: {}",
+                failure.map(|f| f.tail).unwrap_or_default()
+            ),
+            help: "the control plane must be reachable for this stage; check the node and rerun"
+                .into(),
+        }),
+    }
 }
 
 /// Probes the control-plane node in one round trip.

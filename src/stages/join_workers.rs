@@ -66,26 +66,35 @@ impl Stage for JoinWorkers {
             .iter()
             .map(|f| Action::new(&f.node, format!("unreachable: {}", f.tail)))
             .collect();
-        for (target, conn) in &conns {
-            let out = conn
-                .run(
-                    "check join state",
-                    STATE_CHECK,
-                    Duration::from_secs(60),
-                    true,
-                )
-                .await?;
-            match out.stdout.trim() {
+        let joined = conns.len();
+        let mut set = tokio::task::JoinSet::new();
+        for (target, conn) in conns {
+            set.spawn(async move {
+                let out = conn
+                    .run(
+                        "check join state",
+                        STATE_CHECK,
+                        Duration::from_secs(60),
+                        true,
+                    )
+                    .await;
+                (target.node, out)
+            });
+        }
+        while let Some(done) = set.join_next().await {
+            let (node, out) = done.expect("probe task");
+            match out?.stdout.trim() {
                 "joined" => {}
                 "half" => todo.push(Action::new(
-                    &target.node,
+                    &node,
                     "half-joined (pki present, no kubelet.conf): kubeadm reset -f, then join",
                 )),
-                _ => todo.push(Action::new(&target.node, "kubeadm join")),
+                _ => todo.push(Action::new(&node, "kubeadm join")),
             }
         }
+        todo.sort_by(|a, b| a.target.cmp(&b.target));
         Ok(if todo.is_empty() {
-            Probe::Done(format!("{} node(s) joined", conns.len()))
+            Probe::Done(format!("{joined} node(s) joined"))
         } else {
             Probe::Todo(todo)
         })
