@@ -3,7 +3,7 @@
 # and UTS namespace with private overlays of /etc /var /opt /usr/local /run and its own /root,
 # and the node simulators of scripts/sim first in PATH (/usr/local/sbin). Test support only.
 #
-#   FLEET_DIR=/tmp/f FLEET_N=14 FLEET_PORT=2222 scripts/fleet.sh start|stop|status|down N|up N|reset
+#   FLEET_DIR=/tmp/f FLEET_N=14 FLEET_PORT=2222 [FLEET_KUBECONFIG=admin.conf] scripts/fleet.sh start|stop|status|down N|up N|reset
 #
 # Node state lives in $FLEET_DIR/nodes/N/ov/<dir>/upper and survives stop/start until `reset`.
 set -euo pipefail
@@ -46,6 +46,10 @@ prepare() {
       mkdir -p "$d/ov/var/upper/lib/ecoboot-sim"
       echo "/swap.img file 2G 0B -2" >"$d/ov/var/upper/lib/ecoboot-sim/swap"
       touch "$d/ov/var/upper/lib/ecoboot-sim/seeded"
+    fi
+    if [ -n "${FLEET_KUBECONFIG:-}" ]; then
+      # The cluster API the node simulators register with (API double or real kube-apiserver).
+      install -D -m 600 "$FLEET_KUBECONFIG" "$d/ov/var/upper/lib/ecoboot-sim/cluster-admin.conf"
     fi
     local host="$(addr "$n")"
     [ "$FLEET_PORT" = 22 ] || host="[$host]:$FLEET_PORT"

@@ -49,6 +49,7 @@ pub struct Ctx {
     calls: CallCounter,
     aws: tokio::sync::OnceCell<Aws>,
     ssh: tokio::sync::Mutex<BTreeMap<String, Result<Arc<Conn>, String>>>,
+    api: tokio::sync::OnceCell<crate::api::Access>,
     /// `--playbooks DIR`: playbooks found there replace the embedded ones.
     pub playbooks: Option<PathBuf>,
     /// `--force-reset`: reset a half-initialised control plane instead of stopping.
@@ -67,6 +68,7 @@ impl Ctx {
             calls: CallCounter::default(),
             aws: tokio::sync::OnceCell::new(),
             ssh: tokio::sync::Mutex::new(BTreeMap::new()),
+            api: tokio::sync::OnceCell::new(),
             playbooks: None,
             force_reset: false,
         }
@@ -133,6 +135,15 @@ impl Ctx {
                 conn.close().await;
             }
         }
+    }
+
+    /// A Kubernetes API client (tunnel opened on first use, kept for the run).
+    pub async fn kube(&self, stage: &'static str) -> Result<kube::Client> {
+        let access = self
+            .api
+            .get_or_try_init(|| crate::api::connect(self, stage))
+            .await?;
+        Ok(access.client.clone())
     }
 
     /// AWS clients, built on first use (commands that never touch AWS never build them).

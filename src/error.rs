@@ -146,6 +146,19 @@ pub enum Error {
         help: String,
     },
 
+    /// A Kubernetes API request failed.
+    #[error("Kubernetes API: {action} {target}: {message}")]
+    #[diagnostic(code(ecoboot::kube), help("{help}"))]
+    Kube {
+        /// What ecoboot tried ("apply", "get", "connect to").
+        action: String,
+        /// The object or endpoint, e.g. `Deployment argocd/argocd-server`.
+        target: String,
+        /// The API server's message (Status reason and message).
+        message: String,
+        /// What to do next.
+        help: String,
+    },
     /// A stage's apply returned but its probe still sees work to do.
     #[error("stage `{stage}` finished but its check still finds work: {remaining}")]
     #[diagnostic(
@@ -189,6 +202,7 @@ impl Error {
             | Error::StageFailed { .. }
             | Error::Aws { .. }
             | Error::Ssh { .. }
+            | Error::Kube { .. }
             | Error::Unverified { .. } => exit::STAGE_FAILED,
         }
     }

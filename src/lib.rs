@@ -2,6 +2,7 @@
 //!
 //! `run` is the whole program; `main.rs` only calls it.
 
+pub mod api;
 pub mod aws;
 pub mod cli;
 pub mod commands;
@@ -9,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod fetch;
 pub mod fsutil;
 pub mod inventory;
 pub mod kubeadm;

@@ -181,6 +181,21 @@ pub struct Kubernetes {
     pub service_cidr: Located<String>,
     /// The pinned Calico manifest.
     pub calico: Manifest,
+    /// How ecoboot reaches the API server.
+    pub api_access: ApiAccess,
+    /// Bound on each wait (Calico ready, nodes Ready).
+    pub wait_seconds: u64,
+}
+
+/// `spec.kubernetes.apiAccess`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApiAccess {
+    /// An SSH local forward to the control plane's 127.0.0.1 (port 6443 stays closed).
+    #[default]
+    Tunnel,
+    /// The control plane's address directly (port 6443 must be reachable).
+    Direct,
 }
 
 impl Default for Kubernetes {
@@ -195,6 +210,8 @@ impl Default for Kubernetes {
                 sha256: Located::default(),
                 path: None,
             },
+            api_access: ApiAccess::Tunnel,
+            wait_seconds: 600,
         }
     }
 }
@@ -221,8 +238,22 @@ pub struct ArgoCd {
     pub install: Manifest,
     /// Namespace ArgoCD is installed into.
     pub namespace: String,
-    /// The root Application (App of Apps) template.
-    pub root_app: String,
+    /// Labels of that namespace.
+    pub namespace_labels: BTreeMap<String, String>,
+    /// `server.insecure` in `argocd-cmd-params-cm` (TLS terminated at a load balancer).
+    pub server_insecure: bool,
+    /// The `argocd-server` Service.
+    pub service: ArgoService,
+    /// Node placement of every ArgoCD workload.
+    pub placement: Placement,
+    /// Keep the manifest's NetworkPolicies (they blocked DNS in the reference cluster).
+    pub keep_network_policies: bool,
+    /// AppProjects created before any Application (allowing everything, like the reference).
+    pub projects: Vec<String>,
+    /// The App-of-Apps root Application.
+    pub root_app: RootApp,
+    /// Bound on each wait (ArgoCD available, applications synced and healthy).
+    pub wait_seconds: u64,
 }
 
 impl Default for ArgoCd {
@@ -237,7 +268,84 @@ impl Default for ArgoCd {
                 path: None,
             },
             namespace: "argocd".into(),
-            root_app: "manifests/root-app.yaml".into(),
+            namespace_labels: BTreeMap::new(),
+            server_insecure: true,
+            service: ArgoService::default(),
+            placement: Placement::default(),
+            keep_network_policies: true,
+            projects: Vec::new(),
+            root_app: RootApp::default(),
+            wait_seconds: 600,
+        }
+    }
+}
+
+/// `spec.argocd.service`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ArgoService {
+    /// `ClusterIP`, `NodePort` or `LoadBalancer`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// NodePort of the http port (NodePort only).
+    pub http_node_port: Option<u16>,
+    /// NodePort of the https port (NodePort only).
+    pub https_node_port: Option<u16>,
+}
+
+impl Default for ArgoService {
+    fn default() -> Self {
+        ArgoService {
+            kind: "ClusterIP".into(),
+            http_node_port: None,
+            https_node_port: None,
+        }
+    }
+}
+
+/// Where workloads run: a nodeSelector and tolerations (taints in `key=value:Effect` form).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Placement {
+    /// Node labels a pod's node must carry.
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints tolerated, as `key[=value]:Effect`.
+    pub tolerations: Vec<Located<String>>,
+}
+
+/// `spec.argocd.rootApp`: values filled into the root Application template.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RootApp {
+    /// The template (relative to the config file); empty = the one built into ecoboot.
+    pub template: Option<String>,
+    /// Application name.
+    pub name: String,
+    /// AppProject.
+    pub project: String,
+    /// Git repository.
+    pub repo_url: String,
+    /// Branch, tag or commit.
+    pub target_revision: String,
+    /// Directory of the child Applications in the repository.
+    pub path: String,
+    /// Destination namespace.
+    pub destination_namespace: String,
+    /// `argocd.argoproj.io/sync-wave`.
+    pub sync_wave: String,
+}
+
+impl Default for RootApp {
+    fn default() -> Self {
+        RootApp {
+            template: None,
+            name: "root-app".into(),
+            project: "default".into(),
+            repo_url: "https://github.com/SeSACTHON/backend".into(),
+            target_revision: "develop".into(),
+            path: "argocd/components".into(),
+            destination_namespace: "argocd".into(),
+            sync_wave: "-2".into(),
         }
     }
 }

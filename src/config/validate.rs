@@ -212,6 +212,7 @@ fn check_kubernetes(ck: &mut Checker, c: &Cluster, vpc: Option<Cidr>) {
     }
     ck.sha256(&k.calico.sha256, "spec.kubernetes.calico.sha256");
     ck.sha256(&c.spec.argocd.install.sha256, "spec.argocd.install.sha256");
+    check_argocd(ck, c);
     let policy = &c.spec.ssh.known_hosts;
     if !["accept-new", "strict"].contains(&policy.as_str()) {
         ck.err(
@@ -219,6 +220,48 @@ fn check_kubernetes(ck: &mut Checker, c: &Cluster, vpc: Option<Cidr>) {
             format!("`knownHosts: {}` is not a host key policy", policy.value),
             "use `accept-new` (record on first contact) or `strict` (must already be known)",
         );
+    }
+}
+
+fn check_argocd(ck: &mut Checker, c: &Cluster) {
+    let a = &c.spec.argocd;
+    for t in &a.placement.tolerations {
+        if let Err(e) = check_taint(t) {
+            ck.err(
+                t,
+                format!("toleration `{}`: {e}", t.value),
+                "write a toleration as key[=value]:Effect, e.g. role=control-plane:NoSchedule",
+            );
+        }
+    }
+    let plain = |message: String, help: &str| Problem::new(None, message).help(help.to_string());
+    if !["ClusterIP", "NodePort", "LoadBalancer"].contains(&a.service.kind.as_str()) {
+        ck.problems.push(plain(
+            format!(
+                "`spec.argocd.service.type: {}` is not a Service type",
+                a.service.kind
+            ),
+            "use ClusterIP, NodePort or LoadBalancer",
+        ));
+    }
+    for port in [a.service.http_node_port, a.service.https_node_port]
+        .into_iter()
+        .flatten()
+    {
+        if !(30000..=32767).contains(&port) {
+            ck.problems.push(plain(
+                format!("NodePort {port} is outside the default range 30000-32767"),
+                "pick a port in 30000-32767",
+            ));
+        }
+    }
+    for name in a.projects.iter().chain([&a.namespace, &a.root_app.name]) {
+        if !is_dns_label(name) {
+            ck.problems.push(plain(
+                format!("`{name}` (spec.argocd) is not a valid Kubernetes name"),
+                "use lowercase letters, digits and '-'",
+            ));
+        }
     }
 }
 

@@ -345,6 +345,28 @@ impl Conn {
         }
     }
 
+    /// Forwards the local Unix socket `listen` to `host:port` as seen from the node (an SSH
+    /// local forward over the existing master connection).
+    pub async fn forward(&self, listen: &Path, host: &str, port: u16) -> Result<()> {
+        self.session
+            .request_port_forward(
+                openssh::ForwardType::Local,
+                openssh::Socket::UnixSocket {
+                    path: listen.into(),
+                },
+                openssh::Socket::TcpSocket {
+                    host: host.into(),
+                    port,
+                },
+            )
+            .await
+            .map_err(|e| Error::Ssh {
+                node: self.node.clone(),
+                message: format!("cannot forward to {host}:{port} on the node: {e}"),
+                help: "check that the SSH server allows TCP forwarding (AllowTcpForwarding)".into(),
+            })
+    }
+
     /// Closes the master connection.
     pub async fn close(self) {
         let _ = self.session.close().await;

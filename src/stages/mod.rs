@@ -2,8 +2,10 @@
 
 pub mod iam;
 pub mod init_master;
+pub mod install_cni;
 pub mod instances;
 pub mod join_workers;
+pub mod label_nodes;
 pub mod network;
 mod pending;
 pub mod prepare_nodes;
@@ -22,16 +24,8 @@ pub fn all() -> Vec<Box<dyn Stage>> {
         Box::new(prepare_nodes::PrepareNodes),
         Box::new(init_master::InitMaster),
         Box::new(join_workers::JoinWorkers),
-        todo(
-            "install-cni",
-            "Install Calico (VXLAN) with server-side apply",
-            pending::calico,
-        ),
-        todo(
-            "label-nodes",
-            "Reconcile node labels and taints, wait until Ready",
-            pending::every_node,
-        ),
+        Box::new(install_cni::InstallCni),
+        Box::new(label_nodes::LabelNodes),
         todo(
             "install-argocd",
             "Install ArgoCD with server-side apply",

@@ -53,25 +53,6 @@ impl Stage for Pending {
     }
 }
 
-/// Every node.
-pub fn every_node(c: &Config) -> Vec<Action> {
-    c.nodes()
-        .map(|n| Action::new(n.name.value.clone(), "run playbook"))
-        .collect()
-}
-
-/// Calico.
-pub fn calico(c: &Config) -> Vec<Action> {
-    let k = &c.cluster.spec.kubernetes;
-    vec![Action::new(
-        "calico",
-        format!(
-            "apply Calico {} (pod CIDR {}, VXLAN)",
-            k.calico.version, k.pod_cidr.value
-        ),
-    )]
-}
-
 /// ArgoCD.
 pub fn argocd(c: &Config) -> Vec<Action> {
     let a = &c.cluster.spec.argocd;
@@ -85,6 +66,6 @@ pub fn argocd(c: &Config) -> Vec<Action> {
 pub fn root_app(c: &Config) -> Vec<Action> {
     vec![Action::new(
         "root-app",
-        format!("apply {}", c.cluster.spec.argocd.root_app),
+        format!("apply {}", c.cluster.spec.argocd.root_app.name),
     )]
 }

@@ -16,6 +16,11 @@ pub struct AwsSandbox {
     _dir: tempfile::TempDir,
 }
 
+/// The venv's Python (has PyYAML, which the API double uses for YAML apply bodies).
+pub fn venv_python() -> PathBuf {
+    venv_bin("python")
+}
+
 fn venv_bin(name: &str) -> PathBuf {
     let cache = std::env::var("ECOBOOT_CACHE").unwrap_or_else(|_| "/var/cache/ecoboot".into());
     Path::new(&cache).join("venv/bin").join(name)

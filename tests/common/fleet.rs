@@ -11,6 +11,7 @@ pub struct Fleet {
     pub n: usize,
     /// Port every node listens on.
     pub port: u16,
+    kubeconfig: Option<PathBuf>,
 }
 
 fn script() -> PathBuf {
@@ -20,6 +21,11 @@ fn script() -> PathBuf {
 impl Fleet {
     /// Starts `n` nodes on 127.0.1.1..n at a free port.
     pub fn start(n: usize) -> Fleet {
+        Fleet::start_with(n, None)
+    }
+
+    /// Like [`Fleet::start`]; the node simulators register with the API behind `kubeconfig`.
+    pub fn start_with(n: usize, kubeconfig: Option<&Path>) -> Fleet {
         let dir = tempfile::Builder::new()
             .prefix("ef")
             .tempdir_in("/tmp")
@@ -32,7 +38,12 @@ impl Fleet {
                 break port;
             }
         };
-        let fleet = Fleet { dir, n, port };
+        let fleet = Fleet {
+            dir,
+            n,
+            port,
+            kubeconfig: kubeconfig.map(Path::to_path_buf),
+        };
         fleet.sh(&["start"]);
         fleet
     }
@@ -44,6 +55,10 @@ impl Fleet {
             .env("FLEET_DIR", self.dir.path())
             .env("FLEET_N", self.n.to_string())
             .env("FLEET_PORT", self.port.to_string())
+            .env(
+                "FLEET_KUBECONFIG",
+                self.kubeconfig.as_deref().unwrap_or(Path::new("")),
+            )
             .output()
             .unwrap();
         assert!(

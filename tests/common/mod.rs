@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod fleet;
+pub mod kube;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,108 @@
+//! Pinned manifests (Calico, ArgoCD): read from a local path for air-gapped runs or downloaded
+//! once, verified against the sha256 in the config, and cached in the state directory by digest.
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::Manifest;
+use crate::engine::Ctx;
+use crate::error::{Error, Result};
+
+const ATTEMPTS: u32 = 3;
+
+/// The manifest's text, verified. `what` names it in messages (e.g. "Calico v3.32.1").
+pub async fn manifest(cx: &Ctx, m: &Manifest, what: &str, stage: &str) -> Result<String> {
+    let want = m.sha256.value.to_ascii_lowercase();
+    let cache = cx.state_dir().join("cache").join(format!("{want}.yaml"));
+    if let Ok(bytes) = std::fs::read(&cache)
+        && digest(&bytes) == want
+    {
+        return text(bytes, what, stage);
+    }
+    let (bytes, source) = match &m.path {
+        Some(path) => {
+            let path = cx.config.resolve_path(path);
+            let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+            (bytes, path.display().to_string())
+        }
+        None => (download(&m.url, what, stage).await?, m.url.clone()),
+    };
+    let got = digest(&bytes);
+    if got != want {
+        return Err(Error::StageFailed {
+            stage: stage.into(),
+            message: format!(
+                "{what} from {source} has sha256 {got}, but the config pins {want}"
+            ),
+            help: "the file is not the pinned release (changed upstream, truncated, or a proxy page): check the source; if you meant to upgrade, put the new digest in the config".into(),
+        });
+    }
+    if cx.writable() {
+        let dir = cache.parent().expect("cache dir");
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        crate::fsutil::write_atomic(&cache, &bytes, 0o644)?;
+    }
+    text(bytes, what, stage)
+}
+
+fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn text(bytes: Vec<u8>, what: &str, stage: &str) -> Result<String> {
+    String::from_utf8(bytes).map_err(|_| Error::StageFailed {
+        stage: stage.into(),
+        message: format!("{what} is not UTF-8 text"),
+        help: "check the manifest source".into(),
+    })
+}
+
+async fn download(url: &str, what: &str, stage: &str) -> Result<Vec<u8>> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120))
+        .user_agent(concat!("ecoboot/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("HTTP client");
+    let mut last = String::new();
+    for attempt in 1..=ATTEMPTS {
+        tracing::debug!("downloading {what} from {url} (attempt {attempt})");
+        match client
+            .get(url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+        {
+            Ok(resp) => match resp.bytes().await {
+                Ok(bytes) => return Ok(bytes.to_vec()),
+                Err(e) => last = e.to_string(),
+            },
+            Err(e) => {
+                last = describe(&e);
+                if e.status().is_some_and(|s| s.is_client_error()) {
+                    break;
+                }
+            }
+        }
+        if attempt < ATTEMPTS {
+            tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+        }
+    }
+    Err(Error::StageFailed {
+        stage: stage.into(),
+        message: format!("cannot download {what} from {url}: {last}"),
+        help: "check the network (proxy, DNS) from this machine; for air-gapped runs download the file elsewhere and set `path:` next to `url:` in the config".into(),
+    })
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}

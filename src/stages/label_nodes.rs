@@ -1,0 +1,391 @@
+//! Stage `label-nodes`: reconciles every node's labels and taints through the API on every run
+//! (including `node-role.kubernetes.io/<role>`, which kubelet may not set itself), removes the
+//! ones ecoboot set earlier that the config no longer lists, then waits until every configured
+//! node is `Ready`. What ecoboot owns is recorded on the Node itself (annotations), so the
+//! cluster stays the authority even without the state file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{Node as KubeNode, Taint};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::{Map, Value, json};
+
+use crate::config::Node;
+use crate::engine::{Ctx, Probe, Stage};
+use crate::error::{Error, Result};
+use crate::event::Action;
+
+/// Stage id.
+pub const ID: &str = "label-nodes";
+/// Node annotation: the label keys ecoboot set (comma-separated).
+pub const OWNED_LABELS: &str = "ecoboot.io/labels";
+/// Node annotation: the taints ecoboot set (`key:Effect`, comma-separated).
+pub const OWNED_TAINTS: &str = "ecoboot.io/taints";
+
+/// The `label-nodes` stage.
+pub struct LabelNodes;
+
+/// Labels a node should carry: its configured labels plus `node-role.kubernetes.io/<role>`
+/// (the `role` label when set, else the config role).
+pub fn desired_labels(node: &Node) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = node
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.value.clone()))
+        .collect();
+    let role = labels
+        .get("role")
+        .cloned()
+        .unwrap_or_else(|| node.role.unwrap_or_default().as_str().to_string());
+    labels.insert(format!("node-role.kubernetes.io/{role}"), String::new());
+    labels
+}
+
+/// A config taint (`key[=value]:Effect`) as a Kubernetes taint.
+pub fn taint(spec: &str) -> Taint {
+    let (kv, effect) = spec.rsplit_once(':').unwrap_or((spec, "NoSchedule"));
+    let (key, value) = match kv.split_once('=') {
+        Some((k, v)) => (k, Some(v.to_string())),
+        None => (kv, None),
+    };
+    Taint {
+        key: key.into(),
+        value: value.filter(|v| !v.is_empty()),
+        effect: effect.into(),
+        time_added: None,
+    }
+}
+
+fn taint_id(t: &Taint) -> String {
+    format!("{}:{}", t.key, t.effect)
+}
+
+fn owned(node: &KubeNode, annotation: &str) -> BTreeSet<String> {
+    node.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(annotation))
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The merge patch that brings `live` to what `node` configures, or `None` when it is there.
+/// The second value describes the change.
+pub fn reconcile(node: &Node, live: &KubeNode) -> Option<(Value, String)> {
+    let want = desired_labels(node);
+    let have = live.metadata.labels.clone().unwrap_or_default();
+    let mut labels = Map::new();
+    let mut notes = Vec::new();
+    for (k, v) in &want {
+        if have.get(k) != Some(v) {
+            labels.insert(k.clone(), json!(v));
+            notes.push(format!("set {k}={v}"));
+        }
+    }
+    for k in owned(live, OWNED_LABELS) {
+        if !want.contains_key(&k) && have.contains_key(&k) {
+            labels.insert(k.clone(), Value::Null);
+            notes.push(format!("remove label {k}"));
+        }
+    }
+    let want_taints: Vec<Taint> = node.taints.iter().map(|t| taint(t)).collect();
+    let want_ids: BTreeSet<String> = want_taints.iter().map(taint_id).collect();
+    let live_taints = live
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
+    let dropped = owned(live, OWNED_TAINTS);
+    let mut taints: Vec<Taint> = live_taints
+        .iter()
+        .filter(|t| {
+            let id = taint_id(t);
+            want_ids.contains(&id) || !dropped.contains(&id)
+        })
+        .filter(|t| !want_ids.contains(&taint_id(t)))
+        .cloned()
+        .collect();
+    taints.extend(want_taints.iter().cloned());
+    let same = |a: &Taint, b: &Taint| a.key == b.key && a.effect == b.effect && a.value == b.value;
+    let taints_match = taints.len() == live_taints.len()
+        && taints
+            .iter()
+            .all(|t| live_taints.iter().any(|l| same(t, l)));
+    if !taints_match {
+        notes.push(format!(
+            "taints [{}]",
+            taints
+                .iter()
+                .map(|t| format!(
+                    "{}={}:{}",
+                    t.key,
+                    t.value.as_deref().unwrap_or(""),
+                    t.effect
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let label_keys = want.keys().cloned().collect::<Vec<_>>().join(",");
+    let taint_ids = want_ids.iter().cloned().collect::<Vec<_>>().join(",");
+    let annotations = live.metadata.annotations.clone().unwrap_or_default();
+    let record_stale = annotations.get(OWNED_LABELS) != Some(&label_keys)
+        || annotations.get(OWNED_TAINTS) != Some(&taint_ids);
+    if notes.is_empty() && !record_stale {
+        return None;
+    }
+    let mut patch = json!({"metadata": {
+        "labels": labels,
+        "annotations": {OWNED_LABELS: label_keys, OWNED_TAINTS: taint_ids},
+    }});
+    if !taints_match {
+        patch["spec"] = json!({"taints": taints});
+    }
+    if notes.is_empty() {
+        notes.push("record what ecoboot owns".into());
+    }
+    Some((patch, notes.join(", ")))
+}
+
+/// `None` when the node is Ready, else why not.
+pub fn not_ready(live: &KubeNode) -> Option<String> {
+    let cond = live
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    match cond {
+        Some(c) if c.status == "True" => None,
+        Some(c) => Some(format!(
+            "NotReady: {}",
+            c.message.clone().or(c.reason.clone()).unwrap_or_default()
+        )),
+        None => Some("NotReady: no Ready condition yet".into()),
+    }
+}
+
+async fn nodes(client: &kube::Client) -> Result<BTreeMap<String, KubeNode>> {
+    let api: Api<KubeNode> = Api::all(client.clone());
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| crate::api::error("list", "nodes", e))?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name.clone().map(|name| (name, n)))
+        .collect())
+}
+
+#[async_trait]
+impl Stage for LabelNodes {
+    fn id(&self) -> &'static str {
+        ID
+    }
+
+    fn title(&self) -> &'static str {
+        "Reconcile node labels and taints, wait until Ready"
+    }
+
+    async fn probe(&self, cx: &Ctx) -> Result<Probe> {
+        let client = cx.kube(ID).await?;
+        let live = nodes(&client).await?;
+        let mut todo = Vec::new();
+        for node in cx.config.nodes() {
+            let name = node.name.as_str();
+            match live.get(name) {
+                None => todo.push(Action::new(name, "not registered yet: wait for it")),
+                Some(l) => {
+                    if let Some((_, what)) = reconcile(node, l) {
+                        todo.push(Action::new(name, what));
+                    }
+                    if let Some(why) = not_ready(l) {
+                        todo.push(Action::new(name, format!("wait until Ready ({why})")));
+                    }
+                }
+            }
+        }
+        Ok(if todo.is_empty() {
+            Probe::Done(format!(
+                "{} node(s) labelled, tainted and Ready",
+                live.len()
+            ))
+        } else {
+            Probe::Todo(todo)
+        })
+    }
+
+    async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
+        let client = cx.kube(ID).await?;
+        let api: Api<KubeNode> = Api::all(client.clone());
+        let params = PatchParams {
+            field_manager: Some(crate::api::FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let timeout = Duration::from_secs(cx.config.cluster.spec.kubernetes.wait_seconds);
+        let reported: std::sync::Mutex<BTreeMap<String, String>> = Default::default();
+        let last = crate::api::wait::until(timeout, Duration::from_secs(1), || {
+            let (api, params, client) = (&api, &params, &client);
+            let reported = &reported;
+            async move {
+                let live = nodes(client).await?;
+                let mut waiting = Vec::new();
+                for node in cx.config.nodes() {
+                    let name = node.name.as_str();
+                    let Some(l) = live.get(name) else {
+                        waiting.push(format!("{name}: not registered"));
+                        continue;
+                    };
+                    if let Some((patch, what)) = reconcile(node, l) {
+                        api.patch(name, params, &Patch::Merge(&patch))
+                            .await
+                            .map_err(|e| crate::api::error("label", &format!("node {name}"), e))?;
+                        cx.count("api.updated", 1);
+                        cx.events.progress(ID, Some(name), what);
+                    }
+                    let status = match not_ready(l) {
+                        None => "Ready".to_string(),
+                        Some(why) => {
+                            waiting.push(format!("{name}: {why}"));
+                            why
+                        }
+                    };
+                    let changed = reported
+                        .lock()
+                        .expect("lock")
+                        .insert(name.to_string(), status.clone())
+                        != Some(status.clone());
+                    if changed {
+                        cx.events.progress(ID, Some(name), status);
+                    }
+                }
+                Ok((!waiting.is_empty()).then(|| waiting.join("; ")))
+            }
+        })
+        .await?;
+        match last {
+            None => Ok(()),
+            Some(waiting) => Err(Error::StageFailed {
+                stage: ID.into(),
+                message: format!("not every node is Ready after {}s: {waiting}", timeout.as_secs()),
+                help: "a node that never registered did not join (`ecoboot stage join-workers`); a NotReady node usually has no CNI yet: check calico-node on it and the kubelet log".into(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Located;
+
+    fn node() -> Node {
+        let mut n = Node::default();
+        n.name.value = "k8s-api-auth".into();
+        for (k, v) in [("role", "api"), ("domain", "auth")] {
+            n.labels.insert(
+                k.into(),
+                Located {
+                    value: v.into(),
+                    span: None,
+                },
+            );
+        }
+        n.taints = vec![Located {
+            value: "domain=auth:NoSchedule".into(),
+            span: None,
+        }];
+        n
+    }
+
+    fn live(labels: &[(&str, &str)], taints: Vec<Taint>, annotations: &[(&str, &str)]) -> KubeNode {
+        let mut n = KubeNode::default();
+        n.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        n.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        n.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
+            taints: Some(taints),
+            ..Default::default()
+        });
+        n
+    }
+
+    #[test]
+    fn adds_the_role_label_and_keeps_foreign_taints() {
+        let not_ready = Taint {
+            key: "node.kubernetes.io/not-ready".into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        };
+        let l = live(&[("role", "api"), ("domain", "auth")], vec![not_ready], &[]);
+        let (patch, what) = reconcile(&node(), &l).unwrap();
+        assert_eq!(
+            patch["metadata"]["labels"]["node-role.kubernetes.io/api"],
+            ""
+        );
+        let taints = patch["spec"]["taints"].as_array().unwrap();
+        assert_eq!(taints.len(), 2, "{what}");
+        assert!(what.contains("node-role.kubernetes.io/api"));
+    }
+
+    #[test]
+    fn converged_node_needs_nothing_and_dropped_config_entries_are_removed() {
+        let t = taint("domain=auth:NoSchedule");
+        let owned = [
+            (OWNED_LABELS, "domain,node-role.kubernetes.io/api,role"),
+            (OWNED_TAINTS, "domain:NoSchedule"),
+        ];
+        let l = live(
+            &[
+                ("role", "api"),
+                ("domain", "auth"),
+                ("node-role.kubernetes.io/api", ""),
+            ],
+            vec![t.clone()],
+            &owned,
+        );
+        assert!(reconcile(&node(), &l).is_none());
+        let mut fewer = node();
+        fewer.labels.remove("domain");
+        fewer.taints.clear();
+        let (patch, _) = reconcile(&fewer, &l).unwrap();
+        assert_eq!(patch["metadata"]["labels"]["domain"], Value::Null);
+        assert_eq!(patch["spec"]["taints"], json!([]));
+    }
+
+    #[test]
+    fn a_hand_edited_label_is_set_back() {
+        let owned = [
+            (OWNED_LABELS, "domain,node-role.kubernetes.io/api,role"),
+            (OWNED_TAINTS, "domain:NoSchedule"),
+        ];
+        let l = live(
+            &[
+                ("role", "api"),
+                ("domain", "hacked"),
+                ("node-role.kubernetes.io/api", ""),
+            ],
+            vec![taint("domain=auth:NoSchedule")],
+            &owned,
+        );
+        let (patch, what) = reconcile(&node(), &l).unwrap();
+        assert_eq!(patch["metadata"]["labels"]["domain"], "auth");
+        assert!(patch.get("spec").is_none(), "{what}");
+    }
+}

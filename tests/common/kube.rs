@@ -1,0 +1,111 @@
+//! The cluster API the tests talk to: the API double (tests/support/kube_api_double.py) on
+//! 127.0.0.1, started per test and stopped by PID when dropped; or, when
+//! `ECOBOOT_TEST_KUBECONFIG` names a kubeconfig, that (real) API server instead.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// A running API double, or an external API server.
+pub struct KubeApi {
+    child: Option<Child>,
+    /// The admin kubeconfig the node simulators hand out.
+    pub admin_conf: PathBuf,
+    /// The double's test-hook address (`None` for an external server).
+    pub hooks: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+/// Where the real upstream manifests are (`ECOBOOT_TESTDATA`, else `../shared/testdata`).
+pub fn testdata(name: &str) -> PathBuf {
+    let dir = std::env::var("ECOBOOT_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata"));
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "test data {} is missing: set ECOBOOT_TESTDATA to the folder with the upstream manifests",
+        path.display()
+    );
+    path
+}
+
+/// The upstream file inside a test-data file (its 4-line provenance header removed), written
+/// to `dir/name`; its sha256 is then the upstream one.
+pub fn upstream_copy(name: &str, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(testdata(name)).unwrap();
+    let body: String = text.split_inclusive('\n').skip(4).collect();
+    let out = dir.join(name);
+    std::fs::write(&out, body).unwrap();
+    out
+}
+
+impl KubeApi {
+    /// Starts the double (or adopts `ECOBOOT_TEST_KUBECONFIG`).
+    pub fn start() -> KubeApi {
+        let dir = tempfile::Builder::new()
+            .prefix("ek")
+            .tempdir_in("/tmp")
+            .unwrap();
+        if let Ok(external) = std::env::var("ECOBOOT_TEST_KUBECONFIG") {
+            return KubeApi {
+                child: None,
+                admin_conf: PathBuf::from(external),
+                hooks: None,
+                _dir: dir,
+            };
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/kube_api_double.py");
+        let mut child = Command::new(super::aws::venv_python())
+            .arg(script)
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the API double");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            words.first(),
+            Some(&"ready"),
+            "API double did not start: {line}"
+        );
+        KubeApi {
+            child: Some(child),
+            admin_conf: dir.path().join("admin.conf"),
+            hooks: Some(format!("127.0.0.1:{}", words[2])),
+            _dir: dir,
+        }
+    }
+
+    /// A test hook call on the double; `None` against an external server.
+    pub fn hook(&self, method: &str, path: &str, body: &str) -> Option<serde_json::Value> {
+        let addr = self.hooks.as_ref()?;
+        let (status, text) = super::aws::http(addr, method, path, body);
+        assert_eq!(status, 200, "{path}: {text}");
+        Some(serde_json::from_str(&text).unwrap())
+    }
+
+    /// The double's counters (see the script's docstring).
+    pub fn stats(&self) -> Option<serde_json::Value> {
+        self.hook("GET", "/_double/stats", "")
+    }
+
+    /// Stored objects of `kind`.
+    pub fn objects(&self, kind: &str) -> Option<Vec<serde_json::Value>> {
+        self.hook("GET", &format!("/_double/objects?kind={kind}"), "")
+            .map(|v| v.as_array().unwrap().clone())
+    }
+}
+
+impl Drop for KubeApi {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

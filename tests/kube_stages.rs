@@ -1,0 +1,201 @@
+//! `install-cni` and `label-nodes` (and the kubeadm stages before them) on the 14-node sshd fleet
+//! with the Kubernetes API double (or the API server named by ECOBOOT_TEST_KUBECONFIG): the
+//! simulated kubeadm hands out the API's admin.conf and registers Nodes, ecoboot reaches the API
+//! through an SSH tunnel to the control plane, applies the real Calico v3.32.1 manifest rendered
+//! for VXLAN, reconciles labels and taints, and waits until every node is Ready.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::fleet::Fleet;
+use common::kube::{KubeApi, upstream_copy};
+use common::{ecoboot, run};
+
+const NODES: usize = 14;
+
+/// The fleet's config with the Calico manifest read from the upstream test copy.
+fn config(fleet: &Fleet, dir: &Path) -> PathBuf {
+    let path = fleet.config(dir);
+    let calico = upstream_copy("calico-v3.32.1.yaml", dir);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "      sha256: a1df919d9721cf667accdc3e72848911b0cb25cfab7d2478ad0c996302c95744\n",
+        &format!(
+            "      sha256: a1df919d9721cf667accdc3e72848911b0cb25cfab7d2478ad0c996302c95744\n      path: {}\n",
+            calico.display()
+        ),
+    ).replace("    waitSeconds: 600\n  argocd:", "    waitSeconds: 60\n  argocd:");
+    assert!(text.contains("calico-v3.32.1.yaml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn up(config: &Path, state: &Path, to: &str) -> (i32, String, String) {
+    run(ecoboot(state).arg("-c").arg(config).args([
+        "--output",
+        "json",
+        "up",
+        "--from",
+        "prepare-nodes",
+        "--to",
+        to,
+    ]))
+}
+
+fn kubeadm_calls(fleet: &Fleet) -> usize {
+    (1..=NODES)
+        .map(|i| {
+            fleet
+                .calls(i)
+                .iter()
+                .filter(|c| c.starts_with("kubeadm ") && !c.starts_with("kubeadm version"))
+                .count()
+        })
+        .sum()
+}
+
+fn writes(api: &KubeApi) -> Option<u64> {
+    let s = api.stats()?;
+    Some(
+        ["creates", "updates", "deletes", "applies_changed"]
+            .iter()
+            .map(|k| s[k].as_u64().unwrap())
+            .sum(),
+    )
+}
+
+fn node<'a>(nodes: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    nodes
+        .iter()
+        .find(|n| n["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("node {name} registered"))
+}
+
+#[test]
+fn cluster_converges_through_the_api_and_a_rerun_writes_nothing() {
+    let api = KubeApi::start();
+    let fleet = Fleet::start_with(NODES, Some(&api.admin_conf));
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&fleet, dir.path());
+    let state = dir.path().join("state");
+
+    let (code, out, err) = up(&config, &state, "label-nodes");
+    assert_eq!(code, 0, "{err}\n{out}");
+    let events = common::aws::events(&out);
+    let done: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "stage_done")
+        .filter_map(|e| e["stage"].as_str())
+        .collect();
+    assert_eq!(
+        done,
+        [
+            "prepare-nodes",
+            "init-master",
+            "join-workers",
+            "install-cni",
+            "label-nodes"
+        ]
+    );
+    let created = events
+        .iter()
+        .find(|e| e["event"] == "stage_done" && e["stage"] == "install-cni")
+        .unwrap()["counters"]["api.created"]
+        .as_u64();
+    assert_eq!(
+        created,
+        Some(38),
+        "every object of the Calico manifest was created"
+    );
+
+    if let Some(nodes) = api.objects("Node") {
+        assert_eq!(
+            nodes.len(),
+            NODES,
+            "13 joins + the control plane registered once each"
+        );
+        let auth = node(&nodes, "k8s-api-auth");
+        let labels = &auth["metadata"]["labels"];
+        assert_eq!(labels["domain"], "auth");
+        assert_eq!(
+            labels["node-role.kubernetes.io/api"], "",
+            "role label set through the API"
+        );
+        assert_eq!(
+            auth["spec"]["taints"],
+            serde_json::json!([{"key": "domain", "value": "auth", "effect": "NoSchedule"}]),
+            "taints came with registration"
+        );
+        for n in &nodes {
+            let ready = n["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            assert!(ready, "{} Ready", n["metadata"]["name"]);
+        }
+        let ds = &api.objects("DaemonSet").unwrap()[0];
+        let env = ds["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap();
+        let var = |name: &str| {
+            env.iter()
+                .find(|e| e["name"] == name)
+                .map(|e| e["value"].clone())
+        };
+        assert_eq!(var("CALICO_IPV4POOL_VXLAN"), Some("Always".into()));
+        assert_eq!(var("CALICO_IPV4POOL_IPIP"), Some("Never".into()));
+        assert_eq!(var("CALICO_IPV4POOL_CIDR"), Some("192.168.0.0/16".into()));
+        let cm = api.objects("ConfigMap").unwrap();
+        let calico = cm
+            .iter()
+            .find(|c| c["metadata"]["name"] == "calico-config")
+            .unwrap();
+        assert_eq!(calico["data"]["calico_backend"], "vxlan");
+        let crds = api.objects("CustomResourceDefinition").unwrap();
+        assert_eq!(crds.len(), 23);
+        let stats = api.stats().unwrap();
+        assert_eq!(
+            stats["by_manager"]["ecoboot"].as_u64().map(|n| n >= 38),
+            Some(true)
+        );
+    }
+
+    // Rerun: every stage is done, no kubeadm call, no API write.
+    let (kubeadm_before, writes_before) = (kubeadm_calls(&fleet), writes(&api));
+    let (code, out, err) = up(&config, &state, "label-nodes");
+    assert_eq!(code, 0, "{err}");
+    let skipped = common::aws::events(&out)
+        .iter()
+        .filter(|e| e["event"] == "stage_skipped")
+        .count();
+    assert_eq!(skipped, 5, "{out}");
+    assert_eq!(
+        kubeadm_calls(&fleet),
+        kubeadm_before,
+        "no kubeadm call on a rerun"
+    );
+    assert_eq!(writes(&api), writes_before, "no API write on a rerun");
+
+    // A label changed by hand is set back on the next run; the others are untouched.
+    if api.hooks.is_some() {
+        api.hook(
+            "POST",
+            "/_double/edit",
+            r#"{"kind":"Node","name":"k8s-api-auth","merge":{"metadata":{"labels":{"domain":"hacked"}}}}"#,
+        );
+        let (code, out, err) = run(ecoboot(&state).arg("-c").arg(&config).args([
+            "--output",
+            "json",
+            "stage",
+            "label-nodes",
+        ]));
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("set domain=auth"), "{out}");
+        let nodes = api.objects("Node").unwrap();
+        assert_eq!(
+            node(&nodes, "k8s-api-auth")["metadata"]["labels"]["domain"],
+            "auth"
+        );
+    }
+}

@@ -1,0 +1,934 @@
+#!/usr/bin/env python3
+"""A small stateful Kubernetes API server for ecoboot's tests and sandbox (test support only).
+
+It copies what ../shared/reference/kube-api-facts.md lists about a real kube-apiserver:
+HTTPS with a CA and a client certificate generated at start (an admin.conf like kubeadm's),
+discovery (/api, /api/v1, /apis, /apis/G/V) that kubectl and kube-rs accept, CRUD on any
+resource, server-side apply (create-on-apply, field managers, 409 conflicts, force, no-op
+re-applies), CRDs whose kinds enter discovery shortly after creation, CRD schema type checks,
+the 262144-byte annotation limit, `Status` error bodies, Nodes, and status subresources.
+
+Fake controllers stand in for what a real cluster runs (kubelet, kube-controller-manager,
+ArgoCD): Deployments/StatefulSets/DaemonSets become ready, Nodes become Ready once the CNI
+DaemonSet `calico-node` is ready, ArgoCD creates AppProject `default` and its initial admin
+secret, and Applications get sync/health status written on the main object (the Application
+CRD has no status subresource). The root app (source path argocd/components) gets the
+reference system's child Applications.
+
+Test hooks on a second, plain-HTTP port (loopback only):
+  GET  /_double/stats             request and write counters (no-op applies counted apart)
+  GET  /_double/objects?kind=K    stored objects of a kind (all when no kind)
+  POST /_double/hold              {"kind","name", ...}: keep an object in a state
+                                  (Application: "health"/"sync"; Node: "ready": false;
+                                  Deployment/StatefulSet/DaemonSet: "ready": false)
+  POST /_double/unhold            same body: drop the hold
+  POST /_double/edit              {"kind","name","namespace"?,"merge": {...},"manager"?}:
+                                  a hand edit (an Update by manager kubectl-edit)
+  POST /_double/delete            {"kind","name","namespace"?}
+
+Usage: kube_api_double.py DIR [--no-controllers]
+Writes DIR/{ca.crt,admin.conf,port,hook_port} and prints "ready <port> <hook_port>".
+"""
+
+import base64
+import calendar
+import copy
+import json
+import os
+import re
+import secrets
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+try:
+    import yaml  # PyYAML: kubectl sends apply patches as YAML; kube-rs sends JSON
+except ImportError:  # pragma: no cover
+    yaml = None
+
+ANNOTATION_LIMIT = 262144
+CRD_ESTABLISH_DELAY = 0.3
+CONTROLLER_DELAY = 0.4
+ROOT_CHILDREN = [  # the reference system's argocd/components (seed-system.md section 4)
+    ("foundations", "-1"), ("infrastructure", "0"), ("platform", "10"), ("monitoring", "20"),
+    ("data-operators", "25"), ("data-clusters", "30"), ("gitops-tools", "50"), ("workers", "60"),
+]
+
+LOCK = threading.RLock()
+RV = [1000]
+OBJECTS = {}  # (group, plural, namespace, name) -> object
+OWNERS = {}  # same key -> {manager: {"op": "Apply"|"Update", "paths": set(tuple)}}
+HOLDS = {}  # (kind, name) -> hold dict
+STATS = {"requests": {}, "creates": 0, "updates": 0, "deletes": 0, "applies_changed": 0,
+         "applies_noop": 0, "conflicts": 0, "by_manager": {}}
+CONTROLLERS = True
+
+V = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
+
+
+def res(name, kind, namespaced, short=(), status=True):
+    return {"name": name, "singularName": kind.lower(), "namespaced": namespaced, "kind": kind,
+            "verbs": V, "shortNames": list(short), "status": status}
+
+
+# group -> version -> [resource]
+BUILTIN = {
+    "": {"v1": [
+        res("namespaces", "Namespace", False, ["ns"]), res("nodes", "Node", False, ["no"]),
+        res("pods", "Pod", True, ["po"]), res("services", "Service", True, ["svc"]),
+        res("configmaps", "ConfigMap", True, ["cm"], False), res("secrets", "Secret", True, (), False),
+        res("serviceaccounts", "ServiceAccount", True, ["sa"], False),
+        res("endpoints", "Endpoints", True, ["ep"], False), res("events", "Event", True, ["ev"], False),
+    ]},
+    "apps": {"v1": [
+        res("deployments", "Deployment", True, ["deploy"]), res("daemonsets", "DaemonSet", True, ["ds"]),
+        res("statefulsets", "StatefulSet", True, ["sts"]), res("replicasets", "ReplicaSet", True, ["rs"]),
+    ]},
+    "rbac.authorization.k8s.io": {"v1": [
+        res("roles", "Role", True, (), False), res("rolebindings", "RoleBinding", True, (), False),
+        res("clusterroles", "ClusterRole", False, (), False),
+        res("clusterrolebindings", "ClusterRoleBinding", False, (), False),
+    ]},
+    "networking.k8s.io": {"v1": [
+        res("networkpolicies", "NetworkPolicy", True, ["netpol"], False),
+        res("ingresses", "Ingress", True, ["ing"]),
+    ]},
+    "policy": {"v1": [res("poddisruptionbudgets", "PodDisruptionBudget", True, ["pdb"])]},
+    "apiextensions.k8s.io": {"v1": [
+        res("customresourcedefinitions", "CustomResourceDefinition", False, ["crd", "crds"]),
+    ]},
+    "coordination.k8s.io": {"v1": [res("leases", "Lease", True, (), False)]},
+}
+CUSTOM = {}  # group -> version -> [resource] (from Established CRDs)
+SCHEMAS = {}  # (group, version, plural) -> openAPIV3Schema
+
+
+def next_rv():
+    RV[0] += 1
+    return str(RV[0])
+
+
+def now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def groups():
+    merged = {}
+    for src in (BUILTIN, CUSTOM):
+        for g, vs in src.items():
+            for v, rs in vs.items():
+                merged.setdefault(g, {}).setdefault(v, []).extend(rs)
+    return merged
+
+
+def find_resource(group, version, plural):
+    for r in groups().get(group, {}).get(version, []):
+        if r["name"] == plural:
+            return r
+    return None
+
+
+def find_kind(kind):
+    for g, vs in groups().items():
+        for v, rs in vs.items():
+            for r in rs:
+                if r["kind"] == kind:
+                    return g, v, r
+    return None
+
+
+class ApiError(Exception):
+    def __init__(self, code, reason, message):
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+
+
+def status_body(code, reason, message):
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
+
+
+# ---- field ownership (server-side apply) ----
+
+SKIP_META = {"name", "namespace", "resourceVersion", "uid", "creationTimestamp", "managedFields",
+             "generation", "selfLink"}
+
+
+def leaf_paths(obj, prefix=()):
+    out = set()
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not prefix and k in ("apiVersion", "kind"):
+                continue
+            if prefix == ("metadata",) and k in SKIP_META:
+                continue
+            if isinstance(v, dict) and v:
+                out |= leaf_paths(v, prefix + (k,))
+            else:
+                out.add(prefix + (k,))
+    return out
+
+
+def get_path(obj, path):
+    for p in path:
+        if not isinstance(obj, dict) or p not in obj:
+            return None
+        obj = obj[p]
+    return obj
+
+
+def del_path(obj, path):
+    parents = []
+    for p in path[:-1]:
+        if not isinstance(obj, dict) or p not in obj:
+            return
+        parents.append((obj, p))
+        obj = obj[p]
+    if isinstance(obj, dict):
+        obj.pop(path[-1], None)
+    for parent, key in reversed(parents):  # prune emptied maps
+        if parent[key] == {}:
+            del parent[key]
+
+
+def merge(dst, src):
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            merge(dst[k], v)
+        else:
+            dst[k] = copy.deepcopy(v)
+
+
+def merge_patch(dst, patch):
+    for k, v in patch.items():
+        if v is None:
+            dst.pop(k, None)
+        elif isinstance(v, dict) and isinstance(dst.get(k), dict):
+            merge_patch(dst[k], v)
+        else:
+            dst[k] = copy.deepcopy(v)
+
+
+def fields_v1(paths):
+    tree = {}
+    for path in sorted(paths):
+        node = tree
+        for p in path:
+            node = node.setdefault("f:" + p, {})
+    return tree
+
+
+def managed_fields(key, api_version):
+    return [{"manager": m, "operation": o["op"], "apiVersion": api_version, "time": o["time"],
+             "fieldsType": "FieldsV1", "fieldsV1": fields_v1(o["paths"])}
+            for m, o in sorted(OWNERS.get(key, {}).items()) if o["paths"]]
+
+
+def path_str(path):
+    return "." + ".".join(path)
+
+
+# ---- validation ----
+
+def check_annotations(obj):
+    ann = (obj.get("metadata") or {}).get("annotations") or {}
+    size = sum(len(k) + len(str(v)) for k, v in ann.items())
+    if size > ANNOTATION_LIMIT:
+        raise ApiError(422, "Invalid",
+                       f'{obj.get("kind")} "{obj["metadata"].get("name")}" is invalid: metadata.annotations: '
+                       f"Too long: must have at most {ANNOTATION_LIMIT} bytes")
+
+
+TYPES = {"string": str, "object": dict, "array": list, "boolean": bool}
+
+
+def check_schema(value, schema, path, errors):
+    if not isinstance(schema, dict) or value is None:
+        return
+    t = schema.get("type")
+    if schema.get("x-kubernetes-int-or-string"):
+        ok = isinstance(value, (int, str)) and not isinstance(value, bool)
+        if not ok:
+            errors.append(f"{path} in body must be of type int-or-string")
+        return
+    if t in TYPES and not isinstance(value, TYPES[t]):
+        errors.append(f"{path} in body must be of type {t}: \"{type(value).__name__}\"")
+        return
+    if t == "integer" and (not isinstance(value, int) or isinstance(value, bool)):
+        errors.append(f"{path} in body must be of type integer")
+        return
+    if isinstance(value, dict):
+        for k, sub in (schema.get("properties") or {}).items():
+            if k in value:
+                check_schema(value[k], sub, f"{path}.{k}", errors)
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            check_schema(item, schema["items"], f"{path}[{i}]", errors)
+
+
+def validate(group, version, plural, obj):
+    check_annotations(obj)
+    schema = SCHEMAS.get((group, version, plural))
+    if schema:
+        errors = []
+        for k in ("spec", "status"):
+            if k in obj:
+                check_schema(obj[k], (schema.get("properties") or {}).get(k), k, errors)
+        if errors:
+            raise ApiError(422, "Invalid",
+                           f'{obj.get("kind")}.{group} "{obj["metadata"].get("name")}" is invalid: '
+                           + "; ".join(errors))
+
+
+# ---- storage ----
+
+def stamp(obj, key, api_version, group, version, plural):
+    obj["metadata"]["managedFields"] = managed_fields(key, api_version)
+    if group == "apiextensions.k8s.io" and plural == "customresourcedefinitions":
+        pass
+    return obj
+
+
+def created(obj, key):
+    m = obj["metadata"]
+    m.setdefault("uid", str(uuid.uuid4()))
+    m.setdefault("creationTimestamp", now())
+    m["resourceVersion"] = next_rv()
+    m["generation"] = 1
+    if key[0] == "" and key[1] == "namespaces":
+        obj.setdefault("status", {"phase": "Active"})
+        m.setdefault("labels", {})["kubernetes.io/metadata.name"] = m["name"]
+    if key[1] == "customresourcedefinitions":
+        threading.Timer(CRD_ESTABLISH_DELAY, establish_crd, args=(m["name"],)).start()
+
+
+def establish_crd(name):
+    with LOCK:
+        crd = OBJECTS.get(("apiextensions.k8s.io", "customresourcedefinitions", "", name))
+        if not crd:
+            return
+        spec = crd.get("spec", {})
+        names = spec.get("names", {})
+        g = spec.get("group", "")
+        for v in spec.get("versions", []):
+            if not v.get("served", True):
+                continue
+            rs = CUSTOM.setdefault(g, {}).setdefault(v["name"], [])
+            rs[:] = [r for r in rs if r["name"] != names.get("plural")]
+            has_status = bool((v.get("subresources") or {}).get("status") is not None)
+            rs.append({"name": names.get("plural"), "singularName": names.get("singular", ""),
+                       "namespaced": spec.get("scope") == "Namespaced", "kind": names.get("kind"),
+                       "verbs": V, "shortNames": names.get("shortNames", []), "status": has_status})
+            SCHEMAS[(g, v["name"], names.get("plural"))] = (v.get("schema") or {}).get("openAPIV3Schema")
+        crd["status"] = {"conditions": [
+            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "lastTransitionTime": now()},
+            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "lastTransitionTime": now()}],
+            "acceptedNames": names, "storedVersions": [v["name"] for v in spec.get("versions", []) if v.get("storage")]}
+        crd["metadata"]["resourceVersion"] = next_rv()
+
+
+def record(manager, op, key, paths, take=True):
+    owners = OWNERS.setdefault(key, {})
+    if take:
+        for m, o in owners.items():
+            if m != manager:
+                o["paths"] -= paths
+    owners[manager] = {"op": op, "paths": set(paths), "time": now()}
+    STATS["by_manager"].setdefault(manager, 0)
+    STATS["by_manager"][manager] += 1
+
+
+def apply(key, r, group, version, body, manager, force):
+    """Server-side apply; returns (object, http code, changed)."""
+    api_version = f"{group}/{version}" if group else version
+    body = copy.deepcopy(body)
+    if r.get("status") and "status" in body:
+        del body["status"]  # status belongs to the status subresource
+    body.setdefault("metadata", {})
+    paths = leaf_paths(body)
+    existing = OBJECTS.get(key)
+    if existing is None:
+        obj = body
+        obj["apiVersion"], obj["kind"] = api_version, r["kind"]
+        obj["metadata"]["name"] = key[3]
+        if key[2]:
+            obj["metadata"]["namespace"] = key[2]
+        validate(group, version, key[1], obj)
+        created(obj, key)
+        OWNERS[key] = {}
+        record(manager, "Apply", key, paths)
+        OBJECTS[key] = obj
+        STATS["creates"] += 1
+        return obj, 201, True
+    owners = OWNERS.setdefault(key, {})
+    conflicts = []
+    for p in sorted(paths):
+        if get_path(existing, p) == get_path(body, p):
+            continue
+        for m, o in owners.items():
+            if m != manager and p in o["paths"]:
+                conflicts.append((m, p))
+    if conflicts and not force:
+        STATS["conflicts"] += 1
+        detail = "\n".join(f'conflict with "{m}": {path_str(p)}' for m, p in conflicts)
+        n = len(conflicts)
+        raise ApiError(409, "Conflict",
+                       f"Apply failed with {n} conflict{'s' if n > 1 else ''}: {detail}")
+    new = copy.deepcopy(existing)
+    mine = owners.get(manager, {"paths": set()})["paths"]
+    others = set().union(*[o["paths"] for m, o in owners.items() if m != manager]) if owners else set()
+    for p in mine - paths:
+        if p not in others:
+            del_path(new, p)
+    merge(new, body)
+    validate(group, version, key[1], new)
+    before_owners = {m: set(o["paths"]) for m, o in owners.items()}
+    record(manager, "Apply", key, paths, take=force)
+    after_owners = {m: set(o["paths"]) for m, o in OWNERS[key].items()}
+    if new == existing and before_owners == after_owners:
+        STATS["applies_noop"] += 1
+        return existing, 200, False
+    bump(new, existing)
+    OBJECTS[key] = new
+    STATS["applies_changed"] += 1
+    return new, 200, True
+
+
+def bump(new, old):
+    new["metadata"]["resourceVersion"] = next_rv()
+    if new.get("spec") != old.get("spec"):
+        new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
+
+
+def update(key, r, group, version, new, manager, subresource=None):
+    """An Update operation (PUT, merge patch, status writes): takes ownership of changed fields."""
+    old = OBJECTS.get(key)
+    api_version = f"{group}/{version}" if group else version
+    new["apiVersion"], new["kind"] = api_version, r["kind"]
+    if subresource == "status":
+        keep = copy.deepcopy(old)
+        keep["status"] = new.get("status")
+        new = keep
+    elif r.get("status") and old is not None:
+        new["status"] = old.get("status")
+    new.setdefault("metadata", {}).pop("managedFields", None)
+    for f in ("uid", "creationTimestamp", "resourceVersion", "generation"):
+        if old is not None and f in old["metadata"]:
+            new["metadata"][f] = old["metadata"][f]
+    validate(group, version, key[1], new)
+    changed = {p for p in leaf_paths(new) if old is None or get_path(old, p) != get_path(new, p)}
+    if old is None:
+        created(new, key)
+        OWNERS[key] = {}
+    elif new == old:
+        return old
+    else:
+        bump(new, old)
+    prev = OWNERS.get(key, {}).get(manager, {"paths": set()})["paths"]
+    record(manager, "Update", key, prev | changed)
+    OBJECTS[key] = new
+    STATS["updates"] += 1
+    return new
+
+
+# ---- HTTP ----
+
+PATH = re.compile(r"^/(?:api/(?P<cv>v1)|apis/(?P<g>[^/]+)/(?P<v>[^/]+))"
+                  r"(?:/namespaces/(?P<ns>[^/]+)(?=/))?/(?P<res>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>[^/]+))?$")
+
+
+def labels_match(obj, selector):
+    if not selector:
+        return True
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    for term in selector.split(","):
+        if "!=" in term:
+            k, v = term.split("!=", 1)
+            if labels.get(k) == v:
+                return False
+        elif "=" in term:
+            k, v = term.split("=", 1)
+            if labels.get(k.rstrip("=")) != v:
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+def decode(raw, ctype):
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        if yaml is None:
+            raise ApiError(415, "UnsupportedMediaType", "YAML bodies need PyYAML")
+        return yaml.safe_load(raw)
+
+
+class Api(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def handle_any(self, method):
+        url = urllib.parse.urlparse(self.path)
+        q = dict(urllib.parse.parse_qsl(url.query))
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with LOCK:
+            STATS["requests"][method] = STATS["requests"].get(method, 0) + 1
+        try:
+            if not self.connection.getpeercert():
+                raise ApiError(401, "Unauthorized", "Unauthorized")
+            with LOCK:
+                code, body = self.route(method, url.path, q, raw)
+        except ApiError as e:
+            code, body = e.code, status_body(e.code, e.reason, e.message)
+        except Exception as e:  # noqa: BLE001 (a double must answer, not hang)
+            code, body = 500, status_body(500, "InternalError", f"double: {e!r}")
+        if isinstance(body, str):
+            data = body.encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        else:
+            self.send(code, body)
+
+    def do_GET(self):
+        self.handle_any("GET")
+
+    def do_POST(self):
+        self.handle_any("POST")
+
+    def do_PUT(self):
+        self.handle_any("PUT")
+
+    def do_PATCH(self):
+        self.handle_any("PATCH")
+
+    def do_DELETE(self):
+        self.handle_any("DELETE")
+
+    def route(self, method, path, q, raw):
+        if path in ("/healthz", "/readyz", "/livez"):
+            return 200, "ok"
+        if path == "/version":
+            return 200, {"major": "1", "minor": "34", "gitVersion": "v1.34.2", "platform": "linux/amd64"}
+        if path == "/api":
+            return 200, {"kind": "APIVersions", "versions": ["v1"],
+                         "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]}
+        if path == "/apis":
+            gl = []
+            for g, vs in sorted(groups().items()):
+                if not g:
+                    continue
+                versions = [{"groupVersion": f"{g}/{v}", "version": v} for v in sorted(vs)]
+                gl.append({"name": g, "versions": versions, "preferredVersion": versions[0]})
+            return 200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": gl}
+        m = re.match(r"^/(?:api/(v1)|apis/([^/]+)/([^/]+))/?$", path)
+        if m:
+            g, v = ("", "v1") if m.group(1) else (m.group(2), m.group(3))
+            rs = groups().get(g, {}).get(v)
+            if rs is None:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            out = []
+            for r in rs:
+                out.append({k: r[k] for k in ("name", "singularName", "namespaced", "kind", "verbs", "shortNames")})
+                if r.get("status"):
+                    out.append({"name": r["name"] + "/status", "singularName": "", "namespaced": r["namespaced"],
+                                "kind": r["kind"], "verbs": ["get", "patch", "update"]})
+            return 200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{g}/{v}" if g else v,
+                         "resources": out}
+        m = PATH.match(path)
+        if not m:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        g, v = ("", "v1") if m.group("cv") else (m.group("g"), m.group("v"))
+        plural, ns, name, sub = m.group("res"), m.group("ns") or "", m.group("name"), m.group("sub")
+        r = find_resource(g, v, plural)
+        if r is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if not r["namespaced"]:
+            ns = ""
+        elif ns and plural != "namespaces" and method in ("POST", "PUT", "PATCH") and \
+                ("", "namespaces", "", ns) not in OBJECTS:
+            raise ApiError(404, "NotFound", f'namespaces "{ns}" not found')
+        gr = f"{plural}.{g}" if g else plural
+        api_version = f"{g}/{v}" if g else v
+        manager = q.get("fieldManager") or self.headers.get("User-Agent", "unknown").split("/")[0]
+        if name is None:
+            if method == "GET":
+                items = [copy.deepcopy(o) for (og, op, ons, _), o in sorted(OBJECTS.items())
+                         if og == g and op == plural and (not ns or ons == ns) and labels_match(o, q.get("labelSelector"))]
+                for i in items:
+                    i["apiVersion"] = api_version
+                return 200, {"kind": r["kind"] + "List", "apiVersion": api_version,
+                             "metadata": {"resourceVersion": str(RV[0])}, "items": items}
+            if method == "POST":
+                body = decode(raw, self.headers.get("Content-Type"))
+                name = (body.get("metadata") or {}).get("name")
+                if not name:
+                    raise ApiError(422, "Invalid", f"{r['kind']} is invalid: metadata.name: Required value")
+                key = (g, plural, ns, name)
+                if key in OBJECTS:
+                    raise ApiError(409, "AlreadyExists", f'{gr} "{name}" already exists')
+                if ns:
+                    body["metadata"]["namespace"] = ns
+                STATS["creates"] += 1
+                return 201, update(key, r, g, v, body, manager)
+            raise ApiError(405, "MethodNotAllowed", f"{method} not allowed on a collection")
+        key = (g, plural, ns, name)
+        obj = OBJECTS.get(key)
+        if method == "GET":
+            if obj is None:
+                raise ApiError(404, "NotFound", f'{gr} "{name}" not found')
+            return 200, stamp(copy.deepcopy(obj), key, api_version, g, v, plural)
+        if method == "DELETE":
+            if obj is None:
+                raise ApiError(404, "NotFound", f'{gr} "{name}" not found')
+            del OBJECTS[key]
+            OWNERS.pop(key, None)
+            STATS["deletes"] += 1
+            if plural == "namespaces":
+                for k in [k for k in OBJECTS if k[2] == name]:
+                    del OBJECTS[k]
+            return 200, status_body(200, "", "") | {"status": "Success"}
+        body = decode(raw, self.headers.get("Content-Type"))
+        if sub not in (None, "status"):
+            raise ApiError(404, "NotFound", f"subresource {sub} not supported")
+        if method == "PUT":
+            if obj is None and sub:
+                raise ApiError(404, "NotFound", f'{gr} "{name}" not found')
+            rv = (body.get("metadata") or {}).get("resourceVersion")
+            if obj is not None and rv and rv != obj["metadata"]["resourceVersion"]:
+                raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {gr} "{name}": '
+                               "the object has been modified; please apply your changes to the latest version and try again")
+            out = update(key, r, g, v, body, manager, sub)
+            return 200, stamp(copy.deepcopy(out), key, api_version, g, v, plural)
+        if method == "PATCH":
+            ctype = (self.headers.get("Content-Type") or "").split(";")[0]
+            if ctype == "application/apply-patch+yaml":
+                if not q.get("fieldManager"):
+                    raise ApiError(422, "Invalid", "PatchOptions.meta.k8s.io is invalid: fieldManager: Required value: is required for apply patch")
+                for f in ("apiVersion", "kind"):
+                    if not body.get(f):
+                        raise ApiError(400, "BadRequest", f"{f} must be set in an apply patch")
+                if body.get("apiVersion") != api_version or body.get("kind") != r["kind"]:
+                    raise ApiError(400, "BadRequest",
+                                   f"the apply patch is a {body.get('apiVersion')} {body.get('kind')}, the URL a {api_version} {r['kind']}")
+                out, code, _ = apply(key, r, g, v, body, q["fieldManager"], q.get("force") == "true")
+                return code, stamp(copy.deepcopy(out), key, api_version, g, v, plural)
+            if obj is None:
+                raise ApiError(404, "NotFound", f'{gr} "{name}" not found')
+            if ctype == "application/json-patch+json":
+                raise ApiError(415, "UnsupportedMediaType", "json-patch is not supported by the double")
+            new = copy.deepcopy(obj)
+            merge_patch(new, body)
+            out = update(key, r, g, v, new, manager, sub)
+            return 200, stamp(copy.deepcopy(out), key, api_version, g, v, plural)
+        raise ApiError(405, "MethodNotAllowed", method)
+
+
+# ---- fake controllers ----
+
+def obj_of(kind, name, ns=None):
+    found = find_kind(kind)
+    if not found:
+        return None, None
+    g, v, r = found
+    for key, o in OBJECTS.items():
+        if key[0] == g and key[1] == r["name"] and key[3] == name and (ns is None or key[2] == ns):
+            return key, o
+    return None, None
+
+
+def held(kind, name):
+    return HOLDS.get((kind, name))
+
+
+def set_status(key, status, manager):
+    obj = OBJECTS[key]
+    if obj.get("status") == status:
+        return
+    new = copy.deepcopy(obj)
+    new["status"] = status
+    g, plural = key[0], key[1]
+    for vs in groups().get(g, {}).values():
+        for r in vs:
+            if r["name"] == plural:
+                update(key, dict(r, status=False), g, obj["apiVersion"].split("/")[-1], new, manager)
+                return
+
+
+def age(obj):
+    t = obj["metadata"].get("creationTimestamp")
+    return time.time() - calendar.timegm(time.strptime(t, "%Y-%m-%dT%H:%M:%SZ")) if t else 0
+
+
+def reconcile():
+    nodes = [k for k in OBJECTS if k[:2] == ("", "nodes")]
+    cni_ready = False
+    for key, o in list(OBJECTS.items()):
+        g, plural, ns, name = key
+        kind = o.get("kind")
+        h = held(kind, name) or {}
+        if g == "apps" and plural in ("deployments", "statefulsets"):
+            want = (o.get("spec") or {}).get("replicas", 1)
+            ready = 0 if h.get("ready") is False else want
+            st = {"observedGeneration": o["metadata"].get("generation", 1), "replicas": want,
+                  "readyReplicas": ready, "availableReplicas": ready, "updatedReplicas": want}
+            if plural == "deployments":
+                st["conditions"] = [{"type": "Available", "status": "True" if ready >= want else "False",
+                                     "reason": "MinimumReplicasAvailable" if ready >= want else "MinimumReplicasUnavailable",
+                                     "message": "Deployment has minimum availability." if ready >= want
+                                     else "Deployment does not have minimum availability."}]
+            set_status(key, st, "kube-controller-manager")
+        elif g == "apps" and plural == "daemonsets":
+            want = len(nodes)
+            ready = 0 if h.get("ready") is False else want
+            set_status(key, {"observedGeneration": o["metadata"].get("generation", 1), "desiredNumberScheduled": want,
+                             "currentNumberScheduled": want, "numberReady": ready, "numberAvailable": ready,
+                             "updatedNumberScheduled": want, "numberMisscheduled": 0}, "kube-controller-manager")
+            if name == "calico-node" and want and ready == want:
+                cni_ready = True
+    for key in nodes:
+        o = OBJECTS[key]
+        name = key[3]
+        ready = cni_ready and (held("Node", name) or {}).get("ready") is not False
+        cond = {"type": "Ready", "status": "True" if ready else "False",
+                "reason": "KubeletReady" if ready else "KubeletNotReady",
+                "message": "kubelet is posting ready status" if ready else
+                "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "
+                "message:Network plugin returns error: cni plugin not initialized"}
+        st = copy.deepcopy(o.get("status") or {})
+        others = [c for c in st.get("conditions", []) if c.get("type") != "Ready"]
+        old = [c for c in st.get("conditions", []) if c.get("type") == "Ready"]
+        if old and old[0]["status"] == cond["status"]:
+            continue
+        st["conditions"] = others + [dict(cond, lastTransitionTime=now())]
+        set_status(key, st, "kubelet")
+    argocd_controller()
+
+
+def argocd_controller():
+    key, sts = obj_of("StatefulSet", "argocd-application-controller")
+    if not sts or not (sts.get("status") or {}).get("readyReplicas"):
+        return
+    ns = key[2]
+    if find_kind("AppProject") and obj_of("AppProject", "default", ns)[0] is None:
+        g, v, r = find_kind("AppProject")
+        update((g, r["name"], ns, "default"), r, g, v,
+               {"metadata": {"name": "default", "namespace": ns},
+                "spec": {"sourceRepos": ["*"], "destinations": [{"namespace": "*", "server": "*"}],
+                         "clusterResourceWhitelist": [{"group": "*", "kind": "*"}]}}, "argocd-server")
+    if obj_of("Deployment", "argocd-server", ns)[0] and ("", "secrets", ns, "argocd-initial-admin-secret") not in OBJECTS:
+        r = find_resource("", "v1", "secrets")
+        pw = base64.b64encode(secrets.token_urlsafe(12).encode()).decode()
+        update(("", "secrets", ns, "argocd-initial-admin-secret"), r, "", "v1",
+               {"metadata": {"name": "argocd-initial-admin-secret", "namespace": ns},
+                "type": "Opaque", "data": {"password": pw}}, "argocd-server")
+    found = find_kind("Application")
+    if not found:
+        return
+    g, v, r = found
+    for akey, app in list(OBJECTS.items()):
+        if akey[:2] != (g, r["name"]) or age(app) < CONTROLLER_DELAY:
+            continue
+        spec = app.get("spec") or {}
+        project = spec.get("project", "default")
+        h = held("Application", akey[3]) or {}
+        if obj_of("AppProject", project, akey[2])[0] is None:
+            st = {"sync": {"status": "Unknown"}, "health": {"status": "Unknown"},
+                  "conditions": [{"type": "InvalidSpecError",
+                                  "message": f'Application referencing project {project} which does not exist'}]}
+        else:
+            st = {"sync": {"status": h.get("sync", "Synced"), "revision": "0" * 40},
+                  "health": {"status": h.get("health", "Healthy")},
+                  "operationState": {"phase": "Succeeded" if h.get("health", "Healthy") == "Healthy" else "Failed",
+                                     "message": "successfully synced (all tasks run)" if not h else
+                                     h.get("message", "one or more objects failed to apply")}}
+            if (spec.get("source") or {}).get("path") == "argocd/components":
+                for child, wave in ROOT_CHILDREN:
+                    ckey = (g, r["name"], akey[2], child)
+                    if ckey not in OBJECTS:
+                        update(ckey, r, g, v, {"metadata": {
+                            "name": child, "namespace": akey[2],
+                            "annotations": {"argocd.argoproj.io/sync-wave": wave},
+                            "labels": {"app.kubernetes.io/instance": akey[3]}},
+                            "spec": {"project": project, "source": {"repoURL": (spec.get("source") or {}).get("repoURL"),
+                                                                    "path": f"k8s/{child}"},
+                                     "destination": spec.get("destination")}}, "argocd-application-controller")
+        cur = app.get("status") or {}
+        if {k: cur.get(k) for k in st} != st:
+            new = copy.deepcopy(app)
+            new.setdefault("status", {}).update(st)
+            update(akey, dict(r, status=False), g, v, new, "argocd-application-controller")
+
+
+def controller_loop():
+    while True:
+        time.sleep(0.2)
+        if CONTROLLERS:
+            with LOCK:
+                try:
+                    reconcile()
+                except Exception as e:  # noqa: BLE001
+                    print(f"double: controller error {e!r}", file=sys.stderr)
+
+
+# ---- hooks ----
+
+class Hooks(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def reply(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        url = urllib.parse.urlparse(self.path)
+        q = dict(urllib.parse.parse_qsl(url.query))
+        with LOCK:
+            if url.path == "/_double/stats":
+                return self.reply(200, STATS)
+            if url.path == "/_double/objects":
+                kind = q.get("kind")
+                return self.reply(200, [o for o in OBJECTS.values() if not kind or o.get("kind") == kind])
+        self.reply(404, {})
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        path = urllib.parse.urlparse(self.path).path
+        with LOCK:
+            if path == "/_double/hold":
+                HOLDS[(body["kind"], body["name"])] = body
+                return self.reply(200, {"held": len(HOLDS)})
+            if path == "/_double/unhold":
+                HOLDS.pop((body["kind"], body["name"]), None)
+                return self.reply(200, {"held": len(HOLDS)})
+            key, obj = obj_of(body["kind"], body["name"], body.get("namespace"))
+            if obj is None:
+                return self.reply(404, {"error": "not found"})
+            if path == "/_double/edit":
+                new = copy.deepcopy(obj)
+                merge_patch(new, body["merge"])
+                g, v, r = find_kind(body["kind"])
+                update(key, r, g, v, new, body.get("manager", "kubectl-edit"))
+                return self.reply(200, OBJECTS[key])
+            if path == "/_double/delete":
+                del OBJECTS[key]
+                OWNERS.pop(key, None)
+                return self.reply(200, {})
+        self.reply(404, {})
+
+
+def gen_certs(d):
+    def sh(*args):
+        subprocess.run(args, check=True, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    sh("openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+       "-subj", "/CN=kubernetes-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+       "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature")
+    for name, subj, ext in (
+            ("server", "/CN=kube-apiserver",
+             "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default\n"
+             "extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=CA:FALSE"),
+            ("admin", "/O=kubeadm:cluster-admins/CN=kubernetes-admin",
+             "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=CA:FALSE")):
+        sh("openssl", "req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj)
+        with open(os.path.join(d, f"{name}.ext"), "w") as f:
+            f.write(ext + "\n")
+        sh("openssl", "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+           "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext")
+
+
+def b64(path):
+    with open(path, "rb") as f:
+        return base64.b64encode(f.read()).decode()
+
+
+def main():
+    global CONTROLLERS
+    d = os.path.abspath(sys.argv[1])
+    CONTROLLERS = "--no-controllers" not in sys.argv
+    os.makedirs(d, exist_ok=True)
+    if not os.path.exists(os.path.join(d, "admin.crt")):
+        gen_certs(d)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.path.join(d, "server.crt"), os.path.join(d, "server.key"))
+    ctx.load_verify_locations(os.path.join(d, "ca.crt"))
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    class TlsServer(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def finish_request(self, request, client_address):  # handshake in the worker thread
+            try:
+                request = ctx.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                return
+            super().finish_request(request, client_address)
+
+    api = TlsServer(("127.0.0.1", int(os.environ.get("DOUBLE_PORT", "0"))), Api)
+    hooks = ThreadingHTTPServer(("127.0.0.1", 0), Hooks)
+    hooks.daemon_threads = True
+    port, hook_port = api.server_address[1], hooks.server_address[1]
+    conf = f"""apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority-data: {b64(os.path.join(d, 'ca.crt'))}
+    server: https://127.0.0.1:{port}
+  name: kubernetes
+contexts:
+- context:
+    cluster: kubernetes
+    user: kubernetes-admin
+  name: kubernetes-admin@kubernetes
+current-context: kubernetes-admin@kubernetes
+users:
+- name: kubernetes-admin
+  user:
+    client-certificate-data: {b64(os.path.join(d, 'admin.crt'))}
+    client-key-data: {b64(os.path.join(d, 'admin.key'))}
+"""
+    for name, text in (("admin.conf", conf), ("port", str(port)), ("hook_port", str(hook_port))):
+        tmp = os.path.join(d, name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, os.path.join(d, name))
+    with LOCK:  # the namespaces a new cluster has
+        for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            update(("", "namespaces", "", ns), find_resource("", "v1", "namespaces"), "", "v1",
+                   {"metadata": {"name": ns}}, "kube-apiserver")
+    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    threading.Thread(target=controller_loop, daemon=True).start()
+    print(f"ready {port} {hook_port}", flush=True)
+    api.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
