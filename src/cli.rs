@@ -62,6 +62,20 @@ pub enum Output {
     Json,
 }
 
+/// Flags shared by `up` and `stage`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RunFlags {
+    /// Probe and print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Reset a half-initialised control plane (`kubeadm reset -f`) instead of stopping.
+    #[arg(long)]
+    pub force_reset: bool,
+    /// Apply the root app without waiting for the applications to be Synced and Healthy.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -73,26 +87,18 @@ pub enum Command {
         /// Last stage to run.
         #[arg(long, value_name = "ID")]
         to: Option<String>,
-        /// Probe and print the plan; change nothing.
-        #[arg(long)]
-        dry_run: bool,
         /// Do not ask for confirmation on a terminal.
         #[arg(long, short)]
         yes: bool,
-        /// Reset a half-initialised control plane (`kubeadm reset -f`) instead of stopping.
-        #[arg(long)]
-        force_reset: bool,
+        #[command(flatten)]
+        flags: RunFlags,
     },
     /// Run exactly one stage (e.g. `ecoboot stage join-workers`).
     Stage {
         /// Stage id (see `ecoboot stages`).
         id: String,
-        /// Probe and print the plan; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Reset a half-initialised control plane (`kubeadm reset -f`) instead of stopping.
-        #[arg(long)]
-        force_reset: bool,
+        #[command(flatten)]
+        flags: RunFlags,
     },
     /// Show what `up` would do, per stage and per node or resource; changes nothing.
     Plan {
@@ -115,10 +121,22 @@ pub enum Command {
     },
     /// Print the node inventory (Ansible-compatible hosts.ini) from the last `instances` run.
     Inventory,
+    /// ArgoCD helpers.
+    Argocd {
+        #[command(subcommand)]
+        command: ArgocdCommand,
+    },
     /// Delete every resource tagged with this cluster.
     Down {
         /// Do not ask for confirmation.
         #[arg(long, short)]
         yes: bool,
     },
+}
+
+/// `ecoboot argocd ...`.
+#[derive(Debug, Subcommand)]
+pub enum ArgocdCommand {
+    /// Print the initial admin password (from Secret argocd-initial-admin-secret).
+    Password,
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::cli::{Cli, Command, Global, Output};
+use crate::cli::{ArgocdCommand, Cli, Command, Global, Output, RunFlags};
 use crate::config::{Config, FileChecks};
 use crate::engine::{self, Ctx, Probe, RunMode, Runner};
 use crate::error::{Error, Result};
@@ -26,29 +26,15 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Up {
             from,
             to,
-            dry_run,
             yes,
-            force_reset,
+            flags,
         } => {
-            let mode = RunMode::from_dry_run(*dry_run);
-            run_stages(
-                g,
-                "up",
-                from.as_deref(),
-                to.as_deref(),
-                mode,
-                *yes,
-                *force_reset,
-            )
-            .await
+            let mode = RunMode::from_dry_run(flags.dry_run);
+            run_stages(g, "up", from.as_deref(), to.as_deref(), mode, *yes, flags).await
         }
-        Command::Stage {
-            id,
-            dry_run,
-            force_reset,
-        } => {
-            let mode = RunMode::from_dry_run(*dry_run);
-            run_stages(g, "stage", Some(id), Some(id), mode, true, *force_reset).await
+        Command::Stage { id, flags } => {
+            let mode = RunMode::from_dry_run(flags.dry_run);
+            run_stages(g, "stage", Some(id), Some(id), mode, true, flags).await
         }
         Command::Plan { from, to } => {
             run_stages(
@@ -58,7 +44,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 to.as_deref(),
                 RunMode::Plan,
                 true,
-                false,
+                &RunFlags::default(),
             )
             .await
         }
@@ -66,6 +52,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Down { yes } => down(g, *yes).await,
         Command::Inventory => inventory(g),
         Command::Kubeconfig { file } => kubeconfig(g, file.as_deref()),
+        Command::Argocd {
+            command: ArgocdCommand::Password,
+        } => argocd_password(g).await,
     }
 }
 
@@ -94,7 +83,7 @@ async fn run_stages(
     to: Option<&str>,
     mode: RunMode,
     yes: bool,
-    force_reset: bool,
+    flags: &RunFlags,
 ) -> Result<()> {
     let stages = crate::stages::all();
     let selected = engine::select(&stages, from, to)?;
@@ -120,7 +109,8 @@ async fn run_stages(
     let events = events_for(g);
     let mut cx = Ctx::new(config.clone(), events.clone(), store, state);
     cx.playbooks = g.playbooks.clone();
-    cx.force_reset = force_reset;
+    cx.force_reset = flags.force_reset;
+    cx.no_wait = flags.no_wait;
     if let Some(log) = &log {
         tracing::info!(log = %log.display(), config = %config.path.display(), "run started");
     }
@@ -182,18 +172,68 @@ struct StageRow {
     probe: String,
 }
 
-async fn status(g: &Global) -> Result<()> {
-    let config = load_config(g, FileChecks::Skip)?;
-    crate::output::init_tracing(g.verbose, None, "status");
+/// A context over the journal, read-only and silent (status, argocd password).
+fn read_only_ctx(g: &Global, config: &Arc<Config>) -> Result<Ctx> {
     let store = Store::read_only(&g.state_dir, config.name());
     let state = store.load(config.name())?;
-    let stages = crate::stages::all();
-    let cx = Ctx::new(
+    Ok(Ctx::new(
         config.clone(),
         Events::new(Arc::new(Silent)),
         store,
-        state.clone(),
-    );
+        state,
+    ))
+}
+
+/// A node as `ecoboot status` shows it.
+#[derive(Serialize)]
+struct NodeRow {
+    name: String,
+    ready: bool,
+    roles: Vec<String>,
+    labels: String,
+}
+
+async fn cluster_view(cx: &Ctx) -> Result<(Vec<NodeRow>, Vec<crate::stages::root_app::AppStatus>)> {
+    let client = cx.kube("status").await?;
+    let api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    let nodes = api
+        .list(&Default::default())
+        .await
+        .map_err(|e| crate::api::error("list", "nodes", e))?;
+    let rows = nodes
+        .items
+        .iter()
+        .map(|n| {
+            let labels = n.metadata.labels.clone().unwrap_or_default();
+            NodeRow {
+                name: n.metadata.name.clone().unwrap_or_default(),
+                ready: crate::stages::label_nodes::not_ready(n).is_none(),
+                roles: labels
+                    .keys()
+                    .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                    .map(String::from)
+                    .collect(),
+                labels: ["role", "domain", "tier", "phase"]
+                    .iter()
+                    .filter_map(|k| labels.get(*k).map(|v| format!("{k}={v}")))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            }
+        })
+        .collect();
+    let ns = &cx.config.cluster.spec.argocd.namespace;
+    let apps = crate::stages::root_app::app_statuses(&client, ns)
+        .await
+        .unwrap_or_default();
+    Ok((rows, apps))
+}
+
+async fn status(g: &Global) -> Result<()> {
+    let config = load_config(g, FileChecks::Skip)?;
+    crate::output::init_tracing(g.verbose, None, "status");
+    let cx = read_only_ctx(g, &config)?;
+    let state = cx.state().clone();
+    let stages = crate::stages::all();
     let mut rows = Vec::new();
     for stage in &stages {
         let record = state.record(stage.id());
@@ -216,29 +256,100 @@ async fn status(g: &Global) -> Result<()> {
             probe,
         });
     }
+    let view = match crate::api::admin_conf(&cx).exists() {
+        false => Err("no admin.conf yet (stage init-master)".to_string()),
+        true => match tokio::time::timeout(STATUS_PROBE_TIMEOUT, cluster_view(&cx)).await {
+            Ok(Ok(view)) => Ok(view),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer".into()),
+        },
+    };
+    cx.close_ssh().await;
     if g.output == Output::Json {
-        let doc = serde_json::json!({ "cluster": config.name(), "stages": rows });
+        let (nodes, apps, api) = match &view {
+            Ok((n, a)) => (
+                serde_json::json!(n),
+                serde_json::json!(a),
+                serde_json::json!("reachable"),
+            ),
+            Err(e) => (
+                serde_json::json!([]),
+                serde_json::json!([]),
+                serde_json::json!(format!("unreachable: {e}")),
+            ),
+        };
+        let doc = serde_json::json!({ "cluster": config.name(), "stages": rows, "api": api, "nodes": nodes, "apps": apps });
         println!("{doc}");
-    } else {
-        println!("cluster {}", config.name());
-        println!("{:<15} {:<12} {:>8}  probe", "STAGE", "STATUS", "ATTEMPTS");
-        for r in &rows {
+        return Ok(());
+    }
+    println!("cluster {}", config.name());
+    println!("{:<15} {:<12} {:>8}  probe", "STAGE", "STATUS", "ATTEMPTS");
+    for r in &rows {
+        println!(
+            "{:<15} {:<12} {:>8}  {}",
+            r.id,
+            r.status.as_str(),
+            r.attempts,
+            r.probe
+        );
+        if let Some(err) = &r.last_error {
             println!(
-                "{:<15} {:<12} {:>8}  {}",
-                r.id,
-                r.status.as_str(),
-                r.attempts,
-                r.probe
+                "{:<15} last error: {}",
+                "",
+                err.lines().next().unwrap_or_default()
             );
-            if let Some(err) = &r.last_error {
+        }
+    }
+    match view {
+        Err(e) => println!("\nKubernetes API: {e}"),
+        Ok((nodes, apps)) => {
+            let ready = nodes.iter().filter(|n| n.ready).count();
+            println!("\nNODES ({ready}/{} Ready)", nodes.len());
+            let width = nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
+            for n in &nodes {
                 println!(
-                    "{:<15} last error: {}",
-                    "",
-                    err.lines().next().unwrap_or_default()
+                    "{:<width$}  {:<9} {:<22} {}",
+                    n.name,
+                    if n.ready { "Ready" } else { "NotReady" },
+                    n.roles.join(","),
+                    n.labels
                 );
+            }
+            println!("\nAPPLICATIONS ({})", apps.len());
+            if !apps.is_empty() {
+                println!("{}", crate::stages::root_app::table(&apps));
             }
         }
     }
+    Ok(())
+}
+
+/// `ecoboot argocd password`: the initial admin password, only when asked explicitly.
+async fn argocd_password(g: &Global) -> Result<()> {
+    let config = load_config(g, FileChecks::Skip)?;
+    crate::output::init_tracing(g.verbose, None, "argocd");
+    let cx = read_only_ctx(g, &config)?;
+    let ns = config.cluster.spec.argocd.namespace.clone();
+    let client = cx.kube("argocd").await?;
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, &ns);
+    let target = format!("Secret {ns}/argocd-initial-admin-secret");
+    let secret = secrets
+        .get_opt("argocd-initial-admin-secret")
+        .await
+        .map_err(|e| crate::api::error("get", &target, e))?;
+    cx.close_ssh().await;
+    let password = secret
+        .and_then(|s| s.data)
+        .and_then(|d| d.get("password").cloned())
+        .ok_or_else(|| Error::Kube {
+            action: "read".into(),
+            target,
+            message: "not found (ArgoCD deletes it once the password is changed)".into(),
+            help:
+                "if the password was changed, use that one; else check that install-argocd finished"
+                    .into(),
+        })?;
+    println!("{}", String::from_utf8_lossy(&password.0));
     Ok(())
 }
 

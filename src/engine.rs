@@ -54,6 +54,8 @@ pub struct Ctx {
     pub playbooks: Option<PathBuf>,
     /// `--force-reset`: reset a half-initialised control plane instead of stopping.
     pub force_reset: bool,
+    /// `--no-wait`: apply the root app without waiting for application health.
+    pub no_wait: bool,
 }
 
 impl Ctx {
@@ -71,6 +73,7 @@ impl Ctx {
             api: tokio::sync::OnceCell::new(),
             playbooks: None,
             force_reset: false,
+            no_wait: false,
         }
     }
 
@@ -304,7 +307,18 @@ impl<'a> Runner<'a> {
                 });
                 return Ok(());
             }
-            Err(err) => return Err(fail(err)),
+            Err(err) => {
+                if mode == RunMode::Apply {
+                    let message = err.to_string();
+                    self.record(id, |r| {
+                        r.status = StageStatus::Failed;
+                        r.attempts += 1;
+                        r.finished = Some(now());
+                        r.last_error = Some(message);
+                    })?;
+                }
+                return Err(fail(err));
+            }
         };
         events.emit(Event::StagePlan {
             stage: id.into(),

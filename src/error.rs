@@ -95,17 +95,6 @@ pub enum Error {
         needs: &'static str,
     },
 
-    /// A stage is declared but not built yet.
-    #[error("stage `{stage}` is not implemented yet")]
-    #[diagnostic(
-        code(ecoboot::stage::not_implemented),
-        help("this ecoboot build cannot run `{stage}`; use `ecoboot up --to <earlier stage>`")
-    )]
-    NotImplemented {
-        /// The stage id.
-        stage: &'static str,
-    },
-
     /// A stage ran but failed.
     #[error("stage `{stage}` failed: {message}")]
     #[diagnostic(code(ecoboot::stage::failed), help("{help}"))]
@@ -198,7 +187,6 @@ impl Error {
             Error::Interrupted => exit::INTERRUPTED,
             Error::Io { .. }
             | Error::Prerequisite { .. }
-            | Error::NotImplemented { .. }
             | Error::StageFailed { .. }
             | Error::Aws { .. }
             | Error::Ssh { .. }
@@ -236,6 +224,5 @@ mod tests {
             reason: "r".into(),
         };
         assert_eq!(state.exit_code(), 4);
-        assert_eq!(Error::NotImplemented { stage: "iam" }.exit_code(), 1);
     }
 }

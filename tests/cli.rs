@@ -115,7 +115,7 @@ fn missing_config_file_is_a_usage_error() {
 }
 
 #[test]
-fn up_fails_honestly_on_an_unimplemented_stage_and_journals_it() {
+fn a_stage_without_its_prerequisite_fails_naming_it_and_journals_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_with_key(dir.path());
     let (code, out, err) =
@@ -124,7 +124,10 @@ fn up_fails_honestly_on_an_unimplemented_stage_and_journals_it() {
             .arg(&config)
             .args(["up", "--from", "install-cni"]));
     assert_eq!(code, 1, "{out}{err}");
-    assert!(err.contains("not implemented yet"), "{err}");
+    assert!(
+        err.contains("needs the cluster's admin.conf, which stage `init-master` provides"),
+        "{err}"
+    );
     let state_path = dir.path().join("sesacthon/state.json");
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();

@@ -38,19 +38,7 @@ fn has_token(text: &str) -> bool {
 }
 
 fn everything_written(state: &std::path::Path, out: &str, err: &str) -> String {
-    let mut all = format!("{out}{err}");
-    let mut stack = vec![state.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path)
-            } else {
-                all.push_str(&String::from_utf8_lossy(&std::fs::read(path).unwrap()))
-            }
-        }
-    }
-    all
+    format!("{out}{err}{}", common::read_tree(state))
 }
 
 #[test]

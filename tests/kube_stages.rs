@@ -6,29 +6,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::fleet::Fleet;
-use common::kube::{KubeApi, upstream_copy};
+use common::kube::KubeApi;
 use common::{ecoboot, run};
 
 const NODES: usize = 14;
-
-/// The fleet's config with the Calico manifest read from the upstream test copy.
-fn config(fleet: &Fleet, dir: &Path) -> PathBuf {
-    let path = fleet.config(dir);
-    let calico = upstream_copy("calico-v3.32.1.yaml", dir);
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "      sha256: a1df919d9721cf667accdc3e72848911b0cb25cfab7d2478ad0c996302c95744\n",
-        &format!(
-            "      sha256: a1df919d9721cf667accdc3e72848911b0cb25cfab7d2478ad0c996302c95744\n      path: {}\n",
-            calico.display()
-        ),
-    ).replace("    waitSeconds: 600\n  argocd:", "    waitSeconds: 60\n  argocd:");
-    assert!(text.contains("calico-v3.32.1.yaml"));
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 fn up(config: &Path, state: &Path, to: &str) -> (i32, String, String) {
     run(ecoboot(state).arg("-c").arg(config).args([
@@ -76,7 +60,7 @@ fn cluster_converges_through_the_api_and_a_rerun_writes_nothing() {
     let api = KubeApi::start();
     let fleet = Fleet::start_with(NODES, Some(&api.admin_conf));
     let dir = tempfile::tempdir().unwrap();
-    let config = config(&fleet, dir.path());
+    let config = common::kube::config(&fleet, dir.path());
     let state = dir.path().join("state");
 
     let (code, out, err) = up(&config, &state, "label-nodes");

@@ -2,21 +2,19 @@
 
 pub mod iam;
 pub mod init_master;
+pub mod install_argocd;
 pub mod install_cni;
 pub mod instances;
 pub mod join_workers;
 pub mod label_nodes;
 pub mod network;
-mod pending;
 pub mod prepare_nodes;
+pub mod root_app;
 
 use crate::engine::Stage;
-use pending::Pending;
 
 /// Every stage, in pipeline order.
 pub fn all() -> Vec<Box<dyn Stage>> {
-    let todo =
-        |id, title, describe| -> Box<dyn Stage> { Box::new(Pending::new(id, title, describe)) };
     vec![
         Box::new(network::Network::default()),
         Box::new(iam::Iam::default()),
@@ -26,16 +24,8 @@ pub fn all() -> Vec<Box<dyn Stage>> {
         Box::new(join_workers::JoinWorkers),
         Box::new(install_cni::InstallCni),
         Box::new(label_nodes::LabelNodes),
-        todo(
-            "install-argocd",
-            "Install ArgoCD with server-side apply",
-            pending::argocd,
-        ),
-        todo(
-            "root-app",
-            "Apply the App-of-Apps root Application",
-            pending::root_app,
-        ),
+        Box::new(install_argocd::InstallArgocd),
+        Box::new(root_app::RootApp),
     ]
 }
 

@@ -40,6 +40,31 @@ pub fn upstream_copy(name: &str, dir: &Path) -> PathBuf {
     out
 }
 
+/// The fleet's config with the Calico and ArgoCD manifests read from upstream test copies (as
+/// air-gapped runs do) and 60 s waits.
+pub fn config(fleet: &super::fleet::Fleet, dir: &Path) -> PathBuf {
+    let path = fleet.config(dir);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (file, sha) in [
+        (
+            "calico-v3.32.1.yaml",
+            "a1df919d9721cf667accdc3e72848911b0cb25cfab7d2478ad0c996302c95744",
+        ),
+        (
+            "argocd-install-v3.5.1.yaml",
+            "795a3a972224da6a7f9d32c3e946445f062b60fb46028476715affeb688236e3",
+        ),
+    ] {
+        let copy = upstream_copy(file, dir);
+        let line = format!("      sha256: {sha}\n");
+        assert!(text.contains(&line));
+        text = text.replace(&line, &format!("{line}      path: {}\n", copy.display()));
+    }
+    text = text.replace("    waitSeconds: 600\n", "    waitSeconds: 60\n");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 impl KubeApi {
     /// Starts the double (or adopts `ECOBOOT_TEST_KUBECONFIG`).
     pub fn start() -> KubeApi {

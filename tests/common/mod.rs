@@ -102,3 +102,20 @@ pub fn assert_loopback_only(config_text: &str) {
         );
     }
 }
+
+/// Every byte of every file under `dir`, as (lossy) text: for scanning what ecoboot wrote.
+pub fn read_tree(dir: &Path) -> String {
+    let mut all = String::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path)
+            } else {
+                all.push_str(&String::from_utf8_lossy(&std::fs::read(path).unwrap()))
+            }
+        }
+    }
+    all
+}

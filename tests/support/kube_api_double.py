@@ -16,7 +16,8 @@ CRD has no status subresource). The root app (source path argocd/components) get
 reference system's child Applications.
 
 Test hooks on a second, plain-HTTP port (loopback only):
-  GET  /_double/stats             request and write counters (no-op applies counted apart)
+  GET  /_double/stats             request and write counters (no-op applies counted apart) and
+                                  a log of CRD establishment and custom-resource creation
   GET  /_double/objects?kind=K    stored objects of a kind (all when no kind)
   POST /_double/hold              {"kind","name", ...}: keep an object in a state
                                   (Application: "health"/"sync"; Node: "ready": false;
@@ -64,7 +65,7 @@ RV = [1000]
 OBJECTS = {}  # (group, plural, namespace, name) -> object
 OWNERS = {}  # same key -> {manager: {"op": "Apply"|"Update", "paths": set(tuple)}}
 HOLDS = {}  # (kind, name) -> hold dict
-STATS = {"requests": {}, "creates": 0, "updates": 0, "deletes": 0, "applies_changed": 0,
+STATS = {"log": [], "requests": {}, "creates": 0, "updates": 0, "deletes": 0, "applies_changed": 0,
          "applies_noop": 0, "conflicts": 0, "by_manager": {}}
 CONTROLLERS = True
 
@@ -330,6 +331,7 @@ def establish_crd(name):
             {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "lastTransitionTime": now()}],
             "acceptedNames": names, "storedVersions": [v["name"] for v in spec.get("versions", []) if v.get("storage")]}
         crd["metadata"]["resourceVersion"] = next_rv()
+        STATS["log"].append(f"established {name}")
 
 
 def record(manager, op, key, paths, take=True):
@@ -364,6 +366,8 @@ def apply(key, r, group, version, body, manager, force):
         record(manager, "Apply", key, paths)
         OBJECTS[key] = obj
         STATS["creates"] += 1
+        if group not in BUILTIN:
+            STATS["log"].append(f"created {r['kind']} {key[3]}")
         return obj, 201, True
     owners = OWNERS.setdefault(key, {})
     conflicts = []

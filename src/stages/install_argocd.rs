@@ -1,0 +1,348 @@
+//! Stage `install-argocd`: the pinned ArgoCD install manifest, rendered with the settings the
+//! reference system patched in after the fact (server.insecure, the argocd-server Service,
+//! node placement, NetworkPolicies kept or dropped) plus the namespace and the configured
+//! AppProjects, applied with server-side apply (client-side apply cannot work: the
+//! ApplicationSet CRD exceeds the 262144-byte annotation limit); then a bounded wait until every
+//! ArgoCD Deployment and the application-controller StatefulSet are available.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use kube::api::{Api, DynamicObject};
+use serde_json::{Value, json};
+
+use crate::api::{apply::Applier, manifest};
+use crate::config::ArgoCd;
+use crate::engine::{Ctx, Probe, Stage};
+use crate::error::{Error, Result};
+use crate::event::Action;
+
+/// Stage id.
+pub const ID: &str = "install-argocd";
+
+/// The `install-argocd` stage.
+pub struct InstallArgocd;
+
+/// A toleration for a `key[=value]:Effect` taint.
+fn toleration(spec: &str) -> Value {
+    let t = super::label_nodes::taint(spec);
+    match t.value {
+        Some(v) => json!({"key": t.key, "operator": "Equal", "value": v, "effect": t.effect}),
+        None => json!({"key": t.key, "operator": "Exists", "effect": t.effect}),
+    }
+}
+
+/// Parses the install manifest and renders it with `cfg`: the namespace first, then the
+/// manifest's objects (NetworkPolicies only when kept), then the AppProjects.
+pub fn render(text: &str, cfg: &ArgoCd) -> Result<Vec<DynamicObject>> {
+    let source = "the ArgoCD install manifest";
+    let ns = cfg.namespace.as_str();
+    let mut out = manifest::objects(
+        vec![json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": ns, "labels": cfg.namespace_labels}})],
+        source,
+    )?;
+    for mut obj in manifest::objects(manifest::documents(text, source)?, source)? {
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        match manifest::kind(&obj) {
+            "NetworkPolicy" if !cfg.keep_network_policies => continue,
+            "ClusterRoleBinding" | "RoleBinding" => {
+                for s in obj.data["subjects"].as_array_mut().into_iter().flatten() {
+                    if s.get("namespace").is_some() {
+                        s["namespace"] = json!(ns);
+                    }
+                }
+            }
+            "ConfigMap" if name == "argocd-cmd-params-cm" => {
+                if !obj.data["data"].is_object() {
+                    obj.data["data"] = json!({});
+                }
+                obj.data["data"]["server.insecure"] = json!(cfg.server_insecure.to_string());
+            }
+            "Service" if name == "argocd-server" => {
+                obj.data["spec"]["type"] = json!(cfg.service.kind);
+                let ports = [
+                    ("http", cfg.service.http_node_port),
+                    ("https", cfg.service.https_node_port),
+                ];
+                for p in obj.data["spec"]["ports"]
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten()
+                {
+                    let port = ports
+                        .iter()
+                        .find(|(n, _)| p["name"] == *n)
+                        .and_then(|(_, port)| *port);
+                    if let (Some(port), "NodePort") = (port, cfg.service.kind.as_str()) {
+                        p["nodePort"] = json!(port);
+                    }
+                }
+            }
+            "Deployment" | "StatefulSet" => {
+                let pod = &mut obj.data["spec"]["template"]["spec"];
+                if !cfg.placement.node_selector.is_empty() {
+                    pod["nodeSelector"] = json!(cfg.placement.node_selector);
+                }
+                if !cfg.placement.tolerations.is_empty() {
+                    let t: Vec<Value> = cfg
+                        .placement
+                        .tolerations
+                        .iter()
+                        .map(|t| toleration(t))
+                        .collect();
+                    pod["tolerations"] = json!(t);
+                }
+            }
+            _ => {}
+        }
+        obj.metadata.namespace = obj.metadata.namespace.take().or_else(|| {
+            // Cluster-scoped kinds are fixed up by the applier; namespaced ones go to `ns`.
+            (!matches!(
+                manifest::kind(&obj),
+                "CustomResourceDefinition" | "ClusterRole" | "ClusterRoleBinding"
+            ))
+            .then(|| ns.to_string())
+        });
+        out.push(obj);
+    }
+    let projects: Vec<Value> = cfg
+        .projects
+        .iter()
+        .map(|p| {
+            json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+                   "metadata": {"name": p, "namespace": ns},
+                   "spec": {"description": "created by ecoboot", "sourceRepos": ["*"],
+                            "destinations": [{"namespace": "*", "server": "*"}],
+                            "clusterResourceWhitelist": [{"group": "*", "kind": "*"}]}})
+        })
+        .collect();
+    out.extend(manifest::objects(projects, "spec.argocd.projects")?);
+    Ok(out)
+}
+
+async fn objects(cx: &Ctx) -> Result<Vec<DynamicObject>> {
+    let a = &cx.config.cluster.spec.argocd;
+    let text = crate::fetch::manifest(cx, &a.install, &format!("ArgoCD {}", a.install.version), ID)
+        .await?;
+    render(&text, a)
+}
+
+/// The ArgoCD workloads that are not available yet, with why.
+pub async fn unavailable(client: &kube::Client, ns: &str) -> Result<Vec<String>> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let list =
+        |what: &'static str| move |e| crate::api::error("list", &format!("{what} in {ns}"), e);
+    let mut out = Vec::new();
+    for d in deployments
+        .list(&Default::default())
+        .await
+        .map_err(list("deployments"))?
+        .items
+    {
+        let name = d.metadata.name.clone().unwrap_or_default();
+        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let status = d.status.unwrap_or_default();
+        let available = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "Available");
+        if status.available_replicas.unwrap_or(0) < want
+            || available.is_none_or(|c| c.status != "True")
+        {
+            let why = available
+                .and_then(|c| c.message.clone())
+                .unwrap_or_else(|| "no Available condition yet".into());
+            out.push(format!(
+                "Deployment {name}: {}/{want} available ({why})",
+                status.available_replicas.unwrap_or(0)
+            ));
+        }
+    }
+    for s in sets
+        .list(&Default::default())
+        .await
+        .map_err(list("statefulsets"))?
+        .items
+    {
+        let name = s.metadata.name.clone().unwrap_or_default();
+        let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let ready = s.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+        if ready < want {
+            out.push(format!("StatefulSet {name}: {ready}/{want} ready"));
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Stage for InstallArgocd {
+    fn id(&self) -> &'static str {
+        ID
+    }
+
+    fn title(&self) -> &'static str {
+        "Install ArgoCD with server-side apply"
+    }
+
+    async fn probe(&self, cx: &Ctx) -> Result<Probe> {
+        let client = cx.kube(ID).await?;
+        let ns = &cx.config.cluster.spec.argocd.namespace;
+        let objs = objects(cx).await?;
+        let total = objs.len();
+        let mut todo: Vec<Action> = Applier::new(&client, ns)
+            .diff(&objs)
+            .await?
+            .into_iter()
+            .map(|d| Action::new("argocd", format!("apply {d}")))
+            .collect();
+        let deployed = todo.is_empty();
+        if deployed {
+            todo.extend(
+                unavailable(&client, ns)
+                    .await?
+                    .into_iter()
+                    .map(|w| Action::new("argocd", format!("wait: {w}"))),
+            );
+        } else {
+            todo.push(Action::new(
+                "argocd",
+                "wait until every ArgoCD workload is available",
+            ));
+        }
+        Ok(if todo.is_empty() {
+            Probe::Done(format!(
+                "ArgoCD {} applied ({total} objects) and available",
+                cx.config.cluster.spec.argocd.install.version
+            ))
+        } else {
+            Probe::Todo(todo)
+        })
+    }
+
+    async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
+        let client = cx.kube(ID).await?;
+        let a = &cx.config.cluster.spec.argocd;
+        let objs = objects(cx).await?;
+        let progress = |m: String| cx.events.progress(ID, None, m);
+        let report = Applier::new(&client, &a.namespace)
+            .apply(objs, &progress)
+            .await?;
+        cx.count("api.created", report.created as u64);
+        cx.count("api.updated", report.updated as u64);
+        cx.count("api.unchanged", report.unchanged as u64);
+        let timeout = Duration::from_secs(a.wait_seconds);
+        let last = crate::api::wait::until(timeout, Duration::from_secs(1), || async {
+            let waiting = unavailable(&client, &a.namespace).await?;
+            if waiting.is_empty() {
+                return Ok(None);
+            }
+            cx.events.progress(
+                ID,
+                None,
+                format!(
+                    "waiting for {} workload(s): {}",
+                    waiting.len(),
+                    waiting.join("; ")
+                ),
+            );
+            Ok(Some(waiting.join("\n  ")))
+        })
+        .await?;
+        match last {
+            None => Ok(()),
+            Some(waiting) => Err(Error::StageFailed {
+                stage: ID.into(),
+                message: format!(
+                    "ArgoCD is not available after {}s:\n  {waiting}",
+                    timeout.as_secs()
+                ),
+                help: format!(
+                    "look at the pods: `kubectl -n {} get pods` and `kubectl -n {} describe pod <name>` (placement: a nodeSelector nothing matches, or a missing toleration, keeps pods Pending)",
+                    a.namespace, a.namespace
+                ),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINI: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: argocd-cmd-params-cm}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: argocd-server}
+spec:
+  ports: [{name: http, port: 80, targetPort: 8080}, {name: https, port: 443, targetPort: 8080}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: argocd-server-network-policy}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: argocd-server}
+subjects: [{kind: ServiceAccount, name: argocd-server, namespace: argocd}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: argocd-server}
+spec: {template: {spec: {containers: [{name: s}]}}}
+"#;
+
+    fn cfg() -> ArgoCd {
+        let mut c = ArgoCd::default();
+        c.namespace = "gitops".into();
+        c.service.kind = "NodePort".into();
+        c.service.http_node_port = Some(30080);
+        c.placement
+            .node_selector
+            .insert("role".into(), "control-plane".into());
+        c.placement
+            .tolerations
+            .push(crate::config::plain("role=control-plane:NoSchedule".into()));
+        c.keep_network_policies = false;
+        c.projects = vec!["dev".into()];
+        c
+    }
+
+    #[test]
+    fn renders_the_reference_settings_declaratively() {
+        let objs = render(MINI, &cfg()).unwrap();
+        let kinds: Vec<&str> = objs.iter().map(manifest::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                "Namespace",
+                "ConfigMap",
+                "Service",
+                "ClusterRoleBinding",
+                "Deployment",
+                "AppProject"
+            ]
+        );
+        assert_eq!(objs[1].data["data"]["server.insecure"], "true");
+        assert_eq!(objs[1].metadata.namespace.as_deref(), Some("gitops"));
+        assert_eq!(objs[2].data["spec"]["type"], "NodePort");
+        assert_eq!(objs[2].data["spec"]["ports"][0]["nodePort"], 30080);
+        assert!(objs[2].data["spec"]["ports"][1].get("nodePort").is_none());
+        assert_eq!(objs[3].data["subjects"][0]["namespace"], "gitops");
+        assert_eq!(objs[3].metadata.namespace, None);
+        let pod = &objs[4].data["spec"]["template"]["spec"];
+        assert_eq!(pod["nodeSelector"]["role"], "control-plane");
+        assert_eq!(
+            pod["tolerations"][0],
+            json!({"key": "role", "operator": "Equal", "value": "control-plane", "effect": "NoSchedule"})
+        );
+        assert_eq!(objs[5].metadata.name.as_deref(), Some("dev"));
+    }
+}

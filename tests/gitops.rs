@@ -1,0 +1,231 @@
+//! `install-argocd` and `root-app` with the real ArgoCD v3.5.1 manifest, on the 14-node fleet and
+//! the API double with its fake ArgoCD controller (or the API server in ECOBOOT_TEST_KUBECONFIG),
+//! then `ecoboot status` and `ecoboot argocd password`.
+
+mod common;
+
+use std::path::Path;
+
+use common::fleet::Fleet;
+use common::kube::KubeApi;
+use common::{ecoboot, run};
+
+fn ecoboot_with(config: &Path, state: &Path, args: &[&str]) -> (i32, String, String) {
+    run(ecoboot(state).arg("-c").arg(config).args(args))
+}
+
+fn edit(config: &Path, from: &str, to: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(config).unwrap();
+    assert!(text.contains(from), "{from}");
+    let out = config.with_file_name(format!("edited-{}.yaml", text.len() % 997));
+    std::fs::write(&out, text.replacen(from, to, 1)).unwrap();
+    out
+}
+
+#[test]
+fn argocd_and_the_root_app_converge_and_failures_are_named() {
+    let api = KubeApi::start();
+    let fleet = Fleet::start_with(14, Some(&api.admin_conf));
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::kube::config(&fleet, dir.path());
+    let state = dir.path().join("state");
+
+    let (code, out, err) = ecoboot_with(
+        &config,
+        &state,
+        &["--output", "json", "up", "--from", "prepare-nodes"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let events = common::aws::events(&out);
+    let done = |stage: &str| {
+        events
+            .iter()
+            .find(|e| e["event"] == "stage_done" && e["stage"] == stage)
+            .unwrap_or_else(|| panic!("{stage} done"))
+            .clone()
+    };
+    let argocd = done("install-argocd");
+    assert_eq!(
+        argocd["counters"]["api.created"], 62,
+        "59 manifest objects + namespace + AppProjects dev and prod"
+    );
+    done("root-app");
+    let progress: Vec<String> = events
+        .iter()
+        .filter(|e| e["event"] == "progress" && e["stage"] == "root-app")
+        .filter_map(|e| {
+            Some(format!(
+                "{} {}",
+                e["node"].as_str()?,
+                e["message"].as_str()?
+            ))
+        })
+        .collect();
+    assert!(
+        progress.iter().any(|p| p == "root-app Synced / Healthy"),
+        "{progress:?}"
+    );
+    assert!(
+        progress.iter().any(|p| p == "monitoring Synced / Healthy"),
+        "{progress:?}"
+    );
+
+    if let Some(stats) = api.stats() {
+        let log: Vec<String> = serde_json::from_value(stats["log"].clone()).unwrap();
+        let pos = |line: &str| {
+            log.iter()
+                .position(|l| l == line)
+                .unwrap_or_else(|| panic!("{line} in {log:?}"))
+        };
+        assert!(
+            pos("established applications.argoproj.io") < pos("created AppProject dev"),
+            "custom resources only after their CRD is in discovery: {log:?}"
+        );
+        assert!(pos("created AppProject dev") < pos("created Application root-app"));
+        let objects = |kind: &str| api.objects(kind).unwrap();
+        assert_eq!(objects("NetworkPolicy").len(), 7, "kept by default");
+        let crds = objects("CustomResourceDefinition");
+        let appset = crds
+            .iter()
+            .find(|c| c["metadata"]["name"] == "applicationsets.argoproj.io")
+            .unwrap();
+        assert!(
+            appset.to_string().len() > 262_144,
+            "the big CRD went in with server-side apply"
+        );
+        let cm = objects("ConfigMap");
+        let params = cm
+            .iter()
+            .find(|c| c["metadata"]["name"] == "argocd-cmd-params-cm")
+            .unwrap();
+        assert_eq!(params["data"]["server.insecure"], "true");
+        assert_eq!(params["metadata"]["namespace"], "argocd");
+        let svc = objects("Service");
+        let server = svc
+            .iter()
+            .find(|s| s["metadata"]["name"] == "argocd-server")
+            .unwrap();
+        assert_eq!(server["spec"]["type"], "NodePort");
+        assert_eq!(server["spec"]["ports"][0]["nodePort"], 30080);
+        let sts = &objects("StatefulSet")[0];
+        assert_eq!(
+            sts["spec"]["template"]["spec"]["nodeSelector"]["role"],
+            "control-plane"
+        );
+    }
+
+    // Rerun: everything done, nothing written.
+    let writes = |api: &KubeApi| {
+        api.stats().map(|s| {
+            ["creates", "updates", "applies_changed"]
+                .iter()
+                .map(|k| s[k].as_u64().unwrap())
+                .sum::<u64>()
+        })
+    };
+    let before = writes(&api);
+    let (code, out, err) = ecoboot_with(
+        &config,
+        &state,
+        &["--output", "json", "up", "--from", "install-cni"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let skipped = common::aws::events(&out)
+        .iter()
+        .filter(|e| e["event"] == "stage_skipped")
+        .count();
+    assert_eq!(skipped, 4, "{out}");
+    assert_eq!(writes(&api), before, "a rerun writes nothing");
+
+    // status lists stages, nodes and applications.
+    let (code, out, err) = ecoboot_with(&config, &state, &["--output", "json", "status"]);
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["stages"].as_array().unwrap().len(), 10);
+    assert_eq!(status["api"], "reachable");
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 14);
+    let apps = status["apps"].as_array().unwrap();
+    assert!(
+        apps.iter()
+            .any(|a| a["name"] == "root-app" && a["health"] == "Healthy"),
+        "{apps:?}"
+    );
+    let (code, human, _) = ecoboot_with(&config, &state, &["status"]);
+    assert_eq!(code, 0);
+    assert!(
+        human.contains("NODES (14/14 Ready)") && human.contains("APPLICATIONS"),
+        "{human}"
+    );
+
+    // The password only when asked, and never in what ecoboot wrote otherwise.
+    let (code, password, err) = ecoboot_with(&config, &state, &["argocd", "password"]);
+    assert_eq!(code, 0, "{err}");
+    let password = password.trim();
+    assert!(password.len() >= 12, "{password}");
+    let logs = common::read_tree(&state);
+    assert!(
+        !logs.contains(password),
+        "the admin password is in the state dir"
+    );
+
+    if api.hooks.is_none() {
+        return;
+    }
+    // An application held Degraded fails the stage after its timeout, named in a table.
+    api.hook("POST", "/_double/hold", r#"{"kind":"Application","name":"monitoring","health":"Degraded","sync":"OutOfSync","message":"Deployment prometheus: ImagePullBackOff"}"#);
+    let short = edit(
+        &config,
+        "    waitSeconds: 60\n  nodes:",
+        "    waitSeconds: 3\n  nodes:",
+    );
+    let (code, _, err) = ecoboot_with(&short, &state, &["stage", "root-app"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("applications not Synced and Healthy after 3s"),
+        "{err}"
+    );
+    assert!(
+        err.contains("monitoring") && err.contains("Degraded") && err.contains("ImagePullBackOff"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("foundations"),
+        "only the offending apps are listed: {err}"
+    );
+
+    // A checksum mismatch and an unreachable URL each say what is wrong.
+    let pinned = "795a3a972224da6a7f9d32c3e946445f062b60fb46028476715affeb688236e3";
+    let wrong = edit(
+        &config,
+        &format!("sha256: {pinned}"),
+        &format!("sha256: {}", "0".repeat(64)),
+    );
+    let (code, _, err) = ecoboot_with(&wrong, &state, &["stage", "install-argocd"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "has sha256 {pinned}, but the config pins {}",
+            "0".repeat(64)
+        )),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    let path_line = text
+        .lines()
+        .find(|l| l.contains("argocd-install-v3.5.1.yaml"))
+        .unwrap()
+        .to_string();
+    let offline = edit(&wrong, &format!("{path_line}\n"), "");
+    let offline = edit(
+        &offline,
+        "url: https://raw.githubusercontent.com/argoproj/argo-cd/v3.5.1/manifests/install.yaml",
+        "url: http://127.0.0.1:9/install.yaml",
+    );
+    let (code, _, err) = ecoboot_with(&offline, &state, &["stage", "install-argocd"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot download ArgoCD v3.5.1 from http://127.0.0.1:9/install.yaml"),
+        "{err}"
+    );
+    assert!(err.contains("set `path:`"), "{err}");
+}
