@@ -62,7 +62,8 @@ fn bad_config_exits_2_with_every_diagnostic_on_its_line() {
         .lines()
         .enumerate()
         .filter(|(_, l)| {
-            l.contains("node-role.kubernetes.io/control-plane") || l.contains("name: k8s-api-auth")
+            l.contains("node-role.kubernetes.io/control-plane: \"\"")
+                || l.contains("name: k8s-api-auth")
         })
         .map(|(i, _)| i + 1)
         .collect();

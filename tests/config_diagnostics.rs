@@ -139,7 +139,7 @@ const CASES: &[Case] = &[
             "        node-role.kubernetes.io/control-plane: \"\"",
         )],
         "reserved prefix `node-role.kubernetes.io/`",
-        "node-role.kubernetes.io/control-plane",
+        "node-role.kubernetes.io/control-plane: \"\"",
     ),
     case(
         "reserved k8s.io label",

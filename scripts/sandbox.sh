@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The local sandbox: everything `ecoboot up -c inventory/sandbox.yaml` talks to, on loopback only.
+#   - AWS: moto_server on 127.0.0.1:$SANDBOX_MOTO_PORT (default 4566)
+#   - 14 nodes: real sshd on 127.0.1.1-14:2222, each in its own mount/UTS namespace, with the node
+#     simulators of scripts/sim (apt, systemctl, kubeadm, ...)
+#   - Kubernetes: the API double (tests/support/kube_api_double.py) with its fake controllers, or
+#     the API server of the kubeconfig in $ECOBOOT_TEST_KUBECONFIG
+#
+#   scripts/sandbox.sh up       start what is not running (idempotent); installs prerequisites
+#   scripts/sandbox.sh status   what runs
+#   scripts/sandbox.sh down     stop it all and forget it (moto and the API double keep their
+#                               state in memory, so node and ecoboot state are wiped with them)
+#   scripts/sandbox.sh demo     up + build + `ecoboot up` through all stages + `ecoboot status`
+#
+# Afterwards: `. /tmp/ecoboot-sandbox/env` points ecoboot at the sandbox.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+SB=/tmp/ecoboot-sandbox # fixed: inventory/sandbox.yaml names files under it
+CACHE="${ECOBOOT_CACHE:-/var/cache/ecoboot}"
+MOTO_PORT="${SANDBOX_MOTO_PORT:-4566}"
+export FLEET_DIR="$SB/fleet" FLEET_N=14 FLEET_PORT=2222 FLEET_KUBECONFIG="$SB/kube/admin.conf"
+
+say() { echo "sandbox: $*"; }
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+testdata() {
+  local d
+  for d in "${ECOBOOT_TESTDATA:-}" "$ROOT/../shared/testdata" /work/shared/testdata; do
+    [ -n "$d" ] && [ -f "$d/$1" ] && { echo "$d/$1"; return; }
+  done
+  echo "sandbox: $1 not found; set ECOBOOT_TESTDATA to the folder with the upstream manifests" >&2
+  exit 1
+}
+
+manifests() { # the upstream files inside the test copies (their 4-line provenance header removed)
+  mkdir -p "$SB/manifests"
+  for f in calico-v3.32.1.yaml argocd-install-v3.5.1.yaml; do
+    [ -s "$SB/manifests/$f" ] || tail -n +5 "$(testdata "$f")" >"$SB/manifests/$f"
+  done
+}
+
+start_moto() {
+  if alive "$SB/moto.pid"; then return; fi
+  MOTO_IAM_LOAD_MANAGED_POLICIES=true MOTO_AMIS_PATH="$ROOT/tests/fixtures/amis.json" \
+    MOTO_ENABLE_AMI_VALIDATION=true MOTO_ENABLE_KEYPAIR_VALIDATION=true \
+    MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION=true \
+    nohup "$CACHE/venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$SB/moto.log" 2>&1 &
+  echo $! >"$SB/moto.pid"
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1 && { say "moto on 127.0.0.1:$MOTO_PORT (pid $(cat "$SB/moto.pid"))"; return; }
+    sleep 0.2
+  done
+  say "moto did not start; see $SB/moto.log" >&2
+  exit 1
+}
+
+start_kube() {
+  mkdir -p "$SB/kube"
+  if [ -n "${ECOBOOT_TEST_KUBECONFIG:-}" ]; then
+    install -m 600 "$ECOBOOT_TEST_KUBECONFIG" "$SB/kube/admin.conf"
+    say "Kubernetes API: external, from $ECOBOOT_TEST_KUBECONFIG"
+    return
+  fi
+  if alive "$SB/kube.pid"; then return; fi
+  rm -f "$SB/kube/out"
+  nohup "$CACHE/venv/bin/python" "$ROOT/tests/support/kube_api_double.py" "$SB/kube" >"$SB/kube/out" 2>&1 &
+  echo $! >"$SB/kube.pid"
+  for _ in $(seq 1 100); do
+    grep -q '^ready' "$SB/kube/out" 2>/dev/null && { say "Kubernetes API double on 127.0.0.1:$(cat "$SB/kube/port") (pid $(cat "$SB/kube.pid"))"; return; }
+    sleep 0.1
+  done
+  say "the API double did not start; see $SB/kube/out" >&2
+  exit 1
+}
+
+write_env() {
+  cat >"$SB/env" <<EOF
+# Source this to point ecoboot at the sandbox.
+export AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+export AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+export ECOBOOT_STATE_DIR=$SB/state
+export PATH="${CARGO_TARGET_DIR:-$CACHE/target}/debug:\$PATH"
+EOF
+}
+
+up() {
+  bash "$ROOT/scripts/setup.sh" >/dev/null
+  mkdir -p "$SB"
+  manifests
+  start_moto
+  start_kube
+  bash "$ROOT/scripts/fleet.sh" start | sed 's/^/sandbox: /'
+  write_env
+  say "ready. Use it with:  . $SB/env && ecoboot up -c inventory/sandbox.yaml"
+  say "stop it with:        bash scripts/sandbox.sh down"
+}
+
+down() {
+  [ -d "$FLEET_DIR" ] && bash "$ROOT/scripts/fleet.sh" stop
+  for p in moto kube; do
+    if alive "$SB/$p.pid"; then kill "$(cat "$SB/$p.pid")"; say "stopped $p (pid $(cat "$SB/$p.pid"))"; fi
+    rm -f "$SB/$p.pid"
+  done
+  rm -rf "$SB"
+  say "stopped; node, API and ecoboot state of the sandbox removed"
+}
+
+status() {
+  alive "$SB/moto.pid" && say "moto: running (pid $(cat "$SB/moto.pid"))" || say "moto: stopped"
+  if [ -n "${ECOBOOT_TEST_KUBECONFIG:-}" ]; then say "Kubernetes API: external"
+  elif alive "$SB/kube.pid"; then say "API double: running (pid $(cat "$SB/kube.pid"))"
+  else say "API double: stopped"; fi
+  if [ -d "$FLEET_DIR" ]; then
+    say "nodes up: $(bash "$ROOT/scripts/fleet.sh" status | grep -c ' up$')/$FLEET_N"
+  else
+    say "nodes: none"
+  fi
+}
+
+demo() {
+  up
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+  say "building ecoboot (first build: ~5 min on 2 cores)"
+  (cd "$ROOT" && cargo build --quiet --bin ecoboot)
+  # shellcheck disable=SC1091
+  . "$SB/env"
+  cd "$ROOT"
+  ecoboot -c inventory/sandbox.yaml up --yes
+  ecoboot -c inventory/sandbox.yaml status
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  demo) demo ;;
+  *) echo "usage: $0 up|status|down|demo" >&2; exit 2 ;;
+esac

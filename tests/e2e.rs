@@ -1,0 +1,429 @@
+//! The whole pipeline, all 10 stages, on the sandbox parts: moto behind the AWS fault proxy (with
+//! AWS-like idempotent ClientTokens), 14 real sshd nodes with simulators, and the API double.
+//! kill -9 at 11 points spread over every stage with a rerun after each; convergence to exactly
+//! one cluster; an idempotent rerun; a lost state directory; a vanished node; a scan of every
+//! byte ecoboot wrote for secrets; GitHub Actions output; `down`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::aws::{AwsSandbox, aws_calls, events};
+use common::fleet::Fleet;
+use common::kube::KubeApi;
+use common::{ecoboot, run};
+
+const NODES: usize = 14;
+
+struct World {
+    aws: AwsSandbox,
+    api: KubeApi,
+    fleet: Fleet,
+    config: PathBuf,
+    state: PathBuf,
+    _dir: tempfile::TempDir,
+    /// Everything ecoboot printed, for the secret scan.
+    printed: String,
+}
+
+impl World {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = ecoboot(&self.state);
+        self.aws.env(&mut cmd);
+        cmd.arg("-c").arg(&self.config).args(args);
+        cmd
+    }
+
+    fn run(&mut self, args: &[&str]) -> (i32, String, String) {
+        let (code, out, err) = run(&mut self.cmd(args));
+        self.printed.push_str(&out);
+        self.printed.push_str(&err);
+        (code, out, err)
+    }
+
+    fn api_writes(&self) -> Option<u64> {
+        self.api.stats().map(|s| {
+            ["creates", "updates", "deletes", "applies_changed"]
+                .iter()
+                .map(|k| s[k].as_u64().unwrap())
+                .sum()
+        })
+    }
+
+    fn ssh_changes(&self) -> usize {
+        (1..=NODES)
+            .map(|i| self.fleet.mutating_calls(i).len())
+            .sum()
+    }
+}
+
+/// Where a run is killed: at the first event matching `stage`/`event`/`message`, after `delay`.
+struct KillPoint {
+    stage: &'static str,
+    event: &'static str,
+    message: &'static str,
+    delay_ms: u64,
+}
+
+const KILL_POINTS: [KillPoint; 11] = [
+    KillPoint {
+        stage: "network",
+        event: "stage_started",
+        message: "",
+        delay_ms: 300,
+    },
+    KillPoint {
+        stage: "iam",
+        event: "stage_started",
+        message: "",
+        delay_ms: 150,
+    },
+    KillPoint {
+        stage: "instances",
+        event: "stage_started",
+        message: "",
+        delay_ms: 900,
+    },
+    KillPoint {
+        stage: "prepare-nodes",
+        event: "stage_started",
+        message: "",
+        delay_ms: 1500,
+    },
+    KillPoint {
+        stage: "init-master",
+        event: "progress",
+        message: "kubeadm init",
+        delay_ms: 50,
+    },
+    KillPoint {
+        stage: "join-workers",
+        event: "progress",
+        message: "kubeadm join",
+        delay_ms: 100,
+    },
+    KillPoint {
+        stage: "install-cni",
+        event: "progress",
+        message: "applying",
+        delay_ms: 200,
+    },
+    KillPoint {
+        stage: "label-nodes",
+        event: "stage_started",
+        message: "",
+        delay_ms: 400,
+    },
+    KillPoint {
+        stage: "install-argocd",
+        event: "progress",
+        message: "applying",
+        delay_ms: 50,
+    },
+    KillPoint {
+        stage: "install-argocd",
+        event: "progress",
+        message: "waiting",
+        delay_ms: 0,
+    },
+    KillPoint {
+        stage: "root-app",
+        event: "stage_started",
+        message: "",
+        delay_ms: 600,
+    },
+];
+
+/// Runs `up`, kills it with SIGKILL at `point`; returns what happened.
+fn up_killed_at(w: &mut World, point: &KillPoint) -> String {
+    let mut child = w
+        .cmd(&["--output", "json", "up"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut outcome = "finished before the kill point".to_string();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        w.printed.push_str(&line);
+        let Ok(e) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        let hit = e["event"] == point.event
+            && e["stage"] == point.stage
+            && e["message"].as_str().unwrap_or("").contains(point.message);
+        if hit {
+            std::thread::sleep(Duration::from_millis(point.delay_ms));
+            child.kill().unwrap(); // SIGKILL
+            outcome = format!("killed during {}", point.stage);
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    if outcome.starts_with("finished") {
+        outcome = format!("{outcome} (exit {:?})", status.code());
+    }
+    let state = std::fs::read_to_string(w.state.join("sesacthon/state.json")).unwrap_or_default();
+    if !state.is_empty() {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(&state);
+        assert!(
+            parsed.is_ok(),
+            "state file valid after the kill at {}",
+            point.stage
+        );
+    }
+    outcome
+}
+
+fn assert_one_cluster(w: &World) {
+    let inv = w.aws.inventory("sesacthon");
+    let live = w.aws.live_instances("sesacthon");
+    assert_eq!(live.len(), NODES, "exactly 14 instances: {live:?}");
+    let mut nodes: Vec<&str> = live.iter().filter_map(|i| i["node"].as_str()).collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), NODES, "one instance per node");
+    for (what, n) in [
+        ("vpcs", 1),
+        ("subnets", 3),
+        ("internet_gateways", 1),
+        ("key_pairs", 1),
+        ("roles", 1),
+        ("instance_profiles", 1),
+    ] {
+        assert_eq!(inv[what], n, "{what}: {inv}");
+    }
+    for i in 1..=NODES {
+        assert!(
+            w.fleet.file(i, "/etc/kubernetes/kubelet.conf").is_some(),
+            "node {i} joined"
+        );
+        let joins = w
+            .fleet
+            .calls(i)
+            .iter()
+            .filter(|c| c.starts_with("kubeadm join"))
+            .count();
+        let resets = w
+            .fleet
+            .calls(i)
+            .iter()
+            .filter(|c| c.starts_with("kubeadm reset"))
+            .count();
+        assert!(
+            i == 1 || joins == resets + 1,
+            "node {i}: {joins} joins, {resets} resets"
+        );
+    }
+    if let Some(nodes) = w.api.objects("Node") {
+        assert_eq!(nodes.len(), NODES, "14 Node objects");
+        let deployments = w.api.objects("Deployment").unwrap();
+        let argocd = deployments
+            .iter()
+            .filter(|d| d["metadata"]["namespace"] == "argocd")
+            .count();
+        assert_eq!(argocd, 6, "one ArgoCD install");
+        assert_eq!(
+            w.api.objects("Application").unwrap().len(),
+            9,
+            "root app + 8 children"
+        );
+    }
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(w.state.join("sesacthon/state.json")).unwrap(),
+    )
+    .unwrap();
+    for (id, record) in state["stages"].as_object().unwrap() {
+        assert_eq!(record["status"], "done", "{id}");
+    }
+}
+
+/// True if `text` holds something shaped like a kubeadm bootstrap token (abcdef.0123456789abcdef).
+fn has_token(text: &str) -> bool {
+    let b = text.as_bytes();
+    let w = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (0..b.len().saturating_sub(22)).any(|i| {
+        (i == 0 || !w(b[i - 1]))
+            && b[i..i + 6].iter().all(|c| w(*c))
+            && b[i + 6] == b'.'
+            && b[i + 7..i + 23].iter().all(|c| w(*c))
+            && (i + 23 == b.len() || !w(b[i + 23]))
+    })
+}
+
+/// Every file under the state dir except the two kubeconfigs (admin credentials by design, 0600).
+fn state_bytes(state: &Path) -> String {
+    let mut all = String::new();
+    let mut stack = vec![state.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if path.is_dir() {
+                stack.push(path);
+            } else if name == "admin.conf" || name == "kubeconfig" {
+                let mode = std::os::unix::fs::PermissionsExt::mode(
+                    &std::fs::metadata(&path).unwrap().permissions(),
+                );
+                assert_eq!(mode & 0o777, 0o600, "{name} is private");
+            } else {
+                all.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    all
+}
+
+#[test]
+fn crash_anywhere_then_converge_rerun_rebuild_scan_and_down() {
+    let aws = AwsSandbox::start();
+    aws.faults(r#"{"idempotent_tokens": true, "delay": {"RunInstances": 0.1}}"#);
+    let api = KubeApi::start();
+    let fleet = Fleet::start_with(NODES, Some(&api.admin_conf));
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::kube::config(&fleet, dir.path());
+    let state = dir.path().join("state");
+    let mut w = World {
+        aws,
+        api,
+        fleet,
+        config,
+        state,
+        _dir: dir,
+        printed: String::new(),
+    };
+
+    // kill -9 at every point in turn, each run resuming the previous one.
+    let mut table = vec![format!(
+        "{:<3} {:<16} {:<14} {:>6}  outcome",
+        "#", "stage", "trigger", "delay"
+    )];
+    for (n, point) in KILL_POINTS.iter().enumerate() {
+        let outcome = up_killed_at(&mut w, point);
+        let trigger = if point.message.is_empty() {
+            point.event
+        } else {
+            point.message
+        };
+        table.push(format!(
+            "{:<3} {:<16} {:<14} {:>4}ms  {outcome}",
+            n + 1,
+            point.stage,
+            trigger,
+            point.delay_ms
+        ));
+    }
+    let started = Instant::now();
+    let (code, out, err) = w.run(&["--output", "json", "up"]);
+    table.push(format!(
+        "final up: exit {code} in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
+    eprintln!("kill points:\n{}", table.join("\n"));
+    assert_eq!(code, 0, "{err}\n{out}");
+    let killed = table.iter().filter(|l| l.contains("killed during")).count();
+    assert!(
+        killed >= 10,
+        "at least 10 runs were killed mid-stage:\n{}",
+        table.join("\n")
+    );
+    assert_one_cluster(&w);
+
+    // An idempotent rerun: every stage done, no mutating AWS call, no node change, no API write.
+    let (ssh_before, api_before) = (w.ssh_changes(), w.api_writes());
+    let started = Instant::now();
+    let (code, out, err) = w.run(&["--output", "json", "up"]);
+    eprintln!("idempotent rerun: {:.1}s", started.elapsed().as_secs_f64());
+    assert_eq!(code, 0, "{err}");
+    let ev = events(&out);
+    assert_eq!(
+        ev.iter().filter(|e| e["event"] == "stage_skipped").count(),
+        10,
+        "{out}"
+    );
+    assert_eq!(aws_calls(&ev).0, 0, "no mutating AWS call");
+    assert_eq!(w.ssh_changes(), ssh_before, "no mutating step on any node");
+    assert_eq!(w.api_writes(), api_before, "no API write");
+
+    // GitHub Actions output: groups, and the stage table in the step summary.
+    let summary = w.state.with_file_name("summary.md");
+    let (code, out, _) = run(w
+        .cmd(&["up"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary));
+    assert_eq!(code, 0);
+    assert!(out.contains("::group::"), "{out}");
+    let table_md = std::fs::read_to_string(&summary).unwrap();
+    assert!(table_md.contains("root-app"), "{table_md}");
+
+    // The state directory lost: `up` rebuilds it from probes and changes nothing.
+    std::fs::remove_dir_all(&w.state).unwrap();
+    let (code, out, err) = w.run(&["--output", "json", "up"]);
+    assert_eq!(code, 0, "{err}");
+    let ev = events(&out);
+    assert_eq!(
+        aws_calls(&ev).0,
+        0,
+        "no mutating AWS call after losing the state"
+    );
+    assert_eq!(
+        w.ssh_changes(),
+        ssh_before,
+        "no node change after losing the state"
+    );
+    assert_eq!(
+        w.api_writes(),
+        api_before,
+        "no API write after losing the state"
+    );
+    assert_one_cluster(&w);
+
+    // A node that disappears: a clear failure naming it; back again, the rerun has nothing to do.
+    w.fleet.down(7);
+    let (code, _, err) = w.run(&["up"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("k8s-api-location") || err.contains("127.0.1.7"),
+        "{err}"
+    );
+    w.fleet.up(7);
+    let (code, _, err) = w.run(&["up"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(w.ssh_changes(), ssh_before);
+
+    // No join token, no admin key, no ArgoCD password in anything ecoboot printed or wrote.
+    let (code, password, _) = run(&mut w.cmd(&["argocd", "password"]));
+    assert_eq!(code, 0);
+    let password = password.trim().to_string();
+    let admin = std::fs::read_to_string(w.state.join("sesacthon/admin.conf")).unwrap();
+    let key = admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client-key-data: "))
+        .unwrap()
+        .to_string();
+    let written = format!("{}{}", w.printed, state_bytes(&w.state));
+    assert!(!has_token(&written), "a bootstrap token leaked");
+    assert!(!written.contains(&password), "the ArgoCD password leaked");
+    assert!(!written.contains(&key), "the admin client key leaked");
+
+    // down leaves nothing tagged.
+    let (code, _, err) = w.run(&["down", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    let inv = w.aws.inventory("sesacthon");
+    assert!(w.aws.live_instances("sesacthon").is_empty(), "{inv}");
+    for what in [
+        "vpcs",
+        "subnets",
+        "internet_gateways",
+        "security_groups",
+        "key_pairs",
+        "roles",
+        "instance_profiles",
+    ] {
+        assert_eq!(inv[what], 0, "{what}: {inv}");
+    }
+}
