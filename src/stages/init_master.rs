@@ -19,6 +19,13 @@ pub const ID: &str = "init-master";
 /// The kubeadm config written on the control-plane node.
 pub const INIT_CONFIG: &str = "/etc/kubernetes/ecoboot/kubeadm-init.yaml";
 const KUBE_PROXY_MARKER: &str = "/etc/kubernetes/ecoboot/kube-proxy-added";
+/// Markers: `init-started` right before `kubeadm init`, `init-done` after it succeeded, and
+/// `init-failed` when ecoboot saw it fail. `init-started` alone is an init that ecoboot started
+/// and that was killed midway (ecoboot never saw its end): ecoboot resets and repeats it on its
+/// own. A failed init is left for a human (`--force-reset`).
+const INIT_STARTED: &str = "/etc/kubernetes/ecoboot/init-started";
+const INIT_DONE: &str = "/etc/kubernetes/ecoboot/init-done";
+const INIT_FAILED: &str = "/etc/kubernetes/ecoboot/init-failed";
 const HEALTHZ: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /healthz";
 const HEALTHZ_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -36,6 +43,29 @@ pub struct MasterState {
     pub healthy: bool,
     /// kube-proxy was added after init.
     pub kube_proxy: bool,
+    /// ecoboot started `kubeadm init` here.
+    pub started: bool,
+    /// ... and it finished.
+    pub done: bool,
+    /// ... and ecoboot saw it fail.
+    pub failed: bool,
+}
+
+impl MasterState {
+    /// An init ecoboot started that never finished: reset and repeat it.
+    pub fn interrupted(&self) -> bool {
+        self.started && !self.done && !self.failed
+    }
+
+    /// A failed init, or leftovers of someone else's: a human decides (`--force-reset`).
+    pub fn half_initialised(&self) -> bool {
+        self.failed || (!self.started && !self.done && self.pki && !self.admin)
+    }
+
+    /// The control plane was initialised (by ecoboot, or before ecoboot managed it).
+    pub fn initialised(&self) -> bool {
+        self.admin && (self.done || (!self.started && !self.failed))
+    }
 }
 
 /// The control-plane target and an open connection to it.
@@ -58,7 +88,7 @@ pub async fn master(cx: &Ctx, stage: &'static str) -> Result<(Target, std::sync:
 /// Probes the control-plane node in one round trip.
 pub async fn inspect(conn: &Conn) -> Result<MasterState> {
     let script = format!(
-        "[ -e /etc/kubernetes/admin.conf ] && echo admin\n[ -e /etc/kubernetes/pki/ca.crt ] && echo pki\n[ -e {KUBE_PROXY_MARKER} ] && echo kube-proxy\n{HEALTHZ} >/dev/null 2>&1 && echo healthy\ntrue"
+        "[ -e /etc/kubernetes/admin.conf ] && echo admin\n[ -e /etc/kubernetes/pki/ca.crt ] && echo pki\n[ -e {KUBE_PROXY_MARKER} ] && echo kube-proxy\n[ -e {INIT_STARTED} ] && echo started\n[ -e {INIT_DONE} ] && echo done\n[ -e {INIT_FAILED} ] && echo failed\n{HEALTHZ} >/dev/null 2>&1 && echo healthy\ntrue"
     );
     let out = conn
         .run(
@@ -74,6 +104,9 @@ pub async fn inspect(conn: &Conn) -> Result<MasterState> {
         pki: has("pki"),
         healthy: has("healthy"),
         kube_proxy: has("kube-proxy"),
+        started: has("started"),
+        done: has("done"),
+        failed: has("failed"),
     })
 }
 
@@ -119,10 +152,15 @@ impl Stage for InitMaster {
         let m = inspect(&conn).await?;
         let node = &target.node;
         let mut todo = Vec::new();
-        if !m.admin && m.pki {
-            todo.push(Action::new(node, "half-initialised control plane (pki present, no admin.conf): `kubeadm reset -f` needed (--force-reset)"));
+        if m.interrupted() {
+            todo.push(Action::new(
+                node,
+                "an earlier ecoboot run was stopped during kubeadm init: kubeadm reset -f, then init again",
+            ));
+        } else if m.half_initialised() {
+            todo.push(Action::new(node, "half-initialised control plane (an earlier kubeadm init failed or was left unfinished): `kubeadm reset -f` needed (--force-reset)"));
         }
-        if !m.admin {
+        if !m.initialised() {
             todo.push(Action::new(
                 node,
                 format!("kubeadm init --config {INIT_CONFIG}"),
@@ -162,16 +200,27 @@ impl Stage for InitMaster {
                     .await
             }
         };
-        if !m.admin && m.pki {
-            if !cx.force_reset {
-                return Err(fail(
-                    "half-initialised control plane: /etc/kubernetes/pki exists but admin.conf does not (an earlier kubeadm init stopped midway)".into(),
-                    "recover with `sudo kubeadm reset -f` on the node, or rerun with `--force-reset` to let ecoboot do it",
-                ));
-            }
-            cx.events
-                .progress(ID, Some(&node), "kubeadm reset -f (--force-reset)");
-            let out = run("kubeadm reset", "kubeadm reset -f".into(), 300).await?;
+        if m.half_initialised() && !cx.force_reset {
+            return Err(fail(
+                "half-initialised control plane: an earlier kubeadm init failed or was left unfinished by someone else".into(),
+                "recover with `sudo kubeadm reset -f` on the node, or rerun with `--force-reset` to let ecoboot do it",
+            ));
+        }
+        if m.interrupted() || (m.half_initialised() && cx.force_reset) {
+            let why = if m.interrupted() {
+                "kubeadm reset -f (an earlier run was stopped during kubeadm init)"
+            } else {
+                "kubeadm reset -f (--force-reset)"
+            };
+            cx.events.progress(ID, Some(&node), why);
+            let out = run(
+                "kubeadm reset",
+                format!(
+                    "kubeadm reset -f && rm -f {INIT_STARTED} {INIT_DONE} {INIT_FAILED} {KUBE_PROXY_MARKER}"
+                ),
+                300,
+            )
+            .await?;
             if !out.ok() {
                 return Err(fail(
                     format!("kubeadm reset failed: {}", out.tail(5)),
@@ -179,15 +228,17 @@ impl Stage for InitMaster {
                 ));
             }
         }
-        if !m.admin {
+        if !m.initialised() {
             let config =
                 kubeadm::init_config(&cx.config, cx.config.control_plane(), &facts(cx, &target));
             let script = format!(
-                "mkdir -p /etc/kubernetes/ecoboot\ncat > {INIT_CONFIG} <<'ECOBOOT_EOF'\n{config}ECOBOOT_EOF\nsed -i \"s/{VERSION_PLACEHOLDER}/$(kubeadm version -o short)/\" {INIT_CONFIG}\nkubeadm init --config {INIT_CONFIG}"
+                "mkdir -p /etc/kubernetes/ecoboot\ncat > {INIT_CONFIG} <<'ECOBOOT_EOF'\n{config}ECOBOOT_EOF\nsed -i \"s/{VERSION_PLACEHOLDER}/$(kubeadm version -o short)/\" {INIT_CONFIG}\ntouch {INIT_STARTED}\nkubeadm init --config {INIT_CONFIG} && touch {INIT_DONE}"
             );
             cx.events.progress(ID, Some(&node), "kubeadm init");
             let out = run("kubeadm init", script, 900).await?;
             if !out.ok() {
+                // Seen failing (not killed): leave the node for a human to look at.
+                let _ = run("mark init failed", format!("touch {INIT_FAILED}"), 30).await;
                 return Err(fail(
                     format!("kubeadm init failed (exit {:?}): {}", out.code, out.tail(5)),
                     "see the node log; after fixing the cause rerun (a half-initialised node needs --force-reset)",
