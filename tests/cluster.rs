@@ -218,3 +218,35 @@ fn a_half_initialised_master_is_reported_and_reset_only_when_asked() {
     assert!(fleet.calls(1).iter().any(|c| c == "kubeadm reset -f"));
     assert!(fleet.file(1, "/etc/kubernetes/admin.conf").is_some());
 }
+
+#[test]
+fn an_init_killed_midway_is_reset_and_repeated_without_asking() {
+    let fleet = Fleet::start(NODES);
+    let dir = tempfile::tempdir().unwrap();
+    let config = fleet.config(dir.path());
+    let state = dir.path().join("state");
+    let (code, _, err) = run(ecoboot(&state)
+        .arg("-c")
+        .arg(&config)
+        .args(["stage", "prepare-nodes"]));
+    assert_eq!(code, 0, "{err}");
+    // What a run killed during `kubeadm init` leaves: ecoboot's start marker, certificates and an
+    // admin.conf, but no finished init and an API server that never came up.
+    fleet.ssh(
+        1,
+        "mkdir -p /etc/kubernetes/pki /etc/kubernetes/ecoboot && touch /etc/kubernetes/ecoboot/init-started /etc/kubernetes/pki/ca.crt && echo partial > /etc/kubernetes/admin.conf",
+    );
+    let (code, _, err) = up(&config, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    let calls = fleet.calls(1);
+    let reset = calls
+        .iter()
+        .position(|c| c == "kubeadm reset -f")
+        .expect("reset");
+    let init = calls
+        .iter()
+        .position(|c| c.starts_with("kubeadm init --config"))
+        .expect("init");
+    assert!(reset < init, "reset first, then init: {calls:?}");
+    assert!(fleet.file(1, "/etc/kubernetes/ecoboot/init-done").is_some());
+}
