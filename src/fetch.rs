@@ -106,3 +106,38 @@ fn describe(e: &reqwest::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-shot HTTP server on loopback answering `status` with `body`.
+    async fn serve(status: &'static str, body: &'static [u8]) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body).await;
+            }
+        });
+        format!("http://{addr}/install.yaml")
+    }
+
+    #[tokio::test]
+    async fn downloads_and_names_http_failures() {
+        let url = serve("200 OK", b"kind: List\n").await;
+        let bytes = download(&url, "test manifest", "s").await.unwrap();
+        assert_eq!(digest(&bytes), digest(b"kind: List\n"));
+        let url = serve("404 Not Found", b"nope").await;
+        let err = download(&url, "test manifest", "s").await.unwrap_err();
+        assert!(err.to_string().contains("404"), "{err}");
+    }
+}

@@ -102,14 +102,14 @@ pub fn reconcile(node: &Node, live: &KubeNode) -> Option<(Value, String)> {
         .as_ref()
         .and_then(|s| s.taints.clone())
         .unwrap_or_default();
-    let dropped = owned(live, OWNED_TAINTS);
+    // Keep the taints ecoboot does not own (e.g. node.kubernetes.io/not-ready), then add ours.
+    let owned_taints = owned(live, OWNED_TAINTS);
     let mut taints: Vec<Taint> = live_taints
         .iter()
         .filter(|t| {
             let id = taint_id(t);
-            want_ids.contains(&id) || !dropped.contains(&id)
+            !want_ids.contains(&id) && !owned_taints.contains(&id)
         })
-        .filter(|t| !want_ids.contains(&taint_id(t)))
         .cloned()
         .collect();
     taints.extend(want_taints.iter().cloned());
