@@ -300,19 +300,21 @@ spec: {template: {spec: {containers: [{name: s}]}}}
 "#;
 
     fn cfg() -> ArgoCd {
-        let mut c = ArgoCd::default();
-        c.namespace = "gitops".into();
-        c.service.kind = "NodePort".into();
-        c.service.http_node_port = Some(30080);
-        c.placement
-            .node_selector
-            .insert("role".into(), "control-plane".into());
-        c.placement
-            .tolerations
-            .push(crate::config::plain("role=control-plane:NoSchedule".into()));
-        c.keep_network_policies = false;
-        c.projects = vec!["dev".into()];
-        c
+        ArgoCd {
+            namespace: "gitops".into(),
+            service: crate::config::ArgoService {
+                kind: "NodePort".into(),
+                http_node_port: Some(30080),
+                https_node_port: None,
+            },
+            placement: crate::config::Placement {
+                node_selector: [("role".to_string(), "control-plane".to_string())].into(),
+                tolerations: vec![crate::config::plain("role=control-plane:NoSchedule".into())],
+            },
+            keep_network_policies: false,
+            projects: vec!["dev".into()],
+            ..ArgoCd::default()
+        }
     }
 
     #[test]
