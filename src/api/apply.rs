@@ -3,12 +3,12 @@
 //! other object; objects whose live copy already carries the same applied hash are not sent.
 //! Per-object errors are collected and reported together.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{self, ApiCapabilities, ApiResource, Scope};
 
@@ -41,6 +41,14 @@ pub struct Applier<'a> {
     client: &'a kube::Client,
     namespace: String,
     kinds: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
+}
+
+fn established(crd: &DynamicObject) -> bool {
+    crd.data["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Established" && c["status"] == "True")
 }
 
 impl<'a> Applier<'a> {
@@ -232,17 +240,20 @@ impl<'a> Applier<'a> {
         );
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
         let last = super::wait::until(CRD_TIMEOUT, Duration::from_millis(250), || async {
+            // One list of the CRDs and one discovery call per group version per round.
+            let crds = api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| error("list", "CRDs", e))?;
             let mut waiting = Vec::new();
+            let mut wanted: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
             for name in names {
-                let crd = api.get(name).await.map_err(|e| error("get", name, e))?;
-                let established = crd.data["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Established" && c["status"] == "True");
-                let kind = crd.data["spec"]["names"]["kind"]
-                    .as_str()
-                    .unwrap_or_default();
+                let crd = crds.items.iter().find(|c| c.metadata.name.as_ref() == Some(name));
+                let Some(crd) = crd.filter(|c| established(c)) else {
+                    waiting.push(name.clone());
+                    continue;
+                };
+                let kind = crd.data["spec"]["names"]["kind"].as_str().unwrap_or_default();
                 let group = crd.data["spec"]["group"].as_str().unwrap_or_default();
                 let served = crd.data["spec"]["versions"]
                     .as_array()
@@ -250,18 +261,30 @@ impl<'a> Applier<'a> {
                     .flatten()
                     .filter(|v| v["served"].as_bool().unwrap_or(true))
                     .filter_map(|v| v["name"].as_str());
-                let mut in_discovery = established;
                 for version in served {
-                    let gvk = GroupVersionKind::gvk(group, version, kind);
-                    self.kinds.lock().expect("lock").remove(&gvk);
-                    if in_discovery {
-                        in_discovery = discovery::pinned_kind(self.client, &gvk).await.is_ok();
-                    }
-                }
-                if !in_discovery {
-                    waiting.push(name.clone());
+                    let gv = format!("{group}/{version}");
+                    wanted.entry(gv).or_default().push((name.clone(), kind.to_string()));
                 }
             }
+            for (gv, kinds) in wanted {
+                let served: Vec<String> = match self.client.list_api_group_resources(&gv).await {
+                    Ok(list) => list.resources.into_iter().map(|r| r.kind).collect(),
+                    Err(e) if is_not_found(&e) => Vec::new(),
+                    Err(e) => return Err(error("discover", &gv, e)),
+                };
+                let (group, version) = gv.split_once('/').expect("group/version");
+                for (name, kind) in kinds {
+                    self.kinds
+                        .lock()
+                        .expect("lock")
+                        .remove(&GroupVersionKind::gvk(group, version, &kind));
+                    if !served.contains(&kind) {
+                        waiting.push(name);
+                    }
+                }
+            }
+            waiting.sort();
+            waiting.dedup();
             Ok((!waiting.is_empty()).then(|| format!("not established: {}", waiting.join(", "))))
         })
         .await?;
