@@ -25,18 +25,6 @@ fn kubeadm_calls(fleet: &Fleet, i: usize) -> usize {
         .count()
 }
 
-/// True if `text` holds something shaped like a kubeadm bootstrap token.
-fn has_token(text: &str) -> bool {
-    let b = text.as_bytes();
-    let w = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    (0..b.len().saturating_sub(22)).any(|i| {
-        (i == 0 || !w(b[i - 1]))
-            && b[i..i + 6].iter().all(|c| w(*c))
-            && b[i + 6] == b'.'
-            && b[i + 7..i + 23].iter().all(|c| w(*c))
-    })
-}
-
 fn everything_written(state: &std::path::Path, out: &str, err: &str) -> String {
     format!("{out}{err}{}", common::read_tree(state))
 }
@@ -115,7 +103,7 @@ fn init_and_join_14_nodes_then_rerun_calls_no_kubeadm() {
     .count();
     assert_eq!(tokens, 0, "the bootstrap token was deleted after the stage");
     assert!(
-        !has_token(&everything_written(&state, &out, &err)),
+        !common::has_token(&everything_written(&state, &out, &err)),
         "a bootstrap token leaked into output, logs or state"
     );
 

@@ -242,19 +242,6 @@ fn assert_one_cluster(w: &World) {
     }
 }
 
-/// True if `text` holds something shaped like a kubeadm bootstrap token (abcdef.0123456789abcdef).
-fn has_token(text: &str) -> bool {
-    let b = text.as_bytes();
-    let w = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    (0..b.len().saturating_sub(22)).any(|i| {
-        (i == 0 || !w(b[i - 1]))
-            && b[i..i + 6].iter().all(|c| w(*c))
-            && b[i + 6] == b'.'
-            && b[i + 7..i + 23].iter().all(|c| w(*c))
-            && (i + 23 == b.len() || !w(b[i + 23]))
-    })
-}
-
 /// Every file under the state dir except the two kubeconfigs (admin credentials by design, 0600).
 fn state_bytes(state: &Path) -> String {
     let mut all = String::new();
@@ -406,7 +393,7 @@ fn crash_anywhere_then_converge_rerun_rebuild_scan_and_down() {
         .unwrap()
         .to_string();
     let written = format!("{}{}", w.printed, state_bytes(&w.state));
-    assert!(!has_token(&written), "a bootstrap token leaked");
+    assert!(!common::has_token(&written), "a bootstrap token leaked");
     assert!(!written.contains(&password), "the ArgoCD password leaked");
     assert!(!written.contains(&key), "the admin client key leaked");
 

@@ -15,6 +15,7 @@ use kube::discovery::{self, ApiCapabilities, ApiResource, Scope};
 use super::manifest::{self, applied_hash, describe};
 use super::{FIELD_MANAGER, error, is_not_found};
 use crate::error::{Error, Result};
+use crate::event::Action;
 
 const PARALLEL: usize = 8;
 const CRD_TIMEOUT: Duration = Duration::from_secs(120);
@@ -28,6 +29,15 @@ pub struct Report {
     pub updated: usize,
     /// Objects already as ecoboot would apply them (nothing sent).
     pub unchanged: usize,
+}
+
+impl Report {
+    /// Adds the report to the stage's counters (`api.created`, `api.updated`, `api.unchanged`).
+    pub fn count(&self, cx: &crate::engine::Ctx) {
+        cx.count("api.created", self.created as u64);
+        cx.count("api.updated", self.updated as u64);
+        cx.count("api.unchanged", self.unchanged as u64);
+    }
 }
 
 enum Change {
@@ -127,6 +137,16 @@ impl<'a> Applier<'a> {
             todo.extend(r?);
         }
         Ok(todo)
+    }
+
+    /// [`Applier::diff`] as plan actions on `target`.
+    pub async fn plan(&self, objs: &[DynamicObject], target: &str) -> Result<Vec<Action>> {
+        Ok(self
+            .diff(objs)
+            .await?
+            .into_iter()
+            .map(|d| Action::new(target, format!("apply {d}")))
+            .collect())
     }
 
     /// Applies `objs`: CRDs and Namespaces first, waits until the CRDs are Established and
@@ -248,12 +268,17 @@ impl<'a> Applier<'a> {
             let mut waiting = Vec::new();
             let mut wanted: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
             for name in names {
-                let crd = crds.items.iter().find(|c| c.metadata.name.as_ref() == Some(name));
+                let crd = crds
+                    .items
+                    .iter()
+                    .find(|c| c.metadata.name.as_ref() == Some(name));
                 let Some(crd) = crd.filter(|c| established(c)) else {
                     waiting.push(name.clone());
                     continue;
                 };
-                let kind = crd.data["spec"]["names"]["kind"].as_str().unwrap_or_default();
+                let kind = crd.data["spec"]["names"]["kind"]
+                    .as_str()
+                    .unwrap_or_default();
                 let group = crd.data["spec"]["group"].as_str().unwrap_or_default();
                 let served = crd.data["spec"]["versions"]
                     .as_array()
@@ -263,7 +288,10 @@ impl<'a> Applier<'a> {
                     .filter_map(|v| v["name"].as_str());
                 for version in served {
                     let gv = format!("{group}/{version}");
-                    wanted.entry(gv).or_default().push((name.clone(), kind.to_string()));
+                    wanted
+                        .entry(gv)
+                        .or_default()
+                        .push((name.clone(), kind.to_string()));
                 }
             }
             for (gv, kinds) in wanted {

@@ -193,12 +193,7 @@ impl Stage for InstallArgocd {
         let ns = &cx.config.cluster.spec.argocd.namespace;
         let objs = objects(cx).await?;
         let total = objs.len();
-        let mut todo: Vec<Action> = Applier::new(&client, ns)
-            .diff(&objs)
-            .await?
-            .into_iter()
-            .map(|d| Action::new("argocd", format!("apply {d}")))
-            .collect();
+        let mut todo: Vec<Action> = Applier::new(&client, ns).plan(&objs, "argocd").await?;
         let deployed = todo.is_empty();
         if deployed {
             todo.extend(
@@ -231,9 +226,7 @@ impl Stage for InstallArgocd {
         let report = Applier::new(&client, &a.namespace)
             .apply(objs, &progress)
             .await?;
-        cx.count("api.created", report.created as u64);
-        cx.count("api.updated", report.updated as u64);
-        cx.count("api.unchanged", report.unchanged as u64);
+        report.count(cx);
         let timeout = Duration::from_secs(a.wait_seconds);
         let last = crate::api::wait::until(timeout, Duration::from_secs(1), || async {
             let waiting = unavailable(&client, &a.namespace).await?;

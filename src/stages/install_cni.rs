@@ -123,11 +123,8 @@ impl Stage for InstallCni {
         let objs = objects(cx).await?;
         let total = objs.len();
         let mut todo: Vec<Action> = Applier::new(&client, NAMESPACE)
-            .diff(&objs)
-            .await?
-            .into_iter()
-            .map(|d| Action::new("calico", format!("apply {d}")))
-            .collect();
+            .plan(&objs, "calico")
+            .await?;
         if let Some(waiting) = calico_ready(&client).await? {
             todo.push(Action::new("calico", format!("wait: {waiting}")));
         }
@@ -145,9 +142,7 @@ impl Stage for InstallCni {
         let report = Applier::new(&client, NAMESPACE)
             .apply(objs, &progress)
             .await?;
-        cx.count("api.created", report.created as u64);
-        cx.count("api.updated", report.updated as u64);
-        cx.count("api.unchanged", report.unchanged as u64);
+        report.count(cx);
         let timeout = Duration::from_secs(cx.config.cluster.spec.kubernetes.wait_seconds);
         let last = crate::api::wait::until(timeout, Duration::from_secs(1), || async {
             let status = calico_ready(&client).await?;

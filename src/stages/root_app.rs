@@ -197,12 +197,7 @@ impl Stage for RootApp {
         }
         let ns = &cx.config.cluster.spec.argocd.namespace;
         let objs = objects(cx)?;
-        let mut todo: Vec<Action> = Applier::new(&client, ns)
-            .diff(&objs)
-            .await?
-            .into_iter()
-            .map(|d| Action::new("root-app", format!("apply {d}")))
-            .collect();
+        let mut todo: Vec<Action> = Applier::new(&client, ns).plan(&objs, "root-app").await?;
         if !cx.no_wait {
             let apps = app_statuses(&client, ns)
                 .await
@@ -262,9 +257,7 @@ impl Stage for RootApp {
         let report = Applier::new(&client, &a.namespace)
             .apply(objects(cx)?, &progress)
             .await?;
-        cx.count("api.created", report.created as u64);
-        cx.count("api.updated", report.updated as u64);
-        cx.count("api.unchanged", report.unchanged as u64);
+        report.count(cx);
         if cx.no_wait {
             return Ok(());
         }

@@ -119,3 +119,16 @@ pub fn read_tree(dir: &Path) -> String {
     }
     all
 }
+
+/// True if `text` holds something shaped like a kubeadm bootstrap token (abcdef.0123456789abcdef).
+pub fn has_token(text: &str) -> bool {
+    let b = text.as_bytes();
+    let w = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (0..b.len().saturating_sub(22)).any(|i| {
+        (i == 0 || !w(b[i - 1]))
+            && b[i..i + 6].iter().all(|c| w(*c))
+            && b[i + 6] == b'.'
+            && b[i + 7..i + 23].iter().all(|c| w(*c))
+            && (i + 23 == b.len() || !w(b[i + 23]))
+    })
+}

@@ -478,19 +478,22 @@ def decode(raw, ctype):
         return yaml.safe_load(raw)
 
 
+def reply(handler, code, body):
+    """Sends `body` as text (str) or JSON, with its length (keep-alive clients need it)."""
+    text = isinstance(body, str)
+    data = body.encode() if text else json.dumps(body).encode()
+    handler.send_response(code)
+    handler.send_header("Content-Type", "text/plain" if text else "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class Api(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args):
         pass
-
-    def send(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def handle_any(self, method):
         url = urllib.parse.urlparse(self.path)
@@ -507,15 +510,7 @@ class Api(BaseHTTPRequestHandler):
             code, body = e.code, status_body(e.code, e.reason, e.message)
         except Exception as e:  # noqa: BLE001 (a double must answer, not hang)
             code, body = 500, status_body(500, "InternalError", f"double: {e!r}")
-        if isinstance(body, str):
-            data = body.encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        else:
-            self.send(code, body)
+        reply(self, code, body)
 
     def do_GET(self):
         self.handle_any("GET")
@@ -805,12 +800,7 @@ class Hooks(BaseHTTPRequestHandler):
         pass
 
     def reply(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply(self, code, body)
 
     def do_GET(self):
         url = urllib.parse.urlparse(self.path)
