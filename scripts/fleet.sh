@@ -91,9 +91,12 @@ start_node() {
 stop_node() {
   local d="$FLEET_DIR/nodes/$1" pid
   pid="$(cat "$d/sshd.pid" 2>/dev/null)" || return 0
-  # Connection handlers (children of the listener) first, so no session outlives its node.
+  # Freeze the listener so it accepts (forks) nothing more, end its connection handlers so no
+  # session outlives its node, then end the listener.
+  kill -STOP "$pid" 2>/dev/null || true
   pkill -TERM -P "$pid" 2>/dev/null || true
-  alive "$d/sshd.pid" && kill "$pid" 2>/dev/null || true
+  kill -TERM "$pid" 2>/dev/null || true
+  kill -CONT "$pid" 2>/dev/null || true
   for _ in $(seq 1 50); do alive "$d/sshd.pid" || break; sleep 0.05; done
   rm -f "$d/sshd.pid"
 }
