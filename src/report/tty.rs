@@ -35,17 +35,16 @@ impl TtyReporter {
         let _ = self.multi.println(text);
     }
 
-    fn node_bar(&self, bars: &mut Bars, node: &str, total: Option<u64>) -> ProgressBar {
+    /// The line of one node (or application): a bar once steps are counted, else a spinner.
+    fn node_bar(&self, bars: &mut Bars, node: &str) -> ProgressBar {
         bars.nodes
             .entry(node.to_string())
             .or_insert_with(|| {
-                let bar = self.multi.add(ProgressBar::new(total.unwrap_or(0)));
-                let style = ProgressStyle::with_template(
-                    "  {prefix:<22} [{bar:20}] {pos}/{len} {wide_msg}",
-                )
-                .expect("valid template")
-                .progress_chars("=> ");
-                bar.set_style(style);
+                let bar = self.multi.add(ProgressBar::new(0));
+                bar.set_style(
+                    ProgressStyle::with_template("  {spinner} {prefix:<22} {wide_msg}")
+                        .expect("valid template"),
+                );
                 bar.set_prefix(node.to_string());
                 bar
             })
@@ -96,8 +95,17 @@ impl Reporter for TtyReporter {
                 total,
                 ..
             } => {
-                let bar = self.node_bar(&mut bars, node, *total);
+                let bar = self.node_bar(&mut bars, node);
                 if let Some(total) = total {
+                    if bar.length() != Some(*total) {
+                        bar.set_style(
+                            ProgressStyle::with_template(
+                                "  {prefix:<22} [{bar:20}] {pos}/{len} {wide_msg}",
+                            )
+                            .expect("valid template")
+                            .progress_chars("=> "),
+                        );
+                    }
                     bar.set_length(*total);
                 }
                 if let Some(done) = done {
