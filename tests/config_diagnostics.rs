@@ -235,6 +235,48 @@ const CASES: &[Case] = &[
         message: "found 2",
         line_with: "- name: k8s-master",
     },
+    case(
+        "unknown Service type for argocd-server",
+        &[("service: {type: NodePort,", "service: {type: NodeProt,")],
+        "`NodeProt` is not a Service type",
+        "service: {type: NodeProt,",
+    ),
+    case(
+        "NodePort out of range",
+        &[("httpNodePort: 30080", "httpNodePort: 8080")],
+        "NodePort 8080 is outside the range 30000-32767",
+        "httpNodePort: 8080",
+    ),
+    case(
+        "malformed toleration",
+        &[(
+            "tolerations: [role=control-plane:NoSchedule,",
+            "tolerations: [role=control-plane:Never,",
+        )],
+        "toleration `role=control-plane:Never`: unknown effect `Never`",
+        "role=control-plane:Never",
+    ),
+    case(
+        "AppProject name not DNS-1123",
+        &[("projects: [dev, prod]", "projects: [dev, Prod_1]")],
+        "AppProject name `Prod_1` is not a DNS-1123 label",
+        "projects: [dev, Prod_1]",
+    ),
+    case(
+        "unknown key under argocd",
+        &[(
+            "    keepNetworkPolicies: true",
+            "    keepNetworkPolicy: true",
+        )],
+        "unknown key `spec.argocd.keepNetworkPolicy`",
+        "keepNetworkPolicy: true",
+    ),
+    case(
+        "apiAccess not tunnel or direct",
+        &[("apiAccess: tunnel ", "apiAccess: ssh ")],
+        "unknown variant `ssh`, expected one of tunnel, direct",
+        "apiAccess: ssh",
+    ),
 ];
 
 fn apply(case: &Case) -> String {

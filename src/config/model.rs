@@ -249,7 +249,7 @@ pub struct ArgoCd {
     /// Keep the manifest's NetworkPolicies (they blocked DNS in the reference cluster).
     pub keep_network_policies: bool,
     /// AppProjects created before any Application (allowing everything, like the reference).
-    pub projects: Vec<String>,
+    pub projects: Vec<Located<String>>,
     /// The App-of-Apps root Application.
     pub root_app: RootApp,
     /// Bound on each wait (ArgoCD available, applications synced and healthy).
@@ -286,17 +286,17 @@ impl Default for ArgoCd {
 pub struct ArgoService {
     /// `ClusterIP`, `NodePort` or `LoadBalancer`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: Located<String>,
     /// NodePort of the http port (NodePort only).
-    pub http_node_port: Option<u16>,
+    pub http_node_port: Option<Located<u16>>,
     /// NodePort of the https port (NodePort only).
-    pub https_node_port: Option<u16>,
+    pub https_node_port: Option<Located<u16>>,
 }
 
 impl Default for ArgoService {
     fn default() -> Self {
         ArgoService {
-            kind: "ClusterIP".into(),
+            kind: plain("ClusterIP".into()),
             http_node_port: None,
             https_node_port: None,
         }

@@ -234,33 +234,44 @@ fn check_argocd(ck: &mut Checker, c: &Cluster) {
             );
         }
     }
-    let plain = |message: String, help: &str| Problem::new(None, message).help(help.to_string());
-    if !["ClusterIP", "NodePort", "LoadBalancer"].contains(&a.service.kind.as_str()) {
-        ck.problems.push(plain(
-            format!(
-                "`spec.argocd.service.type: {}` is not a Service type",
-                a.service.kind
-            ),
+    let kind = &a.service.kind;
+    if !["ClusterIP", "NodePort", "LoadBalancer"].contains(&kind.as_str()) {
+        ck.err(
+            kind,
+            format!("`{}` is not a Service type", kind.value),
             "use ClusterIP, NodePort or LoadBalancer",
-        ));
+        );
     }
-    for port in [a.service.http_node_port, a.service.https_node_port]
+    for port in [&a.service.http_node_port, &a.service.https_node_port]
         .into_iter()
         .flatten()
     {
-        if !(30000..=32767).contains(&port) {
-            ck.problems.push(plain(
-                format!("NodePort {port} is outside the default range 30000-32767"),
+        if !(30000..=32767).contains(&port.value) {
+            ck.err(
+                port,
+                format!("NodePort {} is outside the range 30000-32767", port.value),
                 "pick a port in 30000-32767",
-            ));
+            );
         }
     }
-    for name in a.projects.iter().chain([&a.namespace, &a.root_app.name]) {
+    for name in &a.projects {
         if !is_dns_label(name) {
-            ck.problems.push(plain(
-                format!("`{name}` (spec.argocd) is not a valid Kubernetes name"),
+            ck.err(
+                name,
+                format!("AppProject name `{}` is not a DNS-1123 label", name.value),
                 "use lowercase letters, digits and '-'",
-            ));
+            );
+        }
+    }
+    for (name, key) in [
+        (&a.namespace, "spec.argocd.namespace"),
+        (&a.root_app.name, "spec.argocd.rootApp.name"),
+    ] {
+        if !is_dns_label(name) {
+            ck.problems.push(
+                Problem::new(None, format!("`{key}: {name}` is not a DNS-1123 label"))
+                    .help("use lowercase letters, digits and '-'".to_string()),
+            );
         }
     }
 }

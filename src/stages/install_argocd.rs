@@ -61,10 +61,13 @@ pub fn render(text: &str, cfg: &ArgoCd) -> Result<Vec<DynamicObject>> {
                 obj.data["data"]["server.insecure"] = json!(cfg.server_insecure.to_string());
             }
             "Service" if name == "argocd-server" => {
-                obj.data["spec"]["type"] = json!(cfg.service.kind);
+                obj.data["spec"]["type"] = json!(cfg.service.kind.value);
                 let ports = [
-                    ("http", cfg.service.http_node_port),
-                    ("https", cfg.service.https_node_port),
+                    ("http", cfg.service.http_node_port.as_ref().map(|p| p.value)),
+                    (
+                        "https",
+                        cfg.service.https_node_port.as_ref().map(|p| p.value),
+                    ),
                 ];
                 for p in obj.data["spec"]["ports"]
                     .as_array_mut()
@@ -112,7 +115,7 @@ pub fn render(text: &str, cfg: &ArgoCd) -> Result<Vec<DynamicObject>> {
         .iter()
         .map(|p| {
             json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
-                   "metadata": {"name": p, "namespace": ns},
+                   "metadata": {"name": p.value, "namespace": ns},
                    "spec": {"description": "created by ecoboot", "sourceRepos": ["*"],
                             "destinations": [{"namespace": "*", "server": "*"}],
                             "clusterResourceWhitelist": [{"group": "*", "kind": "*"}]}})
@@ -296,8 +299,8 @@ spec: {template: {spec: {containers: [{name: s}]}}}
         ArgoCd {
             namespace: "gitops".into(),
             service: crate::config::ArgoService {
-                kind: "NodePort".into(),
-                http_node_port: Some(30080),
+                kind: crate::config::plain("NodePort".into()),
+                http_node_port: Some(crate::config::plain(30080)),
                 https_node_port: None,
             },
             placement: crate::config::Placement {
@@ -305,7 +308,7 @@ spec: {template: {spec: {containers: [{name: s}]}}}
                 tolerations: vec![crate::config::plain("role=control-plane:NoSchedule".into())],
             },
             keep_network_policies: false,
-            projects: vec!["dev".into()],
+            projects: vec![crate::config::plain("dev".into())],
             ..ArgoCd::default()
         }
     }
