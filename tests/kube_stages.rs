@@ -161,6 +161,23 @@ fn cluster_converges_through_the_api_and_a_rerun_writes_nothing() {
     );
     assert_eq!(writes(&api), writes_before, "no API write on a rerun");
 
+    // `apiAccess: direct` reaches the API at the control plane's address instead of the tunnel.
+    let direct = dir.path().join("direct.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &direct,
+        text.replace("apiAccess: tunnel", "apiAccess: direct"),
+    )
+    .unwrap();
+    let (code, out, err) = run(ecoboot(&state)
+        .arg("-c")
+        .arg(&direct)
+        .args(["--output", "json", "status"]));
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["api"], "reachable", "{status}");
+    assert_eq!(status["nodes"].as_array().unwrap().len(), NODES);
+
     // A label changed by hand is set back on the next run; the others are untouched.
     if api.hooks.is_some() {
         api.hook(

@@ -27,6 +27,9 @@ Test hooks on a second, plain-HTTP port (loopback only):
                                   a hand edit (an Update by manager kubectl-edit)
   POST /_double/delete            {"kind","name","namespace"?}
 
+The API listens on 127.0.0.1 and, with the same port, on 127.0.1.1 (the fleet's control-plane
+node, for ecoboot's `apiAccess: direct`).
+
 Usage: kube_api_double.py DIR [--no-controllers]
 Writes DIR/{ca.crt,admin.conf,port,hook_port} and prints "ready <port> <hook_port>".
 """
@@ -848,7 +851,7 @@ def gen_certs(d):
        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature")
     for name, subj, ext in (
             ("server", "/CN=kube-apiserver",
-             "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default\n"
+             "subjectAltName=IP:127.0.0.1,IP:127.0.1.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default\n"
              "extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=CA:FALSE"),
             ("admin", "/O=kubeadm:cluster-admins/CN=kubernetes-admin",
              "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=CA:FALSE")):
@@ -918,6 +921,11 @@ users:
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             update(("", "namespaces", "", ns), find_resource("", "v1", "namespaces"), "", "v1",
                    {"metadata": {"name": ns}}, "kube-apiserver")
+    try:  # also where the control-plane node lives in the fleet, for `apiAccess: direct`
+        direct = TlsServer(("127.0.1.1", port), Api)
+        threading.Thread(target=direct.serve_forever, daemon=True).start()
+    except OSError as e:
+        print(f"double: not listening on 127.0.1.1:{port}: {e}", file=sys.stderr)
     threading.Thread(target=hooks.serve_forever, daemon=True).start()
     threading.Thread(target=controller_loop, daemon=True).start()
     print(f"ready {port} {hook_port}", flush=True)
