@@ -90,6 +90,7 @@ pub enum Command {
         /// Do not ask for confirmation on a terminal.
         #[arg(long, short)]
         yes: bool,
+        /// --dry-run, --force-reset, --no-wait.
         #[command(flatten)]
         flags: RunFlags,
     },
@@ -97,6 +98,7 @@ pub enum Command {
     Stage {
         /// Stage id (see `ecoboot stages`).
         id: String,
+        /// --dry-run, --force-reset, --no-wait.
         #[command(flatten)]
         flags: RunFlags,
     },
@@ -123,6 +125,7 @@ pub enum Command {
     Inventory,
     /// ArgoCD helpers.
     Argocd {
+        /// What to do.
         #[command(subcommand)]
         command: ArgocdCommand,
     },

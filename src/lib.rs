@@ -2,6 +2,7 @@
 //!
 //! `run` is the whole program; `main.rs` only calls it.
 
+#![warn(missing_docs)]
 pub mod api;
 pub mod aws;
 pub mod cli;
