@@ -50,7 +50,10 @@ pub async fn connect(cx: &Ctx, stage: &'static str) -> Result<Access> {
         action: "load".into(),
         target: path.display().to_string(),
         message,
-        help: "rerun `ecoboot stage init-master` to fetch admin.conf again".into(),
+        help: format!(
+            "delete {} and run `ecoboot stage init-master` to fetch it again from the control plane",
+            path.display()
+        ),
     };
     let kubeconfig = Kubeconfig::from_yaml(&text).map_err(|e| bad(e.to_string()))?;
     let mut config =
@@ -99,7 +102,7 @@ pub fn error(action: &str, target: &str, e: kube::Error) -> Error {
             format!("{} {}: {}", s.code, s.reason, s.message),
             match s.code {
                 401 | 403 => {
-                    "the admin credentials were refused; fetch admin.conf again with `ecoboot stage init-master`"
+                    "the admin credentials were refused; delete admin.conf in the state directory and run `ecoboot stage init-master` to fetch it again"
                 }
                 409 if s.reason == "Conflict" => {
                     "another field manager owns these fields; see who with `kubectl get -o yaml --show-managed-fields`, then reconcile or remove its change"
