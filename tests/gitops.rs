@@ -193,6 +193,29 @@ fn argocd_and_the_root_app_converge_and_failures_are_named() {
         "only the offending apps are listed: {err}"
     );
 
+    // An ArgoCD workload that never becomes available fails install-argocd, named with why.
+    api.hook(
+        "POST",
+        "/_double/hold",
+        r#"{"kind":"Deployment","name":"argocd-server","ready":false}"#,
+    );
+    let (code, _, err) = ecoboot_with(&short, &state, &["stage", "install-argocd"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("ArgoCD is not available after 3s"), "{err}");
+    assert!(
+        err.contains("Deployment argocd-server: 0/1 available (Deployment does not have minimum availability.)"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("argocd-repo-server"),
+        "only the unavailable one: {err}"
+    );
+    api.hook(
+        "POST",
+        "/_double/unhold",
+        r#"{"kind":"Deployment","name":"argocd-server"}"#,
+    );
+
     // A checksum mismatch and an unreachable URL each say what is wrong.
     let pinned = "795a3a972224da6a7f9d32c3e946445f062b60fb46028476715affeb688236e3";
     let wrong = edit(
