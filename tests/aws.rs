@@ -33,6 +33,16 @@ fn up(
     (code, events(&out), err)
 }
 
+/// `ecoboot down --yes` against the sandbox: (exit code, stdout, stderr).
+fn down(sb: &AwsSandbox, dir: &std::path::Path, config: &std::path::Path) -> (i32, String, String) {
+    run(sb.env(
+        ecoboot(&dir.join("state"))
+            .arg("-c")
+            .arg(config)
+            .args(["down", "--yes"]),
+    ))
+}
+
 fn by_node(instances: &[serde_json::Value]) -> std::collections::BTreeMap<String, usize> {
     let mut m = std::collections::BTreeMap::new();
     for i in instances {
@@ -154,12 +164,7 @@ fn fresh_provision_rerun_status_inventory_and_down() {
             .starts_with("done: 14 instances running")
     );
 
-    let (code, out, err) = run(sb.env(
-        ecoboot(&dir.path().join("state"))
-            .arg("-c")
-            .arg(&config)
-            .args(["down", "--yes"]),
-    ));
+    let (code, out, err) = down(&sb, dir.path(), &config);
     assert_eq!(code, 0, "{out}{err}");
     let inv = sb.inventory("fresh");
     assert!(sb.live_instances("fresh").is_empty());
@@ -175,12 +180,7 @@ fn fresh_provision_rerun_status_inventory_and_down() {
     ] {
         assert_eq!(inv[key], 0, "{key} left after down: {inv}");
     }
-    let (code, out, _) = run(sb.env(
-        ecoboot(&dir.path().join("state"))
-            .arg("-c")
-            .arg(&config)
-            .args(["down", "--yes"]),
-    ));
+    let (code, out, _) = down(&sb, dir.path(), &config);
     assert_eq!(code, 0);
     assert!(out.contains("nothing to do"), "{out}");
 }
@@ -348,12 +348,7 @@ fn throttling_iam_propagation_and_dependency_violations_do_not_fail_runs() {
     assert_eq!(sb.live_instances("bumpy").len(), 14);
 
     sb.faults(r#"{"dependency": {"DeleteSecurityGroup": 2, "DeleteVpc": 1}}"#);
-    let (code, out, err) = run(sb.env(
-        ecoboot(&dir.path().join("state"))
-            .arg("-c")
-            .arg(&config)
-            .args(["down", "--yes"]),
-    ));
+    let (code, out, err) = down(&sb, dir.path(), &config);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("still in use; retrying"), "{out}");
     assert_eq!(sb.inventory("bumpy")["vpcs"], 0);

@@ -22,7 +22,10 @@ use crate::event::Action;
 pub const ID: &str = "install-argocd";
 
 /// The `install-argocd` stage.
-pub struct InstallArgocd;
+#[derive(Default)]
+pub struct InstallArgocd {
+    rendered: tokio::sync::OnceCell<Vec<DynamicObject>>,
+}
 
 /// A toleration for a `key[=value]:Effect` taint.
 fn toleration(spec: &str) -> Value {
@@ -125,11 +128,26 @@ pub fn render(text: &str, cfg: &ArgoCd) -> Result<Vec<DynamicObject>> {
     Ok(out)
 }
 
-async fn objects(cx: &Ctx) -> Result<Vec<DynamicObject>> {
-    let a = &cx.config.cluster.spec.argocd;
-    let text = crate::fetch::manifest(cx, &a.install, &format!("ArgoCD {}", a.install.version), ID)
-        .await?;
-    render(&text, a)
+impl InstallArgocd {
+    /// The rendered manifest, fetched and parsed once per run (probe, apply and re-probe
+    /// all use it).
+    async fn objects(&self, cx: &Ctx) -> Result<&[DynamicObject]> {
+        let objs = self
+            .rendered
+            .get_or_try_init(|| async {
+                let a = &cx.config.cluster.spec.argocd;
+                let text = crate::fetch::manifest(
+                    cx,
+                    &a.install,
+                    &format!("ArgoCD {}", a.install.version),
+                    ID,
+                )
+                .await?;
+                render(&text, a)
+            })
+            .await?;
+        Ok(objs)
+    }
 }
 
 /// The ArgoCD workloads that are not available yet, with why.
@@ -194,9 +212,9 @@ impl Stage for InstallArgocd {
     async fn probe(&self, cx: &Ctx) -> Result<Probe> {
         let client = cx.kube(ID).await?;
         let ns = &cx.config.cluster.spec.argocd.namespace;
-        let objs = objects(cx).await?;
+        let objs = self.objects(cx).await?;
         let total = objs.len();
-        let mut todo: Vec<Action> = Applier::new(&client, ns).plan(&objs, "argocd").await?;
+        let mut todo: Vec<Action> = Applier::new(&client, ns).plan(objs, "argocd").await?;
         let deployed = todo.is_empty();
         if deployed {
             todo.extend(
@@ -224,10 +242,10 @@ impl Stage for InstallArgocd {
     async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
         let client = cx.kube(ID).await?;
         let a = &cx.config.cluster.spec.argocd;
-        let objs = objects(cx).await?;
+        let objs = self.objects(cx).await?;
         let progress = |m: String| cx.events.progress(ID, None, m);
         let report = Applier::new(&client, &a.namespace)
-            .apply(objs, &progress)
+            .apply(objs.to_vec(), &progress)
             .await?;
         report.count(cx);
         let timeout = Duration::from_secs(a.wait_seconds);

@@ -20,7 +20,10 @@ pub const ID: &str = "install-cni";
 const NAMESPACE: &str = "kube-system";
 
 /// The `install-cni` stage.
-pub struct InstallCni;
+#[derive(Default)]
+pub struct InstallCni {
+    rendered: tokio::sync::OnceCell<Vec<DynamicObject>>,
+}
 
 /// Parses the Calico manifest and renders it for VXLAN with `pod_cidr`.
 pub fn render(text: &str, pod_cidr: &str) -> Result<Vec<DynamicObject>> {
@@ -78,11 +81,26 @@ fn drop_arg(probe: &mut Value, arg: &str) {
     }
 }
 
-async fn objects(cx: &Ctx) -> Result<Vec<DynamicObject>> {
-    let k = &cx.config.cluster.spec.kubernetes;
-    let text =
-        crate::fetch::manifest(cx, &k.calico, &format!("Calico {}", k.calico.version), ID).await?;
-    render(&text, &k.pod_cidr.value)
+impl InstallCni {
+    /// The rendered manifest, fetched and parsed once per run (probe, apply and re-probe
+    /// all use it).
+    async fn objects(&self, cx: &Ctx) -> Result<&[DynamicObject]> {
+        let objs = self
+            .rendered
+            .get_or_try_init(|| async {
+                let k = &cx.config.cluster.spec.kubernetes;
+                let text = crate::fetch::manifest(
+                    cx,
+                    &k.calico,
+                    &format!("Calico {}", k.calico.version),
+                    ID,
+                )
+                .await?;
+                render(&text, &k.pod_cidr.value)
+            })
+            .await?;
+        Ok(objs)
+    }
 }
 
 /// `None` when every calico-node pod is ready, else what is missing.
@@ -120,10 +138,10 @@ impl Stage for InstallCni {
 
     async fn probe(&self, cx: &Ctx) -> Result<Probe> {
         let client = cx.kube(ID).await?;
-        let objs = objects(cx).await?;
+        let objs = self.objects(cx).await?;
         let total = objs.len();
         let mut todo: Vec<Action> = Applier::new(&client, NAMESPACE)
-            .plan(&objs, "calico")
+            .plan(objs, "calico")
             .await?;
         if let Some(waiting) = calico_ready(&client).await? {
             todo.push(Action::new("calico", format!("wait: {waiting}")));
@@ -137,10 +155,10 @@ impl Stage for InstallCni {
 
     async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
         let client = cx.kube(ID).await?;
-        let objs = objects(cx).await?;
+        let objs = self.objects(cx).await?;
         let progress = |m: String| cx.events.progress(ID, None, m);
         let report = Applier::new(&client, NAMESPACE)
-            .apply(objs, &progress)
+            .apply(objs.to_vec(), &progress)
             .await?;
         report.count(cx);
         let timeout = Duration::from_secs(cx.config.cluster.spec.kubernetes.wait_seconds);

@@ -22,9 +22,9 @@ pub fn all() -> Vec<Box<dyn Stage>> {
         Box::new(prepare_nodes::PrepareNodes),
         Box::new(init_master::InitMaster),
         Box::new(join_workers::JoinWorkers),
-        Box::new(install_cni::InstallCni),
+        Box::new(install_cni::InstallCni::default()),
         Box::new(label_nodes::LabelNodes),
-        Box::new(install_argocd::InstallArgocd),
+        Box::new(install_argocd::InstallArgocd::default()),
         Box::new(root_app::RootApp),
     ]
 }

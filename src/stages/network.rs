@@ -513,21 +513,13 @@ impl Stage for Network {
                 .await
                 .map_err(|e| aws_error("ModifyVpcAttribute", &vpc, e))?;
         }
-        let igw = match f.igw.clone() {
+        // An existing gateway attached elsewhere is detached; a new one starts unattached.
+        let (igw, attached) = match f.igw.clone() {
             Some((id, attached)) => {
                 if let Some(other) = attached.as_deref().filter(|a| *a != vpc) {
                     detach_igw(aws, &id, other).await?;
                 }
-                if attached.as_deref() != Some(vpc.as_str()) {
-                    aws.pace().await;
-                    ec2.attach_internet_gateway()
-                        .internet_gateway_id(&id)
-                        .vpc_id(&vpc)
-                        .send()
-                        .await
-                        .map_err(|e| aws_error("AttachInternetGateway", &id, e))?;
-                }
-                id
+                (id, attached)
             }
             None => {
                 aws.pace().await;
@@ -546,21 +538,25 @@ impl Stage for Network {
                     .and_then(|g| g.internet_gateway_id())
                     .unwrap_or_default()
                     .to_string();
-                aws.pace().await;
-                ec2.attach_internet_gateway()
-                    .internet_gateway_id(&id)
-                    .vpc_id(&vpc)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("AttachInternetGateway", &id, e))?;
-                cx.events.progress(
-                    ID,
-                    Some("internet-gateway"),
-                    format!("created and attached {id}"),
-                );
-                id
+                (id, None)
             }
         };
+        if attached.as_deref() != Some(vpc.as_str()) {
+            aws.pace().await;
+            ec2.attach_internet_gateway()
+                .internet_gateway_id(&igw)
+                .vpc_id(&vpc)
+                .send()
+                .await
+                .map_err(|e| aws_error("AttachInternetGateway", &igw, e))?;
+        }
+        if f.igw.is_none() {
+            cx.events.progress(
+                ID,
+                Some("internet-gateway"),
+                format!("created and attached {igw}"),
+            );
+        }
         for s in &spec.subnets {
             match f.subnets.get(&s.name) {
                 Some((_, _, true)) => {}

@@ -291,10 +291,9 @@ def validate(group, version, plural, obj):
 
 # ---- storage ----
 
-def stamp(obj, key, api_version, group, version, plural):
+def stamp(obj, key, api_version):
+    """`obj` as served: with its managedFields."""
     obj["metadata"]["managedFields"] = managed_fields(key, api_version)
-    if group == "apiextensions.k8s.io" and plural == "customresourcedefinitions":
-        pass
     return obj
 
 
@@ -349,7 +348,7 @@ def record(manager, op, key, paths, take=True):
 
 
 def apply(key, r, group, version, body, manager, force):
-    """Server-side apply; returns (object, http code, changed)."""
+    """Server-side apply; returns (object, http code)."""
     api_version = f"{group}/{version}" if group else version
     body = copy.deepcopy(body)
     if r.get("status") and "status" in body:
@@ -371,7 +370,7 @@ def apply(key, r, group, version, body, manager, force):
         STATS["creates"] += 1
         if group not in BUILTIN:
             STATS["log"].append(f"created {r['kind']} {key[3]}")
-        return obj, 201, True
+        return obj, 201
     owners = OWNERS.setdefault(key, {})
     conflicts = []
     for p in sorted(paths):
@@ -399,11 +398,11 @@ def apply(key, r, group, version, body, manager, force):
     after_owners = {m: set(o["paths"]) for m, o in OWNERS[key].items()}
     if new == existing and before_owners == after_owners:
         STATS["applies_noop"] += 1
-        return existing, 200, False
+        return existing, 200
     bump(new, existing)
     OBJECTS[key] = new
     STATS["applies_changed"] += 1
-    return new, 200, True
+    return new, 200
 
 
 def bump(new, old):
@@ -438,8 +437,8 @@ def update(key, r, group, version, new, manager, subresource=None):
         bump(new, old)
     prev = OWNERS.get(key, {}).get(manager, {"paths": set()})["paths"]
     record(manager, "Update", key, prev | changed)
+    STATS["updates" if key in OBJECTS else "creates"] += 1
     OBJECTS[key] = new
-    STATS["updates"] += 1
     return new
 
 
@@ -594,7 +593,6 @@ class Api(BaseHTTPRequestHandler):
                     raise ApiError(409, "AlreadyExists", f'{gr} "{name}" already exists')
                 if ns:
                     body["metadata"]["namespace"] = ns
-                STATS["creates"] += 1
                 return 201, update(key, r, g, v, body, manager)
             raise ApiError(405, "MethodNotAllowed", f"{method} not allowed on a collection")
         key = (g, plural, ns, name)
@@ -602,7 +600,7 @@ class Api(BaseHTTPRequestHandler):
         if method == "GET":
             if obj is None:
                 raise ApiError(404, "NotFound", f'{gr} "{name}" not found')
-            return 200, stamp(copy.deepcopy(obj), key, api_version, g, v, plural)
+            return 200, stamp(copy.deepcopy(obj), key, api_version)
         if method == "DELETE":
             if obj is None:
                 raise ApiError(404, "NotFound", f'{gr} "{name}" not found')
@@ -624,7 +622,7 @@ class Api(BaseHTTPRequestHandler):
                 raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {gr} "{name}": '
                                "the object has been modified; please apply your changes to the latest version and try again")
             out = update(key, r, g, v, body, manager, sub)
-            return 200, stamp(copy.deepcopy(out), key, api_version, g, v, plural)
+            return 200, stamp(copy.deepcopy(out), key, api_version)
         if method == "PATCH":
             ctype = (self.headers.get("Content-Type") or "").split(";")[0]
             if ctype == "application/apply-patch+yaml":
@@ -636,8 +634,8 @@ class Api(BaseHTTPRequestHandler):
                 if body.get("apiVersion") != api_version or body.get("kind") != r["kind"]:
                     raise ApiError(400, "BadRequest",
                                    f"the apply patch is a {body.get('apiVersion')} {body.get('kind')}, the URL a {api_version} {r['kind']}")
-                out, code, _ = apply(key, r, g, v, body, q["fieldManager"], q.get("force") == "true")
-                return code, stamp(copy.deepcopy(out), key, api_version, g, v, plural)
+                out, code = apply(key, r, g, v, body, q["fieldManager"], q.get("force") == "true")
+                return code, stamp(copy.deepcopy(out), key, api_version)
             if obj is None:
                 raise ApiError(404, "NotFound", f'{gr} "{name}" not found')
             if ctype == "application/json-patch+json":
@@ -645,7 +643,7 @@ class Api(BaseHTTPRequestHandler):
             new = copy.deepcopy(obj)
             merge_patch(new, body)
             out = update(key, r, g, v, new, manager, sub)
-            return 200, stamp(copy.deepcopy(out), key, api_version, g, v, plural)
+            return 200, stamp(copy.deepcopy(out), key, api_version)
         raise ApiError(405, "MethodNotAllowed", method)
 
 
@@ -672,12 +670,9 @@ def set_status(key, status, manager):
         return
     new = copy.deepcopy(obj)
     new["status"] = status
-    g, plural = key[0], key[1]
-    for vs in groups().get(g, {}).values():
-        for r in vs:
-            if r["name"] == plural:
-                update(key, dict(r, status=False), g, obj["apiVersion"].split("/")[-1], new, manager)
-                return
+    version = obj["apiVersion"].split("/")[-1]
+    r = find_resource(key[0], version, key[1])
+    update(key, dict(r, status=False), key[0], version, new, manager)
 
 
 def age(obj):
