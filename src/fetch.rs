@@ -26,7 +26,7 @@ pub async fn manifest(cx: &Ctx, m: &Manifest, what: &str, stage: &str) -> Result
             let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
             (bytes, path.display().to_string())
         }
-        None => (download(&m.url, what, stage).await?, m.url.clone()),
+        None => (download(&m.url, what, stage).await?, m.url.value.clone()),
     };
     let got = digest(&bytes);
     if got != want {

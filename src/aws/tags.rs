@@ -26,7 +26,14 @@ impl Tags {
     pub fn for_cluster(config: &Config) -> Tags {
         Tags {
             cluster: config.name().to_string(),
-            user: config.cluster.spec.aws.tags.clone(),
+            user: config
+                .cluster
+                .spec
+                .aws
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect(),
         }
     }
 

@@ -5,7 +5,10 @@
 mod cidr;
 mod locate;
 mod model;
+mod strings;
+pub mod syntax;
 mod validate;
+mod validate_nodes;
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +19,14 @@ use thiserror::Error;
 pub use cidr::Cidr;
 pub use locate::Seg;
 pub use model::*;
+pub use syntax::{Effect, Taint};
+
+/// The largest config file ecoboot reads.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// The longest line (miette's renderer cannot point into longer ones).
+const MAX_LINE: usize = 16 * 1024;
+/// At most this many problems are rendered; the rest are counted.
+pub const MAX_PROBLEMS: usize = 50;
 
 /// The supported `apiVersion`.
 pub const API_VERSION: &str = "ecoboot.io/v1alpha1";
@@ -109,6 +120,14 @@ fn count(n: usize) -> String {
 impl ConfigProblems {
     fn new(path: &Path, source: String, mut problems: Vec<Problem>) -> Box<Self> {
         problems.sort_by_key(|p| p.span.map_or(usize::MAX, |s| s.offset()));
+        if problems.len() > MAX_PROBLEMS {
+            let more = problems.len() - MAX_PROBLEMS;
+            problems.truncate(MAX_PROBLEMS);
+            problems.push(
+                Problem::new(None, format!("and {more} more problems"))
+                    .help("fix the ones above first"),
+            );
+        }
         Box::new(ConfigProblems {
             path: path.to_path_buf(),
             source_code: NamedSource::new(path.display().to_string(), source),
@@ -127,16 +146,18 @@ impl ConfigProblems {
 impl Config {
     /// Reads, parses and validates the config at `path`.
     pub fn load(path: &Path, files: FileChecks) -> Result<Config, Box<ConfigProblems>> {
-        let bytes = std::fs::read(path).map_err(|e| {
+        let refuse = |message: String| {
             ConfigProblems::new(
                 path,
                 String::new(),
                 vec![
-                    Problem::new(None, format!("cannot read the config file: {e}"))
+                    Problem::new(None, message)
                         .help("pass the right file with -c/--config or ECOBOOT_CONFIG"),
                 ],
             )
-        })?;
+        };
+        let bytes = read_regular(path, MAX_CONFIG_BYTES)
+            .map_err(|e| refuse(format!("cannot read the config file: {e}")))?;
         let source = String::from_utf8_lossy(&bytes).into_owned();
         Self::parse(path, source, files, &hex::encode(Sha256::digest(&bytes)))
     }
@@ -148,9 +169,24 @@ impl Config {
         files: FileChecks,
         digest: &str,
     ) -> Result<Config, Box<ConfigProblems>> {
+        if let Some((n, _)) = source.lines().enumerate().find(|(_, l)| l.len() > MAX_LINE) {
+            let problem = Problem::new(
+                None,
+                format!("line {} is longer than {MAX_LINE} bytes", n + 1),
+            )
+            .help("config values are short single-line text; check that this is the right file");
+            return Err(ConfigProblems::new(path, String::new(), vec![problem]));
+        }
         let mut unknown: Vec<Vec<Seg>> = Vec::new();
+        let mut unknown_more = 0usize;
         let parsed = serde_saphyr::with_deserializer_from_str(&source, |de| {
-            serde_ignored::deserialize(de, |p| unknown.extend(segments(&p)))
+            serde_ignored::deserialize(de, |p| {
+                if unknown.len() < MAX_PROBLEMS {
+                    unknown.extend(segments(&p));
+                } else {
+                    unknown_more += 1;
+                }
+            })
         });
         let cluster: Cluster = match parsed {
             Ok(cluster) => cluster,
@@ -186,8 +222,20 @@ impl Config {
                 .help("check the spelling; see README.md#configuration for every key")
             })
             .collect();
+        if unknown_more > 0 {
+            problems.push(
+                Problem::new(None, format!("and {unknown_more} more unknown keys"))
+                    .help("check that this is an ecoboot cluster config"),
+            );
+        }
         let base = path.parent().unwrap_or(Path::new("."));
-        problems.extend(validate::validate(&cluster, base, files));
+        let hostile = strings::check(&source);
+        if !hostile.is_empty() {
+            // Values with control characters would only produce confusing follow-up errors.
+            problems.extend(hostile);
+        } else {
+            problems.extend(validate::validate(&cluster, base, files));
+        }
         if problems.is_empty() {
             Ok(Config {
                 cluster,
@@ -220,6 +268,33 @@ impl Config {
     pub fn resolve_path(&self, raw: &str) -> PathBuf {
         resolve_path(self.path.parent().unwrap_or(Path::new(".")), raw)
     }
+}
+
+/// Reads `path` if it is a regular file of at most `max` bytes (never a FIFO, device or
+/// directory), without following a symlink's target type checks twice.
+pub fn read_regular(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > max {
+        return Err(std::io::Error::other(format!(
+            "{} bytes is larger than the {max} bytes a config may have",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::other(format!("larger than {max} bytes")));
+    }
+    Ok(bytes)
 }
 
 /// Resolves `raw` against `base`, expanding a leading `~/`.

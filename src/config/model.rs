@@ -61,16 +61,20 @@ pub struct Aws {
     pub ami: Ami,
     /// The EC2 key pair.
     pub key_pair: KeyPair,
-    /// CIDRs allowed to reach SSH (22).
+    /// CIDRs allowed to reach SSH (22). Required: there is no default.
     pub allowed_ssh_cidrs: Vec<Located<String>>,
-    /// CIDRs allowed to reach the API server (6443).
+    /// CIDRs allowed to reach the API server (6443); used (and required) only with
+    /// `apiAccess: direct`.
     pub allowed_api_cidrs: Vec<Located<String>>,
     /// CIDRs allowed to reach the NodePort range; empty means no rule.
     pub node_port_cidrs: Vec<Located<String>>,
-    /// Managed policy ARNs attached to the node role.
+    /// Managed policy ARNs attached to the base node role (every node).
     pub iam_policies: Vec<Located<String>>,
+    /// Managed policy ARNs of the controller role, worn only by nodes with
+    /// `awsControllers: true` (EBS CSI driver, load balancer controller).
+    pub controller_iam_policies: Vec<Located<String>>,
     /// Extra tags for every resource.
-    pub tags: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, Located<String>>,
 }
 
 impl Default for Aws {
@@ -81,14 +85,16 @@ impl Default for Aws {
             subnets: Vec::new(),
             ami: Ami::default(),
             key_pair: KeyPair::default(),
-            allowed_ssh_cidrs: vec![plain("0.0.0.0/0".into())],
-            allowed_api_cidrs: vec![plain("0.0.0.0/0".into())],
+            allowed_ssh_cidrs: Vec::new(),
+            allowed_api_cidrs: Vec::new(),
             node_port_cidrs: Vec::new(),
             iam_policies: vec![
                 plain("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore".into()),
                 plain("arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly".into()),
-                plain("arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy".into()),
             ],
+            controller_iam_policies: vec![plain(
+                "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy".into(),
+            )],
             tags: BTreeMap::new(),
         }
     }
@@ -99,9 +105,9 @@ impl Default for Aws {
 #[serde(default)]
 pub struct Subnet {
     /// Name nodes refer to in `subnet:`.
-    pub name: String,
+    pub name: Located<String>,
     /// Availability zone, e.g. `ap-northeast-2a`.
-    pub az: String,
+    pub az: Located<String>,
     /// CIDR inside the VPC.
     pub cidr: Located<String>,
 }
@@ -111,16 +117,16 @@ pub struct Subnet {
 #[serde(rename_all = "camelCase", default)]
 pub struct Ami {
     /// Image owner account (Canonical by default).
-    pub owner: String,
+    pub owner: Located<String>,
     /// Image name filter.
-    pub name_filter: String,
+    pub name_filter: Located<String>,
 }
 
 impl Default for Ami {
     fn default() -> Self {
         Ami {
-            owner: "099720109477".into(),
-            name_filter: "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*".into(),
+            owner: plain("099720109477".into()),
+            name_filter: plain("ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*".into()),
         }
     }
 }
@@ -140,13 +146,13 @@ pub struct KeyPair {
 #[serde(rename_all = "camelCase", default)]
 pub struct Ssh {
     /// Remote user; non-root users get `sudo -n`.
-    pub user: String,
+    pub user: Located<String>,
     /// Private key file (used with `IdentitiesOnly`).
     pub identity_file: Option<String>,
     /// Default port.
     pub port: u16,
     /// Optional ProxyJump host (`user@host:port`).
-    pub bastion: Option<String>,
+    pub bastion: Option<Located<String>>,
     /// Host key policy.
     pub known_hosts: Located<String>,
     /// How many nodes at once; 0 means all.
@@ -158,7 +164,7 @@ pub struct Ssh {
 impl Default for Ssh {
     fn default() -> Self {
         Ssh {
-            user: "ubuntu".into(),
+            user: plain("ubuntu".into()),
             identity_file: None,
             port: 22,
             bastion: None,
@@ -205,8 +211,8 @@ impl Default for Kubernetes {
             pod_cidr: plain("192.168.0.0/16".into()),
             service_cidr: plain("10.96.0.0/12".into()),
             calico: Manifest {
-                version: "v3.32.1".into(),
-                url: "https://raw.githubusercontent.com/projectcalico/calico/v3.32.1/manifests/calico.yaml".into(),
+                version: plain("v3.32.1".into()),
+                url: plain("https://raw.githubusercontent.com/projectcalico/calico/v3.32.1/manifests/calico.yaml".into()),
                 sha256: Located::default(),
                 path: None,
             },
@@ -221,9 +227,9 @@ impl Default for Kubernetes {
 #[serde(default)]
 pub struct Manifest {
     /// Upstream version tag.
-    pub version: String,
+    pub version: Located<String>,
     /// Download URL.
-    pub url: String,
+    pub url: Located<String>,
     /// Expected sha256 (64 hex characters).
     pub sha256: Located<String>,
     /// Local file used instead of the URL (air-gapped runs).
@@ -237,9 +243,9 @@ pub struct ArgoCd {
     /// The pinned install manifest.
     pub install: Manifest,
     /// Namespace ArgoCD is installed into.
-    pub namespace: String,
+    pub namespace: Located<String>,
     /// Labels of that namespace.
-    pub namespace_labels: BTreeMap<String, String>,
+    pub namespace_labels: BTreeMap<String, Located<String>>,
     /// `server.insecure` in `argocd-cmd-params-cm` (TLS terminated at a load balancer).
     pub server_insecure: bool,
     /// The `argocd-server` Service.
@@ -260,14 +266,14 @@ impl Default for ArgoCd {
     fn default() -> Self {
         ArgoCd {
             install: Manifest {
-                version: "v3.5.1".into(),
-                url: "https://raw.githubusercontent.com/argoproj/argo-cd/v3.5.1/manifests/install.yaml".into(),
+                version: plain("v3.5.1".into()),
+                url: plain("https://raw.githubusercontent.com/argoproj/argo-cd/v3.5.1/manifests/install.yaml".into()),
                 sha256: plain(
                     "795a3a972224da6a7f9d32c3e946445f062b60fb46028476715affeb688236e3".into(),
                 ),
                 path: None,
             },
-            namespace: "argocd".into(),
+            namespace: plain("argocd".into()),
             namespace_labels: BTreeMap::new(),
             server_insecure: true,
             service: ArgoService::default(),
@@ -308,7 +314,7 @@ impl Default for ArgoService {
 #[serde(rename_all = "camelCase", default)]
 pub struct Placement {
     /// Node labels a pod's node must carry.
-    pub node_selector: BTreeMap<String, String>,
+    pub node_selector: BTreeMap<String, Located<String>>,
     /// Taints tolerated, as `key[=value]:Effect`.
     pub tolerations: Vec<Located<String>>,
 }
@@ -320,32 +326,32 @@ pub struct RootApp {
     /// The template (relative to the config file); empty = the one built into ecoboot.
     pub template: Option<String>,
     /// Application name.
-    pub name: String,
+    pub name: Located<String>,
     /// AppProject.
-    pub project: String,
+    pub project: Located<String>,
     /// Git repository.
-    pub repo_url: String,
+    pub repo_url: Located<String>,
     /// Branch, tag or commit.
-    pub target_revision: String,
+    pub target_revision: Located<String>,
     /// Directory of the child Applications in the repository.
-    pub path: String,
+    pub path: Located<String>,
     /// Destination namespace.
-    pub destination_namespace: String,
+    pub destination_namespace: Located<String>,
     /// `argocd.argoproj.io/sync-wave`.
-    pub sync_wave: String,
+    pub sync_wave: Located<String>,
 }
 
 impl Default for RootApp {
     fn default() -> Self {
         RootApp {
             template: None,
-            name: "root-app".into(),
-            project: "default".into(),
-            repo_url: "https://github.com/SeSACTHON/backend".into(),
-            target_revision: "develop".into(),
-            path: "argocd/components".into(),
-            destination_namespace: "argocd".into(),
-            sync_wave: "-2".into(),
+            name: plain("root-app".into()),
+            project: plain("default".into()),
+            repo_url: plain("https://github.com/SeSACTHON/backend".into()),
+            target_revision: plain("develop".into()),
+            path: plain("argocd/components".into()),
+            destination_namespace: plain("argocd".into()),
+            sync_wave: plain("-2".into()),
         }
     }
 }
@@ -380,7 +386,7 @@ pub struct Node {
     /// Control plane or worker.
     pub role: Option<Role>,
     /// EC2 instance type.
-    pub instance_type: String,
+    pub instance_type: Located<String>,
     /// Root volume size in GiB.
     pub disk_gb: u32,
     /// Subnet name from `spec.aws.subnets`.
@@ -391,6 +397,9 @@ pub struct Node {
     pub labels: BTreeMap<String, Located<String>>,
     /// Taints `key[=value]:Effect` set at registration.
     pub taints: Vec<Located<String>>,
+    /// The node runs AWS-facing controllers (load balancer controller, EBS CSI): its instance
+    /// metadata hop limit is 2 so pods can reach IMDSv2, and it gets the controller IAM role.
+    pub aws_controllers: bool,
 }
 
 /// A value together with where it stands in the config file (`None` for defaults).
@@ -400,6 +409,24 @@ pub struct Located<T> {
     pub value: T,
     /// Byte span in the config source.
     pub span: Option<SourceSpan>,
+}
+
+impl<T: std::fmt::Display> std::fmt::Display for Located<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.value.fmt(f)
+    }
+}
+
+impl<T: Serialize> Serialize for Located<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(serializer)
+    }
+}
+
+impl PartialEq<str> for Located<String> {
+    fn eq(&self, other: &str) -> bool {
+        self.value == other
+    }
 }
 
 impl<T> std::ops::Deref for Located<T> {

@@ -1,38 +1,43 @@
 //! Semantic checks of a parsed config. Every check adds to one list so the user sees all
 //! problems at once.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 
-use super::{API_VERSION, Cidr, Cluster, FileChecks, Located, Problem, Role};
+use super::syntax::{self, clip, is_dns_label};
+use super::validate_nodes::{check_argocd, check_nodes};
+use super::{API_VERSION, ApiAccess, Cidr, Cluster, FileChecks, Located, Problem};
 
-/// Label key prefixes kubelet refuses in `--node-labels` (the node then never registers).
-const RESERVED_LABEL_PREFIXES: [&str; 2] = ["kubernetes.io", "k8s.io"];
-/// Prefixes under the reserved domains that kubelet does allow.
-const KUBELET_ALLOWED_PREFIXES: [&str; 2] = ["kubelet.kubernetes.io", "node.kubernetes.io"];
-/// Individual reserved labels kubelet may set itself.
-const KUBELET_ALLOWED_LABELS: [&str; 8] = [
-    "kubernetes.io/hostname",
-    "kubernetes.io/arch",
-    "kubernetes.io/os",
-    "beta.kubernetes.io/instance-type",
-    "node.kubernetes.io/instance-type",
-    "topology.kubernetes.io/region",
-    "topology.kubernetes.io/zone",
-    "failure-domain.beta.kubernetes.io/zone",
-];
-
-struct Checker {
-    problems: Vec<Problem>,
+/// Collects problems; shared by the validation modules.
+pub(super) struct Checker {
+    pub(super) problems: Vec<Problem>,
 }
 
 impl Checker {
-    fn err<T>(&mut self, at: &Located<T>, message: impl Into<String>, help: impl Into<String>) {
+    pub(super) fn err<T>(
+        &mut self,
+        at: &Located<T>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
         self.problems
             .push(Problem::new(at.span, message).help(help.into()));
     }
 
-    fn required(&mut self, at: &Located<String>, key: &str) -> bool {
+    /// Reports `check(value)`'s error at `at`, prefixed with `key`.
+    pub(super) fn syntax(
+        &mut self,
+        at: &Located<String>,
+        key: &str,
+        check: impl FnOnce(&str) -> Result<(), String>,
+        help: &str,
+    ) {
+        if let Err(e) = check(at) {
+            self.err(at, format!("`{key}`: {e}"), help);
+        }
+    }
+
+    pub(super) fn required(&mut self, at: &Located<String>, key: &str) -> bool {
         if at.trim().is_empty() {
             self.err(at, format!("`{key}` is required"), format!("set `{key}`"));
             false
@@ -41,7 +46,7 @@ impl Checker {
         }
     }
 
-    fn cidr(&mut self, at: &Located<String>, key: &str) -> Option<Cidr> {
+    pub(super) fn cidr(&mut self, at: &Located<String>, key: &str) -> Option<Cidr> {
         if !self.required(at, key) {
             return None;
         }
@@ -58,7 +63,7 @@ impl Checker {
         }
     }
 
-    fn sha256(&mut self, at: &Located<String>, key: &str) {
+    pub(super) fn sha256(&mut self, at: &Located<String>, key: &str) {
         if at.len() != 64 || !at.chars().all(|c| c.is_ascii_hexdigit()) {
             self.err(
                 at,
@@ -79,7 +84,7 @@ pub fn validate(c: &Cluster, base: &Path, files: FileChecks) -> Vec<Problem> {
             &c.api_version,
             format!(
                 "`apiVersion` must be `{API_VERSION}`, found `{}`",
-                c.api_version.value
+                clip(&c.api_version.value)
             ),
             format!("set `apiVersion: {API_VERSION}`"),
         );
@@ -87,7 +92,7 @@ pub fn validate(c: &Cluster, base: &Path, files: FileChecks) -> Vec<Problem> {
     if c.kind.value != "Cluster" {
         ck.err(
             &c.kind,
-            format!("`kind` must be `Cluster`, found `{}`", c.kind.value),
+            format!("`kind` must be `Cluster`, found `{}`", clip(&c.kind.value)),
             "set `kind: Cluster`",
         );
     }
@@ -95,7 +100,7 @@ pub fn validate(c: &Cluster, base: &Path, files: FileChecks) -> Vec<Problem> {
     if ck.required(name, "metadata.name") && !is_dns_label(name) {
         ck.err(
             name,
-            format!("cluster name `{}` is not a DNS-1123 label", name.value),
+            format!("cluster name `{}` is not a DNS-1123 label", clip(name)),
             "use lower-case letters, digits and '-', at most 63 characters, starting and ending with a letter or digit",
         );
     }
@@ -108,7 +113,14 @@ pub fn validate(c: &Cluster, base: &Path, files: FileChecks) -> Vec<Problem> {
 /// Returns the VPC CIDR if valid, for the overlap checks.
 fn check_aws(ck: &mut Checker, c: &Cluster, base: &Path, files: FileChecks) -> Option<Cidr> {
     let aws = &c.spec.aws;
-    ck.required(&aws.region, "spec.aws.region");
+    if ck.required(&aws.region, "spec.aws.region") {
+        ck.syntax(
+            &aws.region,
+            "spec.aws.region",
+            syntax::region,
+            "write a region such as ap-northeast-2",
+        );
+    }
     let vpc = ck.cidr(&aws.vpc_cidr, "spec.aws.vpcCidr");
     if aws.subnets.is_empty() {
         ck.err(
@@ -120,18 +132,28 @@ fn check_aws(ck: &mut Checker, c: &Cluster, base: &Path, files: FileChecks) -> O
     let mut seen = HashSet::new();
     let mut blocks: Vec<Cidr> = Vec::new();
     for s in &aws.subnets {
-        if s.name.is_empty() || !seen.insert(s.name.clone()) {
+        if !is_dns_label(&s.name) || !seen.insert(s.name.value.clone()) {
             ck.err(
                 s,
-                format!("subnet name `{}` is empty or used twice", s.name),
-                "give every subnet a unique `name`",
+                format!(
+                    "subnet name `{}` is empty, used twice or not a DNS-1123 label",
+                    clip(&s.name)
+                ),
+                "give every subnet a unique lower-case `name` such as public-a",
             );
         }
         if s.az.is_empty() {
             ck.err(
                 s,
-                format!("subnet `{}` has no `az`", s.name),
+                format!("subnet `{}` has no `az`", clip(&s.name)),
                 "set `az`, e.g. ap-northeast-2a",
+            );
+        } else {
+            ck.syntax(
+                &s.az,
+                "az",
+                |az| syntax::zone(az, &aws.region),
+                "write a zone of the region, e.g. ap-northeast-2a",
             );
         }
         let Some(block) = ck.cidr(&s.cidr, "cidr") else {
@@ -164,7 +186,40 @@ fn check_aws(ck: &mut Checker, c: &Cluster, base: &Path, files: FileChecks) -> O
             ck.cidr(cidr, &format!("spec.aws.{key}"));
         }
     }
-    ck.required(&aws.key_pair.name, "spec.aws.keyPair.name");
+    check_exposure(ck, c);
+    ck.syntax(
+        &aws.ami.owner,
+        "spec.aws.ami.owner",
+        check_ami_owner,
+        "an AWS account id (12 digits), `amazon` or `self`",
+    );
+    ck.syntax(
+        &aws.ami.name_filter,
+        "spec.aws.ami.nameFilter",
+        check_name_filter,
+        "an image name pattern such as ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*",
+    );
+    for (key, value) in &aws.tags {
+        if let Err(e) = syntax::aws_tag(key, value) {
+            ck.err(value, format!("`spec.aws.tags`: {e}"), "AWS tags: letters, digits, spaces and _.:/=+-@; keys starting with aws: are reserved by AWS");
+        }
+    }
+    for arn in aws.iam_policies.iter().chain(&aws.controller_iam_policies) {
+        ck.syntax(
+            arn,
+            "IAM policy",
+            check_policy_arn,
+            "a managed policy ARN such as arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
+        );
+    }
+    if ck.required(&aws.key_pair.name, "spec.aws.keyPair.name") {
+        ck.syntax(
+            &aws.key_pair.name,
+            "spec.aws.keyPair.name",
+            |n| syntax::plain_token(n, 255),
+            "a key pair name of letters, digits, '.', '_' and '-'",
+        );
+    }
     let key_path = &aws.key_pair.public_key_path;
     if ck.required(key_path, "spec.aws.keyPair.publicKeyPath") && files == FileChecks::Check {
         let resolved = super::resolve_path(base, key_path);
@@ -187,15 +242,12 @@ fn check_aws(ck: &mut Checker, c: &Cluster, base: &Path, files: FileChecks) -> O
 
 fn check_kubernetes(ck: &mut Checker, c: &Cluster, vpc: Option<Cidr>) {
     let k = &c.spec.kubernetes;
-    let version = k.version.trim_start_matches('v');
-    let parts: Vec<&str> = version.split('.').collect();
-    if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.parse::<u32>().is_err()) {
-        ck.err(
-            &k.version,
-            format!("`{}` is not a Kubernetes version", k.version.value),
-            "write MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 1.34 or 1.34.1",
-        );
-    }
+    ck.syntax(
+        &k.version,
+        "spec.kubernetes.version",
+        syntax::kubernetes_version,
+        "write MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 1.34 or 1.34.1",
+    );
     let pod = ck.cidr(&k.pod_cidr, "spec.kubernetes.podCidr");
     let svc = ck.cidr(&k.service_cidr, "spec.kubernetes.serviceCidr");
     let pairs = [
@@ -213,269 +265,117 @@ fn check_kubernetes(ck: &mut Checker, c: &Cluster, vpc: Option<Cidr>) {
     ck.sha256(&k.calico.sha256, "spec.kubernetes.calico.sha256");
     ck.sha256(&c.spec.argocd.install.sha256, "spec.argocd.install.sha256");
     check_argocd(ck, c);
-    let policy = &c.spec.ssh.known_hosts;
+    for (m, key) in [
+        (&k.calico, "spec.kubernetes.calico"),
+        (&c.spec.argocd.install, "spec.argocd.install"),
+    ] {
+        ck.syntax(
+            &m.url,
+            &format!("{key}.url"),
+            syntax::https_url,
+            "a pinned https:// URL",
+        );
+        ck.syntax(
+            &m.version,
+            &format!("{key}.version"),
+            |v| syntax::plain_token(v, 64),
+            "a release tag such as v3.32.1",
+        );
+    }
+    check_ssh(ck, c);
+}
+
+fn check_ssh(ck: &mut Checker, c: &Cluster) {
+    let ssh = &c.spec.ssh;
+    ck.syntax(
+        &ssh.user,
+        "spec.ssh.user",
+        syntax::posix_user,
+        "a POSIX user name such as ubuntu",
+    );
+    if let Some(bastion) = &ssh.bastion {
+        ck.syntax(
+            bastion,
+            "spec.ssh.bastion",
+            syntax::jump_host,
+            "write [user@]host[:port]",
+        );
+    }
+    let policy = &ssh.known_hosts;
     if !["accept-new", "strict"].contains(&policy.as_str()) {
         ck.err(
             policy,
-            format!("`knownHosts: {}` is not a host key policy", policy.value),
+            format!("`knownHosts: {}` is not a host key policy", clip(policy)),
             "use `accept-new` (record on first contact) or `strict` (must already be known)",
         );
     }
 }
 
-fn check_argocd(ck: &mut Checker, c: &Cluster) {
-    let a = &c.spec.argocd;
-    for t in &a.placement.tolerations {
-        if let Err(e) = check_taint(t) {
-            ck.err(
-                t,
-                format!("toleration `{}`: {e}", t.value),
-                "write a toleration as key[=value]:Effect, e.g. role=control-plane:NoSchedule",
-            );
-        }
-    }
-    let kind = &a.service.kind;
-    if !["ClusterIP", "NodePort", "LoadBalancer"].contains(&kind.as_str()) {
+/// Closed by default: SSH (and, with `apiAccess: direct`, the API) must name who may connect,
+/// and ArgoCD's plain-HTTP UI is never reachable from the whole internet.
+fn check_exposure(ck: &mut Checker, c: &Cluster) {
+    let aws = &c.spec.aws;
+    const FIND_IP: &str = "list the CIDRs that may connect, e.g. your address as `203.0.113.7/32` (`curl -s https://checkip.amazonaws.com`); GitHub-hosted runners change address on every run, so CI needs a self-hosted runner with a fixed address, a bastion, or a wider range you accept";
+    if aws.allowed_ssh_cidrs.is_empty() {
         ck.err(
-            kind,
-            format!("`{}` is not a Service type", kind.value),
-            "use ClusterIP, NodePort or LoadBalancer",
+            &aws.region,
+            "`spec.aws.allowedSshCidrs` is required: ecoboot opens port 22 to no one by default",
+            FIND_IP,
         );
     }
-    for port in [&a.service.http_node_port, &a.service.https_node_port]
-        .into_iter()
-        .flatten()
+    if c.spec.kubernetes.api_access == ApiAccess::Direct && aws.allowed_api_cidrs.is_empty() {
+        ck.err(
+            &aws.region,
+            "`spec.aws.allowedApiCidrs` is required with `apiAccess: direct`",
+            FIND_IP,
+        );
+    }
+    let a = &c.spec.argocd;
+    let exposed = a.service.kind.as_str() != "ClusterIP";
+    if a.server_insecure
+        && exposed
+        && let Some(cidr) = aws.node_port_cidrs.iter().find(|x| x.value.ends_with("/0"))
     {
-        if !(30000..=32767).contains(&port.value) {
-            ck.err(
-                port,
-                format!("NodePort {} is outside the range 30000-32767", port.value),
-                "pick a port in 30000-32767",
-            );
-        }
-    }
-    for name in &a.projects {
-        if !is_dns_label(name) {
-            ck.err(
-                name,
-                format!("AppProject name `{}` is not a DNS-1123 label", name.value),
-                "use lowercase letters, digits and '-'",
-            );
-        }
-    }
-    for (name, key) in [
-        (&a.namespace, "spec.argocd.namespace"),
-        (&a.root_app.name, "spec.argocd.rootApp.name"),
-    ] {
-        if !is_dns_label(name) {
-            ck.problems.push(
-                Problem::new(None, format!("`{key}: {name}` is not a DNS-1123 label"))
-                    .help("use lowercase letters, digits and '-'".to_string()),
-            );
-        }
-    }
-}
-
-fn check_nodes(ck: &mut Checker, c: &Cluster) {
-    let nodes = &c.spec.nodes;
-    let subnets: HashSet<&str> = c.spec.aws.subnets.iter().map(|s| s.name.as_str()).collect();
-    let mut names: BTreeMap<&str, ()> = BTreeMap::new();
-    let mut control_planes = 0;
-    for node in nodes {
-        let name = &node.name;
-        if ck.required(name, "name") {
-            if !is_dns_subdomain(name) {
-                ck.err(name, format!("node name `{}` is not a DNS-1123 name", name.value), "use lower-case letters, digits, '-' and '.'; it becomes the hostname and the Kubernetes node name");
-            }
-            if names.insert(name.as_str(), ()).is_some() {
-                ck.err(
-                    name,
-                    format!("duplicate node name `{}`", name.value),
-                    "node names must be unique",
-                );
-            }
-        }
-        match node.role {
-            None => ck.err(
-                node,
-                format!("node `{}` has no `role`", name.value),
-                "set `role: control-plane` or `role: worker`",
-            ),
-            Some(Role::ControlPlane) => control_planes += 1,
-            Some(Role::Worker) => {}
-        }
-        if node.instance_type.is_empty() {
-            ck.err(
-                node,
-                format!("node `{}` has no `instanceType`", name.value),
-                "set an EC2 instance type such as t3.medium",
-            );
-        }
-        if node.disk_gb < 8 {
-            ck.err(
-                node,
-                format!("node `{}`: `diskGb` must be at least 8", name.value),
-                "set the root volume size in GiB, e.g. diskGb: 30",
-            );
-        }
-        if !subnets.contains(node.subnet.as_str()) {
-            ck.err(
-                &node.subnet,
-                format!(
-                    "node `{}` names subnet `{}`, which is not in spec.aws.subnets",
-                    name.value, node.subnet.value
-                ),
-                format!(
-                    "use one of: {}",
-                    subnets.iter().copied().collect::<Vec<_>>().join(", ")
-                ),
-            );
-        }
-        if let Some(addr) = &node.address
-            && !valid_address(addr)
-        {
-            ck.err(
-                addr,
-                format!("`address: {}` is not host[:port]", addr.value),
-                "write e.g. 203.0.113.7 or 127.0.1.3:2222",
-            );
-        }
-        for (key, value) in &node.labels {
-            check_label(ck, key, value);
-        }
-        for taint in &node.taints {
-            if let Err(e) = check_taint(taint) {
-                ck.err(
-                    taint,
-                    format!("taint `{}`: {e}", taint.value),
-                    "write key[=value]:NoSchedule|PreferNoSchedule|NoExecute",
-                );
-            }
-        }
-    }
-    if control_planes != 1 {
-        let at = nodes
-            .first()
-            .map(|n| n.span)
-            .unwrap_or(c.metadata.name.span);
-        ck.problems.push(
-            Problem::new(
-                at,
-                format!("exactly one node must have `role: control-plane`, found {control_planes}"),
-            )
-            .help("ecoboot builds a single control-plane kubeadm cluster"),
+        ck.err(
+            cidr,
+            "`serverInsecure: true` with a NodePort open to the whole internet serves the ArgoCD UI and API over plain HTTP to anyone",
+            "narrow spec.aws.nodePortCidrs to the load balancer's or your own range, set `serverInsecure: false`, or use `service: {type: ClusterIP}` and `ecoboot argocd ui`",
         );
     }
 }
 
-fn check_label(ck: &mut Checker, key: &str, value: &Located<String>) {
-    let (prefix, name) = key
-        .rsplit_once('/')
-        .map_or((None, key), |(p, n)| (Some(p), n));
-    if let Some(prefix) = prefix {
-        let reserved = RESERVED_LABEL_PREFIXES
-            .iter()
-            .any(|r| prefix == *r || prefix.ends_with(&format!(".{r}")));
-        let allowed =
-            KUBELET_ALLOWED_PREFIXES.contains(&prefix) || KUBELET_ALLOWED_LABELS.contains(&key);
-        if reserved && !allowed {
-            ck.err(
-                value,
-                format!("label `{key}` uses the reserved prefix `{prefix}/`: kubelet refuses it at registration and the node never joins"),
-                "use a plain key such as `role=`; ecoboot sets node-role.kubernetes.io/<role> itself through the API in the label-nodes stage",
-            );
-            return;
-        }
-        if !is_dns_subdomain(prefix) {
-            ck.err(
-                value,
-                format!("label key `{key}` has an invalid prefix"),
-                "a prefix is a DNS subdomain followed by '/'",
-            );
-        }
-    }
-    if !is_qualified_name_part(name) {
-        ck.err(value, format!("label key `{key}` is invalid"), "a label name is at most 63 characters of [A-Za-z0-9_.-], starting and ending alphanumeric");
-    }
-    if !value.is_empty() && !is_qualified_name_part(value) {
-        ck.err(value, format!("label value `{}` (key `{key}`) is invalid", value.value), "a label value is at most 63 characters of [A-Za-z0-9_.-], starting and ending alphanumeric; commas are not allowed");
+fn check_ami_owner(owner: &str) -> Result<(), String> {
+    let account = owner.len() == 12 && owner.chars().all(|c| c.is_ascii_digit());
+    if account || ["amazon", "self", "aws-marketplace"].contains(&owner) {
+        Ok(())
+    } else {
+        Err(format!("`{}` is not an image owner", clip(owner)))
     }
 }
 
-fn check_taint(taint: &str) -> Result<(), String> {
-    let (kv, effect) = taint.rsplit_once(':').ok_or("missing `:Effect`")?;
-    if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
-        return Err(format!("unknown effect `{effect}`"));
-    }
-    let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
-    let name = key.rsplit_once('/').map_or(key, |(_, n)| n);
-    if key.is_empty() || !is_qualified_name_part(name) {
-        return Err(format!("invalid key `{key}`"));
-    }
-    if !value.is_empty() && !is_qualified_name_part(value) {
-        return Err(format!("invalid value `{value}`"));
-    }
-    Ok(())
-}
-
-fn valid_address(addr: &str) -> bool {
-    let (host, port) = match addr.rsplit_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (addr, None),
-    };
-    !host.is_empty()
-        && host
+fn check_name_filter(filter: &str) -> Result<(), String> {
+    let ok = !filter.is_empty()
+        && filter.len() <= 256
+        && filter
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-        && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
-}
-
-/// RFC 1123 label: lower-case alphanumerics and '-', 1-63 chars, alphanumeric at both ends.
-pub fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-/// RFC 1123 subdomain: dot-separated labels, at most 253 characters.
-pub fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
-}
-
-fn is_qualified_name_part(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn taints() {
-        assert!(check_taint("domain=data:NoSchedule").is_ok());
-        assert!(check_taint("dedicated:NoExecute").is_ok());
-        assert!(check_taint("example.com/x=y:PreferNoSchedule").is_ok());
-        assert!(check_taint("domain=data").is_err());
-        assert!(check_taint("domain=data:Never").is_err());
-        assert!(check_taint("=x:NoSchedule").is_err());
+            .all(|c| c.is_ascii_alphanumeric() || "-._/*?()[] ".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{}` is not an image name pattern", clip(filter)))
     }
+}
 
-    #[test]
-    fn names() {
-        assert!(is_dns_label("k8s-master"));
-        assert!(!is_dns_label("K8s"));
-        assert!(!is_dns_label("-a"));
-        assert!(is_dns_subdomain("node.example.com"));
-        assert!(valid_address("127.0.1.3:2222"));
-        assert!(!valid_address("127.0.1.3:0"));
-        assert!(!valid_address("a b"));
+fn check_policy_arn(arn: &str) -> Result<(), String> {
+    let ok = arn.starts_with("arn:aws")
+        && arn.len() <= 2048
+        && arn.contains(":policy/")
+        && arn
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._:/+=,@".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{}` is not a managed policy ARN", clip(arn)))
     }
 }

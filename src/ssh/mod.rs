@@ -4,6 +4,7 @@
 pub mod hostkeys;
 pub mod redact;
 pub mod run;
+pub mod script;
 
 use std::io::Write;
 use std::num::NonZeroUsize;
@@ -107,11 +108,11 @@ impl Options {
             .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
             .unwrap_or(0);
         Options {
-            user: ssh.user.clone(),
+            user: ssh.user.value.clone(),
             identity: ssh.identity_file.as_ref().map(|p| config.resolve_path(p)),
             known_hosts: state_dir.join("known_hosts"),
             strict: ssh.known_hosts.as_str() == "strict",
-            bastion: ssh.bastion.clone(),
+            bastion: ssh.bastion.as_ref().map(|b| b.value.clone()),
             connect_timeout: Duration::from_secs(ssh.connect_timeout_seconds.max(1)),
             control_dir: std::env::temp_dir().join(format!("ecoboot-{uid}")),
             log_dir: state_dir.join("logs").join("nodes"),
@@ -338,7 +339,7 @@ impl Conn {
                 file,
                 "== {} {label} (exit {code})\n-- script\n{}\n-- stdout\n{}\n-- stderr\n{}",
                 crate::state::now(),
-                redact::redact(script.trim_end()),
+                redact::redact(&script::elide_payloads(script.trim_end())),
                 out.stdout.trim_end(),
                 out.stderr.trim_end()
             );

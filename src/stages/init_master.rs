@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::kubeadm::{self, VERSION_PLACEHOLDER};
 use crate::ssh::run::connect_nodes;
-use crate::ssh::{Conn, Target};
+use crate::ssh::{Conn, Target, script};
 
 /// Stage id.
 pub const ID: &str = "init-master";
@@ -130,6 +130,56 @@ fn local_admin(cx: &Ctx) -> std::path::PathBuf {
     cx.state_dir().join("admin.conf")
 }
 
+/// Deletes the bootstrap token `kubeadm init` created (found by its description): joins use
+/// their own short-lived tokens, so nothing should be able to join with it. Its TTL is 15
+/// minutes, so a run killed before this point leaves it valid no longer than that.
+async fn delete_init_tokens(conn: &Conn) -> Result<()> {
+    let listed = conn
+        .run_secret(
+            "list bootstrap tokens",
+            "kubeadm token list -o json",
+            Duration::from_secs(60),
+            true,
+        )
+        .await?;
+    for id in init_token_ids(&listed.stdout) {
+        let out = conn
+            .run(
+                "delete the kubeadm init token",
+                &format!("kubeadm token delete {}", script::quote(&id)),
+                Duration::from_secs(60),
+                true,
+            )
+            .await?;
+        if !out.ok() {
+            tracing::warn!(node = %conn.node, "could not delete the init bootstrap token {id}: {}", out.tail(2));
+        }
+    }
+    Ok(())
+}
+
+/// The ids (never the secrets) of the tokens in `kubeadm token list -o json` output (one JSON
+/// object per token) that `kubeadm init` created for ecoboot.
+fn init_token_ids(listing: &str) -> Vec<String> {
+    serde_json::Deserializer::from_str(listing)
+        .into_iter::<serde_json::Value>()
+        .map_while(|v| v.ok())
+        .filter(|t| t["description"] == kubeadm::INIT_TOKEN_DESCRIPTION)
+        .filter_map(|t| {
+            t["token"]
+                .as_str()
+                .and_then(|s| s.split('.').next())
+                .map(String::from)
+        })
+        .filter(|id| {
+            id.len() == 6
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        .collect()
+}
+
 #[async_trait]
 impl Stage for InitMaster {
     fn id(&self) -> &'static str {
@@ -232,7 +282,8 @@ impl Stage for InitMaster {
             let config =
                 kubeadm::init_config(&cx.config, cx.config.control_plane(), &facts(cx, &target));
             let script = format!(
-                "mkdir -p /etc/kubernetes/ecoboot\ncat > {INIT_CONFIG} <<'ECOBOOT_EOF'\n{config}ECOBOOT_EOF\nsed -i \"s/{VERSION_PLACEHOLDER}/$(kubeadm version -o short)/\" {INIT_CONFIG}\ntouch {INIT_STARTED}\nkubeadm init --config {INIT_CONFIG} && touch {INIT_DONE}"
+                "mkdir -p /etc/kubernetes/ecoboot\n{write}\nsed -i \"s/{VERSION_PLACEHOLDER}/$(kubeadm version -o short)/\" {INIT_CONFIG}\ntouch {INIT_STARTED}\nkubeadm init --config {INIT_CONFIG} && touch {INIT_DONE}",
+                write = script::write_file(INIT_CONFIG, config.as_bytes(), 0o600)
             );
             cx.events.progress(ID, Some(&node), "kubeadm init");
             let out = run("kubeadm init", script, 900).await?;
@@ -292,8 +343,22 @@ impl Stage for InitMaster {
             ));
         }
         crate::fsutil::write_atomic(&local_admin(cx), admin.stdout.as_bytes(), 0o600)?;
+        delete_init_tokens(&conn).await?;
         cx.events
             .progress(ID, Some(&node), "control plane ready; admin.conf fetched");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_only_the_init_token_ids() {
+        let listing = format!(
+            "{{\n  \"token\": \"abc123.0123456789abcdef\",\n  \"description\": \"{}\"\n}}\n{{\"token\":\"zzz999.0123456789abcdef\",\"description\":\"other\"}}\n",
+            crate::kubeadm::INIT_TOKEN_DESCRIPTION
+        );
+        assert_eq!(super::init_token_ids(&listing), vec!["abc123".to_string()]);
+        assert!(super::init_token_ids("garbage").is_empty());
     }
 }

@@ -315,14 +315,18 @@ spec: {template: {spec: {containers: [{name: s}]}}}
 
     fn cfg() -> ArgoCd {
         ArgoCd {
-            namespace: "gitops".into(),
+            namespace: crate::config::plain("gitops".into()),
             service: crate::config::ArgoService {
                 kind: crate::config::plain("NodePort".into()),
                 http_node_port: Some(crate::config::plain(30080)),
                 https_node_port: None,
             },
             placement: crate::config::Placement {
-                node_selector: [("role".to_string(), "control-plane".to_string())].into(),
+                node_selector: [(
+                    "role".to_string(),
+                    crate::config::plain("control-plane".to_string()),
+                )]
+                .into(),
                 tolerations: vec![crate::config::plain("role=control-plane:NoSchedule".into())],
             },
             keep_network_policies: false,

@@ -222,7 +222,7 @@ fn plan(cx: &Ctx, found: &Found, net: Option<&NetworkOut>) -> Result<(Vec<Action
                     ));
                 }
                 let running_type = one.instance_type().map(|t| t.as_str()).unwrap_or_default();
-                if running_type != node.instance_type {
+                if running_type != node.instance_type.as_str() {
                     drift.push(format!(
                         "{name} runs {running_type}, config says {} (not replaced)",
                         node.instance_type
@@ -294,7 +294,7 @@ async fn newest_ami(aws: &Aws, config: &Config) -> Result<String> {
     let out = aws
         .ec2
         .describe_images()
-        .owners(&ami.owner)
+        .owners(ami.owner.as_str())
         .filters(ec2_filter("name", &ami.name_filter))
         .filters(ec2_filter("state", "available"))
         .send()

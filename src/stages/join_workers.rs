@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::kubeadm;
 use crate::ssh::run::{NodeFailure, SKIPPED};
-use crate::ssh::{Conn, Target, redact};
+use crate::ssh::{Conn, Target, redact, script};
 
 /// Stage id.
 pub const ID: &str = "join-workers";
@@ -139,7 +139,8 @@ impl Stage for JoinWorkers {
             let join =
                 kubeadm::join_config(&node, &facts(cx, &target), &endpoint, &token, &ca_hash);
             let script = format!(
-                "if [ -e /etc/kubernetes/kubelet.conf ]; then exit {SKIPPED}; fi\nif [ -e /etc/kubernetes/pki/ca.crt ]; then kubeadm reset -f; fi\nmkdir -p /etc/kubernetes/ecoboot\numask 077\ncat > {JOIN_CONFIG} <<'ECOBOOT_EOF'\n{join}ECOBOOT_EOF\nkubeadm join --config {JOIN_CONFIG}\nrc=$?\nrm -f {JOIN_CONFIG}\nexit $rc"
+                "if [ -e /etc/kubernetes/kubelet.conf ]; then exit {SKIPPED}; fi\nif [ -e /etc/kubernetes/pki/ca.crt ]; then kubeadm reset -f; fi\nmkdir -p /etc/kubernetes/ecoboot\n{write}\nkubeadm join --config {JOIN_CONFIG}\nrc=$?\nrm -f {JOIN_CONFIG}\nexit $rc",
+                write = script::write_file(JOIN_CONFIG, join.as_bytes(), 0o600)
             );
             let events = cx.events.clone();
             set.spawn(async move {

@@ -43,17 +43,17 @@ pub fn desired_labels(node: &Node) -> BTreeMap<String, String> {
     labels
 }
 
-/// A config taint (`key[=value]:Effect`) as a Kubernetes taint.
+/// A config taint (`key[=value]:Effect`, validated at load) as a Kubernetes taint.
 pub fn taint(spec: &str) -> Taint {
-    let (kv, effect) = spec.rsplit_once(':').unwrap_or((spec, "NoSchedule"));
-    let (key, value) = match kv.split_once('=') {
-        Some((k, v)) => (k, Some(v.to_string())),
-        None => (kv, None),
-    };
+    let parsed: crate::config::Taint = spec.parse().unwrap_or(crate::config::Taint {
+        key: spec.into(),
+        value: String::new(),
+        effect: crate::config::Effect::NoSchedule,
+    });
     Taint {
-        key: key.into(),
-        value: value.filter(|v| !v.is_empty()),
-        effect: effect.into(),
+        key: parsed.key,
+        value: Some(parsed.value).filter(|v| !v.is_empty()),
+        effect: parsed.effect.as_str().into(),
         time_added: None,
     }
 }

@@ -323,7 +323,7 @@ fn plan(config: &Config, f: &Found) -> Vec<Action> {
         Some(_) => {}
     }
     for s in &aws.subnets {
-        match f.subnets.get(&s.name) {
+        match f.subnets.get(s.name.as_str()) {
             None => out.push(Action::new(
                 format!("subnet/{}", s.name),
                 format!("create public subnet {} in {}", s.cidr.value, s.az),
@@ -361,7 +361,7 @@ fn plan(config: &Config, f: &Found) -> Vec<Action> {
                 .iter()
                 .filter(|s| {
                     f.subnets
-                        .get(&s.name)
+                        .get(s.name.as_str())
                         .is_none_or(|(sid, _, _)| !associated.contains(sid))
                 })
                 .count();
@@ -393,9 +393,9 @@ fn output(config: &Config, f: &Found) -> Option<NetworkOut> {
         .subnets
         .iter()
         .map(|s| {
-            f.subnets.get(&s.name).map(|(id, az, _)| {
+            f.subnets.get(s.name.as_str()).map(|(id, az, _)| {
                 (
-                    s.name.clone(),
+                    s.name.value.clone(),
                     SubnetOut {
                         id: id.clone(),
                         az: az.clone(),
@@ -558,7 +558,7 @@ impl Stage for Network {
             );
         }
         for s in &spec.subnets {
-            match f.subnets.get(&s.name) {
+            match f.subnets.get(s.name.as_str()) {
                 Some((_, _, true)) => {}
                 found_subnet => {
                     let id = match found_subnet {
@@ -569,7 +569,7 @@ impl Stage for Network {
                                 .create_subnet()
                                 .vpc_id(&vpc)
                                 .cidr_block(&s.cidr.value)
-                                .availability_zone(&s.az)
+                                .availability_zone(s.az.as_str())
                                 .tag_specifications(aws.tags.spec(
                                     ResourceType::Subnet,
                                     &Self::name(config, &s.name),
@@ -600,7 +600,8 @@ impl Stage for Network {
                         .send()
                         .await
                         .map_err(|e| aws_error("ModifySubnetAttribute", &id, e))?;
-                    f.subnets.insert(s.name.clone(), (id, s.az.clone(), true));
+                    f.subnets
+                        .insert(s.name.value.clone(), (id, s.az.value.clone(), true));
                 }
             }
         }
@@ -746,7 +747,12 @@ mod tests {
             .subnets
             .iter()
             .enumerate()
-            .map(|(i, s)| (s.name.clone(), (format!("subnet-{i}"), s.az.clone(), true)))
+            .map(|(i, s)| {
+                (
+                    s.name.value.clone(),
+                    (format!("subnet-{i}"), s.az.value.clone(), true),
+                )
+            })
             .collect::<BTreeMap<_, _>>();
         let associated = subnets.values().map(|(id, _, _)| id.clone()).collect();
         let full = Found {

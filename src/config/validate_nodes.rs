@@ -1,0 +1,257 @@
+//! Validation of `spec.nodes` (names, roles, addresses, labels, taints) and `spec.argocd`
+//! (placement, Service, projects, root application): every value that reaches a node, a
+//! generated file or an API object.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::syntax::{self, Taint, clip, is_dns_label, is_dns_subdomain};
+use super::validate::Checker;
+use super::{Cluster, Located, Problem, Role};
+
+/// Label key prefixes kubelet refuses in `--node-labels` (the node then never registers).
+const RESERVED_LABEL_PREFIXES: [&str; 2] = ["kubernetes.io", "k8s.io"];
+/// Prefixes under the reserved domains that kubelet does allow.
+const KUBELET_ALLOWED_PREFIXES: [&str; 2] = ["kubelet.kubernetes.io", "node.kubernetes.io"];
+/// Individual reserved labels kubelet may set itself.
+const KUBELET_ALLOWED_LABELS: [&str; 8] = [
+    "kubernetes.io/hostname",
+    "kubernetes.io/arch",
+    "kubernetes.io/os",
+    "beta.kubernetes.io/instance-type",
+    "node.kubernetes.io/instance-type",
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/zone",
+];
+
+pub(super) fn check_argocd(ck: &mut Checker, c: &Cluster) {
+    let a = &c.spec.argocd;
+    for t in &a.placement.tolerations {
+        if let Err(e) = t.parse::<Taint>() {
+            ck.err(
+                t,
+                format!("toleration `{}`: {e}", clip(t)),
+                "write a toleration as key[=value]:Effect, e.g. role=control-plane:NoSchedule",
+            );
+        }
+    }
+    let kind = &a.service.kind;
+    if !["ClusterIP", "NodePort", "LoadBalancer"].contains(&kind.as_str()) {
+        ck.err(
+            kind,
+            format!("`{}` is not a Service type", clip(kind)),
+            "use ClusterIP, NodePort or LoadBalancer",
+        );
+    }
+    for port in [&a.service.http_node_port, &a.service.https_node_port]
+        .into_iter()
+        .flatten()
+    {
+        if !(30000..=32767).contains(&port.value) {
+            ck.err(
+                port,
+                format!("NodePort {} is outside the range 30000-32767", port.value),
+                "pick a port in 30000-32767",
+            );
+        }
+    }
+    for name in &a.projects {
+        if !is_dns_label(name) {
+            ck.err(
+                name,
+                format!("AppProject name `{}` is not a DNS-1123 label", clip(name)),
+                "use lowercase letters, digits and '-'",
+            );
+        }
+    }
+    for (key, value) in &a.namespace_labels {
+        check_selector(ck, "spec.argocd.namespaceLabels", key, value);
+    }
+    for (key, value) in &a.placement.node_selector {
+        check_selector(ck, "spec.argocd.placement.nodeSelector", key, value);
+    }
+    let r = &a.root_app;
+    let dns = "use lowercase letters, digits and '-'";
+    ck.syntax(&a.namespace, "spec.argocd.namespace", dns_label, dns);
+    ck.syntax(&r.name, "spec.argocd.rootApp.name", dns_label, dns);
+    ck.syntax(&r.project, "spec.argocd.rootApp.project", dns_label, dns);
+    ck.syntax(
+        &r.destination_namespace,
+        "spec.argocd.rootApp.destinationNamespace",
+        dns_label,
+        dns,
+    );
+    ck.syntax(
+        &r.repo_url,
+        "spec.argocd.rootApp.repoUrl",
+        syntax::git_url,
+        "write https://host/org/repo or git@host:org/repo",
+    );
+    ck.syntax(
+        &r.target_revision,
+        "spec.argocd.rootApp.targetRevision",
+        syntax::repo_path,
+        "a branch, tag or commit SHA",
+    );
+    ck.syntax(
+        &r.path,
+        "spec.argocd.rootApp.path",
+        syntax::repo_path,
+        "a directory inside the repository, e.g. argocd/components",
+    );
+    ck.syntax(
+        &r.sync_wave,
+        "spec.argocd.rootApp.syncWave",
+        sync_wave,
+        "an integer such as \"-2\"",
+    );
+}
+
+fn dns_label(s: &str) -> Result<(), String> {
+    if is_dns_label(s) {
+        Ok(())
+    } else {
+        Err(format!("`{}` is not a DNS-1123 label", clip(s)))
+    }
+}
+
+fn sync_wave(s: &str) -> Result<(), String> {
+    match s.parse::<i32>() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(format!("`{}` is not an integer", clip(s))),
+    }
+}
+
+fn check_selector(ck: &mut Checker, key_path: &str, key: &str, value: &Located<String>) {
+    if let Err(e) = syntax::qualified_name(key).and_then(|_| syntax::label_value(value)) {
+        ck.err(
+            value,
+            format!("`{key_path}`: {e}"),
+            "label keys are [prefix/]name and values at most 63 characters of [A-Za-z0-9_.-]",
+        );
+    }
+}
+
+pub(super) fn check_nodes(ck: &mut Checker, c: &Cluster) {
+    let nodes = &c.spec.nodes;
+    let subnets: HashSet<&str> = c.spec.aws.subnets.iter().map(|s| s.name.as_str()).collect();
+    let mut names: BTreeMap<&str, ()> = BTreeMap::new();
+    let mut control_planes = 0;
+    for node in nodes {
+        let name = &node.name;
+        if ck.required(name, "name") {
+            if !is_dns_subdomain(name) {
+                ck.err(name, format!("node name `{}` is not a DNS-1123 name", clip(name)), "use lower-case letters, digits, '-' and '.'; it becomes the hostname and the Kubernetes node name");
+            }
+            if names.insert(name.as_str(), ()).is_some() {
+                ck.err(
+                    name,
+                    format!("duplicate node name `{}`", name.value),
+                    "node names must be unique",
+                );
+            }
+        }
+        match node.role {
+            None => ck.err(
+                node,
+                format!("node `{}` has no `role`", name.value),
+                "set `role: control-plane` or `role: worker`",
+            ),
+            Some(Role::ControlPlane) => control_planes += 1,
+            Some(Role::Worker) => {}
+        }
+        if !node.instance_type.is_empty() {
+            ck.syntax(
+                &node.instance_type,
+                "instanceType",
+                |t| syntax::plain_token(t, 32),
+                "an EC2 instance type such as t3.medium",
+            );
+        } else {
+            ck.err(
+                node,
+                format!("node `{}` has no `instanceType`", name.value),
+                "set an EC2 instance type such as t3.medium",
+            );
+        }
+        if node.disk_gb < 8 {
+            ck.err(
+                node,
+                format!("node `{}`: `diskGb` must be at least 8", name.value),
+                "set the root volume size in GiB, e.g. diskGb: 30",
+            );
+        }
+        if !subnets.contains(node.subnet.as_str()) {
+            ck.err(
+                &node.subnet,
+                format!(
+                    "node `{}` names subnet `{}`, which is not in spec.aws.subnets",
+                    name.value, node.subnet.value
+                ),
+                format!(
+                    "use one of: {}",
+                    subnets.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+        if let Some(addr) = &node.address
+            && let Err(e) = syntax::host_port(addr)
+        {
+            ck.err(
+                addr,
+                format!("`address: {}` is not host[:port]: {e}", clip(addr)),
+                "write e.g. 203.0.113.7 or 127.0.1.3:2222",
+            );
+        }
+        for (key, value) in &node.labels {
+            check_label(ck, key, value);
+        }
+        for taint in &node.taints {
+            if let Err(e) = taint.parse::<Taint>() {
+                ck.err(
+                    taint,
+                    format!("taint `{}`: {e}", clip(taint)),
+                    "write key[=value]:NoSchedule|PreferNoSchedule|NoExecute",
+                );
+            }
+        }
+    }
+    if control_planes != 1 {
+        let at = nodes
+            .first()
+            .map(|n| n.span)
+            .unwrap_or(c.metadata.name.span);
+        ck.problems.push(
+            Problem::new(
+                at,
+                format!("exactly one node must have `role: control-plane`, found {control_planes}"),
+            )
+            .help("ecoboot builds a single control-plane kubeadm cluster"),
+        );
+    }
+}
+
+fn check_label(ck: &mut Checker, key: &str, value: &Located<String>) {
+    if let Err(e) = syntax::qualified_name(key) {
+        ck.err(value, format!("label key `{}` is invalid: {e}", clip(key)), "a label key is [prefix/]name: a DNS subdomain prefix and at most 63 characters of [A-Za-z0-9_.-]");
+        return;
+    }
+    if let Some((prefix, _)) = key.split_once('/') {
+        let reserved = RESERVED_LABEL_PREFIXES
+            .iter()
+            .any(|r| prefix == *r || prefix.ends_with(&format!(".{r}")));
+        let allowed =
+            KUBELET_ALLOWED_PREFIXES.contains(&prefix) || KUBELET_ALLOWED_LABELS.contains(&key);
+        if reserved && !allowed {
+            ck.err(
+                value,
+                format!("label `{key}` uses the reserved prefix `{prefix}/`: kubelet refuses it at registration and the node never joins"),
+                "use a plain key such as `role=`; ecoboot sets node-role.kubernetes.io/<role> itself through the API in the label-nodes stage",
+            );
+            return;
+        }
+    }
+    if syntax::label_value(value).is_err() {
+        ck.err(value, format!("label value `{}` (key `{key}`) is invalid", clip(value)), "a label value is at most 63 characters of [A-Za-z0-9_.-], starting and ending alphanumeric; commas are not allowed");
+    }
+}
