@@ -471,7 +471,13 @@ fn kubeconfig(g: &Global, file: Option<&std::path::Path>) -> Result<()> {
         .rsplit_once(':')
         .map_or(host.as_str(), |(h, _)| h)
         .to_string();
-    let text = crate::kubeadm::with_server(&admin, &format!("https://{host}:6443"));
+    let text = crate::api::admin_conf::with_server(&admin, &format!("https://{host}:6443"))
+        .map_err(|why| Error::Kube {
+            action: "load".into(),
+            target: admin_path.display().to_string(),
+            message: format!("refused: {why}"),
+            help: "delete it and run `ecoboot stage init-master` to fetch it again".into(),
+        })?;
     let path = file
         .map(std::path::Path::to_path_buf)
         .unwrap_or_else(|| store.dir().join("kubeconfig"));

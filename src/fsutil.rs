@@ -13,12 +13,15 @@ use crate::error::{Error, Result};
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp.{}.{seq}", std::process::id()));
     let write = || -> std::io::Result<()> {
+        // `create_new` with O_NOFOLLOW refuses anything planted at the temp path.
         let mut file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(mode)
             .open(&tmp)?;
         file.write_all(bytes)?;
@@ -32,14 +35,57 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     })
 }
 
-/// Creates `dir` and its parents with mode 0700 if missing.
+/// Creates `dir` and its parents with mode 0700 if missing, then checks that `dir` is a real
+/// directory (not a symlink) owned by this user with no group or other permissions: ecoboot
+/// keeps control sockets, logs and state there, so a directory someone else prepared is refused.
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| Error::io("create directory", dir, e))
+        .map_err(|e| Error::io("create directory", dir, e))?;
+    let meta = fs::symlink_metadata(dir).map_err(|e| Error::io("inspect", dir, e))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let why = if meta.file_type().is_symlink() {
+        Some("it is a symbolic link".to_string())
+    } else if !meta.is_dir() {
+        Some("it is not a directory".to_string())
+    } else if meta.uid() != euid {
+        Some(format!(
+            "it belongs to uid {}, not to you (uid {euid})",
+            meta.uid()
+        ))
+    } else if meta.mode() & 0o077 != 0 {
+        Some(format!(
+            "its mode is {:o}; it must be 700",
+            meta.mode() & 0o777
+        ))
+    } else {
+        None
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(Error::io(
+            "use private directory",
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("refused: {why}"),
+            ),
+        )),
+    }
+}
+
+/// Options that open (or create, 0600) a file for appending without following a symlink.
+pub fn append_nofollow() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW);
+    o
 }
 
 #[cfg(test)]
@@ -58,5 +104,35 @@ mod tests {
         assert_eq!(mode, 0o600);
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn private_dirs_refuse_symlinks_and_open_modes() {
+        let base = tempfile::tempdir().unwrap();
+        let good = base.path().join("a/b");
+        ensure_private_dir(&good).unwrap();
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&good, &link).unwrap();
+        assert!(
+            ensure_private_dir(&link)
+                .unwrap_err()
+                .to_string()
+                .contains("use private directory")
+        );
+        let open = base.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(ensure_private_dir(&open).is_err());
+    }
+
+    #[test]
+    fn appends_never_follow_symlinks() {
+        let base = tempfile::tempdir().unwrap();
+        let target = base.path().join("target");
+        fs::write(&target, "keep").unwrap();
+        let log = base.path().join("node.log");
+        std::os::unix::fs::symlink(&target, &log).unwrap();
+        assert!(append_nofollow().open(&log).is_err());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
     }
 }

@@ -140,27 +140,6 @@ pub fn join_config(
     documents(None, &[join])
 }
 
-/// `kubeconfig` with every cluster `server:` set to `server` (the API certificate carries the
-/// public address as a SAN, so TLS verification keeps working).
-pub fn with_server(kubeconfig: &str, server: &str) -> String {
-    let mut out = String::with_capacity(kubeconfig.len());
-    for line in kubeconfig.split_inclusive('\n') {
-        let trimmed = line.trim_start();
-        let indent = &line[..line.len() - trimmed.len()];
-        if trimmed.starts_with("server:") {
-            out.push_str(&format!("{indent}server: {server}\n"));
-        } else if let Some(rest) = trimmed.strip_prefix("- cluster: {server:") {
-            let after = rest.split_once('}').map_or("\n", |(_, a)| a);
-            out.push_str(&format!(
-                "{indent}- cluster: {{server: \"{server}\"}}{after}"
-            ));
-        } else {
-            out.push_str(line);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,19 +165,6 @@ mod tests {
         assert_eq!(
             actual, expected,
             "snapshot {name} differs (ECOBOOT_UPDATE_SNAPSHOTS=1 to accept)"
-        );
-    }
-
-    #[test]
-    fn kubeconfig_server_is_replaced() {
-        let admin = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: QUJD\n    server: https://10.0.1.10:6443\n  name: c\n";
-        let out = with_server(admin, "https://54.180.0.10:6443");
-        assert!(out.contains("    server: https://54.180.0.10:6443\n"));
-        assert!(out.contains("certificate-authority-data: QUJD"));
-        let flow = "clusters:\n- cluster: {server: \"https://10.0.1.10:6443\"}\n  name: c\n";
-        assert!(
-            with_server(flow, "https://h:6443")
-                .contains("- cluster: {server: \"https://h:6443\"}\n")
         );
     }
 

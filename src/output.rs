@@ -1,8 +1,6 @@
 //! Process-wide output setup: the miette error renderer and tracing (stderr + per-run log file).
 
-use std::fs::OpenOptions;
 use std::io::IsTerminal;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -65,12 +63,7 @@ fn open_log(dir: &Path, command: &str) -> Option<(std::fs::File, PathBuf)> {
     crate::fsutil::ensure_private_dir(dir).ok()?;
     let stamp = crate::state::now().replace(':', "");
     let path = dir.join(format!("{stamp}-{command}-{}.log", std::process::id()));
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&path)
-        .ok()?;
+    let file = crate::fsutil::append_nofollow().open(&path).ok()?;
     Some((file, path))
 }
 

@@ -120,6 +120,17 @@ pub fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
+/// Reads a file without following a symlink at its path.
+fn read_nofollow(path: &Path) -> std::io::Result<String> {
+    let mut text = String::new();
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// The state directory of one cluster, held under an exclusive lock for a whole run.
 #[derive(Debug)]
 pub struct Store {
@@ -145,6 +156,7 @@ impl Store {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| Error::io("open", &path, e))?;
         match file.try_lock() {
@@ -208,7 +220,7 @@ impl Store {
     /// (exit 4), and the file is left as it is.
     pub fn load(&self, cluster: &str) -> Result<State> {
         let path = self.path();
-        let text = match std::fs::read_to_string(&path) {
+        let text = match read_nofollow(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::new(cluster)),
             Err(e) => {

@@ -44,13 +44,24 @@ fn init_and_join_14_nodes_then_rerun_calls_no_kubeadm() {
         init.contains("kubernetesVersion: v1.34.2"),
         "version resolved on the node:\n{init}"
     );
-    assert!(
-        init.contains("- \"127.0.1.1\""),
+    let docs: Vec<serde_json::Value> = init
+        .split("\n---\n")
+        .map(|d| serde_saphyr::from_str(d).expect("kubeadm config is YAML"))
+        .collect();
+    assert_eq!(
+        docs[1]["apiServer"]["certSANs"][0], "127.0.1.1",
         "the address ecoboot uses is a certificate SAN"
     );
     assert!(
-        init.contains("value: \"domain=control-plane,phase=0,role=control-plane"),
+        docs[0]["nodeRegistration"]["kubeletExtraArgs"][0]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("domain=control-plane,phase=0,role=control-plane"),
         "{init}"
+    );
+    assert_eq!(
+        docs[0]["bootstrapTokens"][0]["ttl"], "15m0s",
+        "init token lives 15 minutes"
     );
     assert!(init.contains("- addon/kube-proxy"));
     assert!(fleet.calls(1).iter().any(|c| c == "kubeadm init phase addon kube-proxy --config /etc/kubernetes/ecoboot/kubeadm-init.yaml"));
@@ -90,7 +101,7 @@ fn init_and_join_14_nodes_then_rerun_calls_no_kubeadm() {
         .file(12, "/var/lib/ecoboot-sim/join-config.yaml")
         .unwrap();
     assert!(
-        postgres.contains("infra-type=postgresql") && postgres.contains("key: \"domain\""),
+        postgres.contains("infra-type=postgresql") && postgres.contains("key: domain"),
         "{postgres}"
     );
     let tokens = std::fs::read_dir(
@@ -117,7 +128,7 @@ fn init_and_join_14_nodes_then_rerun_calls_no_kubeadm() {
     assert_eq!(printed.trim(), mine.to_str().unwrap());
     let text = std::fs::read_to_string(&mine).unwrap();
     assert!(
-        text.contains("server: \"https://127.0.1.1:6443\""),
+        text.contains("server: https://127.0.1.1:6443"),
         "public endpoint of the control plane:\n{text}"
     );
     assert_eq!(

@@ -242,12 +242,12 @@ fn argocd_and_the_root_app_converge_and_failures_are_named() {
     let offline = edit(
         &offline,
         "url: https://raw.githubusercontent.com/argoproj/argo-cd/v3.5.1/manifests/install.yaml",
-        "url: http://127.0.0.1:9/install.yaml",
+        "url: https://127.0.0.1:9/install.yaml",
     );
     let (code, _, err) = ecoboot_with(&offline, &state, &["stage", "install-argocd"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("cannot download ArgoCD v3.5.1 from http://127.0.0.1:9/install.yaml"),
+        err.contains("cannot download ArgoCD v3.5.1 from https://127.0.0.1:9/install.yaml"),
         "{err}"
     );
     assert!(err.contains("set `path:`"), "{err}");

@@ -166,7 +166,11 @@ fn cluster_converges_through_the_api_and_a_rerun_writes_nothing() {
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &direct,
-        text.replace("apiAccess: tunnel", "apiAccess: direct"),
+        text.replace("apiAccess: tunnel", "apiAccess: direct")
+            .replace(
+                "    allowedSshCidrs:",
+                "    allowedApiCidrs: [127.0.0.1/32]\n    allowedSshCidrs:",
+            ),
     )
     .unwrap();
     let (code, out, err) = run(ecoboot(&state)

@@ -2,6 +2,7 @@
 //! through an SSH tunnel to the control plane (default: port 6443 need not be open to the world)
 //! or directly at the control plane's address (`spec.kubernetes.apiAccess: direct`).
 
+pub mod admin_conf;
 pub mod apply;
 pub mod manifest;
 mod tunnel;
@@ -55,6 +56,9 @@ pub async fn connect(cx: &Ctx, stage: &'static str) -> Result<Access> {
             path.display()
         ),
     };
+    // Never trust the file as is: it came from a node (see `admin_conf`).
+    let text = admin_conf::sanitize(&text)
+        .map_err(|why| bad(format!("refused: {why}; no credential plugin was run")))?;
     let kubeconfig = Kubeconfig::from_yaml(&text).map_err(|e| bad(e.to_string()))?;
     let mut config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())

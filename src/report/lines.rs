@@ -34,11 +34,29 @@ impl LineReporter {
         }
     }
 
+    /// Prints text that may carry foreign content (node output, API messages). In GitHub mode a
+    /// block with anything command-like is fenced by `::stop-commands::<random token>`, so a
+    /// node printing `::add-mask::` or `::warning::` shows as plain text instead of acting.
     fn line(&self, text: &str) {
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let fence = self.github && text.contains("::");
+        let token = fence.then(stop_token);
+        if let Some(t) = &token {
+            let _ = writeln!(out, "::stop-commands::{t}");
+        }
         for line in text.lines() {
             let _ = writeln!(out, "{}", sanitize(line));
         }
+        if let Some(t) = &token {
+            let _ = writeln!(out, "::{t}::");
+        }
+        let _ = out.flush();
+    }
+
+    /// Prints one of ecoboot's own workflow commands (`::group::`, `::error::`).
+    fn command(&self, command: &str) {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(out, "{}", sanitize(command));
         let _ = out.flush();
     }
 
@@ -63,9 +81,7 @@ impl LineReporter {
             md.push_str(&format!("| {stage} | {status} | {} |\n", seconds(*ms)));
         }
         md.push('\n');
-        let appended = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
+        let appended = crate::fsutil::append_nofollow()
             .open(path)
             .and_then(|mut f| f.write_all(md.as_bytes()));
         if let Err(e) = appended {
@@ -75,6 +91,25 @@ impl LineReporter {
             ));
         }
     }
+}
+
+/// A fresh unpredictable token for `::stop-commands::` (a node cannot guess it to resume
+/// command processing early).
+fn stop_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!(
+        "ecoboot-{:016x}{:016x}",
+        h.finish(),
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    )
 }
 
 fn seconds(ms: u64) -> String {
@@ -120,7 +155,7 @@ impl Reporter for LineReporter {
             }
             Event::StageStarted { stage, title } => {
                 if self.github {
-                    self.line(&format!("::group::{stage}: {title}"));
+                    self.command(&format!("::group::{stage}: {title}"));
                 } else if !self.quiet {
                     self.line(&format!("[{stage}] {title}"));
                 }
@@ -130,7 +165,7 @@ impl Reporter for LineReporter {
                     self.line(&format!("[{stage}] done already: {message}"));
                 }
                 if self.github {
-                    self.line("::endgroup::");
+                    self.command("::endgroup::");
                 }
                 self.row(stage, "done (skipped)", 0);
             }
@@ -178,7 +213,7 @@ impl Reporter for LineReporter {
                     ));
                 }
                 if self.github {
-                    self.line("::endgroup::");
+                    self.command("::endgroup::");
                 }
                 self.row(stage, "done", *duration_ms);
             }
@@ -192,8 +227,8 @@ impl Reporter for LineReporter {
                     seconds(*duration_ms)
                 ));
                 if self.github {
-                    self.line("::endgroup::");
-                    self.line(&format!(
+                    self.command("::endgroup::");
+                    self.command(&format!(
                         "::error title=ecoboot stage {stage} failed::{}",
                         gh_escape(message)
                     ));
@@ -271,6 +306,29 @@ mod tests {
         let md = std::fs::read_to_string(summary).unwrap();
         assert!(md.contains("| network | done | 1.5s |"));
         assert!(md.contains("| iam | failed | 0.0s |"));
+    }
+
+    #[test]
+    fn node_output_cannot_issue_workflow_commands() {
+        let buf = Buf::default();
+        let r = LineReporter::new(Mutex::new(Box::new(buf.clone())), true, false, None);
+        r.event(&Event::Progress {
+            stage: "prepare-nodes".into(),
+            node: Some("k8s-api-auth".into()),
+            message: "stderr:\n::add-mask::x\n::warning::owned".into(),
+            done: None,
+            total: None,
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let token = lines[0].strip_prefix("::stop-commands::").expect("fenced");
+        assert!(token.len() > 20);
+        assert_eq!(lines.last().unwrap(), &format!("::{token}::"));
+        assert!(
+            lines[1..lines.len() - 1]
+                .iter()
+                .any(|l| *l == "::add-mask::x")
+        );
     }
 
     #[test]

@@ -114,10 +114,43 @@ impl Options {
             strict: ssh.known_hosts.as_str() == "strict",
             bastion: ssh.bastion.as_ref().map(|b| b.value.clone()),
             connect_timeout: Duration::from_secs(ssh.connect_timeout_seconds.max(1)),
-            control_dir: std::env::temp_dir().join(format!("ecoboot-{uid}")),
+            control_dir: control_dir(uid),
             log_dir: state_dir.join("logs").join("nodes"),
         }
     }
+}
+
+/// Where control sockets live: `$XDG_RUNTIME_DIR/ecoboot` (a per-user 0700 directory the
+/// system made) when set, else `$TMPDIR/ecoboot-<uid>`. Either is checked for owner and mode
+/// before use ([`crate::fsutil::ensure_private_dir`]), so a directory another user planted in a
+/// shared /tmp is refused instead of used.
+fn control_dir(uid: u32) -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() && dir.as_os_str().len() < 64 => dir.join("ecoboot"),
+        _ => std::env::temp_dir().join(format!("ecoboot-{uid}")),
+    }
+}
+
+/// The ssh client config ecoboot runs with: its own settings first (the first value ssh reads
+/// wins), so no agent or X11 forwarding and no forwardings from the user's config reach a node,
+/// then the user's and the system's config for everything else (ProxyJump, ciphers, ...).
+fn client_config() -> String {
+    let mut text = String::from(
+        "# written by ecoboot for its own ssh connections\nForwardAgent no\nForwardX11 no\nClearAllForwardings yes\nPermitLocalCommand no\n",
+    );
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    for path in [
+        home.map(|h| h.join(".ssh/config")),
+        Some(PathBuf::from("/etc/ssh/ssh_config")),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if path.is_file() && !path.to_string_lossy().contains(char::is_whitespace) {
+            text.push_str(&format!("Include {}\n", path.display()));
+        }
+    }
+    text
 }
 
 /// What one remote command did.
@@ -167,6 +200,8 @@ impl Conn {
     pub async fn connect(target: &Target, opts: &Options) -> Result<Conn> {
         crate::fsutil::ensure_private_dir(&opts.control_dir)?;
         crate::fsutil::ensure_private_dir(&opts.log_dir)?;
+        let ssh_config = opts.control_dir.join("ssh_config");
+        crate::fsutil::write_atomic(&ssh_config, client_config().as_bytes(), 0o600)?;
         let mut builder = SessionBuilder::default();
         builder
             .user(opts.user.clone())
@@ -182,7 +217,8 @@ impl Conn {
                 NonZeroUsize::new(CONTROL_PERSIST_SECS).expect("non-zero"),
             ))
             .connect_timeout(Duration::from_secs(10))
-            .server_alive_interval(Duration::from_secs(15));
+            .server_alive_interval(Duration::from_secs(15))
+            .config_file(&ssh_config);
         if let Some(key) = &opts.identity {
             builder.keyfile(key);
         }
@@ -218,9 +254,7 @@ impl Conn {
                 }
             }
         };
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
+        let log = crate::fsutil::append_nofollow()
             .open(opts.log_dir.join(format!("{}.log", target.node)))
             .map_err(|e| Error::io("open", opts.log_dir.join(&target.node), e))?;
         let conn = Conn {

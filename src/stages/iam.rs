@@ -124,6 +124,12 @@ fn plan(config: &Config, name: &str, f: &Found) -> Vec<Action> {
             format!("attach {policy}"),
         ));
     }
+    for policy in extra_policies(config, f) {
+        out.push(Action::new(
+            format!("role/{name}"),
+            format!("detach {policy} (no longer in spec.aws.iamPolicies)"),
+        ));
+    }
     if !f.profile {
         out.push(Action::new(
             format!("instance-profile/{name}"),
@@ -148,6 +154,24 @@ fn missing_policies<'a>(config: &'a Config, f: &Found) -> Vec<&'a str> {
         .iter()
         .map(|p| p.as_str())
         .filter(|p| !f.policies.contains(*p))
+        .collect()
+}
+
+/// Attached policies the config no longer lists (the role is ecoboot's own, tagged with the
+/// cluster, so everything attached to it was attached by ecoboot).
+fn extra_policies(config: &Config, f: &Found) -> Vec<String> {
+    let wanted: std::collections::BTreeSet<&str> = config
+        .cluster
+        .spec
+        .aws
+        .iam_policies
+        .iter()
+        .map(|p| p.as_str())
+        .collect();
+    f.policies
+        .iter()
+        .filter(|p| !wanted.contains(p.as_str()))
+        .cloned()
         .collect()
 }
 
@@ -211,6 +235,21 @@ impl Stage for Iam {
                 .send()
                 .await
                 .map_err(|e| aws_error("AttachRolePolicy", policy, e))?;
+        }
+        for policy in extra_policies(&cx.config, &found) {
+            aws.pace().await;
+            aws.iam
+                .detach_role_policy()
+                .role_name(&name)
+                .policy_arn(&policy)
+                .send()
+                .await
+                .map_err(|e| aws_error("DetachRolePolicy", &policy, e))?;
+            cx.events.progress(
+                ID,
+                Some(&format!("role/{name}")),
+                format!("detached {policy}"),
+            );
         }
         if !found.profile {
             aws.pace().await;

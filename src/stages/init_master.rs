@@ -342,8 +342,17 @@ impl Stage for InitMaster {
                 "check the node",
             ));
         }
-        crate::fsutil::write_atomic(&local_admin(cx), admin.stdout.as_bytes(), 0o600)?;
-        delete_init_tokens(&conn).await?;
+        let sanitized = crate::api::admin_conf::sanitize(&admin.stdout).map_err(|why| {
+            fail(
+                format!("refused the node's /etc/kubernetes/admin.conf: {why}"),
+                "kubeadm writes one cluster and one user with client certificate data; a node serving anything else (an exec plugin, a token file) may be compromised: inspect it before trusting it",
+            )
+        })?;
+        crate::fsutil::write_atomic(&local_admin(cx), sanitized.as_bytes(), 0o600)?;
+        if !m.initialised() {
+            // This run ran `kubeadm init`; a run killed before here leaves the token to its TTL.
+            delete_init_tokens(&conn).await?;
+        }
         cx.events
             .progress(ID, Some(&node), "control plane ready; admin.conf fetched");
         Ok(())

@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification, Instance,
-    InstanceStateName, InstanceType, ResourceType, VolumeType,
+    BlockDeviceMapping, EbsBlockDevice, HttpTokensState, IamInstanceProfileSpecification, Instance,
+    InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceStateName, InstanceType,
+    ResourceType, VolumeType,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -221,6 +222,16 @@ fn plan(cx: &Ctx, found: &Found, net: Option<&NetworkOut>) -> Result<(Vec<Action
                         ),
                     ));
                 }
+                if metadata_drift(one, node) {
+                    todo.push(Action::new(
+                        name,
+                        format!(
+                            "require IMDSv2 with hop limit {} on {} (in place, no relaunch)",
+                            hop_limit(node),
+                            one.instance_id().unwrap_or_default()
+                        ),
+                    ));
+                }
                 let running_type = one.instance_type().map(|t| t.as_str()).unwrap_or_default();
                 if running_type != node.instance_type.as_str() {
                     drift.push(format!(
@@ -362,6 +373,7 @@ impl Launch {
                         .ebs(disk)
                         .build(),
                 )
+                .metadata_options(metadata_options(&self.node))
                 .user_data(user_data(&self.node))
                 .tag_specifications(self.aws.tags.spec(
                     ResourceType::Instance,
@@ -411,6 +423,28 @@ impl Launch {
             }
         }
     }
+}
+
+/// IMDSv2 only (a pod cannot read the node role's credentials with a plain GET), hop limit 1
+/// so containers cannot reach it at all, except on nodes marked `awsControllers: true`, whose
+/// pods need one more hop.
+fn hop_limit(node: &Node) -> i32 {
+    if node.aws_controllers { 2 } else { 1 }
+}
+
+fn metadata_options(node: &Node) -> InstanceMetadataOptionsRequest {
+    InstanceMetadataOptionsRequest::builder()
+        .http_tokens(HttpTokensState::Required)
+        .http_endpoint(InstanceMetadataEndpointState::Enabled)
+        .http_put_response_hop_limit(hop_limit(node))
+        .build()
+}
+
+/// True when a running instance's metadata options differ from [`metadata_options`].
+fn metadata_drift(i: &Instance, node: &Node) -> bool {
+    let m = i.metadata_options();
+    m.and_then(|m| m.http_tokens()) != Some(&HttpTokensState::Required)
+        || m.and_then(|m| m.http_put_response_hop_limit()) != Some(hop_limit(node))
 }
 
 fn profile_not_ready<E: aws_sdk_ec2::error::ProvideErrorMetadata, R>(
@@ -504,6 +538,30 @@ impl Stage for Instances {
             out.ami_id = ami.clone();
             s.set_output(ID, &out);
         })?;
+        for node in config.nodes() {
+            let Some([one]) = found.nodes.get(node.name.as_str()).map(Vec::as_slice) else {
+                continue;
+            };
+            if !metadata_drift(one, node) {
+                continue;
+            }
+            let id = one.instance_id().unwrap_or_default();
+            aws.pace().await;
+            aws.ec2
+                .modify_instance_metadata_options()
+                .instance_id(id)
+                .http_tokens(HttpTokensState::Required)
+                .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                .http_put_response_hop_limit(hop_limit(node))
+                .send()
+                .await
+                .map_err(|e| aws_error("ModifyInstanceMetadataOptions", id, e))?;
+            cx.events.progress(
+                ID,
+                Some(node.name.as_str()),
+                format!("{id}: IMDSv2 required"),
+            );
+        }
         let mut launches = tokio::task::JoinSet::new();
         for node in config
             .nodes()

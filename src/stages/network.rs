@@ -283,7 +283,10 @@ fn wanted_rules(config: &Config, sg: &str) -> BTreeSet<Rule> {
         source: source.into(),
     };
     out.extend(aws.allowed_ssh_cidrs.iter().map(|c| tcp(22, 22, c)));
-    out.extend(aws.allowed_api_cidrs.iter().map(|c| tcp(6443, 6443, c)));
+    // 6443 only when ecoboot talks to the API directly; the tunnel needs no open port.
+    if config.cluster.spec.kubernetes.api_access == crate::config::ApiAccess::Direct {
+        out.extend(aws.allowed_api_cidrs.iter().map(|c| tcp(6443, 6443, c)));
+    }
     out.extend(aws.node_port_cidrs.iter().map(|c| tcp(30000, 32767, c)));
     out.insert(Rule {
         protocol: "-1".into(),
@@ -376,9 +379,18 @@ fn plan(config: &Config, f: &Found) -> Vec<Action> {
     match &f.sg {
         None => out.push(Action::new("security-group", "create cluster security group: SSH 22 and API 6443 from the allowed CIDRs, all traffic within the group")),
         Some((id, have)) => {
-            let missing = wanted_rules(config, id).difference(have).count();
+            let wanted = wanted_rules(config, id);
+            let missing = wanted.difference(have).count();
             if missing > 0 {
                 out.push(Action::new(id.clone(), format!("add {missing} ingress rule(s)")));
+            }
+            // The group is ecoboot's own (created and tagged by it): every rule the config no
+            // longer lists is revoked, so narrowing a CIDR really closes the old opening.
+            for r in have.difference(&wanted) {
+                out.push(Action::new(
+                    id.clone(),
+                    format!("revoke ingress {} {}-{} from {}", r.protocol, r.from, r.to, r.source),
+                ));
             }
         }
     }
@@ -674,10 +686,23 @@ impl Stage for Network {
                 (id, BTreeSet::new())
             }
         };
-        let missing: Vec<IpPermission> = wanted_rules(config, &sg)
-            .difference(&have)
-            .map(permission)
-            .collect();
+        let wanted = wanted_rules(config, &sg);
+        let extra: Vec<IpPermission> = have.difference(&wanted).map(permission).collect();
+        if !extra.is_empty() {
+            aws.pace().await;
+            ec2.revoke_security_group_ingress()
+                .group_id(&sg)
+                .set_ip_permissions(Some(extra.clone()))
+                .send()
+                .await
+                .map_err(|e| aws_error("RevokeSecurityGroupIngress", &sg, e))?;
+            cx.events.progress(
+                ID,
+                Some(&sg),
+                format!("revoked {} rule(s) the config no longer lists", extra.len()),
+            );
+        }
+        let missing: Vec<IpPermission> = wanted.difference(&have).map(permission).collect();
         if !missing.is_empty() {
             aws.pace().await;
             ec2.authorize_security_group_ingress()
@@ -783,6 +808,19 @@ mod tests {
         assert_eq!(
             plan(&config, &one_rule_short)[0].what,
             "add 1 ingress rule(s)"
+        );
+        let mut one_rule_extra = full.clone();
+        let mut rules = wanted_rules(&config, "sg-1");
+        rules.insert(Rule {
+            protocol: "tcp".into(),
+            from: 22,
+            to: 22,
+            source: "0.0.0.0/0".into(),
+        });
+        one_rule_extra.sg = Some(("sg-1".into(), rules));
+        assert_eq!(
+            plan(&config, &one_rule_extra)[0].what,
+            "revoke ingress tcp 22-22 from 0.0.0.0/0"
         );
     }
 }

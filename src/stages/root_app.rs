@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::core::GroupVersionKind;
+use serde_json::Value;
 
 use crate::api::{apply::Applier, manifest};
 use crate::config::Config;
@@ -47,8 +48,11 @@ impl AppStatus {
     }
 }
 
-/// Fills `{{ key }}` placeholders of `template` from the config; unknown ones are errors.
-pub fn render(template: &str, config: &Config) -> Result<String> {
+/// Renders `template` with the config's values: each `{{ key }}` placeholder becomes a token,
+/// the template is parsed as YAML, and only then are the values put into the string scalars
+/// that hold the tokens. A value therefore always stays inside its one string: it can never add
+/// a key, a list item or a document. Unknown placeholders are errors.
+pub fn render(template: &str, config: &Config) -> Result<Vec<Value>> {
     let a = &config.cluster.spec.argocd;
     let r = &a.root_app;
     let vars: BTreeMap<&str, &str> = [
@@ -62,6 +66,7 @@ pub fn render(template: &str, config: &Config) -> Result<String> {
         ("sync_wave", r.sync_wave.as_str()),
     ]
     .into();
+    let token = |key: &str| format!("__ecoboot_var_{key}__");
     let mut out = String::new();
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -71,17 +76,34 @@ pub fn render(template: &str, config: &Config) -> Result<String> {
             .map(|e| start + e)
             .ok_or_else(|| bad_template("an unclosed `{{`"))?;
         let key = rest[start + 2..end].trim();
-        let value = vars.get(key).ok_or_else(|| {
-            bad_template(&format!(
+        if !vars.contains_key(key) {
+            return Err(bad_template(&format!(
                 "unknown placeholder `{{{{ {key} }}}}` (known: {})",
                 vars.keys().copied().collect::<Vec<_>>().join(", ")
-            ))
-        })?;
-        out.push_str(value);
+            )));
+        }
+        out.push_str(&token(key));
         rest = &rest[end + 2..];
     }
     out.push_str(rest);
-    Ok(out)
+    let mut docs = manifest::documents(&out, "the root app template")?;
+    for doc in &mut docs {
+        fill(doc, &|s: &str| {
+            vars.iter()
+                .fold(s.to_string(), |acc, (k, v)| acc.replace(&token(k), v))
+        });
+    }
+    Ok(docs)
+}
+
+/// Applies `f` to every string scalar of `v`.
+fn fill(v: &mut Value, f: &dyn Fn(&str) -> String) {
+    match v {
+        Value::String(s) => *s = f(s),
+        Value::Array(items) => items.iter_mut().for_each(|i| fill(i, f)),
+        Value::Object(map) => map.values_mut().for_each(|i| fill(i, f)),
+        _ => {}
+    }
 }
 
 fn bad_template(what: &str) -> Error {
@@ -103,8 +125,7 @@ fn template(cx: &Ctx) -> Result<String> {
 }
 
 fn objects(cx: &Ctx) -> Result<Vec<DynamicObject>> {
-    let text = render(&template(cx)?, &cx.config)?;
-    manifest::objects(manifest::documents(&text, "the root app")?, "the root app")
+    manifest::objects(render(&template(cx)?, &cx.config)?, "the root app")
 }
 
 /// The Application API in `ns`.
@@ -309,8 +330,7 @@ mod tests {
     #[test]
     fn renders_the_reference_root_app() {
         let config = crate::config::tests_support::config();
-        let text = render(TEMPLATE, &config).unwrap();
-        let objs = manifest::objects(manifest::documents(&text, "t").unwrap(), "t").unwrap();
+        let objs = manifest::objects(render(TEMPLATE, &config).unwrap(), "t").unwrap();
         let app = &objs[0];
         assert_eq!(app.metadata.name.as_deref(), Some("root-app"));
         assert_eq!(
@@ -326,6 +346,18 @@ mod tests {
             app.metadata.annotations.as_ref().unwrap()["argocd.argoproj.io/sync-wave"],
             "-2"
         );
+    }
+
+    #[test]
+    fn values_cannot_leave_their_string() {
+        let mut config = crate::config::tests_support::config();
+        let hostile = "https://x\"\n  project: evil\nkind: Secret\n---\nkind: Pod";
+        config.cluster.spec.argocd.root_app.repo_url.value = hostile.into();
+        let docs = render(TEMPLATE, &config).unwrap();
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0]["kind"], "Application");
+        assert_eq!(docs[0]["spec"]["project"], "default");
+        assert_eq!(docs[0]["spec"]["source"]["repoURL"], hostile);
     }
 
     #[test]
