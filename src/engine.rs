@@ -82,7 +82,20 @@ impl Ctx {
     /// its error instead; the others are unaffected.
     pub async fn connect(&self, targets: &[Target]) -> Vec<(Target, Result<Arc<Conn>, String>)> {
         let mut cache = self.ssh.lock().await;
-        let opts = ssh::Options::from_config(&self.config, &self.state_dir());
+        let mut opts = ssh::Options::from_config(&self.config, &self.state_dir());
+        if !self.writable() {
+            // `plan`/`status`/dry runs write nothing into the state directory: host keys seen
+            // for the first time and node logs go to a scratch copy beside the control sockets.
+            let scratch = opts
+                .control_dir
+                .join(format!("readonly-{}", std::process::id()));
+            let known = scratch.join("known_hosts");
+            if crate::fsutil::ensure_private_dir(&scratch).is_ok() && !known.exists() {
+                let _ = std::fs::copy(&opts.known_hosts, &known);
+            }
+            opts.known_hosts = known;
+            opts.log_dir = scratch.join("logs");
+        }
         let cap = match self.config.cluster.spec.ssh.concurrency {
             0 => targets.len().max(1),
             n => n,

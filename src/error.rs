@@ -19,6 +19,9 @@ pub mod exit {
     pub const LOCKED: i32 = 3;
     /// The state file is unreadable or written by an incompatible (newer) ecoboot.
     pub const STATE: i32 = 4;
+    /// A bug in ecoboot (a panic); the message says where. Nothing is left half-written: state
+    /// files are only ever replaced atomically.
+    pub const INTERNAL: i32 = 70;
     /// Interrupted by Ctrl-C / SIGINT / SIGTERM; the journal records `interrupted`.
     pub const INTERRUPTED: i32 = 130;
 }

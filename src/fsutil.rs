@@ -36,7 +36,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 }
 
 /// Creates `dir` and its parents with mode 0700 if missing, then checks that `dir` is a real
-/// directory (not a symlink) owned by this user with no group or other permissions: ecoboot
+/// directory (not a symlink) owned by this user that nobody else can write to: ecoboot
 /// keeps control sockets, logs and state there, so a directory someone else prepared is refused.
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
@@ -57,9 +57,9 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
             "it belongs to uid {}, not to you (uid {euid})",
             meta.uid()
         ))
-    } else if meta.mode() & 0o077 != 0 {
+    } else if meta.mode() & 0o022 != 0 {
         Some(format!(
-            "its mode is {:o}; it must be 700",
+            "its mode is {:o}: others can write to it (ecoboot creates it 700)",
             meta.mode() & 0o777
         ))
     } else {

@@ -53,12 +53,33 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
             return exit::STAGE_FAILED;
         }
     };
-    match runtime.block_on(commands::dispatch(cli)) {
-        Ok(()) => exit::SUCCESS,
-        Err(err) => {
+    // A panic anywhere (a bug) becomes a short diagnostic and exit 70, never Rust's 101.
+    std::panic::set_hook(Box::new(|info| {
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let what = crate::config::syntax::clip(&what);
+        eprintln!(
+            "ecoboot::internal\n\n  × ecoboot hit a bug{place}: {what}\n  help: rerun `ecoboot up` to resume (state is written atomically); please report this with the debug log"
+        );
+    }));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(commands::dispatch(cli))
+    }));
+    match result {
+        Ok(Ok(())) => exit::SUCCESS,
+        Ok(Err(err)) => {
             let code = err.exit_code();
             eprintln!("{:?}", miette::Report::new(err));
             code
         }
+        Err(_) => exit::INTERNAL,
     }
 }

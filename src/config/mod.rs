@@ -70,8 +70,13 @@ pub struct Problem {
 impl Problem {
     /// A problem at `span` (if known).
     pub fn new(span: Option<SourceSpan>, message: impl Into<String>) -> Self {
+        let mut message: String = message.into();
+        if message.chars().count() > 300 {
+            // Values echoed in messages (parser errors included) stay short.
+            message = message.chars().take(300).collect::<String>() + "…";
+        }
         Problem {
-            message: message.into(),
+            message,
             span,
             label: "here".into(),
             help: None,
@@ -169,6 +174,13 @@ impl Config {
         files: FileChecks,
         digest: &str,
     ) -> Result<Config, Box<ConfigProblems>> {
+        if source.len() as u64 > MAX_CONFIG_BYTES {
+            let problem = Problem::new(
+                None,
+                format!("the config is larger than {MAX_CONFIG_BYTES} bytes"),
+            );
+            return Err(ConfigProblems::new(path, String::new(), vec![problem]));
+        }
         if let Some((n, _)) = source.lines().enumerate().find(|(_, l)| l.len() > MAX_LINE) {
             let problem = Problem::new(
                 None,
@@ -181,7 +193,7 @@ impl Config {
         let mut unknown_more = 0usize;
         let parsed = serde_saphyr::with_deserializer_from_str(&source, |de| {
             serde_ignored::deserialize(de, |p| {
-                if unknown.len() < MAX_PROBLEMS {
+                if unknown.len() < MAX_PROBLEMS - 10 {
                     unknown.extend(segments(&p));
                 } else {
                     unknown_more += 1;

@@ -358,7 +358,7 @@ fn check_name_filter(filter: &str) -> Result<(), String> {
         && filter.len() <= 256
         && filter
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._/*?()[] ".contains(c));
+            .all(|c| c.is_ascii_alphanumeric() || "-._/*?()".contains(c));
     if ok {
         Ok(())
     } else {
