@@ -324,11 +324,7 @@ mod tests {
         let token = lines[0].strip_prefix("::stop-commands::").expect("fenced");
         assert!(token.len() > 20);
         assert_eq!(lines.last().unwrap(), &format!("::{token}::"));
-        assert!(
-            lines[1..lines.len() - 1]
-                .iter()
-                .any(|l| *l == "::add-mask::x")
-        );
+        assert!(lines[1..lines.len() - 1].contains(&"::add-mask::x"));
     }
 
     #[test]
