@@ -5,6 +5,7 @@
 mod cidr;
 mod locate;
 mod model;
+mod model_argocd;
 mod strings;
 pub mod syntax;
 mod validate;
@@ -19,6 +20,7 @@ use thiserror::Error;
 pub use cidr::Cidr;
 pub use locate::Seg;
 pub use model::*;
+pub use model_argocd::*;
 pub use syntax::{Effect, Taint};
 
 /// The largest config file ecoboot reads.

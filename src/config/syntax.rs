@@ -5,6 +5,24 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// `Ok` when `ok`, else "`value` is not {what}" (the value clipped).
+fn verdict(ok: bool, value: &str, what: &str) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{}` is not {what}", clip(value)))
+    }
+}
+
+/// 1 to `max` characters, each an ASCII letter or digit or one of `extra`.
+fn ascii_charset(value: &str, max: usize, extra: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= max
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+}
+
 /// RFC 1123 label: lower-case alphanumerics and '-', 1-63 chars, alphanumeric at both ends.
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
@@ -278,69 +296,65 @@ pub fn git_url(url: &str) -> Result<(), String> {
     let scheme = ["https://", "ssh://", "git@"]
         .iter()
         .any(|p| url.starts_with(p));
-    let chars = url
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-._~:/@%+".contains(c));
-    if scheme && chars && url.len() <= 2048 {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{}` is not a git URL (https://, ssh:// or git@host:path)",
-            clip(url)
-        ))
-    }
+    verdict(
+        scheme && ascii_charset(url, 2048, "-._~:/@%+"),
+        url,
+        "a git URL (https://, ssh:// or git@host:path)",
+    )
 }
 
 /// A relative repository path or a git revision: `[A-Za-z0-9._/-]`, not starting with '-' or
 /// '/', no `..` segment.
 pub fn repo_path(path: &str) -> Result<(), String> {
-    let ok = !path.is_empty()
-        && path.len() <= 1024
-        && path
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._/".contains(c))
+    let ok = ascii_charset(path, 1024, "-._/")
         && !path.starts_with(['-', '/'])
         && !path.split('/').any(|s| s == "..");
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{}` is not a safe relative path or revision",
-            clip(path)
-        ))
-    }
+    verdict(ok, path, "a safe relative path or revision")
 }
 
 /// An HTTPS download URL without spaces, quotes or shell characters.
 pub fn https_url(url: &str) -> Result<(), String> {
-    let ok = url.starts_with("https://")
-        && url.len() <= 2048
-        && url
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._~:/@%+?=&".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("`{}` is not an https:// URL", clip(url)))
-    }
+    verdict(
+        url.starts_with("https://") && ascii_charset(url, 2048, "-._~:/@%+?=&"),
+        url,
+        "an https:// URL",
+    )
 }
 
 /// A token of plain characters `[A-Za-z0-9._-]` (versions, instance types, names).
 pub fn plain_token(value: &str, max: usize) -> Result<(), String> {
-    let ok = !value.is_empty()
-        && value.len() <= max
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
-        && !value.starts_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{}` must be 1-{max} characters of [A-Za-z0-9._-]",
-            clip(value)
-        ))
-    }
+    verdict(
+        ascii_charset(value, max, "-._") && !value.starts_with('-'),
+        value,
+        &format!("1-{max} characters of [A-Za-z0-9._-]"),
+    )
+}
+
+/// An AMI owner: an AWS account id (12 digits), `amazon`, `self` or `aws-marketplace`.
+pub fn ami_owner(owner: &str) -> Result<(), String> {
+    let account = owner.len() == 12 && owner.chars().all(|c| c.is_ascii_digit());
+    verdict(
+        account || ["amazon", "self", "aws-marketplace"].contains(&owner),
+        owner,
+        "an image owner",
+    )
+}
+
+/// An image name pattern for DescribeImages (`*` and `?` are wildcards).
+pub fn image_name_filter(filter: &str) -> Result<(), String> {
+    verdict(
+        ascii_charset(filter, 256, "-._/*?()"),
+        filter,
+        "an image name pattern",
+    )
+}
+
+/// A managed IAM policy ARN.
+pub fn policy_arn(arn: &str) -> Result<(), String> {
+    let ok = arn.starts_with("arn:aws")
+        && arn.contains(":policy/")
+        && ascii_charset(arn, 2048, "-._:/+=,@");
+    verdict(ok, arn, "a managed policy ARN")
 }
 
 /// At most 60 characters of `s` for an error message (values echoed in errors are truncated).
@@ -356,61 +370,5 @@ pub fn clip(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn taints_use_the_full_grammar() {
-        assert!("domain=data:NoSchedule".parse::<Taint>().is_ok());
-        assert!("dedicated:NoExecute".parse::<Taint>().is_ok());
-        assert!("example.com/x=y:PreferNoSchedule".parse::<Taint>().is_ok());
-        assert!("domain=data".parse::<Taint>().is_err());
-        assert!("domain=data:Never".parse::<Taint>().is_err());
-        assert!("=x:NoSchedule".parse::<Taint>().is_err());
-        assert!(
-            "a\nECOBOOT_EOF\ntouch /x/b=c:NoSchedule"
-                .parse::<Taint>()
-                .is_err()
-        );
-        assert!("Bad_Prefix/b=c:NoSchedule".parse::<Taint>().is_err());
-        let t: Taint = "example.com/x=y:NoExecute".parse().unwrap();
-        assert_eq!(t.to_string(), "example.com/x=y:NoExecute");
-    }
-
-    #[test]
-    fn hosts_users_regions_versions() {
-        assert!(host_port("127.0.1.3:2222").is_ok());
-        assert!(host_port("127.0.1.3:0").is_err());
-        assert!(host_port("-V").is_err());
-        assert!(host_port("a b").is_err());
-        assert!(jump_host("ops@bastion.example.com:22").is_ok());
-        assert!(jump_host("-oProxyCommand=x").is_err());
-        assert!(posix_user("ubuntu").is_ok());
-        assert!(posix_user("ubuntu\nx").is_err());
-        assert!(region("ap-northeast-2").is_ok());
-        assert!(region("us-gov-west-1").is_ok());
-        assert!(region("ap-northeast-2;id").is_err());
-        assert!(zone("ap-northeast-2a", "ap-northeast-2").is_ok());
-        assert!(zone("us-west-2-lax-1a", "us-west-2").is_ok());
-        assert!(zone("eu-west-1a", "ap-northeast-2").is_err());
-        assert!(kubernetes_version("1.34").is_ok());
-        assert!(kubernetes_version("v1.34.2").is_ok());
-        assert!(kubernetes_version("vvv+1.+34").is_err());
-        assert!(kubernetes_version("1.34.1-rc.0").is_err());
-    }
-
-    #[test]
-    fn tags_urls_paths() {
-        assert!(aws_tag("Project", "SeSACTHON").is_ok());
-        assert!(aws_tag("aws:cloudformation", "x").is_err());
-        assert!(aws_tag("AWS:x", "x").is_err());
-        assert!(aws_tag("Team", "a;b").is_err());
-        assert!(git_url("https://github.com/SeSACTHON/backend").is_ok());
-        assert!(git_url("https://x\"y").is_err());
-        assert!(repo_path("argocd/components").is_ok());
-        assert!(repo_path("../etc").is_err());
-        assert!(repo_path("-rf").is_err());
-        assert_eq!(clip("a\nb"), "a\\nb");
-        assert!(clip(&"x".repeat(100)).ends_with("(100 characters)"));
-    }
-}
+#[path = "syntax_tests.rs"]
+mod tests;

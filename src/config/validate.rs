@@ -190,13 +190,13 @@ fn check_aws(ck: &mut Checker, c: &Cluster, base: &Path, files: FileChecks) -> O
     ck.syntax(
         &aws.ami.owner,
         "spec.aws.ami.owner",
-        check_ami_owner,
+        syntax::ami_owner,
         "an AWS account id (12 digits), `amazon` or `self`",
     );
     ck.syntax(
         &aws.ami.name_filter,
         "spec.aws.ami.nameFilter",
-        check_name_filter,
+        syntax::image_name_filter,
         "an image name pattern such as ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*",
     );
     for (key, value) in &aws.tags {
@@ -208,7 +208,7 @@ fn check_aws(ck: &mut Checker, c: &Cluster, base: &Path, files: FileChecks) -> O
         ck.syntax(
             arn,
             "IAM policy",
-            check_policy_arn,
+            syntax::policy_arn,
             "a managed policy ARN such as arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
         );
     }
@@ -341,41 +341,5 @@ fn check_exposure(ck: &mut Checker, c: &Cluster) {
             "`serverInsecure: true` with a NodePort open to the whole internet serves the ArgoCD UI and API over plain HTTP to anyone",
             "narrow spec.aws.nodePortCidrs to the load balancer's or your own range, set `serverInsecure: false`, or use `service: {type: ClusterIP}` and `ecoboot argocd ui`",
         );
-    }
-}
-
-fn check_ami_owner(owner: &str) -> Result<(), String> {
-    let account = owner.len() == 12 && owner.chars().all(|c| c.is_ascii_digit());
-    if account || ["amazon", "self", "aws-marketplace"].contains(&owner) {
-        Ok(())
-    } else {
-        Err(format!("`{}` is not an image owner", clip(owner)))
-    }
-}
-
-fn check_name_filter(filter: &str) -> Result<(), String> {
-    let ok = !filter.is_empty()
-        && filter.len() <= 256
-        && filter
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._/*?()".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("`{}` is not an image name pattern", clip(filter)))
-    }
-}
-
-fn check_policy_arn(arn: &str) -> Result<(), String> {
-    let ok = arn.starts_with("arn:aws")
-        && arn.len() <= 2048
-        && arn.contains(":policy/")
-        && arn
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._:/+=,@".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("`{}` is not a managed policy ARN", clip(arn)))
     }
 }

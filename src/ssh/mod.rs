@@ -2,13 +2,16 @@
 //! every command, with ecoboot's own known_hosts file and per-node command logs.
 
 pub mod hostkeys;
+mod options;
 pub mod redact;
 pub mod run;
 pub mod script;
 
+pub use options::Options;
+
 use std::io::Write;
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -79,80 +82,6 @@ pub fn targets(
         .collect()
 }
 
-/// Connection settings shared by all nodes.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Remote user.
-    pub user: String,
-    /// Private key (IdentitiesOnly).
-    pub identity: Option<PathBuf>,
-    /// ecoboot's own known_hosts file.
-    pub known_hosts: PathBuf,
-    /// `strict` (true) or `accept-new`.
-    pub strict: bool,
-    /// ProxyJump host.
-    pub bastion: Option<String>,
-    /// How long to keep trying to reach a node.
-    pub connect_timeout: Duration,
-    /// Directory for control sockets (kept short: sockets are limited to 108 bytes).
-    pub control_dir: PathBuf,
-    /// Per-node command logs.
-    pub log_dir: PathBuf,
-}
-
-impl Options {
-    /// Settings from config; state files under `state_dir`.
-    pub fn from_config(config: &Config, state_dir: &Path) -> Options {
-        let ssh = &config.cluster.spec.ssh;
-        let uid = std::fs::metadata("/proc/self")
-            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-            .unwrap_or(0);
-        Options {
-            user: ssh.user.value.clone(),
-            identity: ssh.identity_file.as_ref().map(|p| config.resolve_path(p)),
-            known_hosts: state_dir.join("known_hosts"),
-            strict: ssh.known_hosts.as_str() == "strict",
-            bastion: ssh.bastion.as_ref().map(|b| b.value.clone()),
-            connect_timeout: Duration::from_secs(ssh.connect_timeout_seconds.max(1)),
-            control_dir: control_dir(uid),
-            log_dir: state_dir.join("logs").join("nodes"),
-        }
-    }
-}
-
-/// Where control sockets live: `$XDG_RUNTIME_DIR/ecoboot` (a per-user 0700 directory the
-/// system made) when set, else `$TMPDIR/ecoboot-<uid>`. Either is checked for owner and mode
-/// before use ([`crate::fsutil::ensure_private_dir`]), so a directory another user planted in a
-/// shared /tmp is refused instead of used.
-fn control_dir(uid: u32) -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        Some(dir) if dir.is_absolute() && dir.as_os_str().len() < 64 => dir.join("ecoboot"),
-        _ => std::env::temp_dir().join(format!("ecoboot-{uid}")),
-    }
-}
-
-/// The ssh client config ecoboot runs with: its own settings first (the first value ssh reads
-/// wins), so no agent or X11 forwarding and no forwardings from the user's config reach a node,
-/// then the user's and the system's config for everything else (ProxyJump, ciphers, ...).
-fn client_config() -> String {
-    let mut text = String::from(
-        "# written by ecoboot for its own ssh connections\nForwardAgent no\nForwardX11 no\nClearAllForwardings yes\nPermitLocalCommand no\n",
-    );
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    for path in [
-        home.map(|h| h.join(".ssh/config")),
-        Some(PathBuf::from("/etc/ssh/ssh_config")),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if path.is_file() && !path.to_string_lossy().contains(char::is_whitespace) {
-            text.push_str(&format!("Include {}\n", path.display()));
-        }
-    }
-    text
-}
-
 /// What one remote command did.
 #[derive(Debug, Clone)]
 pub struct Output {
@@ -200,8 +129,7 @@ impl Conn {
     pub async fn connect(target: &Target, opts: &Options) -> Result<Conn> {
         crate::fsutil::ensure_private_dir(&opts.control_dir)?;
         crate::fsutil::ensure_private_dir(&opts.log_dir)?;
-        let ssh_config = opts.control_dir.join("ssh_config");
-        crate::fsutil::write_atomic(&ssh_config, client_config().as_bytes(), 0o600)?;
+        let ssh_config = options::client_config_file(&opts.control_dir)?;
         let mut builder = SessionBuilder::default();
         builder
             .user(opts.user.clone())

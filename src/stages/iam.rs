@@ -145,7 +145,8 @@ fn plan(config: &Config, name: &str, f: &Found) -> Vec<Action> {
     out
 }
 
-fn missing_policies<'a>(config: &'a Config, f: &Found) -> Vec<&'a str> {
+/// The policy ARNs the config lists for the node role.
+fn wanted_policies(config: &Config) -> std::collections::BTreeSet<&str> {
     config
         .cluster
         .spec
@@ -153,6 +154,12 @@ fn missing_policies<'a>(config: &'a Config, f: &Found) -> Vec<&'a str> {
         .iam_policies
         .iter()
         .map(|p| p.as_str())
+        .collect()
+}
+
+fn missing_policies<'a>(config: &'a Config, f: &Found) -> Vec<&'a str> {
+    wanted_policies(config)
+        .into_iter()
         .filter(|p| !f.policies.contains(*p))
         .collect()
 }
@@ -160,14 +167,7 @@ fn missing_policies<'a>(config: &'a Config, f: &Found) -> Vec<&'a str> {
 /// Attached policies the config no longer lists (the role is ecoboot's own, tagged with the
 /// cluster, so everything attached to it was attached by ecoboot).
 fn extra_policies(config: &Config, f: &Found) -> Vec<String> {
-    let wanted: std::collections::BTreeSet<&str> = config
-        .cluster
-        .spec
-        .aws
-        .iam_policies
-        .iter()
-        .map(|p| p.as_str())
-        .collect();
+    let wanted = wanted_policies(config);
     f.policies
         .iter()
         .filter(|p| !wanted.contains(p.as_str()))
