@@ -100,6 +100,11 @@ impl Ctx {
             0 => targets.len().max(1),
             n => n,
         };
+        let aws = if self.config.cluster.spec.ssh.known_hosts.as_str() == "console" {
+            Some(self.aws().await.clone())
+        } else {
+            None
+        };
         let gate = Arc::new(tokio::sync::Semaphore::new(cap));
         let mut set = tokio::task::JoinSet::new();
         for target in targets.iter().filter(|t| !cache.contains_key(&t.node)) {
@@ -109,6 +114,7 @@ impl Ctx {
                 gate.clone(),
                 self.events.clone(),
             );
+            let aws = aws.clone();
             set.spawn(async move {
                 let _permit = gate.acquire().await.expect("open");
                 events.progress(
@@ -116,15 +122,21 @@ impl Ctx {
                     Some(&target.node),
                     format!("connecting to {}:{}", target.host, target.port),
                 );
-                let result = Conn::connect(&target, &opts)
-                    .await
-                    .map(Arc::new)
-                    .map_err(|e| {
-                        let help = miette::Diagnostic::help(&e)
-                            .map(|h| format!(" ({h})"))
-                            .unwrap_or_default();
-                        format!("{e}{help}")
-                    });
+                let mut opts = opts;
+                let result = match &aws {
+                    Some(aws) => console_pins(aws, &target, &mut opts).await,
+                    None => Ok(()),
+                };
+                let result = match result {
+                    Ok(()) => Conn::connect(&target, &opts).await,
+                    Err(e) => Err(e),
+                };
+                let result = result.map(Arc::new).map_err(|e| {
+                    let help = miette::Diagnostic::help(&e)
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default();
+                    format!("{e}{help}")
+                });
                 (target.node.clone(), result)
             });
         }
@@ -444,6 +456,41 @@ pub fn select<'s>(
         )));
     }
     Ok(&stages[start..=end])
+}
+
+/// `knownHosts: console`: for a node whose key is not known yet, reads the fingerprints its
+/// instance's console printed (waiting while the console has not printed them, up to the
+/// connect timeout) into `opts.pins`, so the first contact is verified out of band.
+async fn console_pins(aws: &Aws, target: &Target, opts: &mut ssh::Options) -> Result<()> {
+    if ssh::hostkeys::known(target, &opts.known_hosts).await {
+        return Ok(());
+    }
+    let Some(id) = &target.instance_id else {
+        return Err(Error::Ssh {
+            node: target.node.clone(),
+            message: "no EC2 instance is recorded for this node, so its host key cannot be checked against the instance console".into(),
+            help: "run the `instances` stage first; for nodes ecoboot did not launch (bring-your-own addresses) set `spec.ssh.knownHosts: accept-new` or add their keys to known_hosts".into(),
+        });
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let found = crate::aws::console::host_key_fingerprints(aws, id).await?;
+        if !found.is_empty() {
+            opts.pins.insert(target.node.clone(), found);
+            return Ok(());
+        }
+        if started.elapsed() >= opts.connect_timeout {
+            return Err(Error::Ssh {
+                node: target.node.clone(),
+                message: format!(
+                    "the console of {id} printed no SSH host key fingerprints within {}s",
+                    opts.connect_timeout.as_secs()
+                ),
+                help: "cloud-init prints them at first boot (check `aws ec2 get-console-output`); raise spec.ssh.connectTimeoutSeconds, or set `knownHosts: accept-new` to trust the first key seen".into(),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    }
 }
 
 #[cfg(test)]

@@ -522,3 +522,108 @@ fn ctrl_c_stops_cleanly_journals_interrupted_and_exits_130() {
     assert_eq!(sb.inventory("intr")["vpcs"], 1, "exactly one VPC");
     assert_eq!(sb.live_instances("intr").len(), 14);
 }
+
+#[test]
+fn imdsv2_required_rules_narrowed_and_policies_detached_in_place() {
+    let sb = AwsSandbox::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_named(dir.path(), "tight");
+    let text = std::fs::read_to_string(&config).unwrap();
+    // One node runs AWS-facing controllers: its pods need a second metadata hop.
+    let text = text.replacen(
+        "      subnet: public-a\n",
+        "      subnet: public-a\n      awsControllers: true\n",
+        1,
+    );
+    std::fs::write(&config, &text).unwrap();
+    let (code, _, err) = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
+    assert_eq!(code, 0, "{err}");
+    let live = sb.live_instances("tight");
+    assert_eq!(live.len(), 14);
+    for i in &live {
+        assert_eq!(i["http_tokens"], "required", "{i}");
+        let hop = if i["node"] == "k8s-master" { 2 } else { 1 };
+        assert_eq!(i["hop_limit"], hop, "{i}");
+    }
+    let inv = sb.inventory("tight");
+    let ingress: Vec<String> = serde_json::from_value(inv["ingress"].clone()).unwrap();
+    assert!(
+        ingress.contains(&"tcp 22-22 203.0.113.7/32".to_string()),
+        "{ingress:?}"
+    );
+    assert!(
+        !ingress.iter().any(|r| r.starts_with("tcp 6443")),
+        "no API port with the tunnel: {ingress:?}"
+    );
+
+    // Narrow SSH, drop a policy, and let an instance lose IMDSv2 behind ecoboot's back.
+    let narrowed = text
+        .replace(
+            "allowedSshCidrs: [203.0.113.7/32]",
+            "allowedSshCidrs: [198.51.100.0/24]",
+        )
+        .replace(
+            "      - arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy\n",
+            "",
+        );
+    std::fs::write(&config, &narrowed).unwrap();
+    assert_eq!(
+        common::aws::http(
+            &sb.endpoint,
+            "POST",
+            "/_proxy/imds_optional?cluster=tight",
+            ""
+        )
+        .0,
+        200
+    );
+    let (code, out, _) = run(sb.env(
+        ecoboot(&dir.path().join("state"))
+            .arg("-c")
+            .arg(&config)
+            .args(["plan", "--to", "instances"]),
+    ));
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("revoke ingress tcp 22-22 from 203.0.113.7/32"),
+        "{out}"
+    );
+    assert!(
+        out.contains("detach arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"),
+        "{out}"
+    );
+    assert!(out.contains("require IMDSv2 with hop limit 1"), "{out}");
+    let (code, _, err) = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
+    assert_eq!(code, 0, "{err}");
+    let inv = sb.inventory("tight");
+    let ingress: Vec<String> = serde_json::from_value(inv["ingress"].clone()).unwrap();
+    assert!(
+        ingress.contains(&"tcp 22-22 198.51.100.0/24".to_string()),
+        "{ingress:?}"
+    );
+    assert!(
+        !ingress.iter().any(|r| r.contains("203.0.113.7")),
+        "old rule revoked: {ingress:?}"
+    );
+    let policies: Vec<String> = serde_json::from_value(inv["role_policies"].clone()).unwrap();
+    assert_eq!(policies.len(), 2, "{policies:?}");
+    assert!(
+        !policies.iter().any(|p| p.contains("EBSCSI")),
+        "{policies:?}"
+    );
+    assert!(
+        sb.live_instances("tight")
+            .iter()
+            .all(|i| i["http_tokens"] == "required")
+    );
+    assert_eq!(
+        sb.live_instances("tight").len(),
+        14,
+        "fixed in place, nothing relaunched"
+    );
+    let (code, ev, err) = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(aws_calls(&ev).0, 0, "converged: the rerun changes nothing");
+    let (code, _, err) = down(&sb, dir.path(), &config);
+    assert_eq!(code, 0, "{err}");
+}

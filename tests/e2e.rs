@@ -208,6 +208,40 @@ fn up_killed_at(w: &mut World, point: &KillPoint) -> String {
     outcome
 }
 
+/// Node name → the SHA256 fingerprint of its fleet node's host key, in config order.
+fn console_fingerprints(fleet: &Fleet, config: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(config).unwrap();
+    let names = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("    - name: "))
+        .map(str::to_string);
+    names
+        .enumerate()
+        .map(|(i, name)| {
+            let key = fleet
+                .dir
+                .path()
+                .join(format!("nodes/{}/ssh_host_ed25519_key.pub", i + 1));
+            let out = Command::new("ssh-keygen")
+                .arg("-lf")
+                .arg(&key)
+                .output()
+                .unwrap();
+            let fp = String::from_utf8(out.stdout).unwrap();
+            (name, fp.split_whitespace().nth(1).unwrap().to_string())
+        })
+        .collect()
+}
+
+fn faults_with_console(console: &[(String, String)]) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = console
+        .iter()
+        .map(|(n, fp)| (n.clone(), serde_json::json!([fp])))
+        .collect();
+    serde_json::json!({"idempotent_tokens": true, "delay": {"RunInstances": 0.1}, "console": map})
+        .to_string()
+}
+
 fn assert_one_cluster(w: &World) {
     let inv = w.aws.inventory("sesacthon");
     let live = w.aws.live_instances("sesacthon");
@@ -297,11 +331,20 @@ fn state_bytes(state: &Path) -> String {
 #[test]
 fn crash_anywhere_then_converge_rerun_rebuild_scan_and_down() {
     let aws = AwsSandbox::start();
-    aws.faults(r#"{"idempotent_tokens": true, "delay": {"RunInstances": 0.1}}"#);
     let api = KubeApi::start();
     let fleet = Fleet::start_with(NODES, Some(&api.admin_conf));
     let dir = tempfile::tempdir().unwrap();
     let config = common::kube::config(&fleet, dir.path());
+    // Host keys are verified out of band, as on AWS: the proxy answers GetConsoleOutput with
+    // the fingerprints of each fleet node's real host key.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("knownHosts: accept-new ", "knownHosts: console "),
+    )
+    .unwrap();
+    let console = console_fingerprints(&fleet, &config);
+    aws.faults(&faults_with_console(&console));
     let state = dir.path().join("state");
     let mut w = World {
         aws,
@@ -443,6 +486,34 @@ fn crash_anywhere_then_converge_rerun_rebuild_scan_and_down() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("k8s-api-image"), "{err}");
     w.fleet.up(7);
+    let (code, _, err) = w.run(&["up"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(w.ssh_changes(), ssh_before);
+
+    // A node whose console printed other fingerprints than the key it presents is refused on
+    // first contact, naming both; with the right console it is verified and pinned again.
+    let mut wrong = console_fingerprints(&w.fleet, &w.config);
+    wrong[2].1 = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
+    w.aws.faults(&faults_with_console(&wrong));
+    std::fs::remove_file(w.state.join("sesacthon/known_hosts")).unwrap();
+    let (code, _, err) = w.run(&["up"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("k8s-api-my") && err.contains("does not match its instance's console"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&wrong[2].1) && err.contains(&console_fingerprints(&w.fleet, &w.config)[2].1),
+        "{err}"
+    );
+    let known = std::fs::read_to_string(w.state.join("sesacthon/known_hosts")).unwrap();
+    assert!(
+        !known.contains("127.0.1.3]"),
+        "the refused key was not recorded:\n{known}"
+    );
+    w.aws.faults(&faults_with_console(&console_fingerprints(
+        &w.fleet, &w.config,
+    )));
     let (code, _, err) = w.run(&["up"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(w.ssh_changes(), ssh_before);

@@ -3,6 +3,7 @@
 //! client-side pace for mutating calls.
 
 mod calls;
+pub mod console;
 mod errors;
 pub mod tags;
 

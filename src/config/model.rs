@@ -151,7 +151,8 @@ pub struct Ssh {
     pub port: u16,
     /// Optional ProxyJump host (`user@host:port`).
     pub bastion: Option<Located<String>>,
-    /// Host key policy.
+    /// Host key policy: `console` (default: the first contact must present a key whose
+    /// fingerprint the instance's console printed), `accept-new` or `strict`.
     pub known_hosts: Located<String>,
     /// How many nodes at once; 0 means all.
     pub concurrency: usize,
@@ -166,7 +167,7 @@ impl Default for Ssh {
             identity_file: None,
             port: 22,
             bastion: None,
-            known_hosts: plain("accept-new".into()),
+            known_hosts: plain("console".into()),
             concurrency: 0,
             connect_timeout_seconds: 300,
         }

@@ -302,11 +302,11 @@ fn check_ssh(ck: &mut Checker, c: &Cluster) {
         );
     }
     let policy = &ssh.known_hosts;
-    if !["accept-new", "strict"].contains(&policy.as_str()) {
+    if !["console", "accept-new", "strict"].contains(&policy.as_str()) {
         ck.err(
             policy,
             format!("`knownHosts: {}` is not a host key policy", clip(policy)),
-            "use `accept-new` (record on first contact) or `strict` (must already be known)",
+            "use `console` (first contact verified against the instance's console output), `accept-new` (record on first contact) or `strict` (must already be known)",
         );
     }
 }

@@ -40,35 +40,123 @@ async fn fingerprints_known(target: &Target, known_hosts: &Path) -> Vec<String> 
     .unwrap_or_default()
 }
 
-async fn fingerprints_presented(target: &Target) -> Vec<String> {
+/// One host key a node presents: its known_hosts line and SHA256 fingerprint.
+struct Scanned {
+    line: String,
+    fingerprint: String,
+}
+
+/// The host keys `target` presents (ssh-keyscan; no authentication, nothing recorded).
+async fn scan(target: &Target) -> Vec<Scanned> {
     let scan = Command::new("ssh-keyscan")
-        .args(["-T", "5", "-p", &target.port.to_string(), &target.host])
+        .args([
+            "-T",
+            "5",
+            "-p",
+            &target.port.to_string(),
+            "--",
+            &target.host,
+        ])
         .stderr(Stdio::null())
         .output()
         .await;
     let Ok(scan) = scan else { return Vec::new() };
-    let mut child = match Command::new("ssh-keygen")
+    let mut out = Vec::new();
+    for line in String::from_utf8_lossy(&scan.stdout).lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        if let Some(fingerprint) = fingerprint(line).await {
+            out.push(Scanned {
+                line: line.to_string(),
+                fingerprint,
+            });
+        }
+    }
+    out
+}
+
+/// The SHA256 fingerprint of one known_hosts line.
+async fn fingerprint(line: &str) -> Option<String> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = Command::new("ssh-keygen")
         .args(["-l", "-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
-    {
-        Ok(c) => c,
-        Err(_) => return Vec::new(),
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        use tokio::io::AsyncWriteExt;
-        let _ = stdin.write_all(&scan.stdout).await;
-    }
-    let out = child
-        .wait_with_output()
+        .ok()?;
+    let mut stdin = child.stdin.take()?;
+    stdin.write_all(format!("{line}\n").as_bytes()).await.ok()?;
+    drop(stdin);
+    let out = child.wait_with_output().await.ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .map(str::to_string)
+}
+
+async fn fingerprints_presented(target: &Target) -> Vec<String> {
+    scan(target)
         .await
-        .map(|o| o.stdout)
-        .unwrap_or_default();
-    String::from_utf8_lossy(&out)
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .into_iter()
+        .map(|s| s.fingerprint)
         .collect()
+}
+
+/// True when `known_hosts` already has a key for `target`.
+pub async fn known(target: &Target, known_hosts: &Path) -> bool {
+    !fingerprints_known(target, known_hosts).await.is_empty()
+}
+
+/// What pinning a node's key from out-of-band fingerprints found.
+pub enum Pinned {
+    /// The node presented a matching key; it is now in known_hosts.
+    Yes,
+    /// The node did not answer the scan (still booting): try again.
+    NoAnswer,
+}
+
+/// Records the host keys `target` presents whose fingerprints are in `expected` (read out of
+/// band, from the instance's console) in `known_hosts`, so the following connection can be
+/// strict. A node presenting none of them is refused: it is not the instance it claims to be.
+pub async fn pin(
+    target: &Target,
+    known_hosts: &Path,
+    expected: &[String],
+) -> Result<Pinned, Error> {
+    let presented = scan(target).await;
+    if presented.is_empty() {
+        return Ok(Pinned::NoAnswer);
+    }
+    let matching: Vec<&Scanned> = presented
+        .iter()
+        .filter(|s| expected.contains(&s.fingerprint))
+        .collect();
+    if matching.is_empty() {
+        let shown: Vec<&str> = presented.iter().map(|s| s.fingerprint.as_str()).collect();
+        return Err(Error::Ssh {
+            node: target.node.clone(),
+            message: format!(
+                "host key of {} does not match its instance's console: it presents {}, the console printed {}",
+                host_pattern(target),
+                shown.join(", "),
+                if expected.is_empty() { "none".to_string() } else { expected.join(", ") }
+            ),
+            help: "refusing to connect: something other than the instance answers at this address. Check the instance and its address; `knownHosts: accept-new` skips this check if you accept that risk".into(),
+        });
+    }
+    let mut text = String::new();
+    for s in matching {
+        text.push_str(&s.line);
+        text.push('\n');
+    }
+    use std::io::Write;
+    crate::fsutil::append_nofollow()
+        .open(known_hosts)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| Error::io("write", known_hosts, e))?;
+    Ok(Pinned::Yes)
 }
 
 /// The diagnostic for a failed host key check on `target`.

@@ -39,6 +39,8 @@ pub struct Target {
     pub host: String,
     /// SSH port.
     pub port: u16,
+    /// The node's EC2 instance, when `instances` recorded one (for out-of-band host keys).
+    pub instance_id: Option<String>,
 }
 
 /// The SSH targets of every node: static `address` from config, else the public IP the
@@ -72,7 +74,12 @@ pub fn targets(
                     (ip, default_port)
                 }
             };
+            let instance_id = instances
+                .and_then(|o| o.nodes.get(n.name.as_str()))
+                .map(|i| i.instance_id.clone())
+                .filter(|id| !id.is_empty());
             Ok(Target {
+                instance_id,
                 node: n.name.value.clone(),
                 role: n.role.unwrap_or_default(),
                 host,
@@ -155,7 +162,23 @@ impl Conn {
         }
         let started = Instant::now();
         let mut delay = Duration::from_millis(250);
+        let mut pinned = opts.pins.get(&target.node).is_none()
+            || hostkeys::known(target, &opts.known_hosts).await;
         let session = loop {
+            if !pinned {
+                // First contact under `knownHosts: console`: record the key only if it is one
+                // the instance's console printed; the connection below is then strict.
+                let expected = &opts.pins[&target.node];
+                match hostkeys::pin(target, &opts.known_hosts, expected).await? {
+                    hostkeys::Pinned::Yes => pinned = true,
+                    hostkeys::Pinned::NoAnswer if started.elapsed() < opts.connect_timeout => {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                    hostkeys::Pinned::NoAnswer => {}
+                }
+            }
             match builder.connect_mux(&target.host).await {
                 Ok(session) => break session,
                 Err(e) => {

@@ -1,6 +1,7 @@
 //! Connection settings shared by every node: user, key, ecoboot's own known_hosts, where
 //! control sockets live, and the ssh client config ecoboot runs with.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,8 +16,11 @@ pub struct Options {
     pub identity: Option<PathBuf>,
     /// ecoboot's own known_hosts file.
     pub known_hosts: PathBuf,
-    /// `strict` (true) or `accept-new`.
+    /// Unknown host keys are refused (`strict` and `console`); `accept-new` records them.
     pub strict: bool,
+    /// Per node, the host key fingerprints its instance's console printed (`knownHosts:
+    /// console`): on first contact a presented key is recorded only if it is one of these.
+    pub pins: BTreeMap<String, Vec<String>>,
     /// ProxyJump host.
     pub bastion: Option<String>,
     /// How long to keep trying to reach a node.
@@ -38,7 +42,8 @@ impl Options {
             user: ssh.user.value.clone(),
             identity: ssh.identity_file.as_ref().map(|p| config.resolve_path(p)),
             known_hosts: state_dir.join("known_hosts"),
-            strict: ssh.known_hosts.as_str() == "strict",
+            strict: ssh.known_hosts.as_str() != "accept-new",
+            pins: BTreeMap::new(),
             bastion: ssh.bastion.as_ref().map(|b| b.value.clone()),
             connect_timeout: Duration::from_secs(ssh.connect_timeout_seconds.max(1)),
             control_dir: control_dir(uid),

@@ -64,7 +64,10 @@ pub fn config_named(dir: &Path, name: &str) -> PathBuf {
             "metadata:\n  name: sesacthon",
             &format!("metadata:\n  name: {name}"),
         )
-        .replace("connectTimeoutSeconds: 300", "connectTimeoutSeconds: 1");
+        .replace("connectTimeoutSeconds: 300", "connectTimeoutSeconds: 1")
+        // The emulator has no real console; the e2e test switches back to `console` with the
+        // fleet's real fingerprints served by the fault proxy.
+        .replace("knownHosts: console ", "knownHosts: accept-new ");
     // Every node gets a loopback SSH address (port 1: nothing listens), so no stage or probe
     // ever connects to the 10.x / public addresses the AWS emulator hands out.
     let mut out = String::new();

@@ -14,11 +14,16 @@ the AWS behaviours moto does not model, so ecoboot's handling of them is tested 
                              (EC2 eventual consistency)
   idempotent_tokens true     RunInstances ClientToken idempotency as in AWS: a repeated token
                              returns the original instance (with its current state)
+  console {node: [fp, ...]}  GetConsoleOutput for the instance tagged ecoboot.io/node=node
+                             answers a boot log with cloud-init's SSH host key fingerprint
+                             block (moto's console text has none)
 
 Listens on 127.0.0.1 only. Prints "ready <port>" when listening.
 GET  /_proxy/stats              counts per action: forwarded and injected faults
 POST /_proxy/config             replaces the fault config (JSON)
 GET  /_proxy/inventory?cluster=C  resources tagged ecoboot.io/cluster=C, as JSON (read from moto)
+POST /_proxy/imds_optional?cluster=C  sets HttpTokens=optional on the cluster's instances (an
+                             instance launched before ecoboot required IMDSv2)
 """
 
 import json
@@ -86,6 +91,13 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
+        if self.path.startswith("/_proxy/imds_optional"):
+            cluster = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)["cluster"][0]
+            ec2, _ = clients()
+            for r in ec2.describe_instances(Filters=[{"Name": "tag:ecoboot.io/cluster", "Values": [cluster]}])["Reservations"]:
+                for i in r["Instances"]:
+                    ec2.modify_instance_metadata_options(InstanceId=i["InstanceId"], HttpTokens="optional", HttpPutResponseHopLimit=1)
+            return self.reply(200, b"{}", "application/json")
         if self.path.startswith("/_proxy/config"):
             with LOCK:
                 CONFIG.clear()
@@ -127,6 +139,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(*fault)
         if delay:
             time.sleep(delay)
+        if action == "GetConsoleOutput" and CONFIG.get("console"):
+            reply = console_output(form.get("InstanceId", [""])[0], CONFIG["console"])
+            if reply:
+                return self.reply(200, reply)
         token = form.get("ClientToken", [None])[0]
         if action == "RunInstances" and token and CONFIG.get("idempotent_tokens"):
             with LOCK:
@@ -205,11 +221,35 @@ def hide_recent(data, lag):
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
-def inventory(cluster):
+def clients():
     import boto3
     region = CONFIG.get("region", "ap-northeast-2")
     kw = dict(endpoint_url=MOTO, region_name=region, aws_access_key_id="testing", aws_secret_access_key="testing")
-    ec2, iam = boto3.client("ec2", **kw), boto3.client("iam", **kw)
+    return boto3.client("ec2", **kw), boto3.client("iam", **kw)
+
+
+def console_output(instance, fingerprints):
+    """A console log as cloud-init prints it on Ubuntu, with the node's configured fingerprints."""
+    import base64
+    ec2, _ = clients()
+    res = ec2.describe_instances(InstanceIds=[instance])["Reservations"]
+    tags = {t["Key"]: t["Value"] for t in res[0]["Instances"][0].get("Tags", [])} if res else {}
+    fps = fingerprints.get(tags.get("ecoboot.io/node", ""))
+    if fps is None:
+        return None
+    lines = ["[    0.000000] Linux version 6.8.0-1015-aws", "cloud-init[812]: Cloud-init v. 24.1 running 'modules:final'",
+             "ec2: #############################################################",
+             "ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----"]
+    lines += [f"ec2: 256 {fp} root@ip-10-0-1-10 (ED25519)" for fp in fps]
+    lines += ["ec2: -----END SSH HOST KEY FINGERPRINTS-----", "ec2: #############################################################"]
+    out = base64.b64encode(("\n".join(lines) + "\n").encode()).decode()
+    return (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><GetConsoleOutputResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">"
+            f"<requestId>fault-proxy</requestId><instanceId>{instance}</instanceId><timestamp>2026-11-23T00:00:00.000Z</timestamp>"
+            f"<output>{out}</output></GetConsoleOutputResponse>").encode()
+
+
+def inventory(cluster):
+    ec2, iam = clients()
     tag = [{"Name": "tag:ecoboot.io/cluster", "Values": [cluster]}]
     out = {"instances": []}
     for r in ec2.describe_instances(Filters=tag)["Reservations"]:
@@ -218,7 +258,9 @@ def inventory(cluster):
             out["instances"].append({"id": i["InstanceId"], "node": tags.get("ecoboot.io/node"), "name": tags.get("Name"),
                                      "state": i["State"]["Name"], "type": i["InstanceType"], "subnet": i.get("SubnetId"),
                                      "profile": i.get("IamInstanceProfile", {}).get("Arn", ""), "image": i["ImageId"],
-                                     "key": i.get("KeyName")})
+                                     "key": i.get("KeyName"),
+                                     "http_tokens": i.get("MetadataOptions", {}).get("HttpTokens"),
+                                     "hop_limit": i.get("MetadataOptions", {}).get("HttpPutResponseHopLimit")})
     out["volumes"] = [{"size": v["Size"], "type": v["VolumeType"], "encrypted": v["Encrypted"],
                        "node": {t["Key"]: t["Value"] for t in v.get("Tags", [])}.get("ecoboot.io/node")}
                       for v in ec2.describe_volumes(Filters=tag)["Volumes"]]
@@ -226,7 +268,15 @@ def inventory(cluster):
     out["subnets"] = len(ec2.describe_subnets(Filters=tag)["Subnets"])
     out["internet_gateways"] = len(ec2.describe_internet_gateways(Filters=tag)["InternetGateways"])
     out["route_tables"] = len(ec2.describe_route_tables(Filters=tag)["RouteTables"])
-    out["security_groups"] = len(ec2.describe_security_groups(Filters=tag)["SecurityGroups"])
+    groups = ec2.describe_security_groups(Filters=tag)["SecurityGroups"]
+    out["security_groups"] = len(groups)
+    out["ingress"] = sorted(f"{p.get('IpProtocol')} {p.get('FromPort', 0)}-{p.get('ToPort', 0)} {r['CidrIp']}"
+                            for g in groups for p in g["IpPermissions"] for r in p.get("IpRanges", []))
+    role = f"ecoboot-{cluster}-node"
+    try:
+        out["role_policies"] = sorted(p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"])
+    except iam.exceptions.NoSuchEntityException:
+        out["role_policies"] = []
     out["key_pairs"] = len(ec2.describe_key_pairs(Filters=tag)["KeyPairs"])
     out["roles"] = len([r for r in iam.list_roles()["Roles"] if r["RoleName"] == f"ecoboot-{cluster}-node"])
     out["instance_profiles"] = len([p for p in iam.list_instance_profiles()["InstanceProfiles"]
