@@ -162,7 +162,7 @@ impl Conn {
         }
         let started = Instant::now();
         let mut delay = Duration::from_millis(250);
-        let mut pinned = opts.pins.get(&target.node).is_none()
+        let mut pinned = !opts.pins.contains_key(&target.node)
             || hostkeys::known(target, &opts.known_hosts).await;
         let session = loop {
             if !pinned {
