@@ -197,7 +197,7 @@ const CASES: &[Case] = &[
     ),
     case(
         "bad host key policy",
-        &[("knownHosts: accept-new", "knownHosts: \"no\"")],
+        &[("knownHosts: console", "knownHosts: \"no\"")],
         "is not a host key policy",
         "knownHosts:",
     ),
@@ -261,6 +261,15 @@ const CASES: &[Case] = &[
         &[("projects: [dev, prod]", "projects: [dev, Prod_1]")],
         "AppProject name `Prod_1` is not a DNS-1123 label",
         "projects: [dev, Prod_1]",
+    ),
+    case(
+        "AppProject cluster resource not group/Kind",
+        &[(
+            "clusterResources: [/Namespace]",
+            "clusterResources: [Namespace]",
+        )],
+        "`Namespace` is not group/Kind",
+        "clusterResources: [Namespace]",
     ),
     case(
         "unknown key under argocd",
@@ -373,7 +382,7 @@ fn all_problems_are_reported_at_once() {
     let text = SHIPPED
         .replace("name: k8s-api-my", "name: k8s-api-auth")
         .replace("vpcCidr: 10.0.0.0/16", "vpcCidr: 10.0.0.0/33")
-        .replace("knownHosts: accept-new", "knownHosts: never");
+        .replace("knownHosts: console", "knownHosts: never");
     let report = problems(text, FileChecks::Skip);
     let messages: Vec<&str> = report.problems.iter().map(|p| p.message.as_str()).collect();
     assert!(messages.len() >= 3, "{messages:?}");

@@ -25,8 +25,10 @@ pub struct ArgoCd {
     pub placement: Placement,
     /// Keep the manifest's NetworkPolicies (they blocked DNS in the reference cluster).
     pub keep_network_policies: bool,
-    /// AppProjects created before any Application (allowing everything, like the reference).
+    /// AppProjects created before any Application, scoped by `project_scope`.
     pub projects: Vec<Located<String>>,
+    /// What the AppProjects of `projects` allow.
+    pub project_scope: ProjectScope,
     /// The App-of-Apps root Application.
     pub root_app: RootApp,
     /// Bound on each wait (ArgoCD available, applications synced and healthy).
@@ -51,6 +53,7 @@ impl Default for ArgoCd {
             placement: Placement::default(),
             keep_network_policies: true,
             projects: Vec::new(),
+            project_scope: ProjectScope::default(),
             root_app: RootApp::default(),
             wait_seconds: 600,
         }
@@ -125,4 +128,20 @@ impl Default for RootApp {
             sync_wave: plain("-2".into()),
         }
     }
+}
+
+/// `spec.argocd.projectScope`: what ecoboot's AppProjects allow. The reference allowed
+/// everything (`*` repositories, clusters, namespaces and cluster resources); ecoboot's
+/// defaults are the root app's repository, the in-cluster API only, every namespace but
+/// kube-system, kube-public and ArgoCD's own, and Namespaces as the only cluster resource.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProjectScope {
+    /// Repositories (git or Helm URLs) the projects may deploy from; empty = the root app's.
+    pub source_repos: Vec<Located<String>>,
+    /// Destination namespaces (`*`, a name, or `!name` to deny); empty = the defaults above.
+    pub namespaces: Vec<Located<String>>,
+    /// Cluster-scoped kinds as `group/Kind` (`/Namespace` for the core group, `*/*` for all);
+    /// empty = Namespaces only.
+    pub cluster_resources: Vec<Located<String>>,
 }

@@ -70,6 +70,31 @@ pub(super) fn check_argocd(ck: &mut Checker, c: &Cluster) {
     for (key, value) in &a.placement.node_selector {
         check_selector(ck, "spec.argocd.placement.nodeSelector", key, value);
     }
+    let scope = &a.project_scope;
+    for repo in &scope.source_repos {
+        ck.syntax(
+            repo,
+            "spec.argocd.projectScope.sourceRepos",
+            syntax::git_url,
+            "a repository URL such as https://github.com/org/repo",
+        );
+    }
+    for ns in &scope.namespaces {
+        ck.syntax(
+            ns,
+            "spec.argocd.projectScope.namespaces",
+            project_namespace,
+            "`*`, a namespace, or `!namespace` to deny one",
+        );
+    }
+    for kind in &scope.cluster_resources {
+        ck.syntax(
+            kind,
+            "spec.argocd.projectScope.clusterResources",
+            cluster_kind,
+            "write group/Kind: `/Namespace`, `rbac.authorization.k8s.io/ClusterRole`, or `*/*`",
+        );
+    }
     let r = &a.root_app;
     let dns = "use lowercase letters, digits and '-'";
     ck.syntax(&a.namespace, "spec.argocd.namespace", dns_label, dns);
@@ -112,6 +137,33 @@ fn dns_label(s: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("`{}` is not a DNS-1123 label", clip(s)))
+    }
+}
+
+fn project_namespace(s: &str) -> Result<(), String> {
+    let name = s.strip_prefix('!').unwrap_or(s);
+    if s == "*" || is_dns_label(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not `*`, a namespace or `!namespace`",
+            clip(s)
+        ))
+    }
+}
+
+fn cluster_kind(s: &str) -> Result<(), String> {
+    let ok = s.split_once('/').is_some_and(|(group, kind)| {
+        (group.is_empty() || group == "*" || is_dns_subdomain(group))
+            && (kind == "*"
+                || (!kind.is_empty()
+                    && kind.len() <= 63
+                    && kind.chars().all(|c| c.is_ascii_alphanumeric())))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{}` is not group/Kind", clip(s)))
     }
 }
 

@@ -113,19 +113,58 @@ pub fn render(text: &str, cfg: &ArgoCd) -> Result<Vec<DynamicObject>> {
         });
         out.push(obj);
     }
+    let spec = project_spec(cfg);
     let projects: Vec<Value> = cfg
         .projects
         .iter()
         .map(|p| {
             json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
                    "metadata": {"name": p.value, "namespace": ns},
-                   "spec": {"description": "created by ecoboot", "sourceRepos": ["*"],
-                            "destinations": [{"namespace": "*", "server": "*"}],
-                            "clusterResourceWhitelist": [{"group": "*", "kind": "*"}]}})
+                   "spec": spec})
         })
         .collect();
     out.extend(manifest::objects(projects, "spec.argocd.projects")?);
     Ok(out)
+}
+
+/// The spec of ecoboot's AppProjects from `spec.argocd.projectScope` (see its defaults).
+fn project_spec(cfg: &ArgoCd) -> Value {
+    let scope = &cfg.project_scope;
+    let values = |list: &[crate::config::Located<String>]| -> Vec<String> {
+        list.iter().map(|v| v.value.clone()).collect()
+    };
+    let mut repos = values(&scope.source_repos);
+    if repos.is_empty() {
+        repos.push(cfg.root_app.repo_url.value.clone());
+    }
+    let mut namespaces = values(&scope.namespaces);
+    if namespaces.is_empty() {
+        namespaces = vec![
+            "!kube-system".into(),
+            "!kube-public".into(),
+            format!("!{}", cfg.namespace.value),
+            "*".into(),
+        ];
+    }
+    let server = "https://kubernetes.default.svc";
+    let destinations: Vec<Value> = namespaces
+        .iter()
+        .map(|n| json!({"namespace": n, "server": server}))
+        .collect();
+    let mut kinds = values(&scope.cluster_resources);
+    if kinds.is_empty() {
+        kinds.push("/Namespace".into());
+    }
+    let whitelist: Vec<Value> = kinds
+        .iter()
+        .map(|k| {
+            let (group, kind) = k.split_once('/').unwrap_or(("", k));
+            json!({"group": group, "kind": kind})
+        })
+        .collect();
+    json!({"description": "created by ecoboot (spec.argocd.projectScope)",
+           "sourceRepos": repos, "destinations": destinations,
+           "clusterResourceWhitelist": whitelist})
 }
 
 impl InstallArgocd {
@@ -333,6 +372,54 @@ spec: {template: {spec: {containers: [{name: s}]}}}
             projects: vec![crate::config::plain("dev".into())],
             ..ArgoCd::default()
         }
+    }
+
+    #[test]
+    fn projects_are_scoped_not_wide_open() {
+        let objs = render(MINI, &cfg()).unwrap();
+        let project = objs
+            .iter()
+            .find(|o| manifest::kind(o) == "AppProject")
+            .unwrap();
+        let spec = &project.data["spec"];
+        assert_eq!(
+            spec["sourceRepos"],
+            json!(["https://github.com/SeSACTHON/backend"])
+        );
+        let dests = spec["destinations"].as_array().unwrap();
+        assert!(
+            dests
+                .iter()
+                .all(|d| d["server"] == "https://kubernetes.default.svc")
+        );
+        let namespaces: Vec<&str> = dests
+            .iter()
+            .map(|d| d["namespace"].as_str().unwrap())
+            .collect();
+        assert_eq!(namespaces, ["!kube-system", "!kube-public", "!gitops", "*"]);
+        assert_eq!(
+            spec["clusterResourceWhitelist"],
+            json!([{"group": "", "kind": "Namespace"}])
+        );
+
+        let mut wide = cfg();
+        wide.project_scope.cluster_resources = vec![crate::config::plain("*/*".into())];
+        wide.project_scope.source_repos = vec![crate::config::plain(
+            "https://charts.example.com/repo".into(),
+        )];
+        let objs = render(MINI, &wide).unwrap();
+        let project = objs
+            .iter()
+            .find(|o| manifest::kind(o) == "AppProject")
+            .unwrap();
+        assert_eq!(
+            project.data["spec"]["clusterResourceWhitelist"],
+            json!([{"group": "*", "kind": "*"}])
+        );
+        assert_eq!(
+            project.data["spec"]["sourceRepos"],
+            json!(["https://charts.example.com/repo"])
+        );
     }
 
     #[test]
