@@ -130,6 +130,12 @@ async fn run_stages(
     if result.is_ok() {
         result = Runner::new(selected, &cx).run(mode).await;
     }
+    if result.is_ok() && command == "plan" {
+        let blind = cx.blind_spots();
+        if !blind.is_empty() {
+            result = Err(Error::PlanIncomplete { blind });
+        }
+    }
     cx.close_ssh().await;
     finish_run(&events, result.is_ok(), started, log.as_deref());
     result

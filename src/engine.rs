@@ -56,6 +56,8 @@ pub struct Ctx {
     pub force_reset: bool,
     /// `--no-wait`: apply the root app without waiting for application health.
     pub no_wait: bool,
+    /// What a read-only run could not look at (unreachable nodes, refused host keys).
+    blind: Mutex<Vec<String>>,
 }
 
 impl Ctx {
@@ -74,6 +76,7 @@ impl Ctx {
             playbooks: None,
             force_reset: false,
             no_wait: false,
+            blind: Mutex::new(Vec::new()),
         }
     }
 
@@ -142,6 +145,12 @@ impl Ctx {
         }
         while let Some(joined) = set.join_next().await {
             let (node, result) = joined.expect("connect task");
+            if let Err(e) = &result
+                && !self.writable()
+            {
+                let first = e.lines().next().unwrap_or_default();
+                self.lock_blind().push(format!("node {node} ({first})"));
+            }
             cache.insert(node, result);
         }
         targets
@@ -153,6 +162,15 @@ impl Ctx {
                 )
             })
             .collect()
+    }
+
+    /// What this read-only run could not look at, in the order found.
+    pub fn blind_spots(&self) -> Vec<String> {
+        self.lock_blind().clone()
+    }
+
+    fn lock_blind(&self) -> MutexGuard<'_, Vec<String>> {
+        self.blind.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Closes every SSH master connection of this run.

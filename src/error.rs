@@ -19,6 +19,9 @@ pub mod exit {
     pub const LOCKED: i32 = 3;
     /// The state file is unreadable or written by an incompatible (newer) ecoboot.
     pub const STATE: i32 = 4;
+    /// `plan` could not look at everything (a node unreachable, a host key refused): the plan
+    /// shown is incomplete. Nothing was changed.
+    pub const INCOMPLETE_PLAN: i32 = 5;
     /// A bug in ecoboot (a panic); the message says where. Nothing is left half-written: state
     /// files are only ever replaced atomically.
     pub const INTERNAL: i32 = 70;
@@ -166,6 +169,19 @@ pub enum Error {
         remaining: String,
     },
 
+    /// `plan` could not see part of the real world.
+    #[error("the plan is incomplete: ecoboot could not look at {}", blind.join("; "))]
+    #[diagnostic(
+        code(ecoboot::plan::incomplete),
+        help(
+            "nothing was changed; make the named nodes reachable (or fix their host keys) and run `ecoboot plan` again"
+        )
+    )]
+    PlanIncomplete {
+        /// What could not be looked at, one entry per node or resource.
+        blind: Vec<String>,
+    },
+
     /// The user or the environment stopped the run.
     #[error("interrupted")]
     #[diagnostic(
@@ -188,6 +204,7 @@ impl Error {
             Error::Locked { .. } => exit::LOCKED,
             Error::StateUnusable { .. } => exit::STATE,
             Error::Interrupted => exit::INTERRUPTED,
+            Error::PlanIncomplete { .. } => exit::INCOMPLETE_PLAN,
             Error::Io { .. }
             | Error::Prerequisite { .. }
             | Error::StageFailed { .. }

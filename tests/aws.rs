@@ -196,7 +196,13 @@ fn plan_on_the_shipped_topology_changes_nothing() {
             .arg(&config)
             .arg("plan"),
     ));
-    assert_eq!(code, 0, "{err}");
+    // The configured node addresses answer nothing here: the plan says what it could not see
+    // and exits 5 instead of passing off an incomplete plan as complete.
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("the plan is incomplete") && err.contains("node k8s-master"),
+        "{err}"
+    );
     for id in ["network", "iam", "instances", "prepare-nodes", "root-app"] {
         assert!(out.contains(&format!("[{id}]")), "plan lacks {id}");
     }
@@ -447,7 +453,7 @@ fn foreign_key_pair_drift_and_lost_state() {
             .arg(&config)
             .arg("plan"),
     ));
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(code, 5, "nodes at port 1 cannot be looked at: {err}");
     assert!(
         out.contains("drift: k8s-postgresql runs t3.large, config says t3.xlarge (not replaced)"),
         "{out}"

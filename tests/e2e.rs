@@ -518,6 +518,25 @@ fn crash_anywhere_then_converge_rerun_rebuild_scan_and_down() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(w.ssh_changes(), ssh_before);
 
+    // `plan` is read-only: with the host keys forgotten it verifies them again against the
+    // console, but records nothing and writes no log into the state directory.
+    let cluster_dir = w.state.join("sesacthon");
+    std::fs::remove_file(cluster_dir.join("known_hosts")).unwrap();
+    let before = state_bytes(&w.state);
+    let (code, _, err) = w.run(&["plan"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !cluster_dir.join("known_hosts").exists(),
+        "plan recorded host keys"
+    );
+    assert_eq!(
+        state_bytes(&w.state),
+        before,
+        "plan wrote into the state directory"
+    );
+    let (code, _, err) = w.run(&["up"]);
+    assert_eq!(code, 0, "{err}");
+
     // No join token, no admin key, no ArgoCD password in anything ecoboot printed or wrote.
     let (code, password, _) = run(&mut w.cmd(&["argocd", "password"]));
     assert_eq!(code, 0);
