@@ -142,4 +142,11 @@ pub enum Command {
 pub enum ArgocdCommand {
     /// Print the initial admin password (from Secret argocd-initial-admin-secret).
     Password,
+    /// Open the ArgoCD UI on a local port through the SSH tunnel (no port open to the world);
+    /// runs until Ctrl-C.
+    Ui {
+        /// Local port on 127.0.0.1 (0 = any free port).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
 }

@@ -20,9 +20,9 @@ const TERMINATE_WAIT: Duration = Duration::from_secs(900);
 
 type Failure = (Option<String>, Error);
 
-/// Deletes everything (`role_name`: the node role and instance profile, see
-/// [`crate::stages::iam::node_role_name`]); returns how many resources were deleted.
-pub async fn down(aws: &Aws, events: &Events, role_name: &str) -> Result<usize> {
+/// Deletes everything (`role_names`: the IAM roles and same-named instance profiles ecoboot
+/// may have made for the cluster); returns how many resources were deleted.
+pub async fn down(aws: &Aws, events: &Events, role_names: &[String]) -> Result<usize> {
     let mut td = Teardown {
         aws,
         events,
@@ -31,7 +31,9 @@ pub async fn down(aws: &Aws, events: &Events, role_name: &str) -> Result<usize> 
     };
     td.instances().await;
     td.ec2_network().await;
-    td.iam(role_name).await;
+    for name in role_names {
+        td.iam(name).await;
+    }
     td.key_pairs().await;
     match td.failures.len() {
         0 => Ok(td.deleted),

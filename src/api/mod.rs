@@ -5,7 +5,7 @@
 pub mod admin_conf;
 pub mod apply;
 pub mod manifest;
-mod tunnel;
+pub mod tunnel;
 pub mod wait;
 
 use std::path::PathBuf;

@@ -22,6 +22,17 @@ pub struct Tunnel {
 impl Tunnel {
     /// Forwards a new loopback port to `host:port` as seen from the node behind `conn`.
     pub async fn open(conn: &Conn, dir: &Path, host: &str, port: u16) -> Result<Tunnel> {
+        Self::open_on(conn, dir, host, port, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Like [`Tunnel::open`], listening on `bind` (a loopback address; port 0 = any free one).
+    pub async fn open_on(
+        conn: &Conn,
+        dir: &Path,
+        host: &str,
+        port: u16,
+        bind: SocketAddr,
+    ) -> Result<Tunnel> {
         crate::fsutil::ensure_private_dir(dir)?;
         let socket = dir.join(format!(
             "api-{}-{:x}.sock",
@@ -30,12 +41,12 @@ impl Tunnel {
         ));
         let _ = std::fs::remove_file(&socket);
         conn.forward(&socket, host, port).await?;
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let listener = TcpListener::bind(bind)
             .await
-            .map_err(|e| Error::io("listen on", "127.0.0.1:0", e))?;
+            .map_err(|e| Error::io("listen on", bind.to_string(), e))?;
         let local = listener
             .local_addr()
-            .map_err(|e| Error::io("listen on", "127.0.0.1:0", e))?;
+            .map_err(|e| Error::io("listen on", bind.to_string(), e))?;
         let target = socket.clone();
         let task = tokio::spawn(async move {
             while let Ok((mut tcp, _)) = listener.accept().await {

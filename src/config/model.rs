@@ -70,9 +70,12 @@ pub struct Aws {
     pub allowed_api_cidrs: Vec<Located<String>>,
     /// CIDRs allowed to reach the NodePort range; empty means no rule.
     pub node_port_cidrs: Vec<Located<String>>,
-    /// Managed policy ARNs attached to the node role; policies ecoboot attached earlier and no
-    /// longer listed are detached.
+    /// Managed policy ARNs of the node role (every node); policies ecoboot attached earlier
+    /// and no longer listed are detached.
     pub iam_policies: Vec<Located<String>>,
+    /// Extra managed policy ARNs of the controller role, worn only by nodes with
+    /// `awsControllers: true` (EBS CSI controller, load balancer controller).
+    pub controller_iam_policies: Vec<Located<String>>,
     /// Extra tags for every resource.
     pub tags: BTreeMap<String, Located<String>>,
 }
@@ -91,8 +94,10 @@ impl Default for Aws {
             iam_policies: vec![
                 plain("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore".into()),
                 plain("arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly".into()),
-                plain("arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy".into()),
             ],
+            controller_iam_policies: vec![plain(
+                "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy".into(),
+            )],
             tags: BTreeMap::new(),
         }
     }
@@ -276,9 +281,9 @@ pub struct Node {
     pub labels: BTreeMap<String, Located<String>>,
     /// Taints `key[=value]:Effect` set at registration.
     pub taints: Vec<Located<String>>,
-    /// The node runs AWS-facing controllers (load balancer controller, EBS CSI controller): its
-    /// instance metadata hop limit is 2 so their pods can reach IMDSv2; everywhere else it is 1,
-    /// so no pod can read the node role's credentials.
+    /// The node runs AWS-facing controllers (load balancer controller, EBS CSI controller): it
+    /// wears the controller role and its instance metadata hop limit is 2 so their pods can
+    /// reach IMDSv2; everywhere else it is 1, so no pod can read the node role's credentials.
     pub aws_controllers: bool,
 }
 

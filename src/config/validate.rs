@@ -204,7 +204,7 @@ fn check_aws(ck: &mut Checker, c: &Cluster, base: &Path, files: FileChecks) -> O
             ck.err(value, format!("`spec.aws.tags`: {e}"), "AWS tags: letters, digits, spaces and _.:/=+-@; keys starting with aws: are reserved by AWS");
         }
     }
-    for arn in &aws.iam_policies {
+    for arn in aws.iam_policies.iter().chain(&aws.controller_iam_policies) {
         ck.syntax(
             arn,
             "IAM policy",

@@ -1,4 +1,6 @@
-//! Stage `iam`: the node role (EC2 trust, configured managed policies) and its instance profile.
+//! Stage `iam`: the node role (EC2 trust, `iamPolicies`) and, when a node runs AWS-facing
+//! controllers, a controller role (`iamPolicies` + `controllerIamPolicies`), each with its
+//! instance profile.
 //! IAM names are unique per account, so they are found by name and then checked for the
 //! cluster tag: a same-named entity of someone else is never adopted.
 
@@ -26,11 +28,59 @@ pub struct IamOut {
     pub role: String,
     /// Instance profile name (what `RunInstances` takes).
     pub instance_profile: String,
+    /// The controller role's instance profile, for nodes with `awsControllers: true`.
+    #[serde(default)]
+    pub controller_instance_profile: Option<String>,
 }
 
-/// Role and instance profile name for a cluster.
+impl IamOut {
+    /// The instance profile a node wears.
+    pub fn profile_for(&self, node: &crate::config::Node) -> &str {
+        match (&self.controller_instance_profile, node.aws_controllers) {
+            (Some(controller), true) => controller,
+            _ => &self.instance_profile,
+        }
+    }
+}
+
+/// Role and instance profile name of every node.
 pub fn node_role_name(config: &Config) -> String {
     format!("ecoboot-{}-node", config.name())
+}
+
+/// Role and instance profile name of the nodes that run AWS-facing controllers.
+pub fn controller_role_name(config: &Config) -> String {
+    format!("ecoboot-{}-controller", config.name())
+}
+
+/// One role ecoboot manages (with its same-named instance profile) and the managed policies
+/// it must have, exactly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoleSpec {
+    /// Role and instance profile name.
+    pub name: String,
+    /// The attached managed policy ARNs it must have, no more.
+    pub policies: BTreeSet<String>,
+}
+
+/// The roles the config asks for: the node role, plus the controller role when a node has
+/// `awsControllers: true`. Controller nodes still need what every node needs.
+pub fn roles(config: &Config) -> Vec<RoleSpec> {
+    let aws = &config.cluster.spec.aws;
+    let base: BTreeSet<String> = aws.iam_policies.iter().map(|p| p.value.clone()).collect();
+    let mut out = vec![RoleSpec {
+        name: node_role_name(config),
+        policies: base.clone(),
+    }];
+    if config.nodes().any(|n| n.aws_controllers) {
+        let mut policies = base;
+        policies.extend(aws.controller_iam_policies.iter().map(|p| p.value.clone()));
+        out.push(RoleSpec {
+            name: controller_role_name(config),
+            policies,
+        });
+    }
+    out
 }
 
 #[derive(Debug, Default)]
@@ -44,7 +94,7 @@ struct Found {
 /// The `iam` stage. Keeps what its probe found so the apply right after does not ask again.
 #[derive(Default)]
 pub struct Iam {
-    last: std::sync::Mutex<Option<Found>>,
+    last: std::sync::Mutex<Option<Vec<Found>>>,
 }
 
 fn foreign(what: &str, name: &str, cluster: &str) -> Error {
@@ -110,24 +160,33 @@ async fn discover(aws: &Aws, name: &str) -> Result<Found> {
     Ok(found)
 }
 
-fn plan(config: &Config, name: &str, f: &Found) -> Vec<Action> {
+async fn discover_all(cx: &Ctx, specs: &[RoleSpec]) -> Result<Vec<Found>> {
+    let mut found = Vec::new();
+    for spec in specs {
+        found.push(discover(cx.aws().await, &spec.name).await?);
+    }
+    Ok(found)
+}
+
+fn plan(spec: &RoleSpec, f: &Found) -> Vec<Action> {
+    let name = &spec.name;
     let mut out = Vec::new();
     if !f.role {
         out.push(Action::new(
             format!("role/{name}"),
-            "create node role trusted by EC2",
+            "create role trusted by EC2",
         ));
     }
-    for policy in missing_policies(config, f) {
+    for policy in spec.policies.difference(&f.policies) {
         out.push(Action::new(
             format!("role/{name}"),
             format!("attach {policy}"),
         ));
     }
-    for policy in extra_policies(config, f) {
+    for policy in f.policies.difference(&spec.policies) {
         out.push(Action::new(
             format!("role/{name}"),
-            format!("detach {policy} (no longer in spec.aws.iamPolicies)"),
+            format!("detach {policy} (no longer in the config)"),
         ));
     }
     if !f.profile {
@@ -139,40 +198,79 @@ fn plan(config: &Config, name: &str, f: &Found) -> Vec<Action> {
     if !f.profile_has_role {
         out.push(Action::new(
             format!("instance-profile/{name}"),
-            "add the node role",
+            "add the role",
         ));
     }
     out
 }
 
-/// The policy ARNs the config lists for the node role.
-fn wanted_policies(config: &Config) -> std::collections::BTreeSet<&str> {
-    config
-        .cluster
-        .spec
-        .aws
-        .iam_policies
-        .iter()
-        .map(|p| p.as_str())
-        .collect()
-}
-
-fn missing_policies<'a>(config: &'a Config, f: &Found) -> Vec<&'a str> {
-    wanted_policies(config)
-        .into_iter()
-        .filter(|p| !f.policies.contains(*p))
-        .collect()
-}
-
-/// Attached policies the config no longer lists (the role is ecoboot's own, tagged with the
-/// cluster, so everything attached to it was attached by ecoboot).
-fn extra_policies(config: &Config, f: &Found) -> Vec<String> {
-    let wanted = wanted_policies(config);
-    f.policies
-        .iter()
-        .filter(|p| !wanted.contains(p.as_str()))
-        .cloned()
-        .collect()
+/// Creates what `spec` lacks and detaches policies it no longer lists (the role is ecoboot's
+/// own, tagged with the cluster, so everything attached to it was attached by ecoboot).
+async fn converge(cx: &Ctx, spec: &RoleSpec, found: &Found) -> Result<()> {
+    let aws = cx.aws().await;
+    let name = &spec.name;
+    if !found.role {
+        aws.pace().await;
+        aws.iam
+            .create_role()
+            .role_name(name)
+            .assume_role_policy_document(TRUST_POLICY)
+            .description(format!("ecoboot nodes of cluster {}", cx.config.name()))
+            .set_tags(Some(aws.tags.iam(name)))
+            .send()
+            .await
+            .map_err(|e| aws_error("CreateRole", name, e))?;
+        cx.events
+            .progress(ID, Some(&format!("role/{name}")), "created");
+    }
+    for policy in spec.policies.difference(&found.policies) {
+        aws.pace().await;
+        aws.iam
+            .attach_role_policy()
+            .role_name(name)
+            .policy_arn(policy)
+            .send()
+            .await
+            .map_err(|e| aws_error("AttachRolePolicy", policy, e))?;
+    }
+    for policy in found.policies.difference(&spec.policies) {
+        aws.pace().await;
+        aws.iam
+            .detach_role_policy()
+            .role_name(name)
+            .policy_arn(policy)
+            .send()
+            .await
+            .map_err(|e| aws_error("DetachRolePolicy", policy, e))?;
+        cx.events.progress(
+            ID,
+            Some(&format!("role/{name}")),
+            format!("detached {policy}"),
+        );
+    }
+    if !found.profile {
+        aws.pace().await;
+        aws.iam
+            .create_instance_profile()
+            .instance_profile_name(name)
+            .set_tags(Some(aws.tags.iam(name)))
+            .send()
+            .await
+            .map_err(|e| aws_error("CreateInstanceProfile", name, e))?;
+        cx.events
+            .progress(ID, Some(&format!("instance-profile/{name}")), "created");
+    }
+    if !found.profile_has_role {
+        aws.pace().await;
+        aws.iam
+            .add_role_to_instance_profile()
+            .instance_profile_name(name)
+            .role_name(name)
+            .send()
+            .await
+            .map_err(|e| aws_error("AddRoleToInstanceProfile", name, e))?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -182,96 +280,44 @@ impl Stage for Iam {
     }
 
     fn title(&self) -> &'static str {
-        "Create node IAM role and instance profile"
+        "Create node IAM roles and instance profiles"
     }
 
     async fn probe(&self, cx: &Ctx) -> Result<Probe> {
-        let name = node_role_name(&cx.config);
-        let found = discover(cx.aws().await, &name).await?;
-        let todo = plan(&cx.config, &name, &found);
-        let policies = found.policies.len();
+        let specs = roles(&cx.config);
+        let found = discover_all(cx, &specs).await?;
+        let todo: Vec<Action> = specs
+            .iter()
+            .zip(&found)
+            .flat_map(|(s, f)| plan(s, f))
+            .collect();
+        let policies: usize = found.iter().map(|f| f.policies.len()).sum();
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(found);
         if !todo.is_empty() {
             return Ok(Probe::Todo(todo));
         }
         let out = IamOut {
-            role: name.clone(),
-            instance_profile: name.clone(),
+            role: specs[0].name.clone(),
+            instance_profile: specs[0].name.clone(),
+            controller_instance_profile: specs.get(1).map(|s| s.name.clone()),
         };
         cx.update_state(|s| s.set_output(ID, &out))?;
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         Ok(Probe::Done(format!(
-            "role and instance profile {name} with {policies} policies"
+            "roles and instance profiles {} with {policies} policies",
+            names.join(", ")
         )))
     }
 
     async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
-        let aws = cx.aws().await;
-        let name = node_role_name(&cx.config);
+        let specs = roles(&cx.config);
         let cached = self.last.lock().unwrap_or_else(|p| p.into_inner()).take();
         let found = match cached {
-            Some(found) => found,
-            None => discover(aws, &name).await?,
+            Some(found) if found.len() == specs.len() => found,
+            _ => discover_all(cx, &specs).await?,
         };
-        if !found.role {
-            aws.pace().await;
-            aws.iam
-                .create_role()
-                .role_name(&name)
-                .assume_role_policy_document(TRUST_POLICY)
-                .description(format!("ecoboot nodes of cluster {}", cx.config.name()))
-                .set_tags(Some(aws.tags.iam(&name)))
-                .send()
-                .await
-                .map_err(|e| aws_error("CreateRole", &name, e))?;
-            cx.events
-                .progress(ID, Some(&format!("role/{name}")), "created");
-        }
-        for policy in missing_policies(&cx.config, &found) {
-            aws.pace().await;
-            aws.iam
-                .attach_role_policy()
-                .role_name(&name)
-                .policy_arn(policy)
-                .send()
-                .await
-                .map_err(|e| aws_error("AttachRolePolicy", policy, e))?;
-        }
-        for policy in extra_policies(&cx.config, &found) {
-            aws.pace().await;
-            aws.iam
-                .detach_role_policy()
-                .role_name(&name)
-                .policy_arn(&policy)
-                .send()
-                .await
-                .map_err(|e| aws_error("DetachRolePolicy", &policy, e))?;
-            cx.events.progress(
-                ID,
-                Some(&format!("role/{name}")),
-                format!("detached {policy}"),
-            );
-        }
-        if !found.profile {
-            aws.pace().await;
-            aws.iam
-                .create_instance_profile()
-                .instance_profile_name(&name)
-                .set_tags(Some(aws.tags.iam(&name)))
-                .send()
-                .await
-                .map_err(|e| aws_error("CreateInstanceProfile", &name, e))?;
-            cx.events
-                .progress(ID, Some(&format!("instance-profile/{name}")), "created");
-        }
-        if !found.profile_has_role {
-            aws.pace().await;
-            aws.iam
-                .add_role_to_instance_profile()
-                .instance_profile_name(&name)
-                .role_name(&name)
-                .send()
-                .await
-                .map_err(|e| aws_error("AddRoleToInstanceProfile", &name, e))?;
+        for (spec, found) in specs.iter().zip(&found) {
+            converge(cx, spec, found).await?;
         }
         Ok(())
     }

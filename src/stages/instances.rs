@@ -9,14 +9,17 @@ use async_trait::async_trait;
 use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, HttpTokensState, IamInstanceProfileSpecification, Instance,
-    InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceStateName, InstanceType,
-    ResourceType, VolumeType,
+    BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification, Instance,
+    InstanceStateName, InstanceType, ResourceType, VolumeType,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::iam::{self, IamOut};
+use super::instance_settings::{
+    current_association, hop_limit, metadata_drift, metadata_options, profile_arn_is,
+    require_imdsv2, switch_profile, wears_profile,
+};
 use super::network::{self, NetworkOut};
 use crate::aws::tags::NODE;
 use crate::aws::{Aws, aws_error, code_of, ec2_filter, ec2_tag_value};
@@ -77,6 +80,10 @@ struct Found {
     key: KeyState,
     ami: Option<String>,
     nodes: BTreeMap<String, Vec<Instance>>,
+    /// Instance id → the instance profile ARN of its current association, for the instances
+    /// whose DescribeInstances view disagrees with the config (an association being replaced
+    /// shows there only once it completes).
+    associated: BTreeMap<String, String>,
 }
 
 #[derive(Clone, PartialEq)]
@@ -162,7 +169,29 @@ async fn discover(cx: &Ctx, aws: &Aws) -> Result<Found> {
             .flatten()
             .find_map(|i| i.image_id().map(str::to_string))
     });
-    Ok(Found { key, ami, nodes })
+    let mut associated = BTreeMap::new();
+    let iam: Option<IamOut> = cx.state().output(iam::ID);
+    if let Some(iam) = iam {
+        for node in config.nodes() {
+            let Some([one]) = nodes.get(node.name.as_str()).map(Vec::as_slice) else {
+                continue;
+            };
+            let id = one.instance_id().unwrap_or_default();
+            if !profile_arn_is(
+                one.iam_instance_profile().and_then(|p| p.arn()),
+                iam.profile_for(node),
+            ) && let Some((_, arn)) = current_association(aws, id).await?
+            {
+                associated.insert(id.to_string(), arn);
+            }
+        }
+    }
+    Ok(Found {
+        key,
+        ami,
+        nodes,
+        associated,
+    })
 }
 
 fn state_name(i: &Instance) -> InstanceStateName {
@@ -192,6 +221,7 @@ fn node_out(i: &Instance) -> NodeOut {
 
 /// Actions left, plus drift notes (reported, never acted on).
 fn plan(cx: &Ctx, found: &Found, net: Option<&NetworkOut>) -> Result<(Vec<Action>, Vec<String>)> {
+    let iam: Option<IamOut> = cx.state().output(iam::ID);
     let config = &cx.config;
     let mut todo = Vec::new();
     let mut drift = Vec::new();
@@ -219,6 +249,17 @@ fn plan(cx: &Ctx, found: &Found, net: Option<&NetworkOut>) -> Result<(Vec<Action
                             "wait until {} is running (now {})",
                             one.instance_id().unwrap_or_default(),
                             state_name(one).as_str()
+                        ),
+                    ));
+                }
+                if let Some(want) = iam.as_ref().map(|i| i.profile_for(node))
+                    && !wears_profile(&found.associated, one, want)
+                {
+                    todo.push(Action::new(
+                        name,
+                        format!(
+                            "switch {} to instance profile {want} (in place)",
+                            one.instance_id().unwrap_or_default()
                         ),
                     ));
                 }
@@ -425,28 +466,6 @@ impl Launch {
     }
 }
 
-/// IMDSv2 only (a pod cannot read the node role's credentials with a plain GET), hop limit 1
-/// so containers cannot reach it at all, except on nodes marked `awsControllers: true`, whose
-/// pods need one more hop.
-fn hop_limit(node: &Node) -> i32 {
-    if node.aws_controllers { 2 } else { 1 }
-}
-
-fn metadata_options(node: &Node) -> InstanceMetadataOptionsRequest {
-    InstanceMetadataOptionsRequest::builder()
-        .http_tokens(HttpTokensState::Required)
-        .http_endpoint(InstanceMetadataEndpointState::Enabled)
-        .http_put_response_hop_limit(hop_limit(node))
-        .build()
-}
-
-/// True when a running instance's metadata options differ from [`metadata_options`].
-fn metadata_drift(i: &Instance, node: &Node) -> bool {
-    let m = i.metadata_options();
-    m.and_then(|m| m.http_tokens()) != Some(&HttpTokensState::Required)
-        || m.and_then(|m| m.http_put_response_hop_limit()) != Some(hop_limit(node))
-}
-
 fn profile_not_ready<E: aws_sdk_ec2::error::ProvideErrorMetadata, R>(
     e: &aws_sdk_ec2::error::SdkError<E, R>,
 ) -> bool {
@@ -542,20 +561,20 @@ impl Stage for Instances {
             let Some([one]) = found.nodes.get(node.name.as_str()).map(Vec::as_slice) else {
                 continue;
             };
+            let id = one.instance_id().unwrap_or_default();
+            let want = iam.profile_for(node);
+            if !wears_profile(&found.associated, one, want) {
+                switch_profile(aws, id, want).await?;
+                cx.events.progress(
+                    ID,
+                    Some(node.name.as_str()),
+                    format!("{id}: instance profile {want}"),
+                );
+            }
             if !metadata_drift(one, node) {
                 continue;
             }
-            let id = one.instance_id().unwrap_or_default();
-            aws.pace().await;
-            aws.ec2
-                .modify_instance_metadata_options()
-                .instance_id(id)
-                .http_tokens(HttpTokensState::Required)
-                .http_endpoint(InstanceMetadataEndpointState::Enabled)
-                .http_put_response_hop_limit(hop_limit(node))
-                .send()
-                .await
-                .map_err(|e| aws_error("ModifyInstanceMetadataOptions", id, e))?;
+            require_imdsv2(aws, id, node).await?;
             cx.events.progress(
                 ID,
                 Some(node.name.as_str()),
@@ -581,7 +600,7 @@ impl Stage for Instances {
                 ami: ami.clone(),
                 subnet_id: subnet.id.clone(),
                 sg: net.security_group_id.clone(),
-                profile: iam.instance_profile.clone(),
+                profile: iam.profile_for(node).to_string(),
                 key: key.clone(),
             };
             let cluster = config.name().to_string();

@@ -4,6 +4,7 @@ pub mod iam;
 pub mod init_master;
 pub mod install_argocd;
 pub mod install_cni;
+mod instance_settings;
 pub mod instances;
 pub mod join_workers;
 pub mod label_nodes;

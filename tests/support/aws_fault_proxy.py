@@ -252,12 +252,17 @@ def inventory(cluster):
     ec2, iam = clients()
     tag = [{"Name": "tag:ecoboot.io/cluster", "Values": [cluster]}]
     out = {"instances": []}
+    # moto does not update an instance's IamInstanceProfile when its association is replaced;
+    # AWS does. The association is the truth, so the inventory reads it.
+    assoc = {a["InstanceId"]: a["IamInstanceProfile"]["Arn"]
+             for a in ec2.describe_iam_instance_profile_associations()["IamInstanceProfileAssociations"]
+             if a.get("State") in ("associated", "associating")}
     for r in ec2.describe_instances(Filters=tag)["Reservations"]:
         for i in r["Instances"]:
             tags = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
             out["instances"].append({"id": i["InstanceId"], "node": tags.get("ecoboot.io/node"), "name": tags.get("Name"),
                                      "state": i["State"]["Name"], "type": i["InstanceType"], "subnet": i.get("SubnetId"),
-                                     "profile": i.get("IamInstanceProfile", {}).get("Arn", ""), "image": i["ImageId"],
+                                     "profile": assoc.get(i["InstanceId"], i.get("IamInstanceProfile", {}).get("Arn", "")), "image": i["ImageId"],
                                      "key": i.get("KeyName"),
                                      "http_tokens": i.get("MetadataOptions", {}).get("HttpTokens"),
                                      "hop_limit": i.get("MetadataOptions", {}).get("HttpPutResponseHopLimit")})
@@ -279,6 +284,9 @@ def inventory(cluster):
         out["role_policies"] = []
     out["key_pairs"] = len(ec2.describe_key_pairs(Filters=tag)["KeyPairs"])
     out["roles"] = len([r for r in iam.list_roles()["Roles"] if r["RoleName"] == f"ecoboot-{cluster}-node"])
+    out["controller_roles"] = len([r for r in iam.list_roles()["Roles"] if r["RoleName"] == f"ecoboot-{cluster}-controller"])
+    out["controller_instance_profiles"] = len([p for p in iam.list_instance_profiles()["InstanceProfiles"]
+                                               if p["InstanceProfileName"] == f"ecoboot-{cluster}-controller"])
     out["instance_profiles"] = len([p for p in iam.list_instance_profiles()["InstanceProfiles"]
                                     if p["InstanceProfileName"] == f"ecoboot-{cluster}-node"])
     return out

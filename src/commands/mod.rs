@@ -1,5 +1,7 @@
 //! One function per CLI command; each loads what it needs and hands work to the engine.
 
+mod argocd;
+
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,7 +56,10 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Kubeconfig { file } => kubeconfig(g, file.as_deref()),
         Command::Argocd {
             command: ArgocdCommand::Password,
-        } => argocd_password(g).await,
+        } => argocd::password(g).await,
+        Command::Argocd {
+            command: ArgocdCommand::Ui { port },
+        } => argocd::ui(g, *port).await,
     }
 }
 
@@ -331,34 +336,6 @@ async fn status(g: &Global) -> Result<()> {
 }
 
 /// `ecoboot argocd password`: the initial admin password, only when asked explicitly.
-async fn argocd_password(g: &Global) -> Result<()> {
-    let config = load_config(g, FileChecks::Skip)?;
-    crate::output::init_tracing(g.verbose, None, "argocd");
-    let cx = read_only_ctx(g, &config)?;
-    let ns = config.cluster.spec.argocd.namespace.clone();
-    let client = cx.kube("argocd").await?;
-    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, &ns);
-    let target = format!("Secret {ns}/argocd-initial-admin-secret");
-    let secret = secrets
-        .get_opt("argocd-initial-admin-secret")
-        .await
-        .map_err(|e| crate::api::error("get", &target, e))?;
-    cx.close_ssh().await;
-    let password = secret
-        .and_then(|s| s.data)
-        .and_then(|d| d.get("password").cloned())
-        .ok_or_else(|| Error::Kube {
-            action: "read".into(),
-            target,
-            message: "not found (ArgoCD deletes it once the password is changed)".into(),
-            help:
-                "if the password was changed, use that one; else check that install-argocd finished"
-                    .into(),
-        })?;
-    println!("{}", String::from_utf8_lossy(&password.0));
-    Ok(())
-}
-
 /// A reporter that drops everything (status probes run silently).
 struct Silent;
 
@@ -398,7 +375,10 @@ async fn down(g: &Global, yes: bool) -> Result<()> {
     let result = teardown::down(
         cx.aws().await,
         &events,
-        &crate::stages::iam::node_role_name(&config),
+        &[
+            crate::stages::iam::node_role_name(&config),
+            crate::stages::iam::controller_role_name(&config),
+        ],
     )
     .await;
     let aws_calls = cx.take_aws_calls();
