@@ -1,6 +1,6 @@
 //! `install-argocd` and `root-app` with the real ArgoCD v3.5.1 manifest, on the 14-node fleet and
 //! the API double with its fake ArgoCD controller (or the API server in ECOBOOT_TEST_KUBECONFIG),
-//! then `ecoboot status` and `ecoboot argocd password`.
+//! then `ecoboot status`, `ecoboot argocd password` and `ecoboot argocd ui`.
 
 mod common;
 
@@ -113,6 +113,8 @@ fn argocd_and_the_root_app_converge_and_failures_are_named() {
             "control-plane"
         );
     }
+
+    argocd_ui_forwards_through_the_control_plane(&api, &config, &state);
 
     // Rerun: everything done, nothing written.
     let writes = |api: &KubeApi| {
@@ -251,4 +253,77 @@ fn argocd_and_the_root_app_converge_and_failures_are_named() {
         "{err}"
     );
     assert!(err.contains("set `path:`"), "{err}");
+}
+
+/// `ecoboot argocd ui`: a loopback port forwarded through the control plane's SSH connection to
+/// the argocd-server Service. The fleet has no cluster network behind the nodes, so after
+/// checking that the API allocated a cluster IP, the Service is pointed (by a hand edit) at a
+/// stand-in web server on 127.0.0.1; the SSH forward, the local listener and the command's
+/// lifecycle are the real ones.
+fn argocd_ui_forwards_through_the_control_plane(api: &KubeApi, config: &Path, state: &Path) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let Some(services) = api.objects("Service") else {
+        return; // a real API server: its cluster network is not reachable from here
+    };
+    let server = services
+        .iter()
+        .find(|s| s["metadata"]["name"] == "argocd-server")
+        .unwrap();
+    assert!(
+        server["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.96."),
+        "the API allocated a cluster IP: {server}"
+    );
+    let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let web_port = web.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in web.incoming().take(4) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\nConnection: close\r\n\r\nArgo CD (fake)",
+            );
+        }
+    });
+    let edit = serde_json::json!({"kind": "Service", "name": "argocd-server", "namespace": "argocd",
+        "merge": {"spec": {"clusterIP": "127.0.0.1",
+                           "ports": [{"name": "http", "port": web_port, "targetPort": 8080}]}}});
+    api.hook("POST", "/_double/edit", &edit.to_string());
+    let mut child = ecoboot(state)
+        .arg("-c")
+        .arg(config)
+        .args(["argocd", "ui", "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
+    let addr = url.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut page = String::new();
+    conn.read_to_string(&mut page).unwrap();
+    assert!(page.contains("Argo CD (fake)"), "{page}");
+    let stopped = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "Ctrl-C/SIGTERM closes the UI tunnel cleanly"
+    );
 }

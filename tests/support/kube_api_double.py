@@ -297,6 +297,9 @@ def stamp(obj, key, api_version):
     return obj
 
 
+SERVICE_IPS = [9]  # the last host number handed out; 10.96.0.1 is the kubernetes Service
+
+
 def created(obj, key):
     m = obj["metadata"]
     m.setdefault("uid", str(uuid.uuid4()))
@@ -308,6 +311,13 @@ def created(obj, key):
         m.setdefault("labels", {})["kubernetes.io/metadata.name"] = m["name"]
     if key[1] == "customresourcedefinitions":
         threading.Timer(CRD_ESTABLISH_DELAY, establish_crd, args=(m["name"],)).start()
+    if key[0] == "" and key[1] == "services":
+        # kube-apiserver allocates a cluster IP from the service CIDR (10.96.0.0/12 here).
+        spec = obj.setdefault("spec", {})
+        if spec.get("type") != "ExternalName" and not spec.get("clusterIP"):
+            SERVICE_IPS[0] += 1
+            ip = f"10.96.{SERVICE_IPS[0] // 256}.{SERVICE_IPS[0] % 256}"
+            spec["clusterIP"], spec["clusterIPs"] = ip, [ip]
 
 
 def establish_crd(name):
