@@ -208,6 +208,50 @@ fn up_killed_at(w: &mut World, point: &KillPoint) -> String {
     outcome
 }
 
+/// Moves every local file the config names (SSH key, public key, pinned manifests) to paths
+/// full of shell syntax, adds tag values with unicode and punctuation AWS allows, and returns
+/// the canary file any executed path would create. These are the hostile values validation
+/// accepts, all in one config: the rest of the test is the proof that they stay data.
+fn hostile_local_paths(config: &Path, dir: &Path) -> PathBuf {
+    let canary = std::env::temp_dir().join(format!("ecoboot-canary-{}", std::process::id()));
+    let c = canary.display();
+    let hostile = dir.join(format!("x $(touch {c}) `touch {c}` ';touch {c};' \"q\" -V"));
+    std::fs::create_dir_all(&hostile).unwrap();
+    let mut text = std::fs::read_to_string(config).unwrap();
+    let mut moved = Vec::new();
+    for key in ["identityFile:", "publicKeyPath:", "path:"] {
+        for line in text.lines().filter(|l| l.trim_start().starts_with(key)) {
+            let value = line.trim_start()[key.len()..].trim();
+            if !Path::new(value).is_absolute() || !Path::new(value).is_file() {
+                continue;
+            }
+            moved.push((line.to_string(), key, value.to_string()));
+        }
+    }
+    assert!(
+        moved.len() >= 4,
+        "key, public key and two manifests: {moved:?}"
+    );
+    for (line, key, value) in moved {
+        let from = Path::new(&value);
+        let to = hostile.join(from.file_name().unwrap());
+        std::fs::copy(from, &to).unwrap();
+        if key == "identityFile:" {
+            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        }
+        let indent = &line[..line.len() - line.trim_start().len()];
+        let quoted = serde_json::to_string(to.to_str().unwrap()).unwrap();
+        text = text.replace(&line, &format!("{indent}{key} {quoted}"));
+    }
+    text = text.replace(
+        "      Team: Backend",
+        "      Team: \"Ωmega naïve :/=+-@ . _ 한글\"",
+    );
+    std::fs::write(config, text).unwrap();
+    canary
+}
+
 /// Node name → the SHA256 fingerprint of its fleet node's host key, in config order.
 fn console_fingerprints(fleet: &Fleet, config: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(config).unwrap();
@@ -343,6 +387,7 @@ fn crash_anywhere_then_converge_rerun_rebuild_scan_and_down() {
         text.replace("knownHosts: accept-new ", "knownHosts: console "),
     )
     .unwrap();
+    let canary = hostile_local_paths(&config, dir.path());
     let console = console_fingerprints(&fleet, &config);
     aws.faults(&faults_with_console(&console));
     let state = dir.path().join("state");
@@ -551,6 +596,14 @@ fn crash_anywhere_then_converge_rerun_rebuild_scan_and_down() {
     assert!(!common::has_token(&written), "a bootstrap token leaked");
     assert!(!written.contains(&password), "the ArgoCD password leaked");
     assert!(!written.contains(&key), "the admin client key leaked");
+
+    // The hostile file names the config points at never ran as code, here or on a node
+    // (the fleet's nodes share this machine's /tmp).
+    assert!(
+        !canary.exists(),
+        "a config value was executed: {}",
+        canary.display()
+    );
 
     // down leaves nothing tagged.
     let (code, _, err) = w.run(&["down", "--yes"]);
