@@ -126,6 +126,21 @@ mod tests {
     }
 
     #[test]
+    fn a_dir_owned_by_another_user_is_refused() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return; // only root can hand a directory to another user
+        }
+        let base = tempfile::tempdir().unwrap();
+        let theirs = base.path().join("ecoboot-1000");
+        fs::create_dir(&theirs).unwrap();
+        fs::set_permissions(&theirs, fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        let err = ensure_private_dir(&theirs).unwrap_err().to_string();
+        assert!(err.contains("use private directory"), "{err}");
+    }
+
+    #[test]
     fn appends_never_follow_symlinks() {
         let base = tempfile::tempdir().unwrap();
         let target = base.path().join("target");

@@ -265,9 +265,9 @@ fn fifos_huge_files_and_key_floods_end_fast_with_exit_2() {
     let took = started.elapsed();
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("more unknown keys"), "{err}");
-    // The bound is 2 s; the debug build on a loaded 2-core CI machine gets slack.
+    // 0.27 s measured in the debug build; the bound is the issue's.
     assert!(
-        took < Duration::from_secs(5),
+        took < Duration::from_secs(2),
         "10k unknown keys took {took:?}"
     );
 }
