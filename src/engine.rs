@@ -8,9 +8,10 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use crate::aws::{Aws, CallCounter, is_mutating};
-use crate::config::Config;
+use crate::config::{ApiAccess, Config};
 use crate::error::{Error, Result};
 use crate::event::{Action, Event, Events, millis};
+use crate::ssh::run::NodeFailure;
 use crate::ssh::{self, Conn, Target};
 use crate::state::{StageStatus, State, Store, now};
 
@@ -187,9 +188,81 @@ impl Ctx {
     pub async fn kube(&self, stage: &'static str) -> Result<kube::Client> {
         let access = self
             .api
-            .get_or_try_init(|| crate::api::connect(self, stage))
+            .get_or_try_init(|| async {
+                let path = crate::nodes::admin_conf(&self.state_dir());
+                let admin = crate::api::load_admin_conf(&path, stage).await?;
+                match self.config.cluster.spec.kubernetes.api_access {
+                    ApiAccess::Tunnel => {
+                        let (_, conn) = self.control_plane(stage).await?;
+                        let dir =
+                            ssh::Options::from_config(&self.config, &self.state_dir()).control_dir;
+                        let route = crate::api::Route::Tunnel {
+                            conn: &conn,
+                            control_dir: &dir,
+                        };
+                        crate::api::connect(admin, route).await
+                    }
+                    ApiAccess::Direct => {
+                        let cp = self.config.control_plane().name.value.clone();
+                        let out: Option<crate::nodes::InstancesOut> =
+                            self.state().output(crate::nodes::INSTANCES);
+                        let address = crate::nodes::ssh_address(&self.config, &cp, out.as_ref());
+                        let (host, _) = crate::nodes::host_port(&address, 22);
+                        crate::api::connect(admin, crate::api::Route::Direct { host }).await
+                    }
+                }
+            })
             .await?;
         Ok(access.client.clone())
+    }
+
+    /// Connects to the nodes `keep` selects (addresses from config or the `instances` record);
+    /// unreachable nodes come back as failures, the others as open connections.
+    pub async fn connect_nodes(
+        &self,
+        stage: &'static str,
+        keep: impl Fn(&Target) -> bool,
+    ) -> Result<(Vec<(Target, Arc<Conn>)>, Vec<NodeFailure>)> {
+        let out: Option<crate::nodes::InstancesOut> = self.state().output(crate::nodes::INSTANCES);
+        let targets: Vec<_> = ssh::targets(&self.config, out.as_ref(), stage)?
+            .into_iter()
+            .filter(|t| keep(t))
+            .collect();
+        let mut conns = Vec::new();
+        let mut failures = Vec::new();
+        for (target, result) in self.connect(&targets).await {
+            match result {
+                Ok(conn) => conns.push((target, conn)),
+                Err(message) => failures.push(NodeFailure {
+                    node: target.node,
+                    step: "connect".into(),
+                    code: None,
+                    tail: message,
+                }),
+            }
+        }
+        Ok((conns, failures))
+    }
+
+    /// The control-plane node and an open connection to it; a diagnostic naming `stage` when
+    /// it cannot be reached.
+    pub async fn control_plane(&self, stage: &'static str) -> Result<(Target, Arc<Conn>)> {
+        let (mut conns, failures) = self
+            .connect_nodes(stage, |t| t.role == crate::config::Role::ControlPlane)
+            .await?;
+        match (conns.pop(), failures.into_iter().next()) {
+            (Some(found), _) => Ok(found),
+            (None, failure) => Err(Error::StageFailed {
+                stage: stage.into(),
+                message: format!(
+                    "the control-plane node is unreachable: {}",
+                    failure.map(|f| f.tail).unwrap_or_default()
+                ),
+                help:
+                    "the control plane must be reachable for this stage; check the node and rerun"
+                        .into(),
+            }),
+        }
     }
 
     /// AWS clients, built on first use (commands that never touch AWS never build them).
@@ -227,6 +300,29 @@ impl Ctx {
     /// True when this run holds the lock and writes state and caches (not plan/status).
     pub fn writable(&self) -> bool {
         self.store.is_locked()
+    }
+
+    /// Adds every `(name, n)` to the stage's counters.
+    pub fn count_all(&self, counters: impl IntoIterator<Item = (&'static str, u64)>) {
+        for (name, n) in counters {
+            self.count(name, n);
+        }
+    }
+
+    /// The pinned manifest `m` (from `path:` or its URL), checked against its sha256 and cached
+    /// in the state directory (the cache is only written by runs that hold the lock).
+    pub async fn manifest(
+        &self,
+        m: &crate::config::Manifest,
+        what: &str,
+        stage: &str,
+    ) -> Result<String> {
+        let cache = crate::fetch::Cache {
+            dir: self.state_dir().join("cache"),
+            writable: self.writable(),
+        };
+        let local = m.path.as_ref().map(|p| self.config.resolve_path(p));
+        crate::fetch::manifest(&cache, m, local.as_deref(), what, stage).await
     }
 
     /// Adds `n` to a named counter reported with the stage (e.g. `aws_calls.mutating`).

@@ -1,29 +1,44 @@
 //! Pinned manifests (Calico, ArgoCD): read from a local path for air-gapped runs or downloaded
 //! once, verified against the sha256 in the config, and cached in the state directory by digest.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
 use crate::config::Manifest;
-use crate::engine::Ctx;
 use crate::error::{Error, Result};
 
 const ATTEMPTS: u32 = 3;
 
-/// The manifest's text, verified. `what` names it in messages (e.g. "Calico v3.32.1").
-pub async fn manifest(cx: &Ctx, m: &Manifest, what: &str, stage: &str) -> Result<String> {
+/// Where verified downloads are kept, by digest.
+pub struct Cache {
+    /// The cache directory.
+    pub dir: PathBuf,
+    /// Whether this run may write it (plan and status only read).
+    pub writable: bool,
+}
+
+/// The manifest's text, verified against its pinned sha256: from `local` (the config's
+/// `path:`, resolved) or its URL, through the cache. `what` names it in messages (e.g.
+/// "Calico v3.32.1").
+pub async fn manifest(
+    cache: &Cache,
+    m: &Manifest,
+    local: Option<&Path>,
+    what: &str,
+    stage: &str,
+) -> Result<String> {
     let want = m.sha256.value.to_ascii_lowercase();
-    let cache = cx.state_dir().join("cache").join(format!("{want}.yaml"));
-    if let Ok(bytes) = std::fs::read(&cache)
+    let cached = cache.dir.join(format!("{want}.yaml"));
+    if let Ok(bytes) = std::fs::read(&cached)
         && digest(&bytes) == want
     {
         return text(bytes, what, stage);
     }
-    let (bytes, source) = match &m.path {
+    let (bytes, source) = match local {
         Some(path) => {
-            let path = cx.config.resolve_path(path);
-            let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+            let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
             (bytes, path.display().to_string())
         }
         None => (download(&m.url, what, stage).await?, m.url.value.clone()),
@@ -38,10 +53,10 @@ pub async fn manifest(cx: &Ctx, m: &Manifest, what: &str, stage: &str) -> Result
             help: "the file is not the pinned release (changed upstream, truncated, or a proxy page): check the source; if you meant to upgrade, put the new digest in the config".into(),
         });
     }
-    if cx.writable() {
-        let dir = cache.parent().expect("cache dir");
+    if cache.writable {
+        let dir = &cache.dir;
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
-        crate::fsutil::write_atomic(&cache, &bytes, 0o644)?;
+        crate::fsutil::write_atomic(&cached, &bytes, 0o644)?;
     }
     text(bytes, what, stage)
 }

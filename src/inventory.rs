@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::config::{Config, Role};
 use crate::error::Result;
 use crate::fsutil::write_atomic;
-use crate::stages::instances::InstancesOut;
+use crate::nodes::{InstancesOut, ssh_address};
 
 /// One host of the YAML inventory.
 #[derive(Debug, Serialize)]
@@ -22,22 +22,6 @@ struct Host<'a> {
     instance_id: &'a str,
     az: &'a str,
     instance_type: &'a str,
-}
-
-/// The SSH address of a node: its static `address` from config, else its public IP.
-pub fn ssh_address(config: &Config, node: &str, out: &InstancesOut) -> String {
-    let configured = config
-        .nodes()
-        .find(|n| n.name.as_str() == node)
-        .and_then(|n| n.address.as_ref());
-    match configured {
-        Some(addr) => addr.value.clone(),
-        None => out
-            .nodes
-            .get(node)
-            .map(|n| n.public_ip.clone())
-            .unwrap_or_default(),
-    }
 }
 
 /// Renders `hosts.ini`.
@@ -58,7 +42,7 @@ pub fn render_ini(config: &Config, out: &InstancesOut) -> String {
             };
             text.push_str(&format!(
                 "{name} ansible_host={} private_ip={} instance_id={} az={} instance_type={}\n",
-                ssh_address(config, name, out),
+                ssh_address(config, name, Some(out)),
                 i.private_ip,
                 i.instance_id,
                 i.az,
@@ -85,7 +69,7 @@ pub fn render_yaml(config: &Config, out: &InstancesOut) -> String {
                 name,
                 Host {
                     role: n.role.map(|r| r.as_str()).unwrap_or_default(),
-                    address: ssh_address(config, name, out),
+                    address: ssh_address(config, name, Some(out)),
                     private_ip: &i.private_ip,
                     public_ip: &i.public_ip,
                     instance_id: &i.instance_id,
@@ -115,7 +99,7 @@ pub fn write(config: &Config, dir: &Path, out: &InstancesOut) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::instances::NodeOut;
+    use crate::nodes::NodeOut;
 
     #[test]
     fn ini_groups_by_role_and_prefers_static_addresses() {

@@ -15,6 +15,7 @@ pub mod fetch;
 pub mod fsutil;
 pub mod inventory;
 pub mod kubeadm;
+pub mod nodes;
 pub mod output;
 pub mod playbook;
 pub mod report;

@@ -32,11 +32,13 @@ pub struct Report {
 }
 
 impl Report {
-    /// Adds the report to the stage's counters (`api.created`, `api.updated`, `api.unchanged`).
-    pub fn count(&self, cx: &crate::engine::Ctx) {
-        cx.count("api.created", self.created as u64);
-        cx.count("api.updated", self.updated as u64);
-        cx.count("api.unchanged", self.unchanged as u64);
+    /// The report as stage counters (`api.created`, `api.updated`, `api.unchanged`).
+    pub fn counters(&self) -> [(&'static str, u64); 3] {
+        [
+            ("api.created", self.created as u64),
+            ("api.updated", self.updated as u64),
+            ("api.unchanged", self.unchanged as u64),
+        ]
     }
 }
 

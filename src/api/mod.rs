@@ -8,14 +8,13 @@ pub mod manifest;
 pub mod tunnel;
 pub mod wait;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use crate::config::ApiAccess;
-use crate::engine::Ctx;
 use crate::error::{Error, Result};
+use crate::ssh::Conn;
 use tunnel::Tunnel;
 
 /// The field manager of every server-side apply ecoboot makes.
@@ -28,26 +27,61 @@ pub struct Access {
     _tunnel: Option<Tunnel>,
 }
 
-/// Where `init-master` keeps the cluster's admin kubeconfig (0600).
-pub fn admin_conf(cx: &Ctx) -> PathBuf {
-    cx.state_dir().join("admin.conf")
+/// How ecoboot reaches the API server.
+pub enum Route<'a> {
+    /// An SSH local forward over the control plane's connection to 127.0.0.1 on the node
+    /// (control sockets in `control_dir`): port 6443 need not be open to the world.
+    Tunnel {
+        /// The control plane's SSH connection.
+        conn: &'a Conn,
+        /// Where the forward's Unix socket goes.
+        control_dir: &'a Path,
+    },
+    /// The control plane's address directly (`apiAccess: direct`).
+    Direct {
+        /// Host name or IP of the control plane.
+        host: String,
+    },
 }
 
-/// Opens API access for `stage`. Needs admin.conf from `init-master`.
-pub async fn connect(cx: &Ctx, stage: &'static str) -> Result<Access> {
-    let path = admin_conf(cx);
-    let text = match std::fs::read_to_string(&path) {
+/// A loaded admin kubeconfig: the client settings, and where the file is (for messages).
+pub struct AdminConf {
+    config: kube::Config,
+    path: std::path::PathBuf,
+}
+
+/// Loads the admin kubeconfig at `path` (fetched by `init-master`; `stage` is named when it
+/// is missing), sanitised: a node could have served it with a credential plugin.
+pub async fn load_admin_conf(path: &Path, stage: &'static str) -> Result<AdminConf> {
+    let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::Prerequisite {
                 stage,
                 what: "the cluster's admin.conf".into(),
-                needs: crate::stages::init_master::ID,
+                needs: "init-master",
             });
         }
         Err(e) => return Err(Error::io("read", path, e)),
     };
-    let bad = |message: String| Error::Kube {
+    let text = admin_conf::sanitize(&text).map_err(|why| {
+        bad_admin(
+            path,
+            format!("refused: {why}; no credential plugin was run"),
+        )
+    })?;
+    let kubeconfig = Kubeconfig::from_yaml(&text).map_err(|e| bad_admin(path, e.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| bad_admin(path, e.to_string()))?;
+    Ok(AdminConf {
+        config,
+        path: path.to_path_buf(),
+    })
+}
+
+fn bad_admin(path: &Path, message: String) -> Error {
+    Error::Kube {
         action: "load".into(),
         target: path.display().to_string(),
         message,
@@ -55,44 +89,31 @@ pub async fn connect(cx: &Ctx, stage: &'static str) -> Result<Access> {
             "delete {} and run `ecoboot stage init-master` to fetch it again from the control plane",
             path.display()
         ),
-    };
-    // Never trust the file as is: it came from a node (see `admin_conf`).
-    let text = admin_conf::sanitize(&text)
-        .map_err(|why| bad(format!("refused: {why}; no credential plugin was run")))?;
-    let kubeconfig = Kubeconfig::from_yaml(&text).map_err(|e| bad(e.to_string()))?;
-    let mut config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .map_err(|e| bad(e.to_string()))?;
+    }
+}
+
+/// Opens API access with `admin` over `route`.
+pub async fn connect(admin: AdminConf, route: Route<'_>) -> Result<Access> {
+    let AdminConf { mut config, path } = admin;
     let port = config.cluster_url.port_u16().unwrap_or(6443);
-    let tunnel = match cx.config.cluster.spec.kubernetes.api_access {
-        ApiAccess::Tunnel => {
-            let (_, conn) = crate::stages::init_master::master(cx, stage).await?;
-            let dir = crate::ssh::Options::from_config(&cx.config, &cx.state_dir()).control_dir;
-            let tunnel = Tunnel::open(&conn, &dir, "127.0.0.1", port).await?;
+    let tunnel = match route {
+        Route::Tunnel { conn, control_dir } => {
+            let tunnel = Tunnel::open(conn, control_dir, "127.0.0.1", port).await?;
             config.cluster_url = format!("https://{}", tunnel.local)
                 .parse()
                 .expect("loopback URL");
             Some(tunnel)
         }
-        ApiAccess::Direct => {
-            let out: Option<crate::stages::instances::InstancesOut> =
-                cx.state().output(crate::stages::instances::ID);
-            let targets = crate::ssh::targets(&cx.config, out.as_ref(), stage)?;
-            if let Some(cp) = targets
-                .iter()
-                .find(|t| t.role == crate::config::Role::ControlPlane)
-            {
-                config.cluster_url = format!("https://{}:{port}", cp.host)
-                    .parse()
-                    .map_err(|e| bad(format!("control-plane address: {e}")))?;
-            }
+        Route::Direct { host } => {
+            config.cluster_url = format!("https://{host}:{port}")
+                .parse()
+                .map_err(|e| bad_admin(&path, format!("control-plane address: {e}")))?;
             None
         }
     };
     config.connect_timeout = Some(Duration::from_secs(15));
     config.read_timeout = Some(Duration::from_secs(60));
-    let client = kube::Client::try_from(config).map_err(|e| bad(e.to_string()))?;
+    let client = kube::Client::try_from(config).map_err(|e| bad_admin(&path, e.to_string()))?;
     Ok(Access {
         client,
         _tunnel: tunnel,

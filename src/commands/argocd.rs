@@ -64,7 +64,7 @@ pub async fn ui(g: &Global, port: u16) -> Result<()> {
             message: "it has no cluster IP or no http/https port".into(),
             help: "check the Service (`kubectl -n argocd get svc argocd-server -o yaml`)".into(),
         })?;
-    let (_, conn) = crate::stages::init_master::master(&cx, "argocd").await?;
+    let (_, conn) = cx.control_plane("argocd").await?;
     let dir = crate::ssh::Options::from_config(&config, &cx.state_dir()).control_dir;
     let bind = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let tunnel =

@@ -267,7 +267,7 @@ async fn status(g: &Global) -> Result<()> {
             probe,
         });
     }
-    let view = match crate::api::admin_conf(&cx).exists() {
+    let view = match crate::nodes::admin_conf(&cx.state_dir()).exists() {
         false => Err("no admin.conf yet (stage init-master)".to_string()),
         true => match tokio::time::timeout(STATUS_PROBE_TIMEOUT, cluster_view(&cx)).await {
             Ok(Ok(view)) => Ok(view),
@@ -420,13 +420,14 @@ async fn down(g: &Global, yes: bool) -> Result<()> {
 fn inventory(g: &Global) -> Result<()> {
     let config = load_config(g, FileChecks::Skip)?;
     let state = Store::read_only(&g.state_dir, config.name()).load(config.name())?;
-    let out: crate::stages::instances::InstancesOut = state
-        .output(crate::stages::instances::ID)
-        .ok_or(Error::Prerequisite {
-            stage: "inventory",
-            what: "the instance addresses".into(),
-            needs: crate::stages::instances::ID,
-        })?;
+    let out: crate::nodes::InstancesOut =
+        state
+            .output(crate::nodes::INSTANCES)
+            .ok_or(Error::Prerequisite {
+                stage: "inventory",
+                what: "the instance addresses".into(),
+                needs: crate::stages::instances::ID,
+            })?;
     if g.output == Output::Json {
         println!(
             "{}",
@@ -442,21 +443,17 @@ fn inventory(g: &Global) -> Result<()> {
 fn kubeconfig(g: &Global, file: Option<&std::path::Path>) -> Result<()> {
     let config = load_config(g, FileChecks::Skip)?;
     let store = Store::read_only(&g.state_dir, config.name());
-    let admin_path = store.dir().join("admin.conf");
+    let admin_path = crate::nodes::admin_conf(store.dir());
     let admin = std::fs::read_to_string(&admin_path).map_err(|_| Error::Prerequisite {
         stage: "kubeconfig",
         what: "the cluster's admin.conf".into(),
         needs: crate::stages::init_master::ID,
     })?;
     let state = store.load(config.name())?;
-    let instances: Option<crate::stages::instances::InstancesOut> =
-        state.output(crate::stages::instances::ID);
+    let instances: Option<crate::nodes::InstancesOut> = state.output(crate::nodes::INSTANCES);
     let cp = config.control_plane().name.value.clone();
-    let host = crate::inventory::ssh_address(&config, &cp, &instances.unwrap_or_default());
-    let host = host
-        .rsplit_once(':')
-        .map_or(host.as_str(), |(h, _)| h)
-        .to_string();
+    let address = crate::nodes::ssh_address(&config, &cp, instances.as_ref());
+    let (host, _) = crate::nodes::host_port(&address, 22);
     let text = crate::api::admin_conf::with_server(&admin, &format!("https://{host}:6443"))
         .map_err(|why| Error::Kube {
             action: "load".into(),
@@ -466,7 +463,7 @@ fn kubeconfig(g: &Global, file: Option<&std::path::Path>) -> Result<()> {
         })?;
     let path = file
         .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| store.dir().join("kubeconfig"));
+        .unwrap_or_else(|| crate::nodes::kubeconfig(store.dir()));
     crate::fsutil::write_atomic(&path, text.as_bytes(), 0o600)?;
     println!("{}", path.display());
     Ok(())

@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Config, Role};
 use crate::error::{Error, Result};
-use crate::stages::instances::InstancesOut;
+use crate::nodes::{self, InstancesOut};
 
 /// sshd's MaxSessions defaults to 10; stay below it on every connection.
 pub const MAX_CHANNELS: usize = 8;
@@ -54,26 +54,15 @@ pub fn targets(
     config
         .nodes()
         .map(|n| {
-            let (host, port) = match &n.address {
-                Some(a) => match a.rsplit_once(':') {
-                    Some((h, p)) => (h.to_string(), p.parse().unwrap_or(default_port)),
-                    None => (a.value.clone(), default_port),
-                },
-                None => {
-                    let ip = instances
-                        .and_then(|o| o.nodes.get(n.name.as_str()))
-                        .map(|i| i.public_ip.clone())
-                        .unwrap_or_default();
-                    if ip.is_empty() {
-                        return Err(Error::Prerequisite {
-                            stage,
-                            what: format!("the address of node `{}`", n.name.value),
-                            needs: "instances",
-                        });
-                    }
-                    (ip, default_port)
-                }
-            };
+            let address = nodes::ssh_address(config, &n.name, instances);
+            if address.is_empty() {
+                return Err(Error::Prerequisite {
+                    stage,
+                    what: format!("the address of node `{}`", n.name.value),
+                    needs: "instances",
+                });
+            }
+            let (host, port) = nodes::host_port(&address, default_port);
             let instance_id = instances
                 .and_then(|o| o.nodes.get(n.name.as_str()))
                 .map(|i| i.instance_id.clone())

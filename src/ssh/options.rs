@@ -41,7 +41,7 @@ impl Options {
         Options {
             user: ssh.user.value.clone(),
             identity: ssh.identity_file.as_ref().map(|p| config.resolve_path(p)),
-            known_hosts: state_dir.join("known_hosts"),
+            known_hosts: crate::nodes::known_hosts(state_dir),
             strict: ssh.known_hosts.as_str() != "accept-new",
             pins: BTreeMap::new(),
             bastion: ssh.bastion.as_ref().map(|b| b.value.clone()),

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use super::Conn;
 use crate::config::Config;
-use crate::engine::Ctx;
-use crate::event::Event;
+use crate::event::{Event, Events};
 use crate::playbook::{self, Playbook};
 
 /// Why one node did not finish.
@@ -32,35 +31,6 @@ impl std::fmt::Display for NodeFailure {
         }
         Ok(())
     }
-}
-
-/// Connects to the nodes `keep` selects (addresses from config or the `instances` stage);
-/// unreachable nodes come back as failures, the others as open connections.
-pub async fn connect_nodes(
-    cx: &Ctx,
-    stage: &'static str,
-    keep: impl Fn(&super::Target) -> bool,
-) -> crate::error::Result<(Vec<(super::Target, Arc<Conn>)>, Vec<NodeFailure>)> {
-    let out: Option<crate::stages::instances::InstancesOut> =
-        cx.state().output(crate::stages::instances::ID);
-    let targets: Vec<_> = super::targets(&cx.config, out.as_ref(), stage)?
-        .into_iter()
-        .filter(|t| keep(t))
-        .collect();
-    let mut conns = Vec::new();
-    let mut failures = Vec::new();
-    for (target, result) in cx.connect(&targets).await {
-        match result {
-            Ok(conn) => conns.push((target, conn)),
-            Err(message) => failures.push(NodeFailure {
-                node: target.node,
-                step: "connect".into(),
-                code: None,
-                tail: message,
-            }),
-        }
-    }
-    Ok((conns, failures))
 }
 
 /// What the run did across nodes.
@@ -123,13 +93,19 @@ pub async fn pending(
 }
 
 /// Runs `book` on every connection in parallel.
-pub async fn apply(cx: &Ctx, stage: &str, book: &Playbook, conns: &[Arc<Conn>]) -> Summary {
+pub async fn apply(
+    config: &Arc<Config>,
+    events: &Events,
+    stage: &str,
+    book: &Playbook,
+    conns: &[Arc<Conn>],
+) -> Summary {
     let mut set = tokio::task::JoinSet::new();
     for conn in conns {
         let conn = conn.clone();
         let book = book.clone();
-        let config = cx.config.clone();
-        let events = cx.events.clone();
+        let config = config.clone();
+        let events = events.clone();
         let stage = stage.to_string();
         set.spawn(async move { run_node(&config, &events, &stage, &book, &conn).await });
     }

@@ -5,13 +5,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::instances::{self, InstancesOut};
-use crate::config::Role;
 use crate::engine::{Ctx, Probe, Stage};
 use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::kubeadm::{self, VERSION_PLACEHOLDER};
-use crate::ssh::run::connect_nodes;
+use crate::nodes::{self, InstancesOut};
 use crate::ssh::{Conn, Target, script};
 
 /// Stage id.
@@ -68,23 +66,6 @@ impl MasterState {
     }
 }
 
-/// The control-plane target and an open connection to it.
-pub async fn master(cx: &Ctx, stage: &'static str) -> Result<(Target, std::sync::Arc<Conn>)> {
-    let (mut conns, failures) = connect_nodes(cx, stage, |t| t.role == Role::ControlPlane).await?;
-    match (conns.pop(), failures.into_iter().next()) {
-        (Some(found), _) => Ok(found),
-        (None, failure) => Err(Error::StageFailed {
-            stage: stage.into(),
-            message: format!(
-                "the control-plane node is unreachable: {}",
-                failure.map(|f| f.tail).unwrap_or_default()
-            ),
-            help: "the control plane must be reachable for this stage; check the node and rerun"
-                .into(),
-        }),
-    }
-}
-
 /// Probes the control-plane node in one round trip.
 pub async fn inspect(conn: &Conn) -> Result<MasterState> {
     let script = format!(
@@ -112,7 +93,7 @@ pub async fn inspect(conn: &Conn) -> Result<MasterState> {
 
 /// kubeadm facts of a node: private IP and provider ID from `instances`, else its address.
 pub fn facts(cx: &Ctx, target: &Target) -> kubeadm::NodeFacts {
-    let out: Option<InstancesOut> = cx.state().output(instances::ID);
+    let out: Option<InstancesOut> = cx.state().output(nodes::INSTANCES);
     let node = out.as_ref().and_then(|o| o.nodes.get(&target.node));
     kubeadm::NodeFacts {
         private_ip: node
@@ -127,7 +108,7 @@ pub fn facts(cx: &Ctx, target: &Target) -> kubeadm::NodeFacts {
 }
 
 fn local_admin(cx: &Ctx) -> std::path::PathBuf {
-    cx.state_dir().join("admin.conf")
+    nodes::admin_conf(&cx.state_dir())
 }
 
 /// Deletes the bootstrap token `kubeadm init` created (found by its description): joins use
@@ -191,7 +172,7 @@ impl Stage for InitMaster {
     }
 
     async fn probe(&self, cx: &Ctx) -> Result<Probe> {
-        let (target, conn) = match master(cx, ID).await {
+        let (target, conn) = match cx.control_plane(ID).await {
             Ok(found) => found,
             Err(Error::StageFailed { message, .. }) => {
                 let cp = cx.config.control_plane().name.value.clone();
@@ -235,7 +216,7 @@ impl Stage for InitMaster {
     }
 
     async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
-        let (target, conn) = master(cx, ID).await?;
+        let (target, conn) = cx.control_plane(ID).await?;
         let node = target.node.clone();
         let m = inspect(&conn).await?;
         let fail = |message: String, help: &str| Error::StageFailed {

@@ -175,13 +175,9 @@ impl InstallArgocd {
             .rendered
             .get_or_try_init(|| async {
                 let a = &cx.config.cluster.spec.argocd;
-                let text = crate::fetch::manifest(
-                    cx,
-                    &a.install,
-                    &format!("ArgoCD {}", a.install.version),
-                    ID,
-                )
-                .await?;
+                let text = cx
+                    .manifest(&a.install, &format!("ArgoCD {}", a.install.version), ID)
+                    .await?;
                 render(&text, a)
             })
             .await?;
@@ -286,7 +282,7 @@ impl Stage for InstallArgocd {
         let report = Applier::new(&client, &a.namespace)
             .apply(objs.to_vec(), &progress)
             .await?;
-        report.count(cx);
+        cx.count_all(report.counters());
         let timeout = Duration::from_secs(a.wait_seconds);
         let last = crate::api::wait::until(timeout, Duration::from_secs(1), || async {
             let waiting = unavailable(&client, &a.namespace).await?;

@@ -89,13 +89,9 @@ impl InstallCni {
             .rendered
             .get_or_try_init(|| async {
                 let k = &cx.config.cluster.spec.kubernetes;
-                let text = crate::fetch::manifest(
-                    cx,
-                    &k.calico,
-                    &format!("Calico {}", k.calico.version),
-                    ID,
-                )
-                .await?;
+                let text = cx
+                    .manifest(&k.calico, &format!("Calico {}", k.calico.version), ID)
+                    .await?;
                 render(&text, &k.pod_cidr.value)
             })
             .await?;
@@ -160,7 +156,7 @@ impl Stage for InstallCni {
         let report = Applier::new(&client, NAMESPACE)
             .apply(objs.to_vec(), &progress)
             .await?;
-        report.count(cx);
+        cx.count_all(report.counters());
         let timeout = Duration::from_secs(cx.config.cluster.spec.kubernetes.wait_seconds);
         let last = crate::api::wait::until(timeout, Duration::from_secs(1), || async {
             let status = calico_ready(&client).await?;

@@ -12,7 +12,7 @@ use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification, Instance,
     InstanceStateName, InstanceType, ResourceType, VolumeType,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::iam::{self, IamOut};
@@ -28,46 +28,15 @@ use crate::engine::{Ctx, Probe, Stage};
 use crate::error::{Error, Result};
 use crate::event::Action;
 
-/// Stage id.
-pub const ID: &str = "instances";
+/// Stage id (also the journal key of [`InstancesOut`]).
+pub const ID: &str = crate::nodes::INSTANCES;
 /// How long `RunInstances` is retried while IAM has not propagated the new instance profile.
 const PROFILE_PROPAGATION: Duration = Duration::from_secs(120);
 /// How long to wait for launched instances to be running.
 const RUNNING_TIMEOUT: Duration = Duration::from_secs(600);
 const KEY_TAG: &str = "ecoboot.io/public-key-sha256";
 
-/// What the stage records in state.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct InstancesOut {
-    /// The AMI pinned on first use; later runs never switch to a newer one.
-    pub ami_id: String,
-    /// Launch generation per node; bumped when AWS answers a token with a terminated instance.
-    #[serde(default)]
-    pub generations: BTreeMap<String, u32>,
-    /// ClientToken journaled before each launch.
-    #[serde(default)]
-    pub tokens: BTreeMap<String, String>,
-    /// What was found per node.
-    #[serde(default)]
-    pub nodes: BTreeMap<String, NodeOut>,
-}
-
-/// One node's instance.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct NodeOut {
-    /// Instance id.
-    pub instance_id: String,
-    /// Availability zone.
-    pub az: String,
-    /// Private IPv4.
-    pub private_ip: String,
-    /// Public IPv4 (empty if none).
-    pub public_ip: String,
-    /// Instance type as running.
-    pub instance_type: String,
-    /// Current state.
-    pub state: String,
-}
+pub use crate::nodes::{InstancesOut, NodeOut};
 
 /// The `instances` stage. Keeps what its probe found so the apply right after does not ask again.
 #[derive(Default)]

@@ -25,7 +25,7 @@ const STATE_CHECK: &str = "if [ -e /etc/kubernetes/kubelet.conf ]; then echo joi
 pub struct JoinWorkers;
 
 async fn workers(cx: &Ctx) -> Result<(Vec<(Target, Arc<Conn>)>, Vec<NodeFailure>)> {
-    crate::ssh::run::connect_nodes(cx, ID, |t| t.role == Role::Worker).await
+    cx.connect_nodes(ID, |t| t.role == Role::Worker).await
 }
 
 /// The bootstrap token and CA hash from `kubeadm token create --print-join-command`.
@@ -101,7 +101,7 @@ impl Stage for JoinWorkers {
     }
 
     async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
-        let (_, master) = init_master::master(cx, ID).await?;
+        let (_, master) = cx.control_plane(ID).await?;
         if !init_master::inspect(&master).await?.admin {
             return Err(Error::Prerequisite {
                 stage: ID,

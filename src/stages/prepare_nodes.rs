@@ -19,7 +19,9 @@ pub const ID: &str = "prepare-nodes";
 pub struct PrepareNodes;
 
 async fn reachable(cx: &Ctx, book: &Playbook) -> Result<(Vec<Arc<Conn>>, Vec<NodeFailure>)> {
-    let (conns, failures) = run::connect_nodes(cx, ID, |t| book.targets(&t.node, t.role)).await?;
+    let (conns, failures) = cx
+        .connect_nodes(ID, |t| book.targets(&t.node, t.role))
+        .await?;
     Ok((conns.into_iter().map(|(_, c)| c).collect(), failures))
 }
 
@@ -79,7 +81,7 @@ impl Stage for PrepareNodes {
         let book = Playbook::load(ID, cx.playbooks.as_deref())?;
         let (conns, mut failures) = reachable(cx, &book).await?;
         let total = conns.len() + failures.len();
-        let summary = run::apply(cx, ID, &book, &conns).await;
+        let summary = run::apply(&cx.config, &cx.events, ID, &book, &conns).await;
         cx.count("steps.executed", summary.executed);
         cx.count("steps.skipped", summary.skipped);
         failures.extend(summary.failures);

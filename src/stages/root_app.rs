@@ -278,7 +278,7 @@ impl Stage for RootApp {
         let report = Applier::new(&client, &a.namespace)
             .apply(objects(cx)?, &progress)
             .await?;
-        report.count(cx);
+        cx.count_all(report.counters());
         if cx.no_wait {
             return Ok(());
         }

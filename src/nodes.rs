@@ -1,0 +1,86 @@
+//! One home for what is known about each node: the instances stage's record (instance, zone,
+//! addresses), the SSH address rule (the configured `address`, else the public IP), and the
+//! files in the cluster's state directory that belong to the nodes (admin.conf, kubeconfig,
+//! known_hosts). Clients and stages read these; nothing here reaches up.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+
+/// The journal key under which the `instances` stage records [`InstancesOut`].
+pub const INSTANCES: &str = "instances";
+
+/// What the stage records in state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct InstancesOut {
+    /// The AMI pinned on first use; later runs never switch to a newer one.
+    pub ami_id: String,
+    /// Launch generation per node; bumped when AWS answers a token with a terminated instance.
+    #[serde(default)]
+    pub generations: BTreeMap<String, u32>,
+    /// ClientToken journaled before each launch.
+    #[serde(default)]
+    pub tokens: BTreeMap<String, String>,
+    /// What was found per node.
+    #[serde(default)]
+    pub nodes: BTreeMap<String, NodeOut>,
+}
+
+/// One node's instance.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NodeOut {
+    /// Instance id.
+    pub instance_id: String,
+    /// Availability zone.
+    pub az: String,
+    /// Private IPv4.
+    pub private_ip: String,
+    /// Public IPv4 (empty if none).
+    pub public_ip: String,
+    /// Instance type as running.
+    pub instance_type: String,
+    /// Current state.
+    pub state: String,
+}
+
+/// A node's SSH address as written: its configured `address` (`host[:port]`), else the public
+/// IP `instances` recorded; empty when neither is known.
+pub fn ssh_address(config: &Config, node: &str, out: Option<&InstancesOut>) -> String {
+    let configured = config
+        .nodes()
+        .find(|n| n.name.as_str() == node)
+        .and_then(|n| n.address.as_ref());
+    match configured {
+        Some(addr) => addr.value.clone(),
+        None => out
+            .and_then(|o| o.nodes.get(node))
+            .map(|n| n.public_ip.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// [`ssh_address`] split into host and port (`default_port` when the address has none).
+pub fn host_port(address: &str, default_port: u16) -> (String, u16) {
+    match address.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse().unwrap_or(default_port)),
+        None => (address.to_string(), default_port),
+    }
+}
+
+/// The cluster's admin kubeconfig (fetched by `init-master`, 0600).
+pub fn admin_conf(state_dir: &Path) -> PathBuf {
+    state_dir.join("admin.conf")
+}
+
+/// The user kubeconfig `ecoboot kubeconfig` writes by default (0600).
+pub fn kubeconfig(state_dir: &Path) -> PathBuf {
+    state_dir.join("kubeconfig")
+}
+
+/// ecoboot's own known_hosts for the cluster's nodes.
+pub fn known_hosts(state_dir: &Path) -> PathBuf {
+    state_dir.join("known_hosts")
+}
