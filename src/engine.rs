@@ -11,6 +11,7 @@ use crate::aws::{Aws, CallCounter, is_mutating};
 use crate::config::{ApiAccess, Config};
 use crate::error::{Error, Result};
 use crate::event::{Action, Event, Events, millis};
+use crate::retry::{Backoff, Try, retry};
 use crate::ssh::run::NodeFailure;
 use crate::ssh::{self, Conn, Target};
 use crate::state::{StageStatus, State, Store, now};
@@ -586,24 +587,31 @@ async fn console_pins(aws: &Aws, target: &Target, opts: &mut ssh::Options) -> Re
             help: "run the `instances` stage first; for nodes ecoboot did not launch (bring-your-own addresses) set `spec.ssh.knownHosts: accept-new` or add their keys to known_hosts".into(),
         });
     };
-    let started = std::time::Instant::now();
-    loop {
-        let found = crate::aws::console::host_key_fingerprints(aws, id).await?;
-        if !found.is_empty() {
+    let polled = retry(
+        &Backoff::poll(std::time::Duration::from_secs(5), opts.connect_timeout),
+        |_| async {
+            match crate::aws::console::host_key_fingerprints(aws, id).await {
+                Ok(found) if !found.is_empty() => Try::Done(found),
+                Ok(_) => Try::Again(None),
+                Err(e) => Try::Fail(Some(e)),
+            }
+        },
+    )
+    .await;
+    match polled {
+        Ok(found) => {
             opts.pins.insert(target.node.clone(), found);
-            return Ok(());
+            Ok(())
         }
-        if started.elapsed() >= opts.connect_timeout {
-            return Err(Error::Ssh {
-                node: target.node.clone(),
-                message: format!(
-                    "the console of {id} printed no SSH host key fingerprints within {}s",
-                    opts.connect_timeout.as_secs()
-                ),
-                help: "cloud-init prints them at first boot (check `aws ec2 get-console-output`); raise spec.ssh.connectTimeoutSeconds, or set `knownHosts: accept-new` to trust the first key seen".into(),
-            });
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        Err(Some(e)) => Err(e),
+        Err(None) => Err(Error::Ssh {
+            node: target.node.clone(),
+            message: format!(
+                "the console of {id} printed no SSH host key fingerprints within {}s",
+                opts.connect_timeout.as_secs()
+            ),
+            help: "cloud-init prints them at first boot (check `aws ec2 get-console-output`); raise spec.ssh.connectTimeoutSeconds, or set `knownHosts: accept-new` to trust the first key seen".into(),
+        }),
     }
 }
 

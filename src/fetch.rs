@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Manifest;
 use crate::error::{Error, Result};
+use crate::retry::{Backoff, Try, retry};
 
 const ATTEMPTS: u32 = 3;
 
@@ -80,30 +81,41 @@ async fn download(url: &str, what: &str, stage: &str) -> Result<Vec<u8>> {
         .user_agent(concat!("ecoboot/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("HTTP client");
-    let mut last = String::new();
-    for attempt in 1..=ATTEMPTS {
-        tracing::debug!("downloading {what} from {url} (attempt {attempt})");
-        match client
-            .get(url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-        {
-            Ok(resp) => match resp.bytes().await {
-                Ok(bytes) => return Ok(bytes.to_vec()),
-                Err(e) => last = e.to_string(),
-            },
-            Err(e) => {
-                last = describe(&e);
-                if e.status().is_some_and(|s| s.is_client_error()) {
-                    break;
+    let backoff = Backoff {
+        first: Duration::from_millis(500),
+        max: Duration::from_secs(2),
+        factor: 2,
+        attempts: Some(ATTEMPTS),
+        deadline: None,
+        jitter: false,
+    };
+    let fetched = retry(&backoff, |attempt| {
+        let client = &client;
+        async move {
+            tracing::debug!("downloading {what} from {url} (attempt {attempt})");
+            match client
+                .get(url)
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+            {
+                Ok(resp) => match resp.bytes().await {
+                    Ok(bytes) => Try::Done(bytes.to_vec()),
+                    Err(e) => Try::Again(e.to_string()),
+                },
+                // 4xx: the URL is wrong, asking again will not help.
+                Err(e) if e.status().is_some_and(|s| s.is_client_error()) => {
+                    Try::Fail(describe(&e))
                 }
+                Err(e) => Try::Again(describe(&e)),
             }
         }
-        if attempt < ATTEMPTS {
-            tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
-        }
-    }
+    })
+    .await;
+    let last = match fetched {
+        Ok(bytes) => return Ok(bytes),
+        Err(last) => last,
+    };
     Err(Error::StageFailed {
         stage: stage.into(),
         message: format!("cannot download {what} from {url}: {last}"),

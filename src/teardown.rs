@@ -11,6 +11,7 @@ use crate::aws::tags::CLUSTER;
 use crate::aws::{Aws, aws_error, code_of};
 use crate::error::{Error, Result};
 use crate::event::Events;
+use crate::retry::{Backoff, Try, retry};
 
 /// Events of `down` are reported under this name.
 pub const ID: &str = "down";
@@ -70,30 +71,33 @@ impl Teardown<'_> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), Failure>>,
     {
-        let started = std::time::Instant::now();
-        let mut delay = Duration::from_secs(2);
-        loop {
-            self.aws.pace().await;
-            match call().await {
-                Ok(()) => return self.done(what),
-                Err((code, _)) if gone(&code) => return self.done(what),
-                Err((code, _))
-                    if code.as_deref() == Some("DependencyViolation")
-                        && started.elapsed() < DEPENDENCY_WAIT =>
-                {
-                    self.events.progress(
-                        ID,
-                        Some(what),
-                        format!("still in use; retrying in {}s", delay.as_secs()),
-                    );
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(15));
+        let (aws, events) = (self.aws, self.events);
+        let backoff = Backoff::exponential(
+            Duration::from_secs(2),
+            Duration::from_secs(15),
+            DEPENDENCY_WAIT,
+        );
+        let outcome = retry(&backoff, |n| {
+            let fut = call();
+            async move {
+                if n > 1 {
+                    events.progress(ID, Some(what), "still in use; retrying");
                 }
-                Err((_, err)) => {
-                    self.failures.push(format!("{what}: {err}"));
-                    return;
+                aws.pace().await;
+                match fut.await {
+                    Ok(()) => Try::Done(()),
+                    Err((code, _)) if gone(&code) => Try::Done(()),
+                    Err((code, err)) if code.as_deref() == Some("DependencyViolation") => {
+                        Try::Again(err)
+                    }
+                    Err((_, err)) => Try::Fail(err),
                 }
             }
+        })
+        .await;
+        match outcome {
+            Ok(()) => self.done(what),
+            Err(err) => self.failures.push(format!("{what}: {err}")),
         }
     }
 

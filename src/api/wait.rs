@@ -2,9 +2,10 @@
 //! survives a flaky tunnel best).
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::Result;
+use crate::retry::{Backoff, Try, retry};
 
 /// Calls `check` every `interval` until it returns `Ok(None)` (done) or `timeout` passes.
 /// Returns `None` when done, else the last status `check` reported.
@@ -17,13 +18,21 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<String>>>,
 {
-    let started = Instant::now();
-    loop {
-        let status = check().await?;
-        if status.is_none() || started.elapsed() >= timeout {
-            return Ok(status);
+    let polled = retry(&Backoff::poll(interval, timeout), |_| {
+        let check = check();
+        async move {
+            match check.await {
+                Ok(None) => Try::Done(()),
+                Ok(Some(status)) => Try::Again(Ok(status)),
+                Err(e) => Try::Fail(Err(e)),
+            }
         }
-        tokio::time::sleep(interval).await;
+    })
+    .await;
+    match polled {
+        Ok(()) => Ok(None),
+        Err(Ok(status)) => Ok(Some(status)),
+        Err(Err(e)) => Err(e),
     }
 }
 

@@ -13,7 +13,8 @@ use std::io::Write;
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::io::AsyncWriteExt;
@@ -22,6 +23,7 @@ use tokio::sync::Semaphore;
 use crate::config::{Config, Role};
 use crate::error::{Error, Result};
 use crate::nodes::{self, InstancesOut};
+use crate::retry::{Backoff, Try, retry};
 
 /// sshd's MaxSessions defaults to 10; stay below it on every connection.
 pub const MAX_CHANNELS: usize = 8;
@@ -149,51 +151,64 @@ impl Conn {
         if let Some(bastion) = &opts.bastion {
             builder.jump_hosts([bastion]);
         }
-        let started = Instant::now();
-        let mut delay = Duration::from_millis(250);
-        let mut pinned = !opts.pins.contains_key(&target.node)
-            || hostkeys::known(target, &opts.known_hosts).await;
-        let session = loop {
-            if !pinned {
-                // First contact under `knownHosts: console`: record the key only if it is one
-                // the instance's console printed; the connection below is then strict.
-                let expected = &opts.pins[&target.node];
-                match hostkeys::pin(target, &opts.known_hosts, expected).await? {
-                    hostkeys::Pinned::Yes => pinned = true,
-                    hostkeys::Pinned::NoAnswer if started.elapsed() < opts.connect_timeout => {
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(5));
-                        continue;
-                    }
-                    hostkeys::Pinned::NoAnswer => {}
-                }
-            }
-            match builder.connect_mux(&target.host).await {
-                Ok(session) => break session,
-                Err(e) => {
-                    let message = e.to_string();
-                    let detail = std::error::Error::source(&e)
-                        .map(|s| s.to_string())
-                        .unwrap_or_default();
-                    let all = format!("{message}: {detail}");
-                    if all.contains("Host key verification failed")
-                        || all.contains("IDENTIFICATION HAS CHANGED")
-                    {
-                        return Err(hostkeys::diagnose(target, &opts.known_hosts).await);
-                    }
-                    if started.elapsed() >= opts.connect_timeout {
-                        return Err(Error::Ssh {
-                            node: target.node.clone(),
-                            message: format!("cannot connect to {}:{} within {}s: {all}", target.host, target.port, opts.connect_timeout.as_secs()),
-                            help: "check that the node is running, its address, the security group (port 22) and spec.ssh (user, identityFile); raise spec.ssh.connectTimeoutSeconds for slow boots".into(),
-                        });
-                    }
-                    tracing::debug!(node = %target.node, error = %all, "ssh connect failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
+        let pinned = std::sync::atomic::AtomicBool::new(
+            !opts.pins.contains_key(&target.node)
+                || hostkeys::known(target, &opts.known_hosts).await,
+        );
+        let backoff = Backoff::exponential(
+            Duration::from_millis(250),
+            Duration::from_secs(5),
+            opts.connect_timeout,
+        );
+        let gave_up = |why: String| {
+            Error::Ssh {
+            node: target.node.clone(),
+            message: format!(
+                "cannot connect to {}:{} within {}s: {why}",
+                target.host,
+                target.port,
+                opts.connect_timeout.as_secs()
+            ),
+            help: "check that the node is running, its address, the security group (port 22) and spec.ssh (user, identityFile); raise spec.ssh.connectTimeoutSeconds for slow boots".into(),
+        }
         };
+        let session = retry(&backoff, |_| {
+            let gave_up = &gave_up;
+            let (builder, pinned) = (&builder, &pinned);
+            async move {
+                if !pinned.load(Ordering::Relaxed) {
+                    // First contact under `knownHosts: console`: record the key only if it is
+                    // one the instance's console printed; the connection below is then strict.
+                    let expected = &opts.pins[&target.node];
+                    match hostkeys::pin(target, &opts.known_hosts, expected).await {
+                        Ok(hostkeys::Pinned::Yes) => pinned.store(true, Ordering::Relaxed),
+                        Ok(hostkeys::Pinned::NoAnswer) => {
+                            return Try::Again(gave_up(
+                                "the node did not answer a host key scan".into(),
+                            ));
+                        }
+                        Err(e) => return Try::Fail(e),
+                    }
+                }
+                match builder.connect_mux(&target.host).await {
+                    Ok(session) => Try::Done(session),
+                    Err(e) => {
+                        let detail = std::error::Error::source(&e)
+                            .map(|s| s.to_string())
+                            .unwrap_or_default();
+                        let all = format!("{e}: {detail}");
+                        if all.contains("Host key verification failed")
+                            || all.contains("IDENTIFICATION HAS CHANGED")
+                        {
+                            return Try::Fail(hostkeys::diagnose(target, &opts.known_hosts).await);
+                        }
+                        tracing::debug!(node = %target.node, error = %all, "ssh connect failed; retrying");
+                        Try::Again(gave_up(all))
+                    }
+                }
+            }
+        })
+        .await?;
         let log = crate::fsutil::append_nofollow()
             .open(opts.log_dir.join(format!("{}.log", target.node)))
             .map_err(|e| Error::io("open", opts.log_dir.join(&target.node), e))?;

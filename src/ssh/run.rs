@@ -8,6 +8,7 @@ use super::Conn;
 use crate::config::Config;
 use crate::event::{Event, Events};
 use crate::playbook::{self, Playbook};
+use crate::retry::{Backoff, Try, retry};
 
 /// Why one node did not finish.
 #[derive(Debug, Clone)]
@@ -100,18 +101,12 @@ pub async fn apply(
     book: &Playbook,
     conns: &[Arc<Conn>],
 ) -> Summary {
-    let mut set = tokio::task::JoinSet::new();
-    for conn in conns {
-        let conn = conn.clone();
-        let book = book.clone();
-        let config = config.clone();
-        let events = events.clone();
-        let stage = stage.to_string();
-        set.spawn(async move { run_node(&config, &events, &stage, &book, &conn).await });
-    }
     let mut summary = Summary::default();
-    while let Some(done) = set.join_next().await {
-        let (executed, skipped, failure) = done.expect("node task");
+    let results = crate::fanout::each(conns.iter().cloned(), 0, |conn| async move {
+        run_node(config, events, stage, book, &conn).await
+    })
+    .await;
+    for (executed, skipped, failure) in results {
         summary.executed += executed;
         summary.skipped += skipped;
         summary.failures.extend(failure);
@@ -150,39 +145,47 @@ async fn run_node(
                 playbook::render(&guard, &vals)
             );
         }
-        let mut attempt = 0;
-        let ran = loop {
-            let failure = |code, tail| NodeFailure {
-                node: conn.node.clone(),
-                step: name.clone(),
-                code,
-                tail,
-            };
-            match conn
-                .run(
-                    &name,
-                    &script,
-                    Duration::from_secs(step.timeout),
-                    step.elevate,
-                )
-                .await
-            {
-                Ok(o) if o.code == Some(SKIPPED) => break false,
-                Ok(o) if o.ok() => break true,
-                Ok(o) if attempt < step.retries => {
-                    attempt += 1;
-                    progress(
-                        i as u64,
-                        format!(
-                            "{name}: exit {:?}, retry {attempt}/{}",
-                            o.code, step.retries
-                        ),
-                    );
-                    tokio::time::sleep(Duration::from_secs(step.delay)).await;
+        let failure = |code, tail| NodeFailure {
+            node: conn.node.clone(),
+            step: name.clone(),
+            code,
+            tail,
+        };
+        let backoff = Backoff::attempts(step.retries + 1, Duration::from_secs(step.delay));
+        let ran = retry(&backoff, |attempt| {
+            let (name, script, failure, progress) = (&name, &script, &failure, &progress);
+            async move {
+                match conn
+                    .run(
+                        name,
+                        script,
+                        Duration::from_secs(step.timeout),
+                        step.elevate,
+                    )
+                    .await
+                {
+                    Ok(o) if o.code == Some(SKIPPED) => Try::Done(false),
+                    Ok(o) if o.ok() => Try::Done(true),
+                    Ok(o) => {
+                        if attempt <= step.retries {
+                            progress(
+                                i as u64,
+                                format!(
+                                    "{name}: exit {:?}, retry {attempt}/{}",
+                                    o.code, step.retries
+                                ),
+                            );
+                        }
+                        Try::Again(failure(o.code, o.tail(5)))
+                    }
+                    Err(e) => Try::Fail(failure(None, e.to_string())),
                 }
-                Ok(o) => return (executed, skipped, Some(failure(o.code, o.tail(5)))),
-                Err(e) => return (executed, skipped, Some(failure(None, e.to_string()))),
             }
+        })
+        .await;
+        let ran = match ran {
+            Ok(ran) => ran,
+            Err(f) => return (executed, skipped, Some(f)),
         };
         if ran {
             executed += 1;

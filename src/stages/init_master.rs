@@ -1,7 +1,7 @@
 //! Stage `init-master`: `kubeadm init` from a generated config on the control-plane node, wait
 //! for `/healthz`, add kube-proxy once the API answers, and fetch admin.conf (0600).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::kubeadm::{self, VERSION_PLACEHOLDER};
 use crate::nodes::{self, InstancesOut};
+use crate::retry::{Backoff, Try, retry};
 use crate::ssh::{Conn, Target, script};
 
 /// Stage id.
@@ -277,15 +278,29 @@ impl Stage for InitMaster {
                 ));
             }
         }
-        let started = Instant::now();
-        loop {
-            if run("healthz", format!("{HEALTHZ} >/dev/null"), 30)
-                .await?
-                .ok()
-            {
-                break;
-            }
-            if started.elapsed() > HEALTHZ_TIMEOUT {
+        let healthy = retry(
+            &Backoff::poll(Duration::from_secs(2), HEALTHZ_TIMEOUT),
+            |n| {
+                let probe = run("healthz", format!("{HEALTHZ} >/dev/null"), 30);
+                let events = &cx.events;
+                let node = &node;
+                async move {
+                    if n > 1 {
+                        events.progress(ID, Some(node), "waiting for /healthz");
+                    }
+                    match probe.await {
+                        Ok(out) if out.ok() => Try::Done(()),
+                        Ok(_) => Try::Again(None),
+                        Err(e) => Try::Fail(Some(e)),
+                    }
+                }
+            },
+        )
+        .await;
+        match healthy {
+            Ok(()) => {}
+            Err(Some(e)) => return Err(e),
+            Err(None) => {
                 return Err(fail(
                     format!(
                         "the API server did not answer /healthz within {}s",
@@ -294,8 +309,6 @@ impl Stage for InitMaster {
                     "check `crictl ps` and the kubelet log on the node",
                 ));
             }
-            cx.events.progress(ID, Some(&node), "waiting for /healthz");
-            tokio::time::sleep(Duration::from_secs(2)).await;
         }
         if !m.kube_proxy {
             let script = format!(

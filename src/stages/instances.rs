@@ -27,6 +27,7 @@ use crate::config::{Config, Node};
 use crate::engine::{Ctx, Probe, Stage};
 use crate::error::{Error, Result};
 use crate::event::Action;
+use crate::retry::{Backoff, Try, retry};
 
 /// Stage id (also the journal key of [`InstancesOut`]).
 pub const ID: &str = crate::nodes::INSTANCES;
@@ -350,88 +351,102 @@ impl Launch {
     /// RunInstances with retries while IAM propagates the new instance profile.
     async fn run(&self, token: &str) -> Result<Instance> {
         let name = self.node.name.as_str();
-        let started = std::time::Instant::now();
-        let mut delay = Duration::from_secs(2);
-        loop {
-            self.aws.pace().await;
-            let disk = EbsBlockDevice::builder()
-                .volume_size(i32::try_from(self.node.disk_gb).unwrap_or(i32::MAX))
-                .volume_type(VolumeType::Gp3)
-                .encrypted(true)
-                .delete_on_termination(true)
-                .build();
-            let result = self
-                .aws
-                .ec2
-                .run_instances()
-                .client_token(token)
-                .image_id(&self.ami)
-                .instance_type(InstanceType::from(self.node.instance_type.as_str()))
-                .min_count(1)
-                .max_count(1)
-                .key_name(&self.key)
-                .subnet_id(&self.subnet_id)
-                .security_group_ids(&self.sg)
-                .iam_instance_profile(
-                    IamInstanceProfileSpecification::builder()
-                        .name(&self.profile)
-                        .build(),
-                )
-                .block_device_mappings(
-                    BlockDeviceMapping::builder()
-                        .device_name("/dev/sda1")
-                        .ebs(disk)
-                        .build(),
-                )
-                .metadata_options(metadata_options(&self.node))
-                .user_data(user_data(&self.node))
-                .tag_specifications(self.aws.tags.spec(
-                    ResourceType::Instance,
-                    name,
-                    &[(NODE, name)],
-                ))
-                .tag_specifications(self.aws.tags.spec(
-                    ResourceType::Volume,
-                    &format!("{name}-root"),
-                    &[(NODE, name)],
-                ))
-                .send()
-                .await;
-            match result {
-                Ok(out) => {
-                    return out
-                        .instances()
-                        .first()
-                        .cloned()
-                        .ok_or_else(|| Error::StageFailed {
-                            stage: ID.into(),
-                            message: format!("RunInstances for {name} returned no instance"),
-                            help: "rerun `ecoboot up`; the launch token makes the retry safe"
-                                .into(),
-                        });
-                }
-                Err(e) if profile_not_ready(&e) && started.elapsed() < PROFILE_PROPAGATION => {
-                    tracing::info!(
-                        node = name,
-                        "instance profile not visible to EC2 yet; retrying"
+        let backoff = Backoff::exponential(
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+            PROFILE_PROPAGATION,
+        );
+        let launched = retry(&backoff, |n| async move {
+            if n > 1 {
+                tracing::info!(
+                    node = name,
+                    "instance profile not visible to EC2 yet; retrying"
+                );
+            }
+            match self.launch_once(token).await {
+                Ok(instance) => Try::Done(instance),
+                Err(e) if profile_not_ready(&e) => Try::Again(e),
+                Err(e) => Try::Fail(e),
+            }
+        })
+        .await;
+        match launched {
+            Ok(out) => out
+                .instances()
+                .first()
+                .cloned()
+                .ok_or_else(|| Error::StageFailed {
+                    stage: ID.into(),
+                    message: format!("RunInstances for {name} returned no instance"),
+                    help: "rerun `ecoboot up`; the launch token makes the retry safe".into(),
+                }),
+            Err(e) => {
+                let mut err = aws_error("RunInstances", name, e);
+                if let Error::Aws { code, help, .. } = &mut err
+                    && code == "InvalidParameterValue"
+                {
+                    *help = format!(
+                        "if the message names the instance profile, IAM did not propagate within {}s: rerun `ecoboot up` in a minute",
+                        PROFILE_PROPAGATION.as_secs()
                     );
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
                 }
-                Err(e) => {
-                    let mut err = aws_error("RunInstances", name, e);
-                    if let Error::Aws { code, help, .. } = &mut err
-                        && code == "InvalidParameterValue"
-                    {
-                        *help = format!(
-                            "if the message names the instance profile, IAM did not propagate within {}s: rerun `ecoboot up` in a minute",
-                            PROFILE_PROPAGATION.as_secs()
-                        );
-                    }
-                    return Err(err);
-                }
+                Err(err)
             }
         }
+    }
+
+    /// One RunInstances call (paced) with the node's launch settings.
+    async fn launch_once(
+        &self,
+        token: &str,
+    ) -> std::result::Result<
+        aws_sdk_ec2::operation::run_instances::RunInstancesOutput,
+        aws_sdk_ec2::error::SdkError<aws_sdk_ec2::operation::run_instances::RunInstancesError>,
+    > {
+        let name = self.node.name.as_str();
+        self.aws.pace().await;
+        let disk = EbsBlockDevice::builder()
+            .volume_size(i32::try_from(self.node.disk_gb).unwrap_or(i32::MAX))
+            .volume_type(VolumeType::Gp3)
+            .encrypted(true)
+            .delete_on_termination(true)
+            .build();
+        self.aws
+            .ec2
+            .run_instances()
+            .client_token(token)
+            .image_id(&self.ami)
+            .instance_type(InstanceType::from(self.node.instance_type.as_str()))
+            .min_count(1)
+            .max_count(1)
+            .key_name(&self.key)
+            .subnet_id(&self.subnet_id)
+            .security_group_ids(&self.sg)
+            .iam_instance_profile(
+                IamInstanceProfileSpecification::builder()
+                    .name(&self.profile)
+                    .build(),
+            )
+            .block_device_mappings(
+                BlockDeviceMapping::builder()
+                    .device_name("/dev/sda1")
+                    .ebs(disk)
+                    .build(),
+            )
+            .metadata_options(metadata_options(&self.node))
+            .user_data(user_data(&self.node))
+            .tag_specifications(
+                self.aws
+                    .tags
+                    .spec(ResourceType::Instance, name, &[(NODE, name)]),
+            )
+            .tag_specifications(self.aws.tags.spec(
+                ResourceType::Volume,
+                &format!("{name}-root"),
+                &[(NODE, name)],
+            ))
+            .send()
+            .await
     }
 }
 

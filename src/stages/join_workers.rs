@@ -67,22 +67,19 @@ impl Stage for JoinWorkers {
             .map(|f| Action::new(&f.node, format!("unreachable: {}", f.tail)))
             .collect();
         let joined = conns.len();
-        let mut set = tokio::task::JoinSet::new();
-        for (target, conn) in conns {
-            set.spawn(async move {
-                let out = conn
-                    .run(
-                        "check join state",
-                        STATE_CHECK,
-                        Duration::from_secs(60),
-                        true,
-                    )
-                    .await;
-                (target.node, out)
-            });
-        }
-        while let Some(done) = set.join_next().await {
-            let (node, out) = done.expect("probe task");
+        let states = crate::fanout::each(conns, 0, |(target, conn)| async move {
+            let out = conn
+                .run(
+                    "check join state",
+                    STATE_CHECK,
+                    Duration::from_secs(60),
+                    true,
+                )
+                .await;
+            (target.node, out)
+        })
+        .await;
+        for (node, out) in states {
             match out?.stdout.trim() {
                 "joined" => {}
                 "half" => todo.push(Action::new(
@@ -128,8 +125,7 @@ impl Stage for JoinWorkers {
         };
         redact::register(&token);
         let (conns, mut failures) = workers(cx).await?;
-        let mut set = tokio::task::JoinSet::new();
-        for (target, conn) in conns {
+        let joined = crate::fanout::each(conns, 0, |(target, conn)| {
             let node = cx
                 .config
                 .nodes()
@@ -142,8 +138,8 @@ impl Stage for JoinWorkers {
                 "if [ -e /etc/kubernetes/kubelet.conf ]; then exit {SKIPPED}; fi\nif [ -e /etc/kubernetes/pki/ca.crt ]; then kubeadm reset -f; fi\nmkdir -p /etc/kubernetes/ecoboot\n{write}\nkubeadm join --config {JOIN_CONFIG}\nrc=$?\nrm -f {JOIN_CONFIG}\nexit $rc",
                 write = script::write_file(JOIN_CONFIG, join.as_bytes(), 0o600)
             );
-            let events = cx.events.clone();
-            set.spawn(async move {
+            let events = &cx.events;
+            async move {
                 events.progress(ID, Some(&target.node), "kubeadm join");
                 let out = conn
                     .run("kubeadm join", &script, Duration::from_secs(600), true)
@@ -166,11 +162,10 @@ impl Stage for JoinWorkers {
                         tail: e.to_string(),
                     }),
                 }
-            });
-        }
-        while let Some(done) = set.join_next().await {
-            failures.extend(done.expect("join task"));
-        }
+            }
+        })
+        .await;
+        failures.extend(joined.into_iter().flatten());
         let id = token.split('.').next().unwrap_or_default();
         let deleted = master
             .run(

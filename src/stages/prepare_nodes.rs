@@ -47,19 +47,19 @@ impl Stage for PrepareNodes {
     async fn probe(&self, cx: &Ctx) -> Result<Probe> {
         let book = Playbook::load(ID, cx.playbooks.as_deref())?;
         let (conns, unreachable) = reachable(cx, &book).await?;
-        let mut set = tokio::task::JoinSet::new();
-        for conn in conns.iter().cloned() {
-            let (config, book) = (cx.config.clone(), book.clone());
-            set.spawn(
-                async move { (conn.node.clone(), run::pending(&config, &book, &conn).await) },
-            );
-        }
         let mut todo: Vec<Action> = unreachable
             .iter()
             .map(|f| Action::new(&f.node, format!("unreachable: {}", f.tail)))
             .collect();
-        while let Some(joined) = set.join_next().await {
-            let (node, result) = joined.expect("probe task");
+        let book = &book;
+        let pending = crate::fanout::each(conns.iter().cloned(), 0, |conn| async move {
+            (
+                conn.node.clone(),
+                run::pending(&cx.config, book, &conn).await,
+            )
+        })
+        .await;
+        for (node, result) in pending {
             match result {
                 Ok(steps) if steps.is_empty() => {}
                 Ok(steps) => todo.push(Action::new(
