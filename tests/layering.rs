@@ -55,7 +55,7 @@ const RULES: &[(&str, &[&str])] = &[
         "kubeadm.rs",
         &["crate::engine", "crate::stages", "crate::commands"],
     ),
-    ("engine.rs", &["crate::stages", "crate::commands"]),
+    ("engine", &["crate::stages", "crate::commands"]),
     ("stages", &["crate::commands"]),
 ];
 

@@ -1,21 +1,20 @@
 //! One function per CLI command; each loads what it needs and hands work to the engine.
 
 mod argocd;
+mod down;
+mod status;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
-
 use crate::cli::{ArgocdCommand, Cli, Command, Global, Output, RunFlags};
 use crate::config::{Config, FileChecks};
-use crate::engine::{self, Ctx, Probe, RunMode, Runner};
+use crate::engine::{self, Ctx, RunMode, Runner};
 use crate::error::{Error, Result};
 use crate::event::{Event, Events, millis};
 use crate::report::{self, Env};
-use crate::state::{StageStatus, Store};
-use crate::teardown;
+use crate::state::Store;
 
 /// Runs the parsed command line.
 pub async fn dispatch(cli: Cli) -> Result<()> {
@@ -50,8 +49,8 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             )
             .await
         }
-        Command::Status => status(g).await,
-        Command::Down { yes } => down(g, *yes).await,
+        Command::Status => status::status(g).await,
+        Command::Down { yes } => down::down(g, *yes).await,
         Command::Inventory => inventory(g),
         Command::Kubeconfig { file } => kubeconfig(g, file.as_deref()),
         Command::Argocd {
@@ -166,21 +165,11 @@ fn confirm(question: &str) -> bool {
     matches!(answer.trim(), "y" | "Y" | "yes")
 }
 
-/// How long `status` waits for one stage's probe.
-const STATUS_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// A reporter that drops everything (status probes run silently).
+pub(super) struct Silent;
 
-/// One row of `ecoboot status`.
-#[derive(Debug, Serialize)]
-struct StageRow {
-    id: &'static str,
-    title: &'static str,
-    status: StageStatus,
-    attempts: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    finished: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    last_error: Option<String>,
-    probe: String,
+impl crate::event::Reporter for Silent {
+    fn event(&self, _: &Event) {}
 }
 
 /// A context over the journal, read-only and silent (status, argocd password).
@@ -193,228 +182,6 @@ fn read_only_ctx(g: &Global, config: &Arc<Config>) -> Result<Ctx> {
         store,
         state,
     ))
-}
-
-/// A node as `ecoboot status` shows it.
-#[derive(Serialize)]
-struct NodeRow {
-    name: String,
-    ready: bool,
-    roles: Vec<String>,
-    labels: String,
-}
-
-async fn cluster_view(cx: &Ctx) -> Result<(Vec<NodeRow>, Vec<crate::stages::root_app::AppStatus>)> {
-    let client = cx.kube("status").await?;
-    let api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
-    let nodes = api
-        .list(&Default::default())
-        .await
-        .map_err(|e| crate::api::error("list", "nodes", e))?;
-    let rows = nodes
-        .items
-        .iter()
-        .map(|n| {
-            let labels = n.metadata.labels.clone().unwrap_or_default();
-            NodeRow {
-                name: n.metadata.name.clone().unwrap_or_default(),
-                ready: crate::stages::label_nodes::not_ready(n).is_none(),
-                roles: labels
-                    .keys()
-                    .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
-                    .map(String::from)
-                    .collect(),
-                labels: ["role", "domain", "tier", "phase"]
-                    .iter()
-                    .filter_map(|k| labels.get(*k).map(|v| format!("{k}={v}")))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            }
-        })
-        .collect();
-    let ns = &cx.config.cluster.spec.argocd.namespace;
-    let apps = crate::stages::root_app::app_statuses(&client, ns)
-        .await
-        .unwrap_or_default();
-    Ok((rows, apps))
-}
-
-async fn status(g: &Global) -> Result<()> {
-    let config = load_config(g, FileChecks::Skip)?;
-    crate::output::init_tracing(g.verbose, None, "status");
-    let cx = read_only_ctx(g, &config)?;
-    let state = cx.state().clone();
-    let stages = crate::stages::all();
-    let mut rows = Vec::new();
-    for stage in &stages {
-        let record = state.record(stage.id());
-        let probe = match tokio::time::timeout(STATUS_PROBE_TIMEOUT, stage.probe(&cx)).await {
-            Ok(Ok(Probe::Done(summary))) => format!("done: {summary}"),
-            Ok(Ok(Probe::Todo(actions))) => format!("{} action(s) pending", actions.len()),
-            Ok(Err(e)) => format!("cannot probe: {e}"),
-            Err(_) => format!(
-                "cannot probe: no answer within {}s",
-                STATUS_PROBE_TIMEOUT.as_secs()
-            ),
-        };
-        rows.push(StageRow {
-            id: stage.id(),
-            title: stage.title(),
-            status: record.status,
-            attempts: record.attempts,
-            finished: record.finished,
-            last_error: record.last_error,
-            probe,
-        });
-    }
-    let view = match crate::nodes::admin_conf(&cx.state_dir()).exists() {
-        false => Err("no admin.conf yet (stage init-master)".to_string()),
-        true => match tokio::time::timeout(STATUS_PROBE_TIMEOUT, cluster_view(&cx)).await {
-            Ok(Ok(view)) => Ok(view),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("no answer".into()),
-        },
-    };
-    cx.close_ssh().await;
-    if g.output == Output::Json {
-        let (nodes, apps, api) = match &view {
-            Ok((n, a)) => (
-                serde_json::json!(n),
-                serde_json::json!(a),
-                serde_json::json!("reachable"),
-            ),
-            Err(e) => (
-                serde_json::json!([]),
-                serde_json::json!([]),
-                serde_json::json!(format!("unreachable: {e}")),
-            ),
-        };
-        let doc = serde_json::json!({ "cluster": config.name(), "stages": rows, "api": api, "nodes": nodes, "apps": apps });
-        println!("{doc}");
-        return Ok(());
-    }
-    println!("cluster {}", config.name());
-    println!("{:<15} {:<12} {:>8}  probe", "STAGE", "STATUS", "ATTEMPTS");
-    for r in &rows {
-        println!(
-            "{:<15} {:<12} {:>8}  {}",
-            r.id,
-            r.status.as_str(),
-            r.attempts,
-            r.probe
-        );
-        if let Some(err) = &r.last_error {
-            println!(
-                "{:<15} last error: {}",
-                "",
-                err.lines().next().unwrap_or_default()
-            );
-        }
-    }
-    match view {
-        Err(e) => println!("\nKubernetes API: {e}"),
-        Ok((nodes, apps)) => {
-            let ready = nodes.iter().filter(|n| n.ready).count();
-            println!("\nNODES ({ready}/{} Ready)", nodes.len());
-            let width = nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
-            for n in &nodes {
-                println!(
-                    "{:<width$}  {:<9} {:<22} {}",
-                    n.name,
-                    if n.ready { "Ready" } else { "NotReady" },
-                    n.roles.join(","),
-                    n.labels
-                );
-            }
-            println!("\nAPPLICATIONS ({})", apps.len());
-            if !apps.is_empty() {
-                println!("{}", crate::stages::root_app::table(&apps));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `ecoboot argocd password`: the initial admin password, only when asked explicitly.
-/// A reporter that drops everything (status probes run silently).
-struct Silent;
-
-impl crate::event::Reporter for Silent {
-    fn event(&self, _: &Event) {}
-}
-
-async fn down(g: &Global, yes: bool) -> Result<()> {
-    let config = load_config(g, FileChecks::Skip)?;
-    if !yes {
-        if !std::io::stdin().is_terminal() {
-            return Err(Error::Usage(
-                "`ecoboot down` deletes every resource of the cluster; pass --yes to confirm (no terminal to ask on)".into(),
-            ));
-        }
-        if !confirm(&format!(
-            "Delete every AWS resource of cluster `{}`?",
-            config.name()
-        )) {
-            return Err(Error::Usage("cancelled; nothing was deleted".into()));
-        }
-    }
-    let store = Store::lock(&g.state_dir, config.name())?;
-    let log = crate::output::init_tracing(g.verbose, Some(&store.dir().join("logs")), "down");
-    let state = store.load(config.name())?;
-    let events = events_for(g);
-    let cx = Ctx::new(config.clone(), events.clone(), store, state);
-    events.emit(Event::RunStarted {
-        command: "down".into(),
-        cluster: config.name().into(),
-    });
-    let started = Instant::now();
-    events.emit(Event::StageStarted {
-        stage: teardown::ID.into(),
-        title: "Delete every resource tagged with the cluster".into(),
-    });
-    let result = teardown::down(
-        cx.aws().await,
-        &events,
-        &[
-            crate::stages::iam::node_role_name(&config),
-            crate::stages::iam::controller_role_name(&config),
-        ],
-    )
-    .await;
-    let aws_calls = cx.take_aws_calls();
-    match &result {
-        Ok(0) => events.emit(Event::StageSkipped {
-            stage: teardown::ID.into(),
-            message: format!(
-                "nothing is tagged ecoboot.io/cluster={}: nothing to do",
-                config.name()
-            ),
-            aws_calls,
-        }),
-        Ok(n) => {
-            let mut counters = std::collections::BTreeMap::new();
-            counters.insert("deleted".to_string(), *n as u64);
-            events.emit(Event::StageDone {
-                stage: teardown::ID.into(),
-                duration_ms: millis(started.elapsed()),
-                counters,
-                aws_calls,
-            });
-        }
-        Err(e) => events.emit(Event::StageFailed {
-            stage: teardown::ID.into(),
-            duration_ms: millis(started.elapsed()),
-            message: e.to_string(),
-        }),
-    }
-    if result.is_ok() {
-        cx.update_state(|s| *s = crate::state::State::new(config.name()))?;
-        for file in ["hosts.ini", "inventory.yaml"] {
-            let _ = std::fs::remove_file(cx.state_dir().join(file));
-        }
-    }
-    finish_run(&events, result.is_ok(), started, log.as_deref());
-    result.map(drop)
 }
 
 fn inventory(g: &Global) -> Result<()> {

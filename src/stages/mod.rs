@@ -9,6 +9,7 @@ pub mod instances;
 pub mod join_workers;
 pub mod label_nodes;
 pub mod network;
+mod network_ensure;
 pub mod prepare_nodes;
 pub mod root_app;
 

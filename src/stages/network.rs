@@ -5,12 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{
-    AttributeBooleanValue, IpPermission, IpRange, ResourceType, SecurityGroup, UserIdGroupPair,
-    VpcAttributeName,
-};
+use aws_sdk_ec2::types::{IpPermission, IpRange, SecurityGroup, UserIdGroupPair, VpcAttributeName};
 use serde::{Deserialize, Serialize};
 
+use super::network_ensure as ensure;
 use crate::aws::tags::SUBNET;
 use crate::aws::{Aws, aws_error, ec2_filter, ec2_tag_value};
 use crate::config::Config;
@@ -47,23 +45,23 @@ pub struct SubnetOut {
 
 /// What exists now, as found by tags.
 #[derive(Debug, Clone, Default)]
-struct Found {
-    vpc: Option<String>,
-    dns_hostnames: bool,
-    dns_support: bool,
-    subnets: BTreeMap<String, (String, String, bool)>,
-    igw: Option<(String, Option<String>)>,
-    route_table: Option<(String, bool, BTreeSet<String>)>,
-    sg: Option<(String, BTreeSet<Rule>)>,
+pub(super) struct Found {
+    pub(super) vpc: Option<String>,
+    pub(super) dns_hostnames: bool,
+    pub(super) dns_support: bool,
+    pub(super) subnets: BTreeMap<String, (String, String, bool)>,
+    pub(super) igw: Option<(String, Option<String>)>,
+    pub(super) route_table: Option<(String, bool, BTreeSet<String>)>,
+    pub(super) sg: Option<(String, BTreeSet<Rule>)>,
     /// Empty VPCs of this cluster besides the chosen one (left by a run killed mid-call).
-    orphan_vpcs: Vec<String>,
+    pub(super) orphan_vpcs: Vec<String>,
     /// Extra internet gateways of this cluster (id, attached VPC).
-    orphan_igws: Vec<(String, Option<String>)>,
+    pub(super) orphan_igws: Vec<(String, Option<String>)>,
 }
 
 /// One ingress rule, normalised for comparison.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Rule {
+pub(super) struct Rule {
     protocol: String,
     from: i32,
     to: i32,
@@ -78,7 +76,7 @@ pub struct Network {
 }
 
 impl Network {
-    fn name(config: &Config, what: &str) -> String {
+    pub(super) fn name(config: &Config, what: &str) -> String {
         format!("{}-{what}", config.name())
     }
 }
@@ -273,7 +271,7 @@ fn rules_of(sg: &SecurityGroup) -> BTreeSet<Rule> {
     out
 }
 
-fn wanted_rules(config: &Config, sg: &str) -> BTreeSet<Rule> {
+pub(super) fn wanted_rules(config: &Config, sg: &str) -> BTreeSet<Rule> {
     let aws = &config.cluster.spec.aws;
     let mut out = BTreeSet::new();
     let tcp = |from, to, source: &str| Rule {
@@ -425,7 +423,7 @@ fn output(config: &Config, f: &Found) -> Option<NetworkOut> {
     })
 }
 
-async fn detach_igw(aws: &Aws, igw: &str, vpc: &str) -> Result<()> {
+pub(super) async fn detach_igw(aws: &Aws, igw: &str, vpc: &str) -> Result<()> {
     aws.pace().await;
     aws.ec2
         .detach_internet_gateway()
@@ -435,10 +433,6 @@ async fn detach_igw(aws: &Aws, igw: &str, vpc: &str) -> Result<()> {
         .await
         .map(drop)
         .map_err(|e| aws_error("DetachInternetGateway", igw, e))
-}
-
-fn yes() -> AttributeBooleanValue {
-    AttributeBooleanValue::builder().value(true).build()
 }
 
 #[async_trait]
@@ -472,7 +466,6 @@ impl Stage for Network {
 
     async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
         let aws = cx.aws().await;
-        let config = &cx.config;
         let found = self.last.lock().unwrap_or_else(|p| p.into_inner()).take();
         let mut f = match found {
             Some(f) => f,
@@ -481,268 +474,16 @@ impl Stage for Network {
                 discover(aws, hint.as_deref()).await?
             }
         };
-        let ec2 = &aws.ec2;
-        let spec = &config.cluster.spec.aws;
-        let vpc = match f.vpc.clone() {
-            Some(id) => id,
-            None => {
-                aws.pace().await;
-                let out = ec2
-                    .create_vpc()
-                    .cidr_block(&spec.vpc_cidr.value)
-                    .tag_specifications(aws.tags.spec(
-                        ResourceType::Vpc,
-                        &Self::name(config, "vpc"),
-                        &[],
-                    ))
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("CreateVpc", "vpc", e))?;
-                let id = out
-                    .vpc()
-                    .and_then(|v| v.vpc_id())
-                    .unwrap_or_default()
-                    .to_string();
-                cx.events.progress(ID, Some("vpc"), format!("created {id}"));
-                id
-            }
-        };
-        if !f.dns_hostnames {
-            aws.pace().await;
-            ec2.modify_vpc_attribute()
-                .vpc_id(&vpc)
-                .enable_dns_hostnames(yes())
-                .send()
-                .await
-                .map_err(|e| aws_error("ModifyVpcAttribute", &vpc, e))?;
-        }
-        if !f.dns_support {
-            aws.pace().await;
-            ec2.modify_vpc_attribute()
-                .vpc_id(&vpc)
-                .enable_dns_support(yes())
-                .send()
-                .await
-                .map_err(|e| aws_error("ModifyVpcAttribute", &vpc, e))?;
-        }
-        // An existing gateway attached elsewhere is detached; a new one starts unattached.
-        let (igw, attached) = match f.igw.clone() {
-            Some((id, attached)) => {
-                if let Some(other) = attached.as_deref().filter(|a| *a != vpc) {
-                    detach_igw(aws, &id, other).await?;
-                }
-                (id, attached)
-            }
-            None => {
-                aws.pace().await;
-                let out = ec2
-                    .create_internet_gateway()
-                    .tag_specifications(aws.tags.spec(
-                        ResourceType::InternetGateway,
-                        &Self::name(config, "igw"),
-                        &[],
-                    ))
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("CreateInternetGateway", "igw", e))?;
-                let id = out
-                    .internet_gateway()
-                    .and_then(|g| g.internet_gateway_id())
-                    .unwrap_or_default()
-                    .to_string();
-                (id, None)
-            }
-        };
-        if attached.as_deref() != Some(vpc.as_str()) {
-            aws.pace().await;
-            ec2.attach_internet_gateway()
-                .internet_gateway_id(&igw)
-                .vpc_id(&vpc)
-                .send()
-                .await
-                .map_err(|e| aws_error("AttachInternetGateway", &igw, e))?;
-        }
-        if f.igw.is_none() {
-            cx.events.progress(
-                ID,
-                Some("internet-gateway"),
-                format!("created and attached {igw}"),
-            );
-        }
-        for s in &spec.subnets {
-            match f.subnets.get(s.name.as_str()) {
-                Some((_, _, true)) => {}
-                found_subnet => {
-                    let id = match found_subnet {
-                        Some((id, _, _)) => id.clone(),
-                        None => {
-                            aws.pace().await;
-                            let out = ec2
-                                .create_subnet()
-                                .vpc_id(&vpc)
-                                .cidr_block(&s.cidr.value)
-                                .availability_zone(s.az.as_str())
-                                .tag_specifications(aws.tags.spec(
-                                    ResourceType::Subnet,
-                                    &Self::name(config, &s.name),
-                                    &[(SUBNET, &s.name)],
-                                ))
-                                .send()
-                                .await
-                                .map_err(|e| {
-                                    aws_error("CreateSubnet", &format!("subnet/{}", s.name), e)
-                                })?;
-                            let id = out
-                                .subnet()
-                                .and_then(|x| x.subnet_id())
-                                .unwrap_or_default()
-                                .to_string();
-                            cx.events.progress(
-                                ID,
-                                Some(&format!("subnet/{}", s.name)),
-                                format!("created {id}"),
-                            );
-                            id
-                        }
-                    };
-                    aws.pace().await;
-                    ec2.modify_subnet_attribute()
-                        .subnet_id(&id)
-                        .map_public_ip_on_launch(yes())
-                        .send()
-                        .await
-                        .map_err(|e| aws_error("ModifySubnetAttribute", &id, e))?;
-                    f.subnets
-                        .insert(s.name.value.clone(), (id, s.az.value.clone(), true));
-                }
-            }
-        }
-        let (rt, default_route, associated) = match f.route_table.clone() {
-            Some(found) => found,
-            None => {
-                aws.pace().await;
-                let out = ec2
-                    .create_route_table()
-                    .vpc_id(&vpc)
-                    .tag_specifications(aws.tags.spec(
-                        ResourceType::RouteTable,
-                        &Self::name(config, "public-rt"),
-                        &[],
-                    ))
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("CreateRouteTable", "route-table", e))?;
-                let id = out
-                    .route_table()
-                    .and_then(|r| r.route_table_id())
-                    .unwrap_or_default()
-                    .to_string();
-                cx.events
-                    .progress(ID, Some("route-table"), format!("created {id}"));
-                (id, false, BTreeSet::new())
-            }
-        };
-        if !default_route {
-            aws.pace().await;
-            ec2.create_route()
-                .route_table_id(&rt)
-                .destination_cidr_block("0.0.0.0/0")
-                .gateway_id(&igw)
-                .send()
-                .await
-                .map_err(|e| aws_error("CreateRoute", &rt, e))?;
-        }
-        for (subnet, _, _) in f.subnets.values() {
-            if !associated.contains(subnet) {
-                aws.pace().await;
-                ec2.associate_route_table()
-                    .route_table_id(&rt)
-                    .subnet_id(subnet)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("AssociateRouteTable", subnet, e))?;
-            }
-        }
-        let (sg, have) = match f.sg.clone() {
-            Some(found) => found,
-            None => {
-                aws.pace().await;
-                let name = Self::name(config, "cluster");
-                let out = ec2
-                    .create_security_group()
-                    .group_name(&name)
-                    .description(format!(
-                        "ecoboot cluster {}: SSH, API, all traffic between nodes",
-                        config.name()
-                    ))
-                    .vpc_id(&vpc)
-                    .tag_specifications(aws.tags.spec(ResourceType::SecurityGroup, &name, &[]))
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("CreateSecurityGroup", &name, e))?;
-                let id = out.group_id().unwrap_or_default().to_string();
-                cx.events
-                    .progress(ID, Some("security-group"), format!("created {id}"));
-                (id, BTreeSet::new())
-            }
-        };
-        let wanted = wanted_rules(config, &sg);
-        let extra: Vec<IpPermission> = have.difference(&wanted).map(permission).collect();
-        if !extra.is_empty() {
-            aws.pace().await;
-            ec2.revoke_security_group_ingress()
-                .group_id(&sg)
-                .set_ip_permissions(Some(extra.clone()))
-                .send()
-                .await
-                .map_err(|e| aws_error("RevokeSecurityGroupIngress", &sg, e))?;
-            cx.events.progress(
-                ID,
-                Some(&sg),
-                format!("revoked {} rule(s) the config no longer lists", extra.len()),
-            );
-        }
-        let missing: Vec<IpPermission> = wanted.difference(&have).map(permission).collect();
-        if !missing.is_empty() {
-            aws.pace().await;
-            ec2.authorize_security_group_ingress()
-                .group_id(&sg)
-                .set_ip_permissions(Some(missing))
-                .send()
-                .await
-                .map_err(|e| aws_error("AuthorizeSecurityGroupIngress", &sg, e))?;
-        }
-        for (id, attached) in &f.orphan_igws {
-            if let Some(other) = attached {
-                detach_igw(aws, id, other).await?;
-            }
-            aws.pace().await;
-            ec2.delete_internet_gateway()
-                .internet_gateway_id(id)
-                .send()
-                .await
-                .map_err(|e| aws_error("DeleteInternetGateway", id, e))?;
-            cx.events
-                .progress(ID, Some(id), "deleted (left by an interrupted run)");
-        }
-        for id in &f.orphan_vpcs {
-            aws.pace().await;
-            ec2.delete_vpc()
-                .vpc_id(id)
-                .send()
-                .await
-                .map_err(|e| aws_error("DeleteVpc", id, e))?;
-            cx.events.progress(
-                ID,
-                Some(id),
-                "deleted (empty VPC left by an interrupted run)",
-            );
-        }
-        Ok(())
+        let vpc = ensure::vpc(cx, aws, &f).await?;
+        let igw = ensure::internet_gateway(cx, aws, &f, &vpc).await?;
+        ensure::subnets(cx, aws, &mut f, &vpc).await?;
+        ensure::route_table(cx, aws, &f, &vpc, &igw).await?;
+        ensure::security_group(cx, aws, &f, &vpc).await?;
+        ensure::delete_orphans(cx, aws, &f).await
     }
 }
 
-fn permission(rule: &Rule) -> IpPermission {
+pub(super) fn permission(rule: &Rule) -> IpPermission {
     let mut p = IpPermission::builder().ip_protocol(&rule.protocol);
     if rule.protocol != "-1" {
         p = p.from_port(rule.from).to_port(rule.to);

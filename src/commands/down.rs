@@ -1,0 +1,89 @@
+//! `ecoboot down`: deletes every resource tagged with the cluster, reported through the same
+//! events as `up`.
+
+use crate::cli::Global;
+use crate::config::FileChecks;
+use crate::engine::Ctx;
+use crate::error::{Error, Result};
+use crate::event::{Event, millis};
+use crate::state::Store;
+use crate::teardown;
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use super::{confirm, events_for, finish_run, load_config};
+
+/// Runs `ecoboot down`.
+pub(super) async fn down(g: &Global, yes: bool) -> Result<()> {
+    let config = load_config(g, FileChecks::Skip)?;
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::Usage(
+                "`ecoboot down` deletes every resource of the cluster; pass --yes to confirm (no terminal to ask on)".into(),
+            ));
+        }
+        if !confirm(&format!(
+            "Delete every AWS resource of cluster `{}`?",
+            config.name()
+        )) {
+            return Err(Error::Usage("cancelled; nothing was deleted".into()));
+        }
+    }
+    let store = Store::lock(&g.state_dir, config.name())?;
+    let log = crate::output::init_tracing(g.verbose, Some(&store.dir().join("logs")), "down");
+    let state = store.load(config.name())?;
+    let events = events_for(g);
+    let cx = Ctx::new(config.clone(), events.clone(), store, state);
+    events.emit(Event::RunStarted {
+        command: "down".into(),
+        cluster: config.name().into(),
+    });
+    let started = Instant::now();
+    events.emit(Event::StageStarted {
+        stage: teardown::ID.into(),
+        title: "Delete every resource tagged with the cluster".into(),
+    });
+    let result = teardown::down(
+        cx.aws().await,
+        &events,
+        &[
+            crate::stages::iam::node_role_name(&config),
+            crate::stages::iam::controller_role_name(&config),
+        ],
+    )
+    .await;
+    let aws_calls = cx.take_aws_calls();
+    match &result {
+        Ok(0) => events.emit(Event::StageSkipped {
+            stage: teardown::ID.into(),
+            message: format!(
+                "nothing is tagged ecoboot.io/cluster={}: nothing to do",
+                config.name()
+            ),
+            aws_calls,
+        }),
+        Ok(n) => {
+            let mut counters = std::collections::BTreeMap::new();
+            counters.insert("deleted".to_string(), *n as u64);
+            events.emit(Event::StageDone {
+                stage: teardown::ID.into(),
+                duration_ms: millis(started.elapsed()),
+                counters,
+                aws_calls,
+            });
+        }
+        Err(e) => events.emit(Event::StageFailed {
+            stage: teardown::ID.into(),
+            duration_ms: millis(started.elapsed()),
+            message: e.to_string(),
+        }),
+    }
+    if result.is_ok() {
+        cx.update_state(|s| *s = crate::state::State::new(config.name()))?;
+        for file in ["hosts.ini", "inventory.yaml"] {
+            let _ = std::fs::remove_file(cx.state_dir().join(file));
+        }
+    }
+    finish_run(&events, result.is_ok(), started, log.as_deref());
+    result.map(drop)
+}

@@ -1,0 +1,169 @@
+//! `ecoboot status`: each stage's journal record plus a live probe, and the cluster's nodes
+//! and applications when the API answers.
+
+use crate::cli::{Global, Output};
+use crate::config::FileChecks;
+use crate::engine::{Ctx, Probe};
+use crate::error::Result;
+use crate::state::StageStatus;
+use serde::Serialize;
+
+use super::{load_config, read_only_ctx};
+
+/// How long `status` waits for one stage's probe.
+const STATUS_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// One row of `ecoboot status`.
+#[derive(Debug, Serialize)]
+struct StageRow {
+    id: &'static str,
+    title: &'static str,
+    status: StageStatus,
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    probe: String,
+}
+
+/// A node as `ecoboot status` shows it.
+#[derive(Serialize)]
+struct NodeRow {
+    name: String,
+    ready: bool,
+    roles: Vec<String>,
+    labels: String,
+}
+
+async fn cluster_view(cx: &Ctx) -> Result<(Vec<NodeRow>, Vec<crate::stages::root_app::AppStatus>)> {
+    let client = cx.kube("status").await?;
+    let api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    let nodes = api
+        .list(&Default::default())
+        .await
+        .map_err(|e| crate::api::error("list", "nodes", e))?;
+    let rows = nodes
+        .items
+        .iter()
+        .map(|n| {
+            let labels = n.metadata.labels.clone().unwrap_or_default();
+            NodeRow {
+                name: n.metadata.name.clone().unwrap_or_default(),
+                ready: crate::stages::label_nodes::not_ready(n).is_none(),
+                roles: labels
+                    .keys()
+                    .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                    .map(String::from)
+                    .collect(),
+                labels: ["role", "domain", "tier", "phase"]
+                    .iter()
+                    .filter_map(|k| labels.get(*k).map(|v| format!("{k}={v}")))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            }
+        })
+        .collect();
+    let ns = &cx.config.cluster.spec.argocd.namespace;
+    let apps = crate::stages::root_app::app_statuses(&client, ns)
+        .await
+        .unwrap_or_default();
+    Ok((rows, apps))
+}
+
+/// Runs `ecoboot status`.
+pub(super) async fn status(g: &Global) -> Result<()> {
+    let config = load_config(g, FileChecks::Skip)?;
+    crate::output::init_tracing(g.verbose, None, "status");
+    let cx = read_only_ctx(g, &config)?;
+    let state = cx.state().clone();
+    let stages = crate::stages::all();
+    let mut rows = Vec::new();
+    for stage in &stages {
+        let record = state.record(stage.id());
+        let probe = match tokio::time::timeout(STATUS_PROBE_TIMEOUT, stage.probe(&cx)).await {
+            Ok(Ok(Probe::Done(summary))) => format!("done: {summary}"),
+            Ok(Ok(Probe::Todo(actions))) => format!("{} action(s) pending", actions.len()),
+            Ok(Err(e)) => format!("cannot probe: {e}"),
+            Err(_) => format!(
+                "cannot probe: no answer within {}s",
+                STATUS_PROBE_TIMEOUT.as_secs()
+            ),
+        };
+        rows.push(StageRow {
+            id: stage.id(),
+            title: stage.title(),
+            status: record.status,
+            attempts: record.attempts,
+            finished: record.finished,
+            last_error: record.last_error,
+            probe,
+        });
+    }
+    let view = match crate::nodes::admin_conf(&cx.state_dir()).exists() {
+        false => Err("no admin.conf yet (stage init-master)".to_string()),
+        true => match tokio::time::timeout(STATUS_PROBE_TIMEOUT, cluster_view(&cx)).await {
+            Ok(Ok(view)) => Ok(view),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer".into()),
+        },
+    };
+    cx.close_ssh().await;
+    if g.output == Output::Json {
+        let (nodes, apps, api) = match &view {
+            Ok((n, a)) => (
+                serde_json::json!(n),
+                serde_json::json!(a),
+                serde_json::json!("reachable"),
+            ),
+            Err(e) => (
+                serde_json::json!([]),
+                serde_json::json!([]),
+                serde_json::json!(format!("unreachable: {e}")),
+            ),
+        };
+        let doc = serde_json::json!({ "cluster": config.name(), "stages": rows, "api": api, "nodes": nodes, "apps": apps });
+        println!("{doc}");
+        return Ok(());
+    }
+    println!("cluster {}", config.name());
+    println!("{:<15} {:<12} {:>8}  probe", "STAGE", "STATUS", "ATTEMPTS");
+    for r in &rows {
+        println!(
+            "{:<15} {:<12} {:>8}  {}",
+            r.id,
+            r.status.as_str(),
+            r.attempts,
+            r.probe
+        );
+        if let Some(err) = &r.last_error {
+            println!(
+                "{:<15} last error: {}",
+                "",
+                err.lines().next().unwrap_or_default()
+            );
+        }
+    }
+    match view {
+        Err(e) => println!("\nKubernetes API: {e}"),
+        Ok((nodes, apps)) => {
+            let ready = nodes.iter().filter(|n| n.ready).count();
+            println!("\nNODES ({ready}/{} Ready)", nodes.len());
+            let width = nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
+            for n in &nodes {
+                println!(
+                    "{:<width$}  {:<9} {:<22} {}",
+                    n.name,
+                    if n.ready { "Ready" } else { "NotReady" },
+                    n.roles.join(","),
+                    n.labels
+                );
+            }
+            println!("\nAPPLICATIONS ({})", apps.len());
+            if !apps.is_empty() {
+                println!("{}", crate::stages::root_app::table(&apps));
+            }
+        }
+    }
+    Ok(())
+}

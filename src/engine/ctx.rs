@@ -1,0 +1,358 @@
+//! [`Ctx`]: the config, the journal, lazy clients (AWS, SSH pool, Kubernetes API), counters
+//! and what a read-only run could not look at.
+
+use crate::aws::{Aws, CallCounter};
+use crate::config::{ApiAccess, Config};
+use crate::error::{Error, Result};
+use crate::event::Events;
+use crate::retry::{Backoff, Try, retry};
+use crate::ssh::run::NodeFailure;
+use crate::ssh::{self, Conn, Target};
+use crate::state::{State, Store};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Everything a stage may use: config, journal, event sink, counters.
+pub struct Ctx {
+    /// The validated config.
+    pub config: Arc<Config>,
+    /// Where events go.
+    pub events: Events,
+    store: Store,
+    state: Mutex<State>,
+    counters: Mutex<BTreeMap<String, u64>>,
+    calls: CallCounter,
+    aws: tokio::sync::OnceCell<Aws>,
+    ssh: tokio::sync::Mutex<BTreeMap<String, Result<Arc<Conn>, String>>>,
+    api: tokio::sync::OnceCell<crate::api::Access>,
+    /// `--playbooks DIR`: playbooks found there replace the embedded ones.
+    pub playbooks: Option<PathBuf>,
+    /// `--force-reset`: reset a half-initialised control plane instead of stopping.
+    pub force_reset: bool,
+    /// `--no-wait`: apply the root app without waiting for application health.
+    pub no_wait: bool,
+    /// What a read-only run could not look at (unreachable nodes, refused host keys).
+    blind: Mutex<Vec<String>>,
+}
+
+impl Ctx {
+    /// Builds a context over a loaded state.
+    pub fn new(config: Arc<Config>, events: Events, store: Store, state: State) -> Self {
+        Ctx {
+            config,
+            events,
+            store,
+            state: Mutex::new(state),
+            counters: Mutex::new(BTreeMap::new()),
+            calls: CallCounter::default(),
+            aws: tokio::sync::OnceCell::new(),
+            ssh: tokio::sync::Mutex::new(BTreeMap::new()),
+            api: tokio::sync::OnceCell::new(),
+            playbooks: None,
+            force_reset: false,
+            no_wait: false,
+            blind: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// SSH connections to `targets`, opened in parallel (at most `spec.ssh.concurrency` at a
+    /// time, 0 = all) and kept for the rest of the run. A node that cannot be reached gets
+    /// its error instead; the others are unaffected.
+    pub async fn connect(&self, targets: &[Target]) -> Vec<(Target, Result<Arc<Conn>, String>)> {
+        let mut cache = self.ssh.lock().await;
+        let mut opts = ssh::Options::from_config(&self.config, &self.state_dir());
+        if !self.writable() {
+            // `plan`/`status`/dry runs write nothing into the state directory: host keys seen
+            // for the first time and node logs go to a scratch copy beside the control sockets.
+            let scratch = opts
+                .control_dir
+                .join(format!("readonly-{}", std::process::id()));
+            let known = scratch.join("known_hosts");
+            if crate::fsutil::ensure_private_dir(&scratch).is_ok() && !known.exists() {
+                let _ = std::fs::copy(&opts.known_hosts, &known);
+            }
+            opts.known_hosts = known;
+            opts.log_dir = scratch.join("logs");
+        }
+        let cap = match self.config.cluster.spec.ssh.concurrency {
+            0 => targets.len().max(1),
+            n => n,
+        };
+        let aws = if self.config.cluster.spec.ssh.known_hosts.as_str() == "console" {
+            Some(self.aws().await.clone())
+        } else {
+            None
+        };
+        let gate = Arc::new(tokio::sync::Semaphore::new(cap));
+        let mut set = tokio::task::JoinSet::new();
+        for target in targets.iter().filter(|t| !cache.contains_key(&t.node)) {
+            let (target, opts, gate, events) = (
+                target.clone(),
+                opts.clone(),
+                gate.clone(),
+                self.events.clone(),
+            );
+            let aws = aws.clone();
+            set.spawn(async move {
+                let _permit = gate.acquire().await.expect("open");
+                events.progress(
+                    "ssh",
+                    Some(&target.node),
+                    format!("connecting to {}:{}", target.host, target.port),
+                );
+                let mut opts = opts;
+                let result = match &aws {
+                    Some(aws) => console_pins(aws, &target, &mut opts).await,
+                    None => Ok(()),
+                };
+                let result = match result {
+                    Ok(()) => Conn::connect(&target, &opts).await,
+                    Err(e) => Err(e),
+                };
+                let result = result.map(Arc::new).map_err(|e| {
+                    let help = miette::Diagnostic::help(&e)
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default();
+                    format!("{e}{help}")
+                });
+                (target.node.clone(), result)
+            });
+        }
+        while let Some(joined) = set.join_next().await {
+            let (node, result) = joined.expect("connect task");
+            if let Err(e) = &result
+                && !self.writable()
+            {
+                let first = e.lines().next().unwrap_or_default();
+                self.lock_blind().push(format!("node {node} ({first})"));
+            }
+            cache.insert(node, result);
+        }
+        targets
+            .iter()
+            .map(|t| {
+                (
+                    t.clone(),
+                    cache.get(&t.node).cloned().expect("connected above"),
+                )
+            })
+            .collect()
+    }
+
+    /// What this read-only run could not look at, in the order found.
+    pub fn blind_spots(&self) -> Vec<String> {
+        self.lock_blind().clone()
+    }
+
+    fn lock_blind(&self) -> MutexGuard<'_, Vec<String>> {
+        self.blind.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes every SSH master connection of this run.
+    pub async fn close_ssh(&self) {
+        let conns = std::mem::take(&mut *self.ssh.lock().await);
+        for conn in conns.into_values().flatten() {
+            if let Ok(conn) = Arc::try_unwrap(conn) {
+                conn.close().await;
+            }
+        }
+    }
+
+    /// A Kubernetes API client (tunnel opened on first use, kept for the run).
+    pub async fn kube(&self, stage: &'static str) -> Result<kube::Client> {
+        let access = self
+            .api
+            .get_or_try_init(|| async {
+                let path = crate::nodes::admin_conf(&self.state_dir());
+                let admin = crate::api::load_admin_conf(&path, stage).await?;
+                match self.config.cluster.spec.kubernetes.api_access {
+                    ApiAccess::Tunnel => {
+                        let (_, conn) = self.control_plane(stage).await?;
+                        let dir =
+                            ssh::Options::from_config(&self.config, &self.state_dir()).control_dir;
+                        let route = crate::api::Route::Tunnel {
+                            conn: &conn,
+                            control_dir: &dir,
+                        };
+                        crate::api::connect(admin, route).await
+                    }
+                    ApiAccess::Direct => {
+                        let cp = self.config.control_plane().name.value.clone();
+                        let out: Option<crate::nodes::InstancesOut> =
+                            self.state().output(crate::nodes::INSTANCES);
+                        let address = crate::nodes::ssh_address(&self.config, &cp, out.as_ref());
+                        let (host, _) = crate::nodes::host_port(&address, 22);
+                        crate::api::connect(admin, crate::api::Route::Direct { host }).await
+                    }
+                }
+            })
+            .await?;
+        Ok(access.client.clone())
+    }
+
+    /// Connects to the nodes `keep` selects (addresses from config or the `instances` record);
+    /// unreachable nodes come back as failures, the others as open connections.
+    pub async fn connect_nodes(
+        &self,
+        stage: &'static str,
+        keep: impl Fn(&Target) -> bool,
+    ) -> Result<(Vec<(Target, Arc<Conn>)>, Vec<NodeFailure>)> {
+        let out: Option<crate::nodes::InstancesOut> = self.state().output(crate::nodes::INSTANCES);
+        let targets: Vec<_> = ssh::targets(&self.config, out.as_ref(), stage)?
+            .into_iter()
+            .filter(|t| keep(t))
+            .collect();
+        let mut conns = Vec::new();
+        let mut failures = Vec::new();
+        for (target, result) in self.connect(&targets).await {
+            match result {
+                Ok(conn) => conns.push((target, conn)),
+                Err(message) => failures.push(NodeFailure {
+                    node: target.node,
+                    step: "connect".into(),
+                    code: None,
+                    tail: message,
+                }),
+            }
+        }
+        Ok((conns, failures))
+    }
+
+    /// The control-plane node and an open connection to it; a diagnostic naming `stage` when
+    /// it cannot be reached.
+    pub async fn control_plane(&self, stage: &'static str) -> Result<(Target, Arc<Conn>)> {
+        let (mut conns, failures) = self
+            .connect_nodes(stage, |t| t.role == crate::config::Role::ControlPlane)
+            .await?;
+        match (conns.pop(), failures.into_iter().next()) {
+            (Some(found), _) => Ok(found),
+            (None, failure) => Err(Error::StageFailed {
+                stage: stage.into(),
+                message: format!(
+                    "the control-plane node is unreachable: {}",
+                    failure.map(|f| f.tail).unwrap_or_default()
+                ),
+                help:
+                    "the control plane must be reachable for this stage; check the node and rerun"
+                        .into(),
+            }),
+        }
+    }
+
+    /// AWS clients, built on first use (commands that never touch AWS never build them).
+    pub async fn aws(&self) -> &Aws {
+        self.aws
+            .get_or_init(|| Aws::connect(&self.config, self.calls.clone()))
+            .await
+    }
+
+    /// AWS calls made since the last call, by operation.
+    pub fn take_aws_calls(&self) -> BTreeMap<String, u64> {
+        self.calls.take()
+    }
+
+    /// The journal (locked for the duration of the guard; do not hold across awaits).
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the journal and writes it atomically (no-op for read-only stores).
+    pub fn update_state(&self, f: impl FnOnce(&mut State)) -> Result<()> {
+        let mut state = self.state();
+        f(&mut state);
+        if self.writable() {
+            self.store.save(&state)?;
+        }
+        Ok(())
+    }
+
+    /// The cluster's state directory (logs, keys, caches).
+    pub fn state_dir(&self) -> PathBuf {
+        self.store.dir().to_path_buf()
+    }
+
+    /// True when this run holds the lock and writes state and caches (not plan/status).
+    pub fn writable(&self) -> bool {
+        self.store.is_locked()
+    }
+
+    /// Adds every `(name, n)` to the stage's counters.
+    pub fn count_all(&self, counters: impl IntoIterator<Item = (&'static str, u64)>) {
+        for (name, n) in counters {
+            self.count(name, n);
+        }
+    }
+
+    /// The pinned manifest `m` (from `path:` or its URL), checked against its sha256 and cached
+    /// in the state directory (the cache is only written by runs that hold the lock).
+    pub async fn manifest(
+        &self,
+        m: &crate::config::Manifest,
+        what: &str,
+        stage: &str,
+    ) -> Result<String> {
+        let cache = crate::fetch::Cache {
+            dir: self.state_dir().join("cache"),
+            writable: self.writable(),
+        };
+        let local = m.path.as_ref().map(|p| self.config.resolve_path(p));
+        crate::fetch::manifest(&cache, m, local.as_deref(), what, stage).await
+    }
+
+    /// Adds `n` to a named counter reported with the stage (e.g. `aws_calls.mutating`).
+    pub fn count(&self, name: &str, n: u64) {
+        *self
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_string())
+            .or_default() += n;
+    }
+
+    pub(super) fn take_counters(&self) -> BTreeMap<String, u64> {
+        std::mem::take(&mut *self.counters.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// `knownHosts: console`: for a node whose key is not known yet, reads the fingerprints its
+/// instance's console printed (waiting while the console has not printed them, up to the
+/// connect timeout) into `opts.pins`, so the first contact is verified out of band.
+async fn console_pins(aws: &Aws, target: &Target, opts: &mut ssh::Options) -> Result<()> {
+    if ssh::hostkeys::known(target, &opts.known_hosts).await {
+        return Ok(());
+    }
+    let Some(id) = &target.instance_id else {
+        return Err(Error::Ssh {
+            node: target.node.clone(),
+            message: "no EC2 instance is recorded for this node, so its host key cannot be checked against the instance console".into(),
+            help: "run the `instances` stage first; for nodes ecoboot did not launch (bring-your-own addresses) set `spec.ssh.knownHosts: accept-new` or add their keys to known_hosts".into(),
+        });
+    };
+    let polled = retry(
+        &Backoff::poll(std::time::Duration::from_secs(5), opts.connect_timeout),
+        |_| async {
+            match crate::aws::console::host_key_fingerprints(aws, id).await {
+                Ok(found) if !found.is_empty() => Try::Done(found),
+                Ok(_) => Try::Again(None),
+                Err(e) => Try::Fail(Some(e)),
+            }
+        },
+    )
+    .await;
+    match polled {
+        Ok(found) => {
+            opts.pins.insert(target.node.clone(), found);
+            Ok(())
+        }
+        Err(Some(e)) => Err(e),
+        Err(None) => Err(Error::Ssh {
+            node: target.node.clone(),
+            message: format!(
+                "the console of {id} printed no SSH host key fingerprints within {}s",
+                opts.connect_timeout.as_secs()
+            ),
+            help: "cloud-init prints them at first boot (check `aws ec2 get-console-output`); raise spec.ssh.connectTimeoutSeconds, or set `knownHosts: accept-new` to trust the first key seen".into(),
+        }),
+    }
+}

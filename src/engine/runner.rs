@@ -1,0 +1,391 @@
+//! The [`Runner`]: probe → skip if done → plan → apply → re-probe → journal, per stage.
+
+use crate::aws::is_mutating;
+use crate::error::{Error, Result};
+use crate::event::{Action, Event, millis};
+use crate::state::{StageStatus, now};
+use std::time::Instant;
+
+use super::{Ctx, Probe, Stage};
+
+/// How far the runner goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Probe and apply.
+    Apply,
+    /// Probe only and report the plan (`plan`, `--dry-run`).
+    Plan,
+}
+
+impl RunMode {
+    /// `Plan` for `--dry-run`, else `Apply`.
+    pub fn from_dry_run(dry_run: bool) -> RunMode {
+        if dry_run {
+            RunMode::Plan
+        } else {
+            RunMode::Apply
+        }
+    }
+}
+
+/// Runs an ordered list of stages against one context.
+pub struct Runner<'a> {
+    stages: &'a [Box<dyn Stage>],
+    cx: &'a Ctx,
+}
+
+impl<'a> Runner<'a> {
+    /// A runner over `stages` (already narrowed by `--from/--to`).
+    pub fn new(stages: &'a [Box<dyn Stage>], cx: &'a Ctx) -> Self {
+        Runner { stages, cx }
+    }
+
+    /// Runs every stage in order, stopping at the first failure. Ctrl-C or SIGTERM stops the
+    /// current stage, records it as `interrupted` and returns [`Error::Interrupted`].
+    pub async fn run(&self, mode: RunMode) -> Result<()> {
+        let mut interrupt = std::pin::pin!(shutdown_signal());
+        for stage in self.stages {
+            tokio::select! {
+                result = self.run_stage(stage.as_ref(), mode) => result?,
+                () = &mut interrupt => {
+                    self.record(stage.id(), |r| {
+                        if r.status == StageStatus::Running {
+                            r.status = StageStatus::Interrupted;
+                            r.finished = Some(now());
+                        }
+                    })?;
+                    self.cx.events.emit(Event::StageFailed {
+                        stage: stage.id().into(),
+                        duration_ms: 0,
+                        message: "interrupted".into(),
+                    });
+                    return Err(Error::Interrupted);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn record(&self, id: &str, f: impl FnOnce(&mut crate::state::StageRecord)) -> Result<()> {
+        self.cx.update_state(|s| f(s.record_mut(id)))
+    }
+
+    async fn run_stage(&self, stage: &dyn Stage, mode: RunMode) -> Result<()> {
+        let id = stage.id();
+        let events = &self.cx.events;
+        events.emit(Event::StageStarted {
+            stage: id.into(),
+            title: stage.title().into(),
+        });
+        let started = Instant::now();
+        self.cx.take_aws_calls();
+        let fail = |err: Error| -> Error {
+            events.emit(Event::StageFailed {
+                stage: id.into(),
+                duration_ms: millis(started.elapsed()),
+                message: err.to_string(),
+            });
+            err
+        };
+        let todo = match stage.probe(self.cx).await {
+            Ok(Probe::Done(summary)) => {
+                if mode == RunMode::Apply && self.cx.state().record(id).status != StageStatus::Done
+                {
+                    self.record(id, |r| {
+                        r.status = StageStatus::Done;
+                        r.finished.get_or_insert_with(now);
+                    })?;
+                }
+                events.emit(Event::StageSkipped {
+                    stage: id.into(),
+                    message: summary,
+                    aws_calls: self.cx.take_aws_calls(),
+                });
+                return Ok(());
+            }
+            Ok(Probe::Todo(todo)) => todo,
+            Err(Error::Prerequisite { needs, what, .. }) if mode == RunMode::Plan => {
+                events.emit(Event::StagePlan {
+                    stage: id.into(),
+                    actions: vec![Action::new(
+                        id,
+                        format!("run after `{needs}` provides {what}"),
+                    )],
+                });
+                return Ok(());
+            }
+            Err(err) => {
+                if mode == RunMode::Apply {
+                    let message = err.to_string();
+                    self.record(id, |r| {
+                        r.status = StageStatus::Failed;
+                        r.attempts += 1;
+                        r.finished = Some(now());
+                        r.last_error = Some(message);
+                    })?;
+                }
+                return Err(fail(err));
+            }
+        };
+        events.emit(Event::StagePlan {
+            stage: id.into(),
+            actions: todo.clone(),
+        });
+        if mode == RunMode::Plan {
+            return Ok(());
+        }
+        self.record(id, |r| {
+            r.status = StageStatus::Running;
+            r.started = Some(now());
+            r.finished = None;
+            r.attempts += 1;
+        })?;
+        self.cx.take_counters();
+        let probe_calls = self.cx.take_aws_calls();
+        let result = match stage.apply(self.cx, &todo).await {
+            Ok(()) => match stage.probe(self.cx).await {
+                Ok(Probe::Done(_)) => Ok(()),
+                Ok(Probe::Todo(left)) => Err(Error::Unverified {
+                    stage: id.into(),
+                    remaining: left
+                        .iter()
+                        .map(|a| format!("{}: {}", a.target, a.what))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                }),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                self.record(id, |r| {
+                    r.status = StageStatus::Done;
+                    r.finished = Some(now());
+                    r.last_error = None;
+                })?;
+                let mut aws_calls = probe_calls;
+                for (op, n) in self.cx.take_aws_calls() {
+                    *aws_calls.entry(op).or_default() += n;
+                }
+                let mut counters = self.cx.take_counters();
+                if !aws_calls.is_empty() {
+                    let mutating: u64 = aws_calls
+                        .iter()
+                        .filter(|(op, _)| is_mutating(op))
+                        .map(|(_, n)| n)
+                        .sum();
+                    let total: u64 = aws_calls.values().sum();
+                    counters.insert("aws_calls.mutating".into(), mutating);
+                    counters.insert("aws_calls.read".into(), total - mutating);
+                }
+                events.emit(Event::StageDone {
+                    stage: id.into(),
+                    duration_ms: millis(started.elapsed()),
+                    counters,
+                    aws_calls,
+                });
+                Ok(())
+            }
+            Err(err) => {
+                let message = err.to_string();
+                self.record(id, |r| {
+                    r.status = StageStatus::Failed;
+                    r.finished = Some(now());
+                    r.last_error = Some(message);
+                })?;
+                Err(fail(err))
+            }
+        }
+    }
+}
+
+/// Resolves when the process receives SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Narrows `stages` to the inclusive range `from..=to` (ids); unknown ids are usage errors.
+pub fn select<'s>(
+    stages: &'s [Box<dyn Stage>],
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<&'s [Box<dyn Stage>]> {
+    let index = |id: &str| {
+        stages.iter().position(|s| s.id() == id).ok_or_else(|| {
+            let ids: Vec<&str> = stages.iter().map(|s| s.id()).collect();
+            Error::Usage(format!(
+                "unknown stage `{id}`; stages are: {}",
+                ids.join(", ")
+            ))
+        })
+    };
+    let start = from.map(index).transpose()?.unwrap_or(0);
+    let end = to
+        .map(index)
+        .transpose()?
+        .unwrap_or(stages.len().saturating_sub(1));
+    if start > end {
+        return Err(Error::Usage(format!(
+            "--from {} comes after --to {}",
+            from.unwrap_or_default(),
+            to.unwrap_or_default()
+        )));
+    }
+    Ok(&stages[start..=end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Events, Reporter};
+    use crate::state::Store;
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// The "real world" fake stages look at: which stages have taken effect.
+    #[derive(Default)]
+    struct World {
+        done: [AtomicBool; 4],
+        fail_stage: AtomicUsize,
+        applies: [AtomicUsize; 4],
+    }
+
+    struct Fake {
+        n: usize,
+        world: Arc<World>,
+    }
+
+    const IDS: [&str; 4] = ["one", "two", "three", "four"];
+
+    #[async_trait]
+    impl Stage for Fake {
+        fn id(&self) -> &'static str {
+            IDS[self.n]
+        }
+        fn title(&self) -> &'static str {
+            "fake"
+        }
+        async fn probe(&self, _: &Ctx) -> Result<Probe> {
+            Ok(if self.world.done[self.n].load(Ordering::SeqCst) {
+                Probe::Done("exists".into())
+            } else {
+                Probe::Todo(vec![Action::new(self.id(), "create")])
+            })
+        }
+        async fn apply(&self, _: &Ctx, _: &[Action]) -> Result<()> {
+            self.world.applies[self.n].fetch_add(1, Ordering::SeqCst);
+            if self.world.fail_stage.load(Ordering::SeqCst) == self.n + 1 {
+                return Err(Error::StageFailed {
+                    stage: self.id().into(),
+                    message: "injected".into(),
+                    help: "rerun".into(),
+                });
+            }
+            self.world.done[self.n].store(true, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    struct Sink(Mutex<Vec<Event>>);
+    impl Reporter for Sink {
+        fn event(&self, e: &Event) {
+            self.0.lock().unwrap().push(e.clone());
+        }
+    }
+
+    fn setup(world: &Arc<World>) -> (Vec<Box<dyn Stage>>, tempfile::TempDir) {
+        let stages = (0..4)
+            .map(|n| {
+                Box::new(Fake {
+                    n,
+                    world: world.clone(),
+                }) as Box<dyn Stage>
+            })
+            .collect();
+        (stages, tempfile::tempdir().unwrap())
+    }
+
+    fn ctx(dir: &std::path::Path) -> (Ctx, Arc<Sink>) {
+        let sink = Arc::new(Sink(Mutex::new(Vec::new())));
+        let store = Store::lock(dir, "test").unwrap();
+        let state = store.load("test").unwrap();
+        let config = crate::config::tests_support::config();
+        (
+            Ctx::new(Arc::new(config), Events::new(sink.clone()), store, state),
+            sink,
+        )
+    }
+
+    #[tokio::test]
+    async fn failure_then_rerun_resumes_at_the_failed_stage() {
+        let world = Arc::new(World::default());
+        world.fail_stage.store(3, Ordering::SeqCst);
+        let (stages, dir) = setup(&world);
+        {
+            let (cx, _) = ctx(dir.path());
+            let err = Runner::new(&stages, &cx)
+                .run(RunMode::Apply)
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("injected"));
+            let st = cx.state();
+            assert_eq!(st.record("two").status, StageStatus::Done);
+            assert_eq!(st.record("three").status, StageStatus::Failed);
+            assert_eq!(st.record("four").status, StageStatus::Pending);
+        }
+        world.fail_stage.store(0, Ordering::SeqCst);
+        let (cx, sink) = ctx(dir.path());
+        Runner::new(&stages, &cx).run(RunMode::Apply).await.unwrap();
+        let applies: Vec<usize> = world
+            .applies
+            .iter()
+            .map(|a| a.load(Ordering::SeqCst))
+            .collect();
+        assert_eq!(applies, vec![1, 1, 2, 1], "stages 1-2 skipped on the rerun");
+        let skipped: Vec<String> = sink
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::StageSkipped { stage, .. } => Some(stage.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(skipped, vec!["one", "two"]);
+        assert_eq!(cx.state().record("three").attempts, 2);
+    }
+
+    #[tokio::test]
+    async fn plan_mode_never_applies_and_from_to_narrow() {
+        let world = Arc::new(World::default());
+        let (stages, dir) = setup(&world);
+        let (cx, sink) = ctx(dir.path());
+        let range = select(&stages, Some("two"), Some("three")).unwrap();
+        Runner::new(range, &cx).run(RunMode::Plan).await.unwrap();
+        assert!(world.applies.iter().all(|a| a.load(Ordering::SeqCst) == 0));
+        let planned: Vec<String> = sink
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::StagePlan { stage, .. } => Some(stage.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(planned, vec!["two", "three"]);
+        Runner::new(range, &cx).run(RunMode::Apply).await.unwrap();
+        assert_eq!(world.applies[0].load(Ordering::SeqCst), 0);
+        assert_eq!(world.applies[3].load(Ordering::SeqCst), 0);
+        assert!(select(&stages, Some("four"), Some("one")).is_err());
+        assert!(select(&stages, Some("nope"), None).is_err());
+    }
+}
