@@ -82,8 +82,8 @@ pub(super) async fn status(g: &Global) -> Result<()> {
     for stage in &stages {
         let record = state.record(stage.id());
         let probe = match tokio::time::timeout(STATUS_PROBE_TIMEOUT, stage.probe(&cx)).await {
-            Ok(Ok(Probe::Done(summary))) => format!("done: {summary}"),
-            Ok(Ok(Probe::Todo(actions))) => format!("{} action(s) pending", actions.len()),
+            Ok(Ok(Probe::Done { summary, .. })) => format!("done: {summary}"),
+            Ok(Ok(Probe::Todo { actions, .. })) => format!("{} action(s) pending", actions.len()),
             Ok(Err(e)) => format!("cannot probe: {e}"),
             Err(_) => format!(
                 "cannot probe: no answer within {}s",

@@ -6,7 +6,7 @@ use crate::event::{Action, Event, millis};
 use crate::state::{StageStatus, now};
 use std::time::Instant;
 
-use super::{Ctx, Probe, Stage};
+use super::{Ctx, DynStage, Probe};
 
 /// How far the runner goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,13 +30,13 @@ impl RunMode {
 
 /// Runs an ordered list of stages against one context.
 pub struct Runner<'a> {
-    stages: &'a [Box<dyn Stage>],
+    stages: &'a [Box<dyn DynStage>],
     cx: &'a Ctx,
 }
 
 impl<'a> Runner<'a> {
     /// A runner over `stages` (already narrowed by `--from/--to`).
-    pub fn new(stages: &'a [Box<dyn Stage>], cx: &'a Ctx) -> Self {
+    pub fn new(stages: &'a [Box<dyn DynStage>], cx: &'a Ctx) -> Self {
         Runner { stages, cx }
     }
 
@@ -70,7 +70,7 @@ impl<'a> Runner<'a> {
         self.cx.update_state(|s| f(s.record_mut(id)))
     }
 
-    async fn run_stage(&self, stage: &dyn Stage, mode: RunMode) -> Result<()> {
+    async fn run_stage(&self, stage: &dyn DynStage, mode: RunMode) -> Result<()> {
         let id = stage.id();
         let events = &self.cx.events;
         events.emit(Event::StageStarted {
@@ -87,8 +87,11 @@ impl<'a> Runner<'a> {
             });
             err
         };
-        let todo = match stage.probe(self.cx).await {
-            Ok(Probe::Done(summary)) => {
+        let (todo, plan) = match stage.probe(self.cx).await {
+            Ok(Probe::Done { summary, commit }) => {
+                if let Some(commit) = commit {
+                    commit(self.cx).map_err(&fail)?;
+                }
                 if mode == RunMode::Apply && self.cx.state().record(id).status != StageStatus::Done
                 {
                     self.record(id, |r| {
@@ -103,7 +106,7 @@ impl<'a> Runner<'a> {
                 });
                 return Ok(());
             }
-            Ok(Probe::Todo(todo)) => todo,
+            Ok(Probe::Todo { actions, plan }) => (actions, plan),
             Err(Error::Prerequisite { needs, what, .. }) if mode == RunMode::Plan => {
                 events.emit(Event::StagePlan {
                     stage: id.into(),
@@ -142,10 +145,13 @@ impl<'a> Runner<'a> {
         })?;
         self.cx.take_counters();
         let probe_calls = self.cx.take_aws_calls();
-        let result = match stage.apply(self.cx, &todo).await {
+        let result = match stage.apply(self.cx, plan).await {
             Ok(()) => match stage.probe(self.cx).await {
-                Ok(Probe::Done(_)) => Ok(()),
-                Ok(Probe::Todo(left)) => Err(Error::Unverified {
+                Ok(Probe::Done { commit, .. }) => match commit {
+                    Some(commit) => commit(self.cx),
+                    None => Ok(()),
+                },
+                Ok(Probe::Todo { actions: left, .. }) => Err(Error::Unverified {
                     stage: id.into(),
                     remaining: left
                         .iter()
@@ -212,10 +218,10 @@ pub async fn shutdown_signal() {
 
 /// Narrows `stages` to the inclusive range `from..=to` (ids); unknown ids are usage errors.
 pub fn select<'s>(
-    stages: &'s [Box<dyn Stage>],
+    stages: &'s [Box<dyn DynStage>],
     from: Option<&str>,
     to: Option<&str>,
-) -> Result<&'s [Box<dyn Stage>]> {
+) -> Result<&'s [Box<dyn DynStage>]> {
     let index = |id: &str| {
         stages.iter().position(|s| s.id() == id).ok_or_else(|| {
             let ids: Vec<&str> = stages.iter().map(|s| s.id()).collect();
@@ -243,6 +249,7 @@ pub fn select<'s>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{Found, Stage};
     use crate::event::{Events, Reporter};
     use crate::state::Store;
     use async_trait::async_trait;
@@ -266,24 +273,30 @@ mod tests {
 
     #[async_trait]
     impl Stage for Fake {
+        type Plan = Vec<Action>;
+
+        fn actions(&self, plan: &Vec<Action>) -> Vec<Action> {
+            plan.clone()
+        }
+
         fn id(&self) -> &'static str {
             IDS[self.n]
         }
         fn title(&self) -> &'static str {
             "fake"
         }
-        async fn probe(&self, _: &Ctx) -> Result<Probe> {
+        async fn probe(&self, _: &Ctx) -> Result<Found<Vec<Action>>> {
             Ok(if self.world.done[self.n].load(Ordering::SeqCst) {
-                Probe::Done("exists".into())
+                Found::done("exists")
             } else {
-                Probe::Todo(vec![Action::new(self.id(), "create")])
+                Found::Todo(vec![Action::new(Stage::id(self), "create")])
             })
         }
-        async fn apply(&self, _: &Ctx, _: &[Action]) -> Result<()> {
+        async fn apply(&self, _: &Ctx, _: Vec<Action>) -> Result<()> {
             self.world.applies[self.n].fetch_add(1, Ordering::SeqCst);
             if self.world.fail_stage.load(Ordering::SeqCst) == self.n + 1 {
                 return Err(Error::StageFailed {
-                    stage: self.id().into(),
+                    stage: Stage::id(self).into(),
                     message: "injected".into(),
                     help: "rerun".into(),
                 });
@@ -300,13 +313,13 @@ mod tests {
         }
     }
 
-    fn setup(world: &Arc<World>) -> (Vec<Box<dyn Stage>>, tempfile::TempDir) {
+    fn setup(world: &Arc<World>) -> (Vec<Box<dyn DynStage>>, tempfile::TempDir) {
         let stages = (0..4)
             .map(|n| {
                 Box::new(Fake {
                     n,
                     world: world.clone(),
-                }) as Box<dyn Stage>
+                }) as Box<dyn DynStage>
             })
             .collect();
         (stages, tempfile::tempdir().unwrap())

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::aws::tags::CLUSTER;
 use crate::aws::{Aws, aws_error, code_of};
 use crate::config::Config;
-use crate::engine::{Ctx, Probe, Stage};
+use crate::engine::{Ctx, Found, Stage};
 use crate::error::{Error, Result};
 use crate::event::Action;
 
@@ -84,17 +84,21 @@ pub fn roles(config: &Config) -> Vec<RoleSpec> {
 }
 
 #[derive(Debug, Default)]
-struct Found {
+struct Existing {
     role: bool,
     policies: BTreeSet<String>,
     profile: bool,
     profile_has_role: bool,
 }
 
-/// The `iam` stage. Keeps what its probe found so the apply right after does not ask again.
+/// The `iam` stage.
 #[derive(Default)]
-pub struct Iam {
-    last: std::sync::Mutex<Option<Vec<Found>>>,
+pub struct Iam;
+
+/// What the IAM probe hands to apply: each role the config asks for with what exists of it.
+pub struct IamPlan {
+    actions: Vec<Action>,
+    roles: Vec<(RoleSpec, Existing)>,
 }
 
 fn foreign(what: &str, name: &str, cluster: &str) -> Error {
@@ -107,8 +111,8 @@ fn foreign(what: &str, name: &str, cluster: &str) -> Error {
     }
 }
 
-async fn discover(aws: &Aws, name: &str) -> Result<Found> {
-    let mut found = Found::default();
+async fn discover(aws: &Aws, name: &str) -> Result<Existing> {
+    let mut found = Existing::default();
     let cluster = &aws.tags.cluster;
     let ours = |tags: &[aws_sdk_iam::types::Tag]| {
         tags.iter()
@@ -160,7 +164,7 @@ async fn discover(aws: &Aws, name: &str) -> Result<Found> {
     Ok(found)
 }
 
-async fn discover_all(cx: &Ctx, specs: &[RoleSpec]) -> Result<Vec<Found>> {
+async fn discover_all(cx: &Ctx, specs: &[RoleSpec]) -> Result<Vec<Existing>> {
     let mut found = Vec::new();
     for spec in specs {
         found.push(discover(cx.aws().await, &spec.name).await?);
@@ -168,7 +172,7 @@ async fn discover_all(cx: &Ctx, specs: &[RoleSpec]) -> Result<Vec<Found>> {
     Ok(found)
 }
 
-fn plan(spec: &RoleSpec, f: &Found) -> Vec<Action> {
+fn plan(spec: &RoleSpec, f: &Existing) -> Vec<Action> {
     let name = &spec.name;
     let mut out = Vec::new();
     if !f.role {
@@ -206,7 +210,7 @@ fn plan(spec: &RoleSpec, f: &Found) -> Vec<Action> {
 
 /// Creates what `spec` lacks and detaches policies it no longer lists (the role is ecoboot's
 /// own, tagged with the cluster, so everything attached to it was attached by ecoboot).
-async fn converge(cx: &Ctx, spec: &RoleSpec, found: &Found) -> Result<()> {
+async fn converge(cx: &Ctx, spec: &RoleSpec, found: &Existing) -> Result<()> {
     let aws = cx.aws().await;
     let name = &spec.name;
     if !found.role {
@@ -275,6 +279,8 @@ async fn converge(cx: &Ctx, spec: &RoleSpec, found: &Found) -> Result<()> {
 
 #[async_trait]
 impl Stage for Iam {
+    type Plan = IamPlan;
+
     fn id(&self) -> &'static str {
         ID
     }
@@ -283,41 +289,45 @@ impl Stage for Iam {
         "Create node IAM roles and instance profiles"
     }
 
-    async fn probe(&self, cx: &Ctx) -> Result<Probe> {
+    async fn probe(&self, cx: &Ctx) -> Result<Found<IamPlan>> {
         let specs = roles(&cx.config);
-        let found = discover_all(cx, &specs).await?;
-        let todo: Vec<Action> = specs
+        let existing = discover_all(cx, &specs).await?;
+        let actions: Vec<Action> = specs
             .iter()
-            .zip(&found)
+            .zip(&existing)
             .flat_map(|(s, f)| plan(s, f))
             .collect();
-        let policies: usize = found.iter().map(|f| f.policies.len()).sum();
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(found);
-        if !todo.is_empty() {
-            return Ok(Probe::Todo(todo));
+        if !actions.is_empty() {
+            return Ok(Found::Todo(IamPlan {
+                actions,
+                roles: specs.into_iter().zip(existing).collect(),
+            }));
         }
+        let policies: usize = existing.iter().map(|f| f.policies.len()).sum();
         let out = IamOut {
             role: specs[0].name.clone(),
             instance_profile: specs[0].name.clone(),
             controller_instance_profile: specs.get(1).map(|s| s.name.clone()),
         };
-        cx.update_state(|s| s.set_output(ID, &out))?;
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-        Ok(Probe::Done(format!(
-            "roles and instance profiles {} with {policies} policies",
-            names.join(", ")
-        )))
+        Ok(Found::Done {
+            summary: format!(
+                "roles and instance profiles {} with {policies} policies",
+                names.join(", ")
+            ),
+            commit: Some(Box::new(move |cx: &Ctx| {
+                cx.update_state(|s| s.set_output(ID, &out))
+            })),
+        })
     }
 
-    async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
-        let specs = roles(&cx.config);
-        let cached = self.last.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let found = match cached {
-            Some(found) if found.len() == specs.len() => found,
-            _ => discover_all(cx, &specs).await?,
-        };
-        for (spec, found) in specs.iter().zip(&found) {
-            converge(cx, spec, found).await?;
+    fn actions(&self, plan: &IamPlan) -> Vec<Action> {
+        plan.actions.clone()
+    }
+
+    async fn apply(&self, cx: &Ctx, plan: IamPlan) -> Result<()> {
+        for (spec, existing) in &plan.roles {
+            converge(cx, spec, existing).await?;
         }
         Ok(())
     }

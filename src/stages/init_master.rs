@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::engine::{Ctx, Probe, Stage};
+use crate::engine::{Ctx, Found, Stage};
 use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::kubeadm::{self, VERSION_PLACEHOLDER};
@@ -164,6 +164,12 @@ fn init_token_ids(listing: &str) -> Vec<String> {
 
 #[async_trait]
 impl Stage for InitMaster {
+    type Plan = Vec<Action>;
+
+    fn actions(&self, plan: &Vec<Action>) -> Vec<Action> {
+        plan.clone()
+    }
+
     fn id(&self) -> &'static str {
         ID
     }
@@ -172,12 +178,12 @@ impl Stage for InitMaster {
         "Initialise the control plane with kubeadm"
     }
 
-    async fn probe(&self, cx: &Ctx) -> Result<Probe> {
+    async fn probe(&self, cx: &Ctx) -> Result<Found<Vec<Action>>> {
         let (target, conn) = match cx.control_plane(ID).await {
             Ok(found) => found,
             Err(Error::StageFailed { message, .. }) => {
                 let cp = cx.config.control_plane().name.value.clone();
-                return Ok(Probe::Todo(vec![Action::new(cp, message)]));
+                return Ok(Found::Todo(vec![Action::new(cp, message)]));
             }
             Err(e) => return Err(e),
         };
@@ -210,13 +216,13 @@ impl Stage for InitMaster {
             ));
         }
         Ok(if todo.is_empty() {
-            Probe::Done(format!("control plane {node} initialised and healthy"))
+            Found::done(format!("control plane {node} initialised and healthy"))
         } else {
-            Probe::Todo(todo)
+            Found::Todo(todo)
         })
     }
 
-    async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
+    async fn apply(&self, cx: &Ctx, _plan: Vec<Action>) -> Result<()> {
         let (target, conn) = cx.control_plane(ID).await?;
         let node = target.node.clone();
         let m = inspect(&conn).await?;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::api::{apply::Applier, manifest};
 use crate::config::ArgoCd;
-use crate::engine::{Ctx, Probe, Stage};
+use crate::engine::{Ctx, Found, Stage};
 use crate::error::{Error, Result};
 use crate::event::Action;
 
@@ -236,6 +236,12 @@ pub async fn unavailable(client: &kube::Client, ns: &str) -> Result<Vec<String>>
 
 #[async_trait]
 impl Stage for InstallArgocd {
+    type Plan = Vec<Action>;
+
+    fn actions(&self, plan: &Vec<Action>) -> Vec<Action> {
+        plan.clone()
+    }
+
     fn id(&self) -> &'static str {
         ID
     }
@@ -244,7 +250,7 @@ impl Stage for InstallArgocd {
         "Install ArgoCD with server-side apply"
     }
 
-    async fn probe(&self, cx: &Ctx) -> Result<Probe> {
+    async fn probe(&self, cx: &Ctx) -> Result<Found<Vec<Action>>> {
         let client = cx.kube(ID).await?;
         let ns = &cx.config.cluster.spec.argocd.namespace;
         let objs = self.objects(cx).await?;
@@ -265,16 +271,16 @@ impl Stage for InstallArgocd {
             ));
         }
         Ok(if todo.is_empty() {
-            Probe::Done(format!(
+            Found::done(format!(
                 "ArgoCD {} applied ({total} objects) and available",
                 cx.config.cluster.spec.argocd.install.version
             ))
         } else {
-            Probe::Todo(todo)
+            Found::Todo(todo)
         })
     }
 
-    async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
+    async fn apply(&self, cx: &Ctx, _plan: Vec<Action>) -> Result<()> {
         let client = cx.kube(ID).await?;
         let a = &cx.config.cluster.spec.argocd;
         let objs = self.objects(cx).await?;

@@ -11,7 +11,7 @@ use kube::api::{Api, DynamicObject};
 use serde_json::{Value, json};
 
 use crate::api::{apply::Applier, manifest};
-use crate::engine::{Ctx, Probe, Stage};
+use crate::engine::{Ctx, Found, Stage};
 use crate::error::{Error, Result};
 use crate::event::Action;
 
@@ -124,6 +124,12 @@ async fn calico_ready(client: &kube::Client) -> Result<Option<String>> {
 
 #[async_trait]
 impl Stage for InstallCni {
+    type Plan = Vec<Action>;
+
+    fn actions(&self, plan: &Vec<Action>) -> Vec<Action> {
+        plan.clone()
+    }
+
     fn id(&self) -> &'static str {
         ID
     }
@@ -132,7 +138,7 @@ impl Stage for InstallCni {
         "Install Calico (VXLAN) with server-side apply"
     }
 
-    async fn probe(&self, cx: &Ctx) -> Result<Probe> {
+    async fn probe(&self, cx: &Ctx) -> Result<Found<Vec<Action>>> {
         let client = cx.kube(ID).await?;
         let objs = self.objects(cx).await?;
         let total = objs.len();
@@ -143,13 +149,13 @@ impl Stage for InstallCni {
             todo.push(Action::new("calico", format!("wait: {waiting}")));
         }
         Ok(if todo.is_empty() {
-            Probe::Done(format!("Calico applied ({total} objects) and ready"))
+            Found::done(format!("Calico applied ({total} objects) and ready"))
         } else {
-            Probe::Todo(todo)
+            Found::Todo(todo)
         })
     }
 
-    async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
+    async fn apply(&self, cx: &Ctx, _plan: Vec<Action>) -> Result<()> {
         let client = cx.kube(ID).await?;
         let objs = self.objects(cx).await?;
         let progress = |m: String| cx.events.progress(ID, None, m);

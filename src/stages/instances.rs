@@ -24,7 +24,7 @@ use super::network::{self, NetworkOut};
 use crate::aws::tags::NODE;
 use crate::aws::{Aws, aws_error, code_of, ec2_filter, ec2_tag_value};
 use crate::config::{Config, Node};
-use crate::engine::{Ctx, Probe, Stage};
+use crate::engine::{Ctx, Found, Stage};
 use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::retry::{Backoff, Try, retry};
@@ -39,14 +39,18 @@ const KEY_TAG: &str = "ecoboot.io/public-key-sha256";
 
 pub use crate::nodes::{InstancesOut, NodeOut};
 
-/// The `instances` stage. Keeps what its probe found so the apply right after does not ask again.
+/// The `instances` stage.
 #[derive(Default)]
-pub struct Instances {
-    last: std::sync::Mutex<Option<Found>>,
+pub struct Instances;
+
+/// What the instances probe hands to apply: what exists, and the actions it implies.
+pub struct InstancesPlan {
+    actions: Vec<Action>,
+    existing: Existing,
 }
 
 #[derive(Clone)]
-struct Found {
+struct Existing {
     key: KeyState,
     ami: Option<String>,
     nodes: BTreeMap<String, Vec<Instance>>,
@@ -82,7 +86,7 @@ fn public_key(config: &Config) -> Result<(String, String)> {
     Ok((material, digest))
 }
 
-async fn discover(cx: &Ctx, aws: &Aws) -> Result<Found> {
+async fn discover(cx: &Ctx, aws: &Aws) -> Result<Existing> {
     let config = &cx.config;
     let key_name = &config.cluster.spec.aws.key_pair.name.value;
     let key = match aws
@@ -156,7 +160,7 @@ async fn discover(cx: &Ctx, aws: &Aws) -> Result<Found> {
             }
         }
     }
-    Ok(Found {
+    Ok(Existing {
         key,
         ami,
         nodes,
@@ -190,7 +194,11 @@ fn node_out(i: &Instance) -> NodeOut {
 }
 
 /// Actions left, plus drift notes (reported, never acted on).
-fn plan(cx: &Ctx, found: &Found, net: Option<&NetworkOut>) -> Result<(Vec<Action>, Vec<String>)> {
+fn plan(
+    cx: &Ctx,
+    found: &Existing,
+    net: Option<&NetworkOut>,
+) -> Result<(Vec<Action>, Vec<String>)> {
     let iam: Option<IamOut> = cx.state().output(iam::ID);
     let config = &cx.config;
     let mut todo = Vec::new();
@@ -465,6 +473,8 @@ fn profile_not_ready<E: aws_sdk_ec2::error::ProvideErrorMetadata, R>(
 
 #[async_trait]
 impl Stage for Instances {
+    type Plan = InstancesPlan;
+
     fn id(&self) -> &'static str {
         ID
     }
@@ -473,17 +483,19 @@ impl Stage for Instances {
         "Import key pair and launch EC2 instances"
     }
 
-    async fn probe(&self, cx: &Ctx) -> Result<Probe> {
+    async fn probe(&self, cx: &Ctx) -> Result<Found<InstancesPlan>> {
         let aws = cx.aws().await;
         let found = discover(cx, aws).await?;
         let net: Option<NetworkOut> = cx.state().output(network::ID);
-        let (todo, drift) = plan(cx, &found, net.as_ref())?;
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(found.clone());
+        let (actions, drift) = plan(cx, &found, net.as_ref())?;
         for note in &drift {
             cx.events.progress(ID, None, format!("drift: {note}"));
         }
-        if !todo.is_empty() {
-            return Ok(Probe::Todo(todo));
+        if !actions.is_empty() {
+            return Ok(Found::Todo(InstancesPlan {
+                actions,
+                existing: found,
+            }));
         }
         let mut out: InstancesOut = cx.state().output(ID).unwrap_or_default();
         out.ami_id = found.ami.clone().unwrap_or(out.ami_id);
@@ -492,27 +504,32 @@ impl Stage for Instances {
             .iter()
             .map(|(n, list)| (n.clone(), node_out(&list[0])))
             .collect();
-        cx.update_state(|s| s.set_output(ID, &out))?;
-        if cx.writable() {
-            crate::inventory::write(&cx.config, &cx.state_dir(), &out)?;
-        }
         let mut summary = format!("{} instances running, AMI {}", out.nodes.len(), out.ami_id);
         if !drift.is_empty() {
             summary.push_str(&format!("; drift: {}", drift.join("; ")));
         }
-        Ok(Probe::Done(summary))
+        Ok(Found::Done {
+            summary,
+            commit: Some(Box::new(move |cx: &Ctx| {
+                cx.update_state(|s| s.set_output(ID, &out))?;
+                if cx.writable() {
+                    crate::inventory::write(&cx.config, &cx.state_dir(), &out)?;
+                }
+                Ok(())
+            })),
+        })
     }
 
-    async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
+    fn actions(&self, plan: &InstancesPlan) -> Vec<Action> {
+        plan.actions.clone()
+    }
+
+    async fn apply(&self, cx: &Ctx, plan: InstancesPlan) -> Result<()> {
         let aws = cx.aws().await;
         let config = &cx.config;
         let net: NetworkOut = needs(cx, network::ID, "the subnets and security group")?;
         let iam: IamOut = needs(cx, iam::ID, "the node instance profile")?;
-        let cached = self.last.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let found = match cached {
-            Some(found) => found,
-            None => discover(cx, aws).await?,
-        };
+        let found = plan.existing;
         let key = config.cluster.spec.aws.key_pair.name.value.clone();
         if found.key == KeyState::Missing {
             let (material, digest) = public_key(config)?;

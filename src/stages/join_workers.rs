@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::init_master::{self, facts};
 use crate::config::Role;
-use crate::engine::{Ctx, Probe, Stage};
+use crate::engine::{Ctx, Found, Stage};
 use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::kubeadm;
@@ -52,6 +52,12 @@ fn parse_join_command(line: &str) -> Option<(String, String, String)> {
 
 #[async_trait]
 impl Stage for JoinWorkers {
+    type Plan = Vec<Action>;
+
+    fn actions(&self, plan: &Vec<Action>) -> Vec<Action> {
+        plan.clone()
+    }
+
     fn id(&self) -> &'static str {
         ID
     }
@@ -60,7 +66,7 @@ impl Stage for JoinWorkers {
         "Join the other nodes with a fresh bootstrap token"
     }
 
-    async fn probe(&self, cx: &Ctx) -> Result<Probe> {
+    async fn probe(&self, cx: &Ctx) -> Result<Found<Vec<Action>>> {
         let (conns, unreachable) = workers(cx).await?;
         let mut todo: Vec<Action> = unreachable
             .iter()
@@ -91,13 +97,13 @@ impl Stage for JoinWorkers {
         }
         todo.sort_by(|a, b| a.target.cmp(&b.target));
         Ok(if todo.is_empty() {
-            Probe::Done(format!("{joined} node(s) joined"))
+            Found::done(format!("{joined} node(s) joined"))
         } else {
-            Probe::Todo(todo)
+            Found::Todo(todo)
         })
     }
 
-    async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
+    async fn apply(&self, cx: &Ctx, _plan: Vec<Action>) -> Result<()> {
         let (_, master) = cx.control_plane(ID).await?;
         if !init_master::inspect(&master).await?.admin {
             return Err(Error::Prerequisite {

@@ -13,7 +13,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Map, Value, json};
 
 use crate::config::Node;
-use crate::engine::{Ctx, Probe, Stage};
+use crate::engine::{Ctx, Found, Stage};
 use crate::error::{Error, Result};
 use crate::event::Action;
 
@@ -186,6 +186,12 @@ async fn nodes(client: &kube::Client) -> Result<BTreeMap<String, KubeNode>> {
 
 #[async_trait]
 impl Stage for LabelNodes {
+    type Plan = Vec<Action>;
+
+    fn actions(&self, plan: &Vec<Action>) -> Vec<Action> {
+        plan.clone()
+    }
+
     fn id(&self) -> &'static str {
         ID
     }
@@ -194,7 +200,7 @@ impl Stage for LabelNodes {
         "Reconcile node labels and taints, wait until Ready"
     }
 
-    async fn probe(&self, cx: &Ctx) -> Result<Probe> {
+    async fn probe(&self, cx: &Ctx) -> Result<Found<Vec<Action>>> {
         let client = cx.kube(ID).await?;
         let live = nodes(&client).await?;
         let mut todo = Vec::new();
@@ -213,16 +219,16 @@ impl Stage for LabelNodes {
             }
         }
         Ok(if todo.is_empty() {
-            Probe::Done(format!(
+            Found::done(format!(
                 "{} node(s) labelled, tainted and Ready",
                 live.len()
             ))
         } else {
-            Probe::Todo(todo)
+            Found::Todo(todo)
         })
     }
 
-    async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
+    async fn apply(&self, cx: &Ctx, _plan: Vec<Action>) -> Result<()> {
         let client = cx.kube(ID).await?;
         let api: Api<KubeNode> = Api::all(client.clone());
         let params = PatchParams {

@@ -13,14 +13,14 @@ mod network_ensure;
 pub mod prepare_nodes;
 pub mod root_app;
 
-use crate::engine::Stage;
+use crate::engine::DynStage;
 
 /// Every stage, in pipeline order.
-pub fn all() -> Vec<Box<dyn Stage>> {
+pub fn all() -> Vec<Box<dyn DynStage>> {
     vec![
-        Box::new(network::Network::default()),
-        Box::new(iam::Iam::default()),
-        Box::new(instances::Instances::default()),
+        Box::new(network::Network),
+        Box::new(iam::Iam),
+        Box::new(instances::Instances),
         Box::new(prepare_nodes::PrepareNodes),
         Box::new(init_master::InitMaster),
         Box::new(join_workers::JoinWorkers),

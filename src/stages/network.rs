@@ -2,7 +2,6 @@
 //! security group. Everything is found by tags first and created only when missing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{IpPermission, IpRange, SecurityGroup, UserIdGroupPair, VpcAttributeName};
@@ -12,7 +11,7 @@ use super::network_ensure as ensure;
 use crate::aws::tags::SUBNET;
 use crate::aws::{Aws, aws_error, ec2_filter, ec2_tag_value};
 use crate::config::Config;
-use crate::engine::{Ctx, Probe, Stage};
+use crate::engine::{Ctx, Found, Stage};
 use crate::error::{Error, Result};
 use crate::event::Action;
 
@@ -45,7 +44,7 @@ pub struct SubnetOut {
 
 /// What exists now, as found by tags.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Found {
+pub(super) struct Existing {
     pub(super) vpc: Option<String>,
     pub(super) dns_hostnames: bool,
     pub(super) dns_support: bool,
@@ -71,8 +70,12 @@ pub(super) struct Rule {
 
 /// The `network` stage.
 #[derive(Default)]
-pub struct Network {
-    last: Mutex<Option<Found>>,
+pub struct Network;
+
+/// What the network probe hands to apply: what exists, and the actions it implies.
+pub struct NetworkPlan {
+    actions: Vec<Action>,
+    existing: Existing,
 }
 
 impl Network {
@@ -84,9 +87,9 @@ impl Network {
 /// Finds the network by tags. `hint` is the VPC id the journal remembers. Several tagged VPCs
 /// happen when a run dies while AWS still completes its CreateVpc: the one with subnets (else
 /// the hinted one, else the smallest id) is kept, and the other, empty ones become orphans.
-async fn discover(aws: &Aws, hint: Option<&str>) -> Result<Found> {
+async fn discover(aws: &Aws, hint: Option<&str>) -> Result<Existing> {
     let ec2 = &aws.ec2;
-    let mut found = Found::default();
+    let mut found = Existing::default();
     let vpcs = ec2
         .describe_vpcs()
         .filters(aws.tags.filter())
@@ -295,7 +298,7 @@ pub(super) fn wanted_rules(config: &Config, sg: &str) -> BTreeSet<Rule> {
     out
 }
 
-fn plan(config: &Config, f: &Found) -> Vec<Action> {
+fn plan(config: &Config, f: &Existing) -> Vec<Action> {
     let aws = &config.cluster.spec.aws;
     let mut out = Vec::new();
     for (id, _) in &f.orphan_igws {
@@ -395,7 +398,7 @@ fn plan(config: &Config, f: &Found) -> Vec<Action> {
     out
 }
 
-fn output(config: &Config, f: &Found) -> Option<NetworkOut> {
+fn output(config: &Config, f: &Existing) -> Option<NetworkOut> {
     let subnets = config
         .cluster
         .spec
@@ -437,6 +440,8 @@ pub(super) async fn detach_igw(aws: &Aws, igw: &str, vpc: &str) -> Result<()> {
 
 #[async_trait]
 impl Stage for Network {
+    type Plan = NetworkPlan;
+
     fn id(&self) -> &'static str {
         ID
     }
@@ -445,35 +450,34 @@ impl Stage for Network {
         "Create VPC, subnets, gateway, routes and security group"
     }
 
-    async fn probe(&self, cx: &Ctx) -> Result<Probe> {
+    async fn probe(&self, cx: &Ctx) -> Result<Found<NetworkPlan>> {
         let hint = cx.state().output::<NetworkOut>(ID).map(|o| o.vpc_id);
-        let found = discover(cx.aws().await, hint.as_deref()).await?;
-        let todo = plan(&cx.config, &found);
-        let out = output(&cx.config, &found);
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(found);
-        if let (true, Some(out)) = (todo.is_empty(), out) {
+        let existing = discover(cx.aws().await, hint.as_deref()).await?;
+        let actions = plan(&cx.config, &existing);
+        if let (true, Some(out)) = (actions.is_empty(), output(&cx.config, &existing)) {
             let summary = format!(
                 "VPC {} with {} subnets, gateway, route table, security group {}",
                 out.vpc_id,
                 out.subnets.len(),
                 out.security_group_id
             );
-            cx.update_state(|s| s.set_output(ID, &out))?;
-            return Ok(Probe::Done(summary));
+            return Ok(Found::Done {
+                summary,
+                commit: Some(Box::new(move |cx: &Ctx| {
+                    cx.update_state(|s| s.set_output(ID, &out))
+                })),
+            });
         }
-        Ok(Probe::Todo(todo))
+        Ok(Found::Todo(NetworkPlan { actions, existing }))
     }
 
-    async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
+    fn actions(&self, plan: &NetworkPlan) -> Vec<Action> {
+        plan.actions.clone()
+    }
+
+    async fn apply(&self, cx: &Ctx, plan: NetworkPlan) -> Result<()> {
         let aws = cx.aws().await;
-        let found = self.last.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let mut f = match found {
-            Some(f) => f,
-            None => {
-                let hint = cx.state().output::<NetworkOut>(ID).map(|o| o.vpc_id);
-                discover(aws, hint.as_deref()).await?
-            }
-        };
+        let mut f = plan.existing;
         let vpc = ensure::vpc(cx, aws, &f).await?;
         let igw = ensure::internet_gateway(cx, aws, &f, &vpc).await?;
         ensure::subnets(cx, aws, &mut f, &vpc).await?;
@@ -502,7 +506,7 @@ mod tests {
     #[test]
     fn fresh_account_plans_everything_and_complete_network_plans_nothing() {
         let config = crate::config::tests_support::config();
-        let empty = Found::default();
+        let empty = Existing::default();
         let actions = plan(&config, &empty);
         assert_eq!(actions.len(), 1 + 3 + 1 + 1 + 1, "{actions:?}");
         let sg = "sg-1".to_string();
@@ -521,7 +525,7 @@ mod tests {
             })
             .collect::<BTreeMap<_, _>>();
         let associated = subnets.values().map(|(id, _, _)| id.clone()).collect();
-        let full = Found {
+        let full = Existing {
             vpc: Some("vpc-1".into()),
             dns_hostnames: true,
             dns_support: true,
@@ -529,10 +533,10 @@ mod tests {
             igw: Some(("igw-1".into(), Some("vpc-1".into()))),
             route_table: Some(("rtb-1".into(), true, associated)),
             sg: Some((sg.clone(), wanted_rules(&config, &sg))),
-            ..Found::default()
+            ..Existing::default()
         };
         assert!(plan(&config, &full).is_empty());
-        let orphaned = Found {
+        let orphaned = Existing {
             orphan_vpcs: vec!["vpc-2".into()],
             ..full.clone()
         };

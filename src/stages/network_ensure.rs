@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, IpPermission, ResourceType};
 
-use super::network::{Found, ID, Network, detach_igw, permission, wanted_rules};
+use super::network::{Existing, ID, Network, detach_igw, permission, wanted_rules};
 use crate::aws::tags::SUBNET;
 use crate::aws::{Aws, aws_error};
 use crate::engine::Ctx;
@@ -20,7 +20,7 @@ fn created(cx: &Ctx, what: &str, id: &str) {
 }
 
 /// The VPC (created if missing) with DNS hostnames and support on; returns its id.
-pub(super) async fn vpc(cx: &Ctx, aws: &Aws, f: &Found) -> Result<String> {
+pub(super) async fn vpc(cx: &Ctx, aws: &Aws, f: &Existing) -> Result<String> {
     let ec2 = &aws.ec2;
     let vpc = match f.vpc.clone() {
         Some(id) => id,
@@ -69,7 +69,12 @@ pub(super) async fn vpc(cx: &Ctx, aws: &Aws, f: &Found) -> Result<String> {
 
 /// The internet gateway, attached to `vpc` (an existing one attached elsewhere is moved; a
 /// new one starts unattached); returns its id.
-pub(super) async fn internet_gateway(cx: &Ctx, aws: &Aws, f: &Found, vpc: &str) -> Result<String> {
+pub(super) async fn internet_gateway(
+    cx: &Ctx,
+    aws: &Aws,
+    f: &Existing,
+    vpc: &str,
+) -> Result<String> {
     let ec2 = &aws.ec2;
     let (igw, attached) = match f.igw.clone() {
         Some((id, attached)) => {
@@ -119,7 +124,7 @@ pub(super) async fn internet_gateway(cx: &Ctx, aws: &Aws, f: &Found, vpc: &str) 
 
 /// One public subnet per configured subnet, with public IPs on launch; `f.subnets` is
 /// updated with what exists afterwards.
-pub(super) async fn subnets(cx: &Ctx, aws: &Aws, f: &mut Found, vpc: &str) -> Result<()> {
+pub(super) async fn subnets(cx: &Ctx, aws: &Aws, f: &mut Existing, vpc: &str) -> Result<()> {
     let ec2 = &aws.ec2;
     for s in &cx.config.cluster.spec.aws.subnets {
         let id = match f.subnets.get(s.name.as_str()) {
@@ -167,7 +172,7 @@ pub(super) async fn subnets(cx: &Ctx, aws: &Aws, f: &mut Found, vpc: &str) -> Re
 pub(super) async fn route_table(
     cx: &Ctx,
     aws: &Aws,
-    f: &Found,
+    f: &Existing,
     vpc: &str,
     igw: &str,
 ) -> Result<()> {
@@ -222,7 +227,7 @@ pub(super) async fn route_table(
 
 /// The cluster security group with exactly the configured ingress rules: missing ones are
 /// authorised, ones the config no longer lists are revoked (the group is ecoboot's own).
-pub(super) async fn security_group(cx: &Ctx, aws: &Aws, f: &Found, vpc: &str) -> Result<()> {
+pub(super) async fn security_group(cx: &Ctx, aws: &Aws, f: &Existing, vpc: &str) -> Result<()> {
     let ec2 = &aws.ec2;
     let config = &cx.config;
     let (sg, have) = match f.sg.clone() {
@@ -277,7 +282,7 @@ pub(super) async fn security_group(cx: &Ctx, aws: &Aws, f: &Found, vpc: &str) ->
 }
 
 /// Deletes the extra gateways and empty VPCs an interrupted run left behind.
-pub(super) async fn delete_orphans(cx: &Ctx, aws: &Aws, f: &Found) -> Result<()> {
+pub(super) async fn delete_orphans(cx: &Ctx, aws: &Aws, f: &Existing) -> Result<()> {
     let ec2 = &aws.ec2;
     for (id, attached) in &f.orphan_igws {
         if let Some(other) = attached {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::engine::{Ctx, Probe, Stage};
+use crate::engine::{Ctx, Found, Stage};
 use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::playbook::Playbook;
@@ -36,6 +36,12 @@ fn failed(failures: &[NodeFailure], total: usize) -> Error {
 
 #[async_trait]
 impl Stage for PrepareNodes {
+    type Plan = Vec<Action>;
+
+    fn actions(&self, plan: &Vec<Action>) -> Vec<Action> {
+        plan.clone()
+    }
+
     fn id(&self) -> &'static str {
         ID
     }
@@ -44,7 +50,7 @@ impl Stage for PrepareNodes {
         "Prepare nodes: swap, kernel modules, containerd, kubeadm"
     }
 
-    async fn probe(&self, cx: &Ctx) -> Result<Probe> {
+    async fn probe(&self, cx: &Ctx) -> Result<Found<Vec<Action>>> {
         let book = Playbook::load(ID, cx.playbooks.as_deref())?;
         let (conns, unreachable) = reachable(cx, &book).await?;
         let mut todo: Vec<Action> = unreachable
@@ -71,13 +77,13 @@ impl Stage for PrepareNodes {
         }
         todo.sort_by(|a, b| a.target.cmp(&b.target));
         if todo.is_empty() {
-            Ok(Probe::Done(format!("{} node(s) prepared", conns.len())))
+            Ok(Found::done(format!("{} node(s) prepared", conns.len())))
         } else {
-            Ok(Probe::Todo(todo))
+            Ok(Found::Todo(todo))
         }
     }
 
-    async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
+    async fn apply(&self, cx: &Ctx, _plan: Vec<Action>) -> Result<()> {
         let book = Playbook::load(ID, cx.playbooks.as_deref())?;
         let (conns, mut failures) = reachable(cx, &book).await?;
         let total = conns.len() + failures.len();

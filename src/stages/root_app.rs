@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::api::{apply::Applier, manifest};
 use crate::config::Config;
-use crate::engine::{Ctx, Probe, Stage};
+use crate::engine::{Ctx, Found, Stage};
 use crate::error::{Error, Result};
 use crate::event::Action;
 
@@ -199,6 +199,12 @@ async fn not_served(client: &kube::Client) -> bool {
 
 #[async_trait]
 impl Stage for RootApp {
+    type Plan = Vec<Action>;
+
+    fn actions(&self, plan: &Vec<Action>) -> Vec<Action> {
+        plan.clone()
+    }
+
     fn id(&self) -> &'static str {
         ID
     }
@@ -207,7 +213,7 @@ impl Stage for RootApp {
         "Apply the App-of-Apps root Application"
     }
 
-    async fn probe(&self, cx: &Ctx) -> Result<Probe> {
+    async fn probe(&self, cx: &Ctx) -> Result<Found<Vec<Action>>> {
         let client = cx.kube(ID).await?;
         if not_served(&client).await {
             return Err(Error::Prerequisite {
@@ -233,16 +239,16 @@ impl Stage for RootApp {
             }
         }
         Ok(if todo.is_empty() {
-            Probe::Done(format!(
+            Found::done(format!(
                 "root app `{}` applied; applications Synced and Healthy",
                 cx.config.cluster.spec.argocd.root_app.name
             ))
         } else {
-            Probe::Todo(todo)
+            Found::Todo(todo)
         })
     }
 
-    async fn apply(&self, cx: &Ctx, _todo: &[Action]) -> Result<()> {
+    async fn apply(&self, cx: &Ctx, _plan: Vec<Action>) -> Result<()> {
         let client = cx.kube(ID).await?;
         let a = &cx.config.cluster.spec.argocd;
         let timeout = Duration::from_secs(a.wait_seconds);
