@@ -41,20 +41,31 @@ impl<P> Found<P> {
     }
 }
 
+/// A stage's plan: typed data for its `apply`, shown as actions in `plan`, events and errors.
+pub trait StagePlan: Send + Sync + 'static {
+    /// The plan as actions.
+    fn actions(&self) -> Vec<Action>;
+}
+
+/// Stages whose apply needs nothing but the list of actions.
+impl StagePlan for Vec<Action> {
+    fn actions(&self) -> Vec<Action> {
+        self.clone()
+    }
+}
+
 /// One step of the pipeline. Probes never change anything; applies must be safe to re-run
 /// after a crash at any point. The probe's plan is typed, and `apply` receives it.
 #[async_trait]
 pub trait Stage: Send + Sync + 'static {
     /// What the probe hands to `apply`.
-    type Plan: Send + Sync + 'static;
+    type Plan: StagePlan;
     /// Stable id: state key and `--from/--to/stage` value.
     fn id(&self) -> &'static str;
     /// Human title for logs and plans.
     fn title(&self) -> &'static str;
     /// Looks at the real world and says what is left to do.
     async fn probe(&self, cx: &Ctx) -> Result<Found<Self::Plan>>;
-    /// The plan as actions, for `plan`, events and the journal.
-    fn actions(&self, plan: &Self::Plan) -> Vec<Action>;
     /// Does the work of `plan`.
     async fn apply(&self, cx: &Ctx, plan: Self::Plan) -> Result<()>;
 }
@@ -104,7 +115,7 @@ impl<S: Stage> DynStage for S {
         Ok(match Stage::probe(self, cx).await? {
             Found::Done { summary, commit } => Probe::Done { summary, commit },
             Found::Todo(plan) => Probe::Todo {
-                actions: self.actions(&plan),
+                actions: plan.actions(),
                 plan: Box::new(plan),
             },
         })

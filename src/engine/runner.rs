@@ -275,10 +275,6 @@ mod tests {
     impl Stage for Fake {
         type Plan = Vec<Action>;
 
-        fn actions(&self, plan: &Vec<Action>) -> Vec<Action> {
-            plan.clone()
-        }
-
         fn id(&self) -> &'static str {
             IDS[self.n]
         }

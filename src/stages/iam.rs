@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::aws::tags::CLUSTER;
 use crate::aws::{Aws, aws_error, code_of};
 use crate::config::Config;
-use crate::engine::{Ctx, Found, Stage};
+use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
 use crate::event::Action;
 
@@ -99,6 +99,12 @@ pub struct Iam;
 pub struct IamPlan {
     actions: Vec<Action>,
     roles: Vec<(RoleSpec, Existing)>,
+}
+
+impl StagePlan for IamPlan {
+    fn actions(&self) -> Vec<Action> {
+        self.actions.clone()
+    }
 }
 
 fn foreign(what: &str, name: &str, cluster: &str) -> Error {
@@ -319,10 +325,6 @@ impl Stage for Iam {
                 cx.update_state(|s| s.set_output(ID, &out))
             })),
         })
-    }
-
-    fn actions(&self, plan: &IamPlan) -> Vec<Action> {
-        plan.actions.clone()
     }
 
     async fn apply(&self, cx: &Ctx, plan: IamPlan) -> Result<()> {

@@ -166,10 +166,6 @@ fn init_token_ids(listing: &str) -> Vec<String> {
 impl Stage for InitMaster {
     type Plan = Vec<Action>;
 
-    fn actions(&self, plan: &Vec<Action>) -> Vec<Action> {
-        plan.clone()
-    }
-
     fn id(&self) -> &'static str {
         ID
     }

@@ -238,10 +238,6 @@ pub async fn unavailable(client: &kube::Client, ns: &str) -> Result<Vec<String>>
 impl Stage for InstallArgocd {
     type Plan = Vec<Action>;
 
-    fn actions(&self, plan: &Vec<Action>) -> Vec<Action> {
-        plan.clone()
-    }
-
     fn id(&self) -> &'static str {
         ID
     }

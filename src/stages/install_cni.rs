@@ -126,10 +126,6 @@ async fn calico_ready(client: &kube::Client) -> Result<Option<String>> {
 impl Stage for InstallCni {
     type Plan = Vec<Action>;
 
-    fn actions(&self, plan: &Vec<Action>) -> Vec<Action> {
-        plan.clone()
-    }
-
     fn id(&self) -> &'static str {
         ID
     }

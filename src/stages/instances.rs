@@ -24,7 +24,7 @@ use super::network::{self, NetworkOut};
 use crate::aws::tags::NODE;
 use crate::aws::{Aws, aws_error, code_of, ec2_filter, ec2_tag_value};
 use crate::config::{Config, Node};
-use crate::engine::{Ctx, Found, Stage};
+use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::retry::{Backoff, Try, retry};
@@ -47,6 +47,12 @@ pub struct Instances;
 pub struct InstancesPlan {
     actions: Vec<Action>,
     existing: Existing,
+}
+
+impl StagePlan for InstancesPlan {
+    fn actions(&self) -> Vec<Action> {
+        self.actions.clone()
+    }
 }
 
 #[derive(Clone)]
@@ -518,10 +524,6 @@ impl Stage for Instances {
                 Ok(())
             })),
         })
-    }
-
-    fn actions(&self, plan: &InstancesPlan) -> Vec<Action> {
-        plan.actions.clone()
     }
 
     async fn apply(&self, cx: &Ctx, plan: InstancesPlan) -> Result<()> {

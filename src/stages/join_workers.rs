@@ -54,10 +54,6 @@ fn parse_join_command(line: &str) -> Option<(String, String, String)> {
 impl Stage for JoinWorkers {
     type Plan = Vec<Action>;
 
-    fn actions(&self, plan: &Vec<Action>) -> Vec<Action> {
-        plan.clone()
-    }
-
     fn id(&self) -> &'static str {
         ID
     }

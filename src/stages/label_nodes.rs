@@ -188,10 +188,6 @@ async fn nodes(client: &kube::Client) -> Result<BTreeMap<String, KubeNode>> {
 impl Stage for LabelNodes {
     type Plan = Vec<Action>;
 
-    fn actions(&self, plan: &Vec<Action>) -> Vec<Action> {
-        plan.clone()
-    }
-
     fn id(&self) -> &'static str {
         ID
     }

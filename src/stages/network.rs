@@ -11,7 +11,7 @@ use super::network_ensure as ensure;
 use crate::aws::tags::SUBNET;
 use crate::aws::{Aws, aws_error, ec2_filter, ec2_tag_value};
 use crate::config::Config;
-use crate::engine::{Ctx, Found, Stage};
+use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
 use crate::event::Action;
 
@@ -76,6 +76,12 @@ pub struct Network;
 pub struct NetworkPlan {
     actions: Vec<Action>,
     existing: Existing,
+}
+
+impl StagePlan for NetworkPlan {
+    fn actions(&self) -> Vec<Action> {
+        self.actions.clone()
+    }
 }
 
 impl Network {
@@ -469,10 +475,6 @@ impl Stage for Network {
             });
         }
         Ok(Found::Todo(NetworkPlan { actions, existing }))
-    }
-
-    fn actions(&self, plan: &NetworkPlan) -> Vec<Action> {
-        plan.actions.clone()
     }
 
     async fn apply(&self, cx: &Ctx, plan: NetworkPlan) -> Result<()> {

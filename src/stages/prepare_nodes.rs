@@ -38,10 +38,6 @@ fn failed(failures: &[NodeFailure], total: usize) -> Error {
 impl Stage for PrepareNodes {
     type Plan = Vec<Action>;
 
-    fn actions(&self, plan: &Vec<Action>) -> Vec<Action> {
-        plan.clone()
-    }
-
     fn id(&self) -> &'static str {
         ID
     }

@@ -201,10 +201,6 @@ async fn not_served(client: &kube::Client) -> bool {
 impl Stage for RootApp {
     type Plan = Vec<Action>;
 
-    fn actions(&self, plan: &Vec<Action>) -> Vec<Action> {
-        plan.clone()
-    }
-
     fn id(&self) -> &'static str {
         ID
     }
