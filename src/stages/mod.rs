@@ -1,14 +1,18 @@
 //! The ordered list of stages `ecoboot up` runs.
 
+mod argocd_render;
 pub mod iam;
 pub mod init_master;
 pub mod install_argocd;
 pub mod install_cni;
 mod instance_settings;
 pub mod instances;
+mod instances_found;
+mod instances_launch;
 pub mod join_workers;
 pub mod label_nodes;
 pub mod network;
+mod network_discover;
 mod network_ensure;
 pub mod prepare_nodes;
 pub mod root_app;

@@ -1,0 +1,259 @@
+//! What the `instances` probe finds (key pair, AMI, instances by node) and the actions it
+//! implies, drift included.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{Instance, InstanceStateName};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::iam::{self, IamOut};
+use super::instance_settings::{
+    current_association, hop_limit, metadata_drift, profile_arn_is, wears_profile,
+};
+use super::network::NetworkOut;
+use crate::aws::tags::NODE;
+use crate::aws::{Aws, aws_error, code_of, ec2_tag_value};
+use crate::config::Config;
+use crate::engine::Ctx;
+use crate::error::{Error, Result};
+use crate::event::Action;
+
+use super::instances::{ID, InstancesOut, KEY_TAG, NodeOut};
+
+#[derive(Clone)]
+pub(super) struct Existing {
+    pub(super) key: KeyState,
+    pub(super) ami: Option<String>,
+    pub(super) nodes: BTreeMap<String, Vec<Instance>>,
+    /// Instance id → the instance profile ARN of its current association, for the instances
+    /// whose DescribeInstances view disagrees with the config (an association being replaced
+    /// shows there only once it completes).
+    pub(super) associated: BTreeMap<String, String>,
+}
+
+#[derive(Clone, PartialEq)]
+pub(super) enum KeyState {
+    Missing,
+    Ours,
+}
+
+pub(super) fn needs<T: for<'de> Deserialize<'de>>(
+    cx: &Ctx,
+    stage: &'static str,
+    what: &str,
+) -> Result<T> {
+    cx.state().output(stage).ok_or_else(|| Error::Prerequisite {
+        stage: ID,
+        what: what.into(),
+        needs: stage,
+    })
+}
+
+pub(super) fn public_key(config: &Config) -> Result<(String, String)> {
+    let path = config.resolve_path(&config.cluster.spec.aws.key_pair.public_key_path);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
+    let material: String = text
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let digest = hex::encode(Sha256::digest(material.as_bytes()));
+    Ok((material, digest))
+}
+
+pub(super) async fn discover(cx: &Ctx, aws: &Aws) -> Result<Existing> {
+    let config = &cx.config;
+    let key_name = &config.cluster.spec.aws.key_pair.name.value;
+    let key = match aws
+        .ec2
+        .describe_key_pairs()
+        .key_names(key_name)
+        .include_public_key(true)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            let pair = out.key_pairs().first();
+            let (_, digest) = public_key(config)?;
+            let material = pair
+                .and_then(|p| p.public_key())
+                .map(|k| k.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
+            let tagged = pair.and_then(|p| ec2_tag_value(p.tags(), KEY_TAG));
+            let same = match (material, tagged) {
+                (Some(m), _) => hex::encode(Sha256::digest(m.as_bytes())) == digest,
+                (None, Some(t)) => t == digest,
+                (None, None) => false,
+            };
+            if !same {
+                return Err(Error::Aws {
+                    operation: "DescribeKeyPairs".into(),
+                    target: format!("key-pair/{key_name}"),
+                    code: "InvalidKeyPair.Duplicate".into(),
+                    message: format!("key pair `{key_name}` exists with a different public key than {}", config.cluster.spec.aws.key_pair.public_key_path.value),
+                    help: "ecoboot never overwrites a key pair: point spec.aws.keyPair.publicKeyPath at the matching key, or pick another keyPair.name".into(),
+                });
+            }
+            KeyState::Ours
+        }
+        Err(e) if code_of(&e).as_deref() == Some("InvalidKeyPair.NotFound") => KeyState::Missing,
+        Err(e) => return Err(aws_error("DescribeKeyPairs", key_name, e)),
+    };
+    let mut nodes: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
+    for i in aws
+        .instances(&["pending", "running", "stopping", "stopped"])
+        .await?
+    {
+        if let Some(node) = ec2_tag_value(i.tags(), NODE) {
+            nodes.entry(node.to_string()).or_default().push(i.clone());
+        }
+    }
+    let pinned = cx
+        .state()
+        .output::<InstancesOut>(ID)
+        .map(|o| o.ami_id)
+        .filter(|a| !a.is_empty());
+    let ami = pinned.or_else(|| {
+        nodes
+            .values()
+            .flatten()
+            .find_map(|i| i.image_id().map(str::to_string))
+    });
+    let mut associated = BTreeMap::new();
+    let iam: Option<IamOut> = cx.state().output(iam::ID);
+    if let Some(iam) = iam {
+        for node in config.nodes() {
+            let Some([one]) = nodes.get(node.name.as_str()).map(Vec::as_slice) else {
+                continue;
+            };
+            let id = one.instance_id().unwrap_or_default();
+            if !profile_arn_is(
+                one.iam_instance_profile().and_then(|p| p.arn()),
+                iam.profile_for(node),
+            ) && let Some((_, arn)) = current_association(aws, id).await?
+            {
+                associated.insert(id.to_string(), arn);
+            }
+        }
+    }
+    Ok(Existing {
+        key,
+        ami,
+        nodes,
+        associated,
+    })
+}
+
+pub(super) fn state_name(i: &Instance) -> InstanceStateName {
+    i.state()
+        .and_then(|s| s.name())
+        .cloned()
+        .unwrap_or(InstanceStateName::Pending)
+}
+
+pub(super) fn node_out(i: &Instance) -> NodeOut {
+    NodeOut {
+        instance_id: i.instance_id().unwrap_or_default().into(),
+        az: i
+            .placement()
+            .and_then(|p| p.availability_zone())
+            .unwrap_or_default()
+            .into(),
+        private_ip: i.private_ip_address().unwrap_or_default().into(),
+        public_ip: i.public_ip_address().unwrap_or_default().into(),
+        instance_type: i
+            .instance_type()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
+        state: state_name(i).as_str().into(),
+    }
+}
+
+/// Actions left, plus drift notes (reported, never acted on).
+pub(super) fn plan(
+    cx: &Ctx,
+    found: &Existing,
+    net: Option<&NetworkOut>,
+) -> Result<(Vec<Action>, Vec<String>)> {
+    let iam: Option<IamOut> = cx.state().output(iam::ID);
+    let config = &cx.config;
+    let mut todo = Vec::new();
+    let mut drift = Vec::new();
+    if found.key == KeyState::Missing {
+        todo.push(Action::new(
+            format!("key-pair/{}", config.cluster.spec.aws.key_pair.name.value),
+            "import the public key",
+        ));
+    }
+    for node in config.nodes() {
+        let name = node.name.as_str();
+        match found.nodes.get(name).map(Vec::as_slice).unwrap_or_default() {
+            [] => todo.push(Action::new(
+                name,
+                format!(
+                    "launch {} ({} GiB gp3, encrypted) in {}",
+                    node.instance_type, node.disk_gb, node.subnet.value
+                ),
+            )),
+            [one] => {
+                if state_name(one) != InstanceStateName::Running {
+                    todo.push(Action::new(
+                        name,
+                        format!(
+                            "wait until {} is running (now {})",
+                            one.instance_id().unwrap_or_default(),
+                            state_name(one).as_str()
+                        ),
+                    ));
+                }
+                if let Some(want) = iam.as_ref().map(|i| i.profile_for(node))
+                    && !wears_profile(&found.associated, one, want)
+                {
+                    todo.push(Action::new(
+                        name,
+                        format!(
+                            "switch {} to instance profile {want} (in place)",
+                            one.instance_id().unwrap_or_default()
+                        ),
+                    ));
+                }
+                if metadata_drift(one, node) {
+                    todo.push(Action::new(
+                        name,
+                        format!(
+                            "require IMDSv2 with hop limit {} on {} (in place, no relaunch)",
+                            hop_limit(node),
+                            one.instance_id().unwrap_or_default()
+                        ),
+                    ));
+                }
+                let running_type = one.instance_type().map(|t| t.as_str()).unwrap_or_default();
+                if running_type != node.instance_type.as_str() {
+                    drift.push(format!(
+                        "{name} runs {running_type}, config says {} (not replaced)",
+                        node.instance_type
+                    ));
+                }
+                let subnet = net
+                    .and_then(|n| n.subnets.get(node.subnet.as_str()))
+                    .map(|s| s.id.as_str());
+                if subnet.is_some() && one.subnet_id() != subnet {
+                    drift.push(format!(
+                        "{name} is in {}, config says subnet {} (not replaced)",
+                        one.subnet_id().unwrap_or_default(),
+                        node.subnet.value
+                    ));
+                }
+            }
+            many => {
+                let ids: Vec<&str> = many.iter().filter_map(|i| i.instance_id()).collect();
+                return Err(Error::StageFailed {
+                    stage: ID.into(),
+                    message: format!("node `{name}` has {} instances: {}", many.len(), ids.join(", ")),
+                    help: "ecoboot never picks one: terminate the extra instance(s) and rerun `ecoboot up`".into(),
+                });
+            }
+        }
+    }
+    Ok((todo, drift))
+}

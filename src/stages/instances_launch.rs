@@ -1,0 +1,209 @@
+//! Launching one node's instance: the deterministic ClientToken (journaled first), the user
+//! data, the newest AMI, and RunInstances retried while IAM propagates the instance profile.
+
+use std::time::Duration;
+
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification, Instance, InstanceType,
+    ResourceType, VolumeType,
+};
+use sha2::{Digest, Sha256};
+
+use super::instance_settings::metadata_options;
+use crate::aws::tags::NODE;
+use crate::aws::{Aws, aws_error, ec2_filter};
+use crate::config::{Config, Node};
+use crate::engine::Ctx;
+use crate::error::{Error, Result};
+use crate::retry::{Backoff, Try, retry};
+
+use super::instances::{ID, InstancesOut, PROFILE_PROPAGATION};
+
+/// Records a launch token (and its generation) in the journal before the launch call.
+pub(super) fn journal_token(cx: &Ctx, node: &str, token: &str, generation: u32) -> Result<()> {
+    cx.update_state(|s| {
+        let mut out: InstancesOut = s.output(ID).unwrap_or_default();
+        out.generations.insert(node.to_string(), generation);
+        out.tokens.insert(node.to_string(), token.to_string());
+        s.set_output(ID, &out);
+    })
+}
+
+pub(super) fn user_data(node: &Node) -> String {
+    let name = node.name.as_str();
+    let script = format!(
+        "#!/bin/bash\n# written by ecoboot\nhostnamectl set-hostname {name}\ngrep -q ' {name}$' /etc/hosts || echo '127.0.0.1 {name}' >> /etc/hosts\n"
+    );
+    aws_smithy_types::base64::encode(script)
+}
+
+/// The launch token: same cluster, node, spec and generation → same token.
+pub fn client_token(
+    cluster: &str,
+    node: &Node,
+    ami: &str,
+    subnet_id: &str,
+    generation: u32,
+) -> String {
+    let spec = format!(
+        "{cluster}/{}/{}/{}/{}/{ami}/{subnet_id}/{}/{generation}",
+        node.name.value,
+        node.instance_type,
+        node.disk_gb,
+        node.subnet.value,
+        user_data(node)
+    );
+    hex::encode(Sha256::digest(spec.as_bytes()))
+}
+
+pub(super) async fn newest_ami(aws: &Aws, config: &Config) -> Result<String> {
+    let ami = &config.cluster.spec.aws.ami;
+    let out = aws
+        .ec2
+        .describe_images()
+        .owners(ami.owner.as_str())
+        .filters(ec2_filter("name", &ami.name_filter))
+        .filters(ec2_filter("state", "available"))
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeImages", &ami.name_filter, e))?;
+    out.images()
+        .iter()
+        .max_by_key(|i| i.creation_date().unwrap_or_default().to_string())
+        .and_then(|i| i.image_id())
+        .map(str::to_string)
+        .ok_or_else(|| Error::StageFailed {
+            stage: ID.into(),
+            message: format!(
+                "no image of owner {} matches `{}` in this region",
+                ami.owner, ami.name_filter
+            ),
+            help: "check spec.aws.ami (owner and nameFilter) and the region".into(),
+        })
+}
+
+pub(super) struct Launch {
+    pub(super) aws: Aws,
+    pub(super) node: Node,
+    pub(super) ami: String,
+    pub(super) subnet_id: String,
+    pub(super) sg: String,
+    pub(super) profile: String,
+    pub(super) key: String,
+}
+
+impl Launch {
+    /// RunInstances with retries while IAM propagates the new instance profile.
+    pub(super) async fn run(&self, token: &str) -> Result<Instance> {
+        let name = self.node.name.as_str();
+        let backoff = Backoff::exponential(
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+            PROFILE_PROPAGATION,
+        );
+        let launched = retry(&backoff, |n| async move {
+            if n > 1 {
+                tracing::info!(
+                    node = name,
+                    "instance profile not visible to EC2 yet; retrying"
+                );
+            }
+            match self.launch_once(token).await {
+                Ok(instance) => Try::Done(instance),
+                Err(e) if profile_not_ready(&e) => Try::Again(e),
+                Err(e) => Try::Fail(e),
+            }
+        })
+        .await;
+        match launched {
+            Ok(out) => out
+                .instances()
+                .first()
+                .cloned()
+                .ok_or_else(|| Error::StageFailed {
+                    stage: ID.into(),
+                    message: format!("RunInstances for {name} returned no instance"),
+                    help: "rerun `ecoboot up`; the launch token makes the retry safe".into(),
+                }),
+            Err(e) => {
+                let mut err = aws_error("RunInstances", name, e);
+                if let Error::Aws { code, help, .. } = &mut err
+                    && code == "InvalidParameterValue"
+                {
+                    *help = format!(
+                        "if the message names the instance profile, IAM did not propagate within {}s: rerun `ecoboot up` in a minute",
+                        PROFILE_PROPAGATION.as_secs()
+                    );
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// One RunInstances call (paced) with the node's launch settings.
+    async fn launch_once(
+        &self,
+        token: &str,
+    ) -> std::result::Result<
+        aws_sdk_ec2::operation::run_instances::RunInstancesOutput,
+        aws_sdk_ec2::error::SdkError<aws_sdk_ec2::operation::run_instances::RunInstancesError>,
+    > {
+        let name = self.node.name.as_str();
+        self.aws.pace().await;
+        let disk = EbsBlockDevice::builder()
+            .volume_size(i32::try_from(self.node.disk_gb).unwrap_or(i32::MAX))
+            .volume_type(VolumeType::Gp3)
+            .encrypted(true)
+            .delete_on_termination(true)
+            .build();
+        self.aws
+            .ec2
+            .run_instances()
+            .client_token(token)
+            .image_id(&self.ami)
+            .instance_type(InstanceType::from(self.node.instance_type.as_str()))
+            .min_count(1)
+            .max_count(1)
+            .key_name(&self.key)
+            .subnet_id(&self.subnet_id)
+            .security_group_ids(&self.sg)
+            .iam_instance_profile(
+                IamInstanceProfileSpecification::builder()
+                    .name(&self.profile)
+                    .build(),
+            )
+            .block_device_mappings(
+                BlockDeviceMapping::builder()
+                    .device_name("/dev/sda1")
+                    .ebs(disk)
+                    .build(),
+            )
+            .metadata_options(metadata_options(&self.node))
+            .user_data(user_data(&self.node))
+            .tag_specifications(
+                self.aws
+                    .tags
+                    .spec(ResourceType::Instance, name, &[(NODE, name)]),
+            )
+            .tag_specifications(self.aws.tags.spec(
+                ResourceType::Volume,
+                &format!("{name}-root"),
+                &[(NODE, name)],
+            ))
+            .send()
+            .await
+    }
+}
+
+pub(super) fn profile_not_ready<E: aws_sdk_ec2::error::ProvideErrorMetadata, R>(
+    e: &aws_sdk_ec2::error::SdkError<E, R>,
+) -> bool {
+    match e {
+        aws_sdk_ec2::error::SdkError::ServiceError(s) => {
+            let msg = s.err().message().unwrap_or_default().to_ascii_lowercase();
+            s.err().code() == Some("InvalidParameterValue")
+                && (msg.contains("iaminstanceprofile") || msg.contains("instance profile"))
+        }
+        _ => false,
+    }
+}
