@@ -5,34 +5,35 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::engine::{Ctx, Found, Stage};
+use super::init_master_steps::{Steps, delete_init_tokens};
+use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
 use crate::event::Action;
-use crate::kubeadm::{self, VERSION_PLACEHOLDER};
+use crate::kubeadm;
 use crate::nodes::{self, InstancesOut};
-use crate::retry::{Backoff, Try, retry};
-use crate::ssh::{Conn, Target, script};
+use crate::ssh::{Conn, Target};
 
 /// Stage id.
 pub const ID: &str = "init-master";
 /// The kubeadm config written on the control-plane node.
 pub const INIT_CONFIG: &str = "/etc/kubernetes/ecoboot/kubeadm-init.yaml";
-const KUBE_PROXY_MARKER: &str = "/etc/kubernetes/ecoboot/kube-proxy-added";
+pub(super) const KUBE_PROXY_MARKER: &str = "/etc/kubernetes/ecoboot/kube-proxy-added";
 /// Markers: `init-started` right before `kubeadm init`, `init-done` after it succeeded, and
 /// `init-failed` when ecoboot saw it fail. `init-started` alone is an init that ecoboot started
 /// and that was killed midway (ecoboot never saw its end): ecoboot resets and repeats it on its
 /// own. A failed init is left for a human (`--force-reset`).
-const INIT_STARTED: &str = "/etc/kubernetes/ecoboot/init-started";
-const INIT_DONE: &str = "/etc/kubernetes/ecoboot/init-done";
-const INIT_FAILED: &str = "/etc/kubernetes/ecoboot/init-failed";
-const HEALTHZ: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /healthz";
-const HEALTHZ_TIMEOUT: Duration = Duration::from_secs(300);
+pub(super) const INIT_STARTED: &str = "/etc/kubernetes/ecoboot/init-started";
+pub(super) const INIT_DONE: &str = "/etc/kubernetes/ecoboot/init-done";
+pub(super) const INIT_FAILED: &str = "/etc/kubernetes/ecoboot/init-failed";
+pub(super) const HEALTHZ: &str =
+    "kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /healthz";
+pub(super) const HEALTHZ_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The `init-master` stage.
 pub struct InitMaster;
 
 /// What the control-plane node looks like.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MasterState {
     /// `/etc/kubernetes/admin.conf` exists.
     pub admin: bool,
@@ -108,84 +109,29 @@ pub fn facts(cx: &Ctx, target: &Target) -> kubeadm::NodeFacts {
     }
 }
 
-fn local_admin(cx: &Ctx) -> std::path::PathBuf {
+pub(super) fn local_admin(cx: &Ctx) -> std::path::PathBuf {
     nodes::admin_conf(&cx.state_dir())
 }
 
-/// Deletes the bootstrap token `kubeadm init` created (found by its description): joins use
-/// their own short-lived tokens, so nothing should be able to join with it. Its TTL is 15
-/// minutes, so a run killed before this point leaves it valid no longer than that.
-async fn delete_init_tokens(conn: &Conn) -> Result<()> {
-    let listed = conn
-        .run_secret(
-            "list bootstrap tokens",
-            "kubeadm token list -o json",
-            Duration::from_secs(60),
-            true,
-        )
-        .await?;
-    for id in init_token_ids(&listed.stdout) {
-        let out = conn
-            .run(
-                "delete the kubeadm init token",
-                &format!("kubeadm token delete {}", script::quote(&id)),
-                Duration::from_secs(60),
-                true,
-            )
-            .await?;
-        if !out.ok() {
-            tracing::warn!(node = %conn.node, "could not delete the init bootstrap token {id}: {}", out.tail(2));
-        }
-    }
-    Ok(())
+/// What init-master found: the control plane's state (none when it could not be reached at
+/// probe time; apply then looks again) and whether the local admin.conf is missing.
+pub struct InitPlan {
+    node: String,
+    unreachable: Option<String>,
+    master: Option<MasterState>,
+    fetch_admin: bool,
 }
 
-/// The ids (never the secrets) of the tokens in `kubeadm token list -o json` output (one JSON
-/// object per token) that `kubeadm init` created for ecoboot.
-fn init_token_ids(listing: &str) -> Vec<String> {
-    serde_json::Deserializer::from_str(listing)
-        .into_iter::<serde_json::Value>()
-        .map_while(|v| v.ok())
-        .filter(|t| t["description"] == kubeadm::INIT_TOKEN_DESCRIPTION)
-        .filter_map(|t| {
-            t["token"]
-                .as_str()
-                .and_then(|s| s.split('.').next())
-                .map(String::from)
-        })
-        .filter(|id| {
-            id.len() == 6
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        })
-        .collect()
-}
-
-#[async_trait]
-impl Stage for InitMaster {
-    type Plan = Vec<Action>;
-
-    fn id(&self) -> &'static str {
-        ID
-    }
-
-    fn title(&self) -> &'static str {
-        "Initialise the control plane with kubeadm"
-    }
-
-    async fn probe(&self, cx: &Ctx) -> Result<Found<Vec<Action>>> {
-        let (target, conn) = match cx.control_plane(ID).await {
-            Ok(found) => found,
-            Err(Error::StageFailed { message, .. }) => {
-                let cp = cx.config.control_plane().name.value.clone();
-                return Ok(Found::Todo(vec![Action::new(cp, message)]));
-            }
-            Err(e) => return Err(e),
-        };
-        let m = inspect(&conn).await?;
-        let node = &target.node;
+impl StagePlan for InitPlan {
+    fn actions(&self) -> Vec<Action> {
+        let node = self.node.as_str();
         let mut todo = Vec::new();
+        if let Some(why) = &self.unreachable {
+            todo.push(Action::new(node, why.clone()));
+        }
+        let Some(m) = &self.master else {
+            return todo;
+        };
         if m.interrupted() {
             todo.push(Action::new(
                 node,
@@ -205,165 +151,102 @@ impl Stage for InitMaster {
         if !m.kube_proxy {
             todo.push(Action::new(node, "add the kube-proxy addon"));
         }
-        if !local_admin(cx).exists() {
+        if self.fetch_admin {
             todo.push(Action::new(
                 node,
                 "fetch admin.conf into the state directory (0600)",
             ));
         }
-        Ok(if todo.is_empty() {
-            Found::done(format!("control plane {node} initialised and healthy"))
+        todo
+    }
+}
+
+#[async_trait]
+impl Stage for InitMaster {
+    type Plan = InitPlan;
+
+    fn id(&self) -> &'static str {
+        ID
+    }
+
+    fn title(&self) -> &'static str {
+        "Initialise the control plane with kubeadm"
+    }
+
+    async fn probe(&self, cx: &Ctx) -> Result<Found<InitPlan>> {
+        let node = cx.config.control_plane().name.value.clone();
+        let (target, conn) = match cx.control_plane(ID).await {
+            Ok(found) => found,
+            Err(Error::StageFailed { message, .. }) => {
+                return Ok(Found::Todo(InitPlan {
+                    node,
+                    unreachable: Some(message),
+                    master: None,
+                    fetch_admin: true,
+                }));
+            }
+            Err(e) => return Err(e),
+        };
+        let m = inspect(&conn).await?;
+        let fetch_admin = !local_admin(cx).exists();
+        let done = !m.interrupted()
+            && !m.half_initialised()
+            && m.initialised()
+            && m.healthy
+            && m.kube_proxy
+            && !fetch_admin;
+        Ok(if done {
+            Found::done(format!(
+                "control plane {} initialised and healthy",
+                target.node
+            ))
         } else {
-            Found::Todo(todo)
+            Found::Todo(InitPlan {
+                node,
+                unreachable: None,
+                master: Some(m),
+                fetch_admin,
+            })
         })
     }
 
-    async fn apply(&self, cx: &Ctx, _plan: Vec<Action>) -> Result<()> {
+    async fn apply(&self, cx: &Ctx, plan: InitPlan) -> Result<()> {
         let (target, conn) = cx.control_plane(ID).await?;
-        let node = target.node.clone();
-        let m = inspect(&conn).await?;
-        let fail = |message: String, help: &str| Error::StageFailed {
-            stage: ID.into(),
-            message: format!("{node}: {message}"),
-            help: help.into(),
+        let m = match plan.master {
+            Some(m) => m,
+            None => inspect(&conn).await?,
         };
-        let run = |label: &'static str, script: String, secs: u64| {
-            let conn = conn.clone();
-            async move {
-                conn.run(label, &script, Duration::from_secs(secs), true)
-                    .await
-            }
+        let steps = Steps {
+            cx,
+            conn: &conn,
+            node: &target.node,
         };
         if m.half_initialised() && !cx.force_reset {
-            return Err(fail(
+            return Err(steps.fail(
                 "half-initialised control plane: an earlier kubeadm init failed or was left unfinished by someone else".into(),
                 "recover with `sudo kubeadm reset -f` on the node, or rerun with `--force-reset` to let ecoboot do it",
             ));
         }
         if m.interrupted() || (m.half_initialised() && cx.force_reset) {
-            let why = if m.interrupted() {
-                "kubeadm reset -f (an earlier run was stopped during kubeadm init)"
-            } else {
-                "kubeadm reset -f (--force-reset)"
-            };
-            cx.events.progress(ID, Some(&node), why);
-            let out = run(
-                "kubeadm reset",
-                format!(
-                    "kubeadm reset -f && rm -f {INIT_STARTED} {INIT_DONE} {INIT_FAILED} {KUBE_PROXY_MARKER}"
-                ),
-                300,
-            )
-            .await?;
-            if !out.ok() {
-                return Err(fail(
-                    format!("kubeadm reset failed: {}", out.tail(5)),
-                    "inspect the node log",
-                ));
-            }
+            steps.reset(m.interrupted()).await?;
         }
         if !m.initialised() {
-            let config =
-                kubeadm::init_config(&cx.config, cx.config.control_plane(), &facts(cx, &target));
-            let script = format!(
-                "mkdir -p /etc/kubernetes/ecoboot\n{write}\nsed -i \"s/{VERSION_PLACEHOLDER}/$(kubeadm version -o short)/\" {INIT_CONFIG}\ntouch {INIT_STARTED}\nkubeadm init --config {INIT_CONFIG} && touch {INIT_DONE}",
-                write = script::write_file(INIT_CONFIG, config.as_bytes(), 0o600)
-            );
-            cx.events.progress(ID, Some(&node), "kubeadm init");
-            let out = run("kubeadm init", script, 900).await?;
-            if !out.ok() {
-                // Seen failing (not killed): leave the node for a human to look at.
-                let _ = run("mark init failed", format!("touch {INIT_FAILED}"), 30).await;
-                return Err(fail(
-                    format!("kubeadm init failed (exit {:?}): {}", out.code, out.tail(5)),
-                    "see the node log; after fixing the cause rerun (a half-initialised node needs --force-reset)",
-                ));
-            }
+            steps.init(&target).await?;
         }
-        let healthy = retry(
-            &Backoff::poll(Duration::from_secs(2), HEALTHZ_TIMEOUT),
-            |n| {
-                let probe = run("healthz", format!("{HEALTHZ} >/dev/null"), 30);
-                let events = &cx.events;
-                let node = &node;
-                async move {
-                    if n > 1 {
-                        events.progress(ID, Some(node), "waiting for /healthz");
-                    }
-                    match probe.await {
-                        Ok(out) if out.ok() => Try::Done(()),
-                        Ok(_) => Try::Again(None),
-                        Err(e) => Try::Fail(Some(e)),
-                    }
-                }
-            },
-        )
-        .await;
-        match healthy {
-            Ok(()) => {}
-            Err(Some(e)) => return Err(e),
-            Err(None) => {
-                return Err(fail(
-                    format!(
-                        "the API server did not answer /healthz within {}s",
-                        HEALTHZ_TIMEOUT.as_secs()
-                    ),
-                    "check `crictl ps` and the kubelet log on the node",
-                ));
-            }
-        }
+        steps.wait_healthy().await?;
         if !m.kube_proxy {
-            let script = format!(
-                "kubeadm init phase addon kube-proxy --config {INIT_CONFIG} && touch {KUBE_PROXY_MARKER}"
-            );
-            let out = run("kube-proxy addon", script, 300).await?;
-            if !out.ok() {
-                return Err(fail(
-                    format!("adding kube-proxy failed: {}", out.tail(5)),
-                    "rerun `ecoboot stage init-master`",
-                ));
-            }
+            steps.add_kube_proxy().await?;
         }
-        let admin = conn
-            .run_secret(
-                "fetch admin.conf",
-                "cat /etc/kubernetes/admin.conf",
-                Duration::from_secs(60),
-                true,
-            )
-            .await?;
-        if !admin.ok() || admin.stdout.is_empty() {
-            return Err(fail(
-                "cannot read /etc/kubernetes/admin.conf".into(),
-                "check the node",
-            ));
-        }
-        let sanitized = crate::api::admin_conf::sanitize(&admin.stdout).map_err(|why| {
-            fail(
-                format!("refused the node's /etc/kubernetes/admin.conf: {why}"),
-                "kubeadm writes one cluster and one user with client certificate data; a node serving anything else (an exec plugin, a token file) may be compromised: inspect it before trusting it",
-            )
-        })?;
-        crate::fsutil::write_atomic(&local_admin(cx), sanitized.as_bytes(), 0o600)?;
+        steps.fetch_admin().await?;
         if !m.initialised() {
             // This run ran `kubeadm init`; a run killed before here leaves the token to its TTL.
             delete_init_tokens(&conn).await?;
         }
-        cx.events
-            .progress(ID, Some(&node), "control plane ready; admin.conf fetched");
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn finds_only_the_init_token_ids() {
-        let listing = format!(
-            "{{\n  \"token\": \"abc123.0123456789abcdef\",\n  \"description\": \"{}\"\n}}\n{{\"token\":\"zzz999.0123456789abcdef\",\"description\":\"other\"}}\n",
-            crate::kubeadm::INIT_TOKEN_DESCRIPTION
+        cx.events.progress(
+            ID,
+            Some(&target.node),
+            "control plane ready; admin.conf fetched",
         );
-        assert_eq!(super::init_token_ids(&listing), vec!["abc123".to_string()]);
-        assert!(super::init_token_ids("garbage").is_empty());
+        Ok(())
     }
 }

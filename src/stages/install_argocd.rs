@@ -5,44 +5,23 @@
 //! ApplicationSet CRD exceeds the 262144-byte annotation limit); then a bounded wait until every
 //! ArgoCD Deployment and the application-controller StatefulSet are available.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::{Api, DynamicObject};
 
 use super::argocd_render::render;
-use crate::api::apply::Applier;
-use crate::engine::{Ctx, Found, Stage};
-use crate::error::{Error, Result};
-use crate::event::Action;
+use super::manifest_stage::{Bundle, ManifestStage};
+use crate::config::{Config, Manifest};
+use crate::error::Result;
 
 /// Stage id.
 pub const ID: &str = "install-argocd";
 
-/// The `install-argocd` stage.
-#[derive(Default)]
-pub struct InstallArgocd {
-    rendered: tokio::sync::OnceCell<Vec<DynamicObject>>,
-}
+/// The ArgoCD install manifest as a [`Bundle`].
+pub struct Argocd;
 
-impl InstallArgocd {
-    /// The rendered manifest, fetched and parsed once per run (probe, apply and re-probe
-    /// all use it).
-    async fn objects(&self, cx: &Ctx) -> Result<&[DynamicObject]> {
-        let objs = self
-            .rendered
-            .get_or_try_init(|| async {
-                let a = &cx.config.cluster.spec.argocd;
-                let text = cx
-                    .manifest(&a.install, &format!("ArgoCD {}", a.install.version), ID)
-                    .await?;
-                render(&text, a)
-            })
-            .await?;
-        Ok(objs)
-    }
-}
+/// The `install-argocd` stage.
+pub type InstallArgocd = ManifestStage<Argocd>;
 
 /// The ArgoCD workloads that are not available yet, with why.
 pub async fn unavailable(client: &kube::Client, ns: &str) -> Result<Vec<String>> {
@@ -94,87 +73,37 @@ pub async fn unavailable(client: &kube::Client, ns: &str) -> Result<Vec<String>>
 }
 
 #[async_trait]
-impl Stage for InstallArgocd {
-    type Plan = Vec<Action>;
+impl Bundle for Argocd {
+    const ID: &'static str = ID;
+    const TITLE: &'static str = "Install ArgoCD with server-side apply";
+    const TARGET: &'static str = "argocd";
+    const NAME: &'static str = "ArgoCD";
 
-    fn id(&self) -> &'static str {
-        ID
+    fn source(config: &Config) -> (&Manifest, String) {
+        let a = &config.cluster.spec.argocd;
+        (&a.install, format!("ArgoCD {}", a.install.version))
     }
 
-    fn title(&self) -> &'static str {
-        "Install ArgoCD with server-side apply"
+    fn namespace(config: &Config) -> &str {
+        &config.cluster.spec.argocd.namespace
     }
 
-    async fn probe(&self, cx: &Ctx) -> Result<Found<Vec<Action>>> {
-        let client = cx.kube(ID).await?;
-        let ns = &cx.config.cluster.spec.argocd.namespace;
-        let objs = self.objects(cx).await?;
-        let total = objs.len();
-        let mut todo: Vec<Action> = Applier::new(&client, ns).plan(objs, "argocd").await?;
-        let deployed = todo.is_empty();
-        if deployed {
-            todo.extend(
-                unavailable(&client, ns)
-                    .await?
-                    .into_iter()
-                    .map(|w| Action::new("argocd", format!("wait: {w}"))),
-            );
-        } else {
-            todo.push(Action::new(
-                "argocd",
-                "wait until every ArgoCD workload is available",
-            ));
-        }
-        Ok(if todo.is_empty() {
-            Found::done(format!(
-                "ArgoCD {} applied ({total} objects) and available",
-                cx.config.cluster.spec.argocd.install.version
-            ))
-        } else {
-            Found::Todo(todo)
-        })
+    fn render(text: &str, config: &Config) -> Result<Vec<DynamicObject>> {
+        render(text, &config.cluster.spec.argocd)
     }
 
-    async fn apply(&self, cx: &Ctx, _plan: Vec<Action>) -> Result<()> {
-        let client = cx.kube(ID).await?;
-        let a = &cx.config.cluster.spec.argocd;
-        let objs = self.objects(cx).await?;
-        let progress = |m: String| cx.events.progress(ID, None, m);
-        let report = Applier::new(&client, &a.namespace)
-            .apply(objs.to_vec(), &progress)
-            .await?;
-        cx.count_all(report.counters());
-        let timeout = Duration::from_secs(a.wait_seconds);
-        let last = crate::api::wait::until(timeout, Duration::from_secs(1), || async {
-            let waiting = unavailable(&client, &a.namespace).await?;
-            if waiting.is_empty() {
-                return Ok(None);
-            }
-            cx.events.progress(
-                ID,
-                None,
-                format!(
-                    "waiting for {} workload(s): {}",
-                    waiting.len(),
-                    waiting.join("; ")
-                ),
-            );
-            Ok(Some(waiting.join("\n  ")))
-        })
-        .await?;
-        match last {
-            None => Ok(()),
-            Some(waiting) => Err(Error::StageFailed {
-                stage: ID.into(),
-                message: format!(
-                    "ArgoCD is not available after {}s:\n  {waiting}",
-                    timeout.as_secs()
-                ),
-                help: format!(
-                    "look at the pods: `kubectl -n {} get pods` and `kubectl -n {} describe pod <name>` (placement: a nodeSelector nothing matches, or a missing toleration, keeps pods Pending)",
-                    a.namespace, a.namespace
-                ),
-            }),
-        }
+    async fn waiting(client: &kube::Client, config: &Config) -> Result<Vec<String>> {
+        unavailable(client, &config.cluster.spec.argocd.namespace).await
+    }
+
+    fn wait_seconds(config: &Config) -> u64 {
+        config.cluster.spec.argocd.wait_seconds
+    }
+
+    fn help(config: &Config) -> String {
+        let ns = &config.cluster.spec.argocd.namespace;
+        format!(
+            "look at the pods: `kubectl -n {ns} get pods` and `kubectl -n {ns} describe pod <name>` (placement: a nodeSelector nothing matches, or a missing toleration, keeps pods Pending)"
+        )
     }
 }

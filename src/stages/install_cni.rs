@@ -3,27 +3,19 @@
 //! felix-only probes, the configured pod CIDR), applied with server-side apply; then a bounded
 //! wait until every calico-node pod is ready.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::api::{Api, DynamicObject};
 use serde_json::{Value, json};
 
-use crate::api::{apply::Applier, manifest};
-use crate::engine::{Ctx, Found, Stage};
+use super::manifest_stage::{Bundle, ManifestStage};
+use crate::api::manifest;
+use crate::config::{Config, Manifest};
 use crate::error::{Error, Result};
-use crate::event::Action;
 
 /// Stage id.
 pub const ID: &str = "install-cni";
 const NAMESPACE: &str = "kube-system";
-
-/// The `install-cni` stage.
-#[derive(Default)]
-pub struct InstallCni {
-    rendered: tokio::sync::OnceCell<Vec<DynamicObject>>,
-}
 
 /// Parses the Calico manifest and renders it for VXLAN with `pod_cidr`.
 pub fn render(text: &str, pod_cidr: &str) -> Result<Vec<DynamicObject>> {
@@ -81,101 +73,61 @@ fn drop_arg(probe: &mut Value, arg: &str) {
     }
 }
 
-impl InstallCni {
-    /// The rendered manifest, fetched and parsed once per run (probe, apply and re-probe
-    /// all use it).
-    async fn objects(&self, cx: &Ctx) -> Result<&[DynamicObject]> {
-        let objs = self
-            .rendered
-            .get_or_try_init(|| async {
-                let k = &cx.config.cluster.spec.kubernetes;
-                let text = cx
-                    .manifest(&k.calico, &format!("Calico {}", k.calico.version), ID)
-                    .await?;
-                render(&text, &k.pod_cidr.value)
-            })
-            .await?;
-        Ok(objs)
-    }
-}
+/// The Calico manifest as a [`Bundle`].
+pub struct Calico;
 
-/// `None` when every calico-node pod is ready, else what is missing.
-async fn calico_ready(client: &kube::Client) -> Result<Option<String>> {
-    let api: Api<DaemonSet> = Api::namespaced(client.clone(), NAMESPACE);
-    let ds = api
-        .get_opt("calico-node")
-        .await
-        .map_err(|e| crate::api::error("get", "DaemonSet kube-system/calico-node", e))?;
-    let Some(ds) = ds else {
-        return Ok(Some("DaemonSet calico-node does not exist".into()));
-    };
-    let s = ds.status.unwrap_or_default();
-    Ok(
-        if s.desired_number_scheduled > 0 && s.number_ready == s.desired_number_scheduled {
-            None
-        } else {
-            Some(format!(
-                "calico-node ready on {}/{} node(s)",
-                s.number_ready, s.desired_number_scheduled
-            ))
-        },
-    )
-}
+/// The `install-cni` stage.
+pub type InstallCni = ManifestStage<Calico>;
 
 #[async_trait]
-impl Stage for InstallCni {
-    type Plan = Vec<Action>;
+impl Bundle for Calico {
+    const ID: &'static str = ID;
+    const TITLE: &'static str = "Install Calico (VXLAN) with server-side apply";
+    const TARGET: &'static str = "calico";
+    const NAME: &'static str = "Calico";
 
-    fn id(&self) -> &'static str {
-        ID
+    fn source(config: &Config) -> (&Manifest, String) {
+        let k = &config.cluster.spec.kubernetes;
+        (&k.calico, format!("Calico {}", k.calico.version))
     }
 
-    fn title(&self) -> &'static str {
-        "Install Calico (VXLAN) with server-side apply"
+    fn namespace(_: &Config) -> &str {
+        NAMESPACE
     }
 
-    async fn probe(&self, cx: &Ctx) -> Result<Found<Vec<Action>>> {
-        let client = cx.kube(ID).await?;
-        let objs = self.objects(cx).await?;
-        let total = objs.len();
-        let mut todo: Vec<Action> = Applier::new(&client, NAMESPACE)
-            .plan(objs, "calico")
-            .await?;
-        if let Some(waiting) = calico_ready(&client).await? {
-            todo.push(Action::new("calico", format!("wait: {waiting}")));
-        }
-        Ok(if todo.is_empty() {
-            Found::done(format!("Calico applied ({total} objects) and ready"))
-        } else {
-            Found::Todo(todo)
-        })
+    fn render(text: &str, config: &Config) -> Result<Vec<DynamicObject>> {
+        render(text, &config.cluster.spec.kubernetes.pod_cidr.value)
     }
 
-    async fn apply(&self, cx: &Ctx, _plan: Vec<Action>) -> Result<()> {
-        let client = cx.kube(ID).await?;
-        let objs = self.objects(cx).await?;
-        let progress = |m: String| cx.events.progress(ID, None, m);
-        let report = Applier::new(&client, NAMESPACE)
-            .apply(objs.to_vec(), &progress)
-            .await?;
-        cx.count_all(report.counters());
-        let timeout = Duration::from_secs(cx.config.cluster.spec.kubernetes.wait_seconds);
-        let last = crate::api::wait::until(timeout, Duration::from_secs(1), || async {
-            let status = calico_ready(&client).await?;
-            if let Some(s) = &status {
-                cx.events.progress(ID, None, s.clone());
-            }
-            Ok(status)
-        })
-        .await?;
-        match last {
-            None => Ok(()),
-            Some(status) => Err(Error::StageFailed {
-                stage: ID.into(),
-                message: format!("{status} after {}s", timeout.as_secs()),
-                help: "look at the calico-node pods: `kubectl -n kube-system get pods -l k8s-app=calico-node` and their logs; a node security group must allow VXLAN (UDP 4789) between nodes".into(),
-            }),
-        }
+    /// What is missing until every calico-node pod is ready.
+    async fn waiting(client: &kube::Client, _: &Config) -> Result<Vec<String>> {
+        let api: Api<DaemonSet> = Api::namespaced(client.clone(), NAMESPACE);
+        let ds = api
+            .get_opt("calico-node")
+            .await
+            .map_err(|e| crate::api::error("get", "DaemonSet kube-system/calico-node", e))?;
+        let Some(ds) = ds else {
+            return Ok(vec!["DaemonSet calico-node does not exist".into()]);
+        };
+        let s = ds.status.unwrap_or_default();
+        Ok(
+            if s.desired_number_scheduled > 0 && s.number_ready == s.desired_number_scheduled {
+                Vec::new()
+            } else {
+                vec![format!(
+                    "calico-node ready on {}/{} node(s)",
+                    s.number_ready, s.desired_number_scheduled
+                )]
+            },
+        )
+    }
+
+    fn wait_seconds(config: &Config) -> u64 {
+        config.cluster.spec.kubernetes.wait_seconds
+    }
+
+    fn help(_: &Config) -> String {
+        "look at the calico-node pods: `kubectl -n kube-system get pods -l k8s-app=calico-node` and their logs; a node security group must allow VXLAN (UDP 4789) between nodes".into()
     }
 }
 

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::init_master::{self, facts};
 use crate::config::Role;
-use crate::engine::{Ctx, Found, Stage};
+use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::kubeadm;
@@ -24,8 +24,12 @@ const STATE_CHECK: &str = "if [ -e /etc/kubernetes/kubelet.conf ]; then echo joi
 /// The `join-workers` stage.
 pub struct JoinWorkers;
 
-async fn workers(cx: &Ctx) -> Result<(Vec<(Target, Arc<Conn>)>, Vec<NodeFailure>)> {
-    cx.connect_nodes(ID, |t| t.role == Role::Worker).await
+async fn workers(
+    cx: &Ctx,
+    keep: impl Fn(&str) -> bool,
+) -> Result<(Vec<(Target, Arc<Conn>)>, Vec<NodeFailure>)> {
+    cx.connect_nodes(ID, |t| t.role == Role::Worker && keep(&t.node))
+        .await
 }
 
 /// The bootstrap token and CA hash from `kubeadm token create --print-join-command`.
@@ -50,9 +54,39 @@ fn parse_join_command(line: &str) -> Option<(String, String, String)> {
     ))
 }
 
+/// Why a node is in the join plan.
+pub enum JoinState {
+    /// It could not be reached at probe time (apply tries again).
+    Unreachable(String),
+    /// Never joined.
+    New,
+    /// pki present, no kubelet.conf: reset, then join.
+    HalfJoined,
+}
+
+/// The nodes that have not joined, by name.
+pub struct JoinPlan {
+    nodes: Vec<(String, JoinState)>,
+}
+
+impl StagePlan for JoinPlan {
+    fn actions(&self) -> Vec<Action> {
+        (self.nodes.iter())
+            .map(|(node, state)| match state {
+                JoinState::Unreachable(tail) => Action::new(node, format!("unreachable: {tail}")),
+                JoinState::New => Action::new(node, "kubeadm join"),
+                JoinState::HalfJoined => Action::new(
+                    node,
+                    "half-joined (pki present, no kubelet.conf): kubeadm reset -f, then join",
+                ),
+            })
+            .collect()
+    }
+}
+
 #[async_trait]
 impl Stage for JoinWorkers {
-    type Plan = Vec<Action>;
+    type Plan = JoinPlan;
 
     fn id(&self) -> &'static str {
         ID
@@ -62,11 +96,11 @@ impl Stage for JoinWorkers {
         "Join the other nodes with a fresh bootstrap token"
     }
 
-    async fn probe(&self, cx: &Ctx) -> Result<Found<Vec<Action>>> {
-        let (conns, unreachable) = workers(cx).await?;
-        let mut todo: Vec<Action> = unreachable
-            .iter()
-            .map(|f| Action::new(&f.node, format!("unreachable: {}", f.tail)))
+    async fn probe(&self, cx: &Ctx) -> Result<Found<JoinPlan>> {
+        let (conns, unreachable) = workers(cx, |_| true).await?;
+        let mut nodes: Vec<(String, JoinState)> = unreachable
+            .into_iter()
+            .map(|f| (f.node, JoinState::Unreachable(f.tail)))
             .collect();
         let joined = conns.len();
         let states = crate::fanout::each(conns, 0, |(target, conn)| async move {
@@ -84,22 +118,20 @@ impl Stage for JoinWorkers {
         for (node, out) in states {
             match out?.stdout.trim() {
                 "joined" => {}
-                "half" => todo.push(Action::new(
-                    &node,
-                    "half-joined (pki present, no kubelet.conf): kubeadm reset -f, then join",
-                )),
-                _ => todo.push(Action::new(&node, "kubeadm join")),
+                "half" => nodes.push((node, JoinState::HalfJoined)),
+                _ => nodes.push((node, JoinState::New)),
             }
         }
-        todo.sort_by(|a, b| a.target.cmp(&b.target));
-        Ok(if todo.is_empty() {
+        nodes.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(if nodes.is_empty() {
             Found::done(format!("{joined} node(s) joined"))
         } else {
-            Found::Todo(todo)
+            Found::Todo(JoinPlan { nodes })
         })
     }
 
-    async fn apply(&self, cx: &Ctx, _plan: Vec<Action>) -> Result<()> {
+    /// Joins the planned nodes only, with one token created for this apply.
+    async fn apply(&self, cx: &Ctx, plan: JoinPlan) -> Result<()> {
         let (_, master) = cx.control_plane(ID).await?;
         if !init_master::inspect(&master).await?.admin {
             return Err(Error::Prerequisite {
@@ -126,45 +158,15 @@ impl Stage for JoinWorkers {
             });
         };
         redact::register(&token);
-        let (conns, mut failures) = workers(cx).await?;
+        let (conns, mut failures) =
+            workers(cx, |node| plan.nodes.iter().any(|(n, _)| n == node)).await?;
+        let joining = Joining {
+            endpoint: &endpoint,
+            token: &token,
+            ca_hash: &ca_hash,
+        };
         let joined = crate::fanout::each(conns, 0, |(target, conn)| {
-            let node = cx
-                .config
-                .nodes()
-                .find(|n| n.name.as_str() == target.node)
-                .expect("configured node")
-                .clone();
-            let join =
-                kubeadm::join_config(&node, &facts(cx, &target), &endpoint, &token, &ca_hash);
-            let script = format!(
-                "if [ -e /etc/kubernetes/kubelet.conf ]; then exit {SKIPPED}; fi\nif [ -e /etc/kubernetes/pki/ca.crt ]; then kubeadm reset -f; fi\nmkdir -p /etc/kubernetes/ecoboot\n{write}\nkubeadm join --config {JOIN_CONFIG}\nrc=$?\nrm -f {JOIN_CONFIG}\nexit $rc",
-                write = script::write_file(JOIN_CONFIG, join.as_bytes(), 0o600)
-            );
-            let events = &cx.events;
-            async move {
-                events.progress(ID, Some(&target.node), "kubeadm join");
-                let out = conn
-                    .run("kubeadm join", &script, Duration::from_secs(600), true)
-                    .await;
-                match out {
-                    Ok(o) if o.ok() || o.code == Some(SKIPPED) => {
-                        events.progress(ID, Some(&target.node), "joined");
-                        None
-                    }
-                    Ok(o) => Some(NodeFailure {
-                        node: target.node,
-                        step: "kubeadm join".into(),
-                        code: o.code,
-                        tail: o.tail(5),
-                    }),
-                    Err(e) => Some(NodeFailure {
-                        node: target.node,
-                        step: "kubeadm join".into(),
-                        code: None,
-                        tail: e.to_string(),
-                    }),
-                }
-            }
+            join_one(cx, &joining, target, conn)
         })
         .await;
         failures.extend(joined.into_iter().flatten());
@@ -195,6 +197,54 @@ impl Stage for JoinWorkers {
             help: "the other nodes joined; fix the cause and rerun `ecoboot stage join-workers`: only the missing nodes join, with a new token".into(),
         })
     }
+}
+
+/// What every joining node is given.
+struct Joining<'a> {
+    endpoint: &'a str,
+    token: &'a str,
+    ca_hash: &'a str,
+}
+
+/// Joins one node (reset first when half-joined; nothing when it joined meanwhile).
+async fn join_one(
+    cx: &Ctx,
+    joining: &Joining<'_>,
+    target: Target,
+    conn: Arc<Conn>,
+) -> Option<NodeFailure> {
+    let node = (cx.config.nodes())
+        .find(|n| n.name.as_str() == target.node)
+        .expect("configured node");
+    let join = kubeadm::join_config(
+        node,
+        &facts(cx, &target),
+        joining.endpoint,
+        joining.token,
+        joining.ca_hash,
+    );
+    let script = format!(
+        "if [ -e /etc/kubernetes/kubelet.conf ]; then exit {SKIPPED}; fi\nif [ -e /etc/kubernetes/pki/ca.crt ]; then kubeadm reset -f; fi\nmkdir -p /etc/kubernetes/ecoboot\n{write}\nkubeadm join --config {JOIN_CONFIG}\nrc=$?\nrm -f {JOIN_CONFIG}\nexit $rc",
+        write = script::write_file(JOIN_CONFIG, join.as_bytes(), 0o600)
+    );
+    cx.events.progress(ID, Some(&target.node), "kubeadm join");
+    let out = conn
+        .run("kubeadm join", &script, Duration::from_secs(600), true)
+        .await;
+    let (code, tail) = match out {
+        Ok(o) if o.ok() || o.code == Some(SKIPPED) => {
+            cx.events.progress(ID, Some(&target.node), "joined");
+            return None;
+        }
+        Ok(o) => (o.code, o.tail(5)),
+        Err(e) => (None, e.to_string()),
+    };
+    Some(NodeFailure {
+        node: target.node,
+        step: "kubeadm join".into(),
+        code,
+        tail,
+    })
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! The ordered list of stages `ecoboot up` runs.
 
+mod applications;
 mod argocd_render;
 pub mod iam;
 pub mod init_master;
+mod init_master_steps;
 pub mod install_argocd;
 pub mod install_cni;
 mod instance_settings;
@@ -11,9 +13,11 @@ mod instances_found;
 mod instances_launch;
 pub mod join_workers;
 pub mod label_nodes;
+pub mod manifest_stage;
 pub mod network;
 mod network_discover;
 mod network_ensure;
+mod node_labels;
 pub mod prepare_nodes;
 pub mod root_app;
 

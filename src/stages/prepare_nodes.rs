@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::engine::{Ctx, Found, Stage};
+use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::playbook::Playbook;
@@ -18,9 +18,43 @@ pub const ID: &str = "prepare-nodes";
 /// The `prepare-nodes` stage.
 pub struct PrepareNodes;
 
-async fn reachable(cx: &Ctx, book: &Playbook) -> Result<(Vec<Arc<Conn>>, Vec<NodeFailure>)> {
+/// What one node still needs.
+pub enum NodeWork {
+    /// It could not be reached at probe time (apply tries again).
+    Unreachable(String),
+    /// The playbook steps whose guard says they are not done.
+    Steps(Vec<String>),
+    /// Its guards could not be checked (apply runs the playbook, which re-checks each guard).
+    Unchecked(String),
+}
+
+/// The nodes that are not prepared yet, by name, and what each needs.
+pub struct PreparePlan {
+    nodes: Vec<(String, NodeWork)>,
+}
+
+impl StagePlan for PreparePlan {
+    fn actions(&self) -> Vec<Action> {
+        (self.nodes.iter())
+            .map(|(node, work)| match work {
+                NodeWork::Unreachable(tail) => Action::new(node, format!("unreachable: {tail}")),
+                NodeWork::Steps(steps) => Action::new(
+                    node,
+                    format!("run {} step(s): {}", steps.len(), steps.join(", ")),
+                ),
+                NodeWork::Unchecked(tail) => Action::new(node, format!("cannot check: {tail}")),
+            })
+            .collect()
+    }
+}
+
+async fn reachable(
+    cx: &Ctx,
+    book: &Playbook,
+    keep: impl Fn(&str) -> bool,
+) -> Result<(Vec<Arc<Conn>>, Vec<NodeFailure>)> {
     let (conns, failures) = cx
-        .connect_nodes(ID, |t| book.targets(&t.node, t.role))
+        .connect_nodes(ID, |t| book.targets(&t.node, t.role) && keep(&t.node))
         .await?;
     Ok((conns.into_iter().map(|(_, c)| c).collect(), failures))
 }
@@ -36,7 +70,7 @@ fn failed(failures: &[NodeFailure], total: usize) -> Error {
 
 #[async_trait]
 impl Stage for PrepareNodes {
-    type Plan = Vec<Action>;
+    type Plan = PreparePlan;
 
     fn id(&self) -> &'static str {
         ID
@@ -46,12 +80,12 @@ impl Stage for PrepareNodes {
         "Prepare nodes: swap, kernel modules, containerd, kubeadm"
     }
 
-    async fn probe(&self, cx: &Ctx) -> Result<Found<Vec<Action>>> {
+    async fn probe(&self, cx: &Ctx) -> Result<Found<PreparePlan>> {
         let book = Playbook::load(ID, cx.playbooks.as_deref())?;
-        let (conns, unreachable) = reachable(cx, &book).await?;
-        let mut todo: Vec<Action> = unreachable
-            .iter()
-            .map(|f| Action::new(&f.node, format!("unreachable: {}", f.tail)))
+        let (conns, unreachable) = reachable(cx, &book, |_| true).await?;
+        let mut nodes: Vec<(String, NodeWork)> = unreachable
+            .into_iter()
+            .map(|f| (f.node, NodeWork::Unreachable(f.tail)))
             .collect();
         let book = &book;
         let pending = crate::fanout::each(conns.iter().cloned(), 0, |conn| async move {
@@ -64,24 +98,23 @@ impl Stage for PrepareNodes {
         for (node, result) in pending {
             match result {
                 Ok(steps) if steps.is_empty() => {}
-                Ok(steps) => todo.push(Action::new(
-                    node,
-                    format!("run {} step(s): {}", steps.len(), steps.join(", ")),
-                )),
-                Err(f) => todo.push(Action::new(node, format!("cannot check: {}", f.tail))),
+                Ok(steps) => nodes.push((node, NodeWork::Steps(steps))),
+                Err(f) => nodes.push((node, NodeWork::Unchecked(f.tail))),
             }
         }
-        todo.sort_by(|a, b| a.target.cmp(&b.target));
-        if todo.is_empty() {
+        nodes.sort_by(|a, b| a.0.cmp(&b.0));
+        if nodes.is_empty() {
             Ok(Found::done(format!("{} node(s) prepared", conns.len())))
         } else {
-            Ok(Found::Todo(todo))
+            Ok(Found::Todo(PreparePlan { nodes }))
         }
     }
 
-    async fn apply(&self, cx: &Ctx, _plan: Vec<Action>) -> Result<()> {
+    /// Runs the playbook on the planned nodes only (a finished node is not even connected to).
+    async fn apply(&self, cx: &Ctx, plan: PreparePlan) -> Result<()> {
         let book = Playbook::load(ID, cx.playbooks.as_deref())?;
-        let (conns, mut failures) = reachable(cx, &book).await?;
+        let planned = |node: &str| plan.nodes.iter().any(|(n, _)| n == node);
+        let (conns, mut failures) = reachable(cx, &book, planned).await?;
         let total = conns.len() + failures.len();
         let summary = run::apply(&cx.config, &cx.events, ID, &book, &conns).await;
         cx.count("steps.executed", summary.executed);

@@ -9,13 +9,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::GroupVersionKind;
 use serde_json::Value;
 
+pub use super::applications::{AppStatus, app_statuses, applications, table};
 use crate::api::{apply::Applier, manifest};
 use crate::config::Config;
-use crate::engine::{Ctx, Found, Stage};
+use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
 use crate::event::Action;
 
@@ -26,27 +27,6 @@ pub const TEMPLATE: &str = include_str!("../../manifests/root-app.yaml");
 
 /// The `root-app` stage.
 pub struct RootApp;
-
-/// One Application's status, as `ecoboot status` and the wait print it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct AppStatus {
-    /// Application name.
-    pub name: String,
-    /// Sync status (Synced, OutOfSync, Unknown).
-    pub sync: String,
-    /// Health status (Healthy, Progressing, Degraded, Suspended, Missing, Unknown).
-    pub health: String,
-    /// `argocd.argoproj.io/sync-wave`.
-    pub wave: String,
-    /// Last operation phase and message, or the first condition.
-    pub detail: String,
-}
-
-impl AppStatus {
-    fn settled(&self) -> bool {
-        self.sync == "Synced" && self.health == "Healthy"
-    }
-}
 
 /// Renders `template` with the config's values: each `{{ key }}` placeholder becomes a token,
 /// the template is parsed as YAML, and only then are the values put into the string scalars
@@ -128,78 +108,37 @@ fn objects(cx: &Ctx) -> Result<Vec<DynamicObject>> {
     manifest::objects(render(&template(cx)?, &cx.config)?, "the root app")
 }
 
-/// The Application API in `ns`.
-pub fn applications(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application"),
-        "applications",
-    );
-    Api::namespaced_with(client.clone(), ns, &ar)
-}
-
-/// Every Application in `ns` with its status, ordered by sync wave then name.
-pub async fn app_statuses(
-    client: &kube::Client,
-    ns: &str,
-) -> std::result::Result<Vec<AppStatus>, kube::Error> {
-    let list = applications(client, ns)
-        .list(&ListParams::default())
-        .await?;
-    let mut apps: Vec<AppStatus> = list
-        .items
-        .into_iter()
-        .map(|a| {
-            let s = &a.data["status"];
-            let text = |v: &serde_json::Value| v.as_str().unwrap_or("Unknown").to_string();
-            let op = &s["operationState"];
-            let detail = match (op["phase"].as_str(), s["conditions"][0]["message"].as_str()) {
-                (_, Some(cond)) => cond.to_string(),
-                (Some(phase), _) => format!("{phase}: {}", op["message"].as_str().unwrap_or("")),
-                (None, None) => String::new(),
-            };
-            AppStatus {
-                name: a.metadata.name.clone().unwrap_or_default(),
-                sync: text(&s["sync"]["status"]),
-                health: text(&s["health"]["status"]),
-                wave: a
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|m| m.get("argocd.argoproj.io/sync-wave"))
-                    .cloned()
-                    .unwrap_or_else(|| "0".into()),
-                detail,
-            }
-        })
-        .collect();
-    apps.sort_by_key(|a| (a.wave.parse::<i64>().unwrap_or(0), a.name.clone()));
-    Ok(apps)
-}
-
-/// A table of applications (NAME SYNC HEALTH WAVE DETAIL).
-pub fn table(apps: &[AppStatus]) -> String {
-    let width = apps.iter().map(|a| a.name.len()).max().unwrap_or(4).max(4);
-    let mut out = format!(
-        "{:<width$}  {:<10} {:<11} {:>5}  DETAIL",
-        "NAME", "SYNC", "HEALTH", "WAVE"
-    );
-    for a in apps {
-        out.push_str(&format!(
-            "\n{:<width$}  {:<10} {:<11} {:>5}  {}",
-            a.name, a.sync, a.health, a.wave, a.detail
-        ));
-    }
-    out
-}
-
 async fn not_served(client: &kube::Client) -> bool {
     let gvk = GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application");
     kube::discovery::pinned_kind(client, &gvk).await.is_err()
 }
 
+/// What root-app found: objects to apply, and the Applications not settled yet.
+pub struct RootPlan {
+    changes: Vec<Action>,
+    objects: Vec<DynamicObject>,
+    unsettled: Vec<AppStatus>,
+    /// No Application exists yet (and nothing is left to apply).
+    none_yet: bool,
+}
+
+impl StagePlan for RootPlan {
+    fn actions(&self) -> Vec<Action> {
+        let mut todo = self.changes.clone();
+        todo.extend(
+            (self.unsettled.iter())
+                .map(|a| Action::new(&a.name, format!("wait: {} / {}", a.sync, a.health))),
+        );
+        if self.none_yet {
+            todo.push(Action::new(ID, "wait for the applications"));
+        }
+        todo
+    }
+}
+
 #[async_trait]
 impl Stage for RootApp {
-    type Plan = Vec<Action>;
+    type Plan = RootPlan;
 
     fn id(&self) -> &'static str {
         ID
@@ -209,7 +148,7 @@ impl Stage for RootApp {
         "Apply the App-of-Apps root Application"
     }
 
-    async fn probe(&self, cx: &Ctx) -> Result<Found<Vec<Action>>> {
+    async fn probe(&self, cx: &Ctx) -> Result<Found<RootPlan>> {
         let client = cx.kube(ID).await?;
         if not_served(&client).await {
             return Err(Error::Prerequisite {
@@ -219,68 +158,45 @@ impl Stage for RootApp {
             });
         }
         let ns = &cx.config.cluster.spec.argocd.namespace;
-        let objs = objects(cx)?;
-        let mut todo: Vec<Action> = Applier::new(&client, ns).plan(&objs, "root-app").await?;
+        let objects = objects(cx)?;
+        let changes = Applier::new(&client, ns).plan(&objects, ID).await?;
+        let (mut unsettled, mut none_yet) = (Vec::new(), false);
         if !cx.no_wait {
             let apps = app_statuses(&client, ns)
                 .await
                 .map_err(|e| crate::api::error("list", "applications", e))?;
-            todo.extend(
-                apps.iter()
-                    .filter(|a| !a.settled())
-                    .map(|a| Action::new(&a.name, format!("wait: {} / {}", a.sync, a.health))),
-            );
-            if apps.is_empty() && todo.is_empty() {
-                todo.push(Action::new("root-app", "wait for the applications"));
-            }
+            none_yet = apps.is_empty() && changes.is_empty();
+            unsettled = apps.into_iter().filter(|a| !a.settled()).collect();
         }
-        Ok(if todo.is_empty() {
+        Ok(if changes.is_empty() && unsettled.is_empty() && !none_yet {
             Found::done(format!(
                 "root app `{}` applied; applications Synced and Healthy",
                 cx.config.cluster.spec.argocd.root_app.name
             ))
         } else {
-            Found::Todo(todo)
+            Found::Todo(RootPlan {
+                changes,
+                objects,
+                unsettled,
+                none_yet,
+            })
         })
     }
 
-    async fn apply(&self, cx: &Ctx, _plan: Vec<Action>) -> Result<()> {
+    /// Applies the rendered objects when the plan has changes (once their AppProject exists),
+    /// then, unless `--no-wait`, waits until every Application is Synced and Healthy.
+    async fn apply(&self, cx: &Ctx, plan: RootPlan) -> Result<()> {
         let client = cx.kube(ID).await?;
         let a = &cx.config.cluster.spec.argocd;
         let timeout = Duration::from_secs(a.wait_seconds);
-        let project = a.root_app.project.clone();
-        let projects = Api::<DynamicObject>::namespaced_with(
-            client.clone(),
-            &a.namespace,
-            &ApiResource::from_gvk_with_plural(
-                &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "AppProject"),
-                "appprojects",
-            ),
-        );
-        let missing = crate::api::wait::until(timeout, Duration::from_secs(1), || async {
-            match projects.get_opt(&project).await {
-                Ok(Some(_)) => Ok(None),
-                Ok(None) => Ok(Some(format!("AppProject `{project}` does not exist"))),
-                Err(e) => Err(crate::api::error(
-                    "get",
-                    &format!("AppProject {project}"),
-                    e,
-                )),
-            }
-        })
-        .await?;
-        if let Some(why) = missing {
-            return Err(Error::StageFailed {
-                stage: ID.into(),
-                message: format!("{why} after {}s", timeout.as_secs()),
-                help: "list it in spec.argocd.projects (ecoboot creates those before any Application), or use `default`, which ArgoCD creates".into(),
-            });
+        if !plan.changes.is_empty() {
+            wait_for_project(&client, cx, timeout).await?;
+            let progress = |m: String| cx.events.progress(ID, None, m);
+            let report = Applier::new(&client, &a.namespace)
+                .apply(plan.objects, &progress)
+                .await?;
+            cx.count_all(report.counters());
         }
-        let progress = |m: String| cx.events.progress(ID, None, m);
-        let report = Applier::new(&client, &a.namespace)
-            .apply(objects(cx)?, &progress)
-            .await?;
-        cx.count_all(report.counters());
         if cx.no_wait {
             return Ok(());
         }
@@ -291,17 +207,10 @@ impl Stage for RootApp {
                 .map_err(|e| crate::api::error("list", "applications", e))?;
             for app in &apps {
                 let now = (app.sync.clone(), app.health.clone());
-                let changed = seen
-                    .lock()
-                    .expect("lock")
-                    .insert(app.name.clone(), now.clone())
-                    != Some(now);
-                if changed {
-                    cx.events.progress(
-                        ID,
-                        Some(&app.name),
-                        format!("{} / {}", app.sync, app.health),
-                    );
+                let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                if seen.insert(app.name.clone(), now.clone()) != Some(now) {
+                    let line = format!("{} / {}", app.sync, app.health);
+                    cx.events.progress(ID, Some(&app.name), line);
                 }
             }
             let offending: Vec<AppStatus> = apps.into_iter().filter(|a| !a.settled()).collect();
@@ -322,6 +231,41 @@ impl Stage for RootApp {
                 ),
             }),
         }
+    }
+}
+
+/// Waits, bounded, until the root app's AppProject exists (ecoboot's own projects are applied
+/// by install-argocd; `default` is created by ArgoCD itself).
+async fn wait_for_project(client: &kube::Client, cx: &Ctx, timeout: Duration) -> Result<()> {
+    let a = &cx.config.cluster.spec.argocd;
+    let project = a.root_app.project.as_str();
+    let projects = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        &a.namespace,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "AppProject"),
+            "appprojects",
+        ),
+    );
+    let missing = crate::api::wait::until(timeout, Duration::from_secs(1), || async {
+        match projects.get_opt(project).await {
+            Ok(Some(_)) => Ok(None),
+            Ok(None) => Ok(Some(format!("AppProject `{project}` does not exist"))),
+            Err(e) => Err(crate::api::error(
+                "get",
+                &format!("AppProject {project}"),
+                e,
+            )),
+        }
+    })
+    .await?;
+    match missing {
+        None => Ok(()),
+        Some(why) => Err(Error::StageFailed {
+            stage: ID.into(),
+            message: format!("{why} after {}s", timeout.as_secs()),
+            help: "list it in spec.argocd.projects (ecoboot creates those before any Application), or use `default`, which ArgoCD creates".into(),
+        }),
     }
 }
 
