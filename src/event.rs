@@ -98,6 +98,16 @@ pub enum Event {
         /// The error, one line.
         message: String,
     },
+    /// Something the operator should act on soon, that does not stop the run (e.g. a version
+    /// near the end of its support window).
+    Warning {
+        /// What it is about.
+        subject: String,
+        /// What is wrong.
+        message: String,
+        /// What to do.
+        help: String,
+    },
     /// The run ended.
     RunFinished {
         /// True when every requested stage is done.
@@ -117,7 +127,7 @@ impl Event {
             | Event::Progress { stage, .. }
             | Event::StageDone { stage, .. }
             | Event::StageFailed { stage, .. } => Some(stage),
-            Event::RunStarted { .. } | Event::RunFinished { .. } => None,
+            Event::RunStarted { .. } | Event::RunFinished { .. } | Event::Warning { .. } => None,
         }
     }
 }

@@ -143,6 +143,7 @@ pub fn join_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::snapshot;
 
     fn facts() -> NodeFacts {
         NodeFacts {
@@ -150,22 +151,6 @@ mod tests {
             public_address: "54.180.0.10".into(),
             provider_id: Some("aws:///ap-northeast-2a/i-0123456789abcdef0".into()),
         }
-    }
-
-    /// Compares with a snapshot file; `ECOBOOT_UPDATE_SNAPSHOTS=1` rewrites it.
-    fn snapshot(name: &str, actual: &str) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/snapshots")
-            .join(name);
-        if std::env::var_os("ECOBOOT_UPDATE_SNAPSHOTS").is_some() {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, actual).unwrap();
-        }
-        let expected = std::fs::read_to_string(&path).unwrap_or_default();
-        assert_eq!(
-            actual, expected,
-            "snapshot {name} differs (ECOBOOT_UPDATE_SNAPSHOTS=1 to accept)"
-        );
     }
 
     #[test]

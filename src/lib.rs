@@ -8,6 +8,7 @@ pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod containerd;
 pub mod engine;
 pub mod error;
 pub mod event;
@@ -25,6 +26,8 @@ pub mod ssh;
 pub mod stages;
 pub mod state;
 pub mod teardown;
+#[cfg(test)]
+mod testutil;
 
 use std::ffi::OsString;
 

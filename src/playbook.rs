@@ -26,6 +26,14 @@ pub const VARIABLES: &[&str] = &[
     "k8s_apt_version",
     "pod_cidr",
     "service_cidr",
+    "containerd_version",
+    "containerd_url",
+    "containerd_sha256",
+    "containerd_config_b64",
+    "containerd_unit_b64",
+    "runc_version",
+    "runc_url",
+    "runc_sha256",
 ];
 
 /// One playbook.
@@ -219,7 +227,26 @@ pub fn values(config: &Config, node: &str, role: Role) -> BTreeMap<&'static str,
         ("k8s_apt_version", apt),
         ("pod_cidr", k.pod_cidr.value.clone()),
         ("service_cidr", k.service_cidr.value.clone()),
+        ("containerd_version", k.containerd.version.value.clone()),
+        ("containerd_url", k.containerd.url.value.clone()),
+        ("containerd_sha256", k.containerd.sha256.value.clone()),
+        (
+            "containerd_config_b64",
+            b64(&crate::containerd::config_toml(config)),
+        ),
+        (
+            "containerd_unit_b64",
+            b64(&crate::containerd::systemd_unit()),
+        ),
+        ("runc_version", k.runc.version.value.clone()),
+        ("runc_url", k.runc.url.value.clone()),
+        ("runc_sha256", k.runc.sha256.value.clone()),
     ])
+}
+
+fn b64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }
 
 /// `text` with every `{{ name }}` replaced (names were checked at load time).
@@ -255,10 +282,10 @@ mod tests {
         );
         let config = crate::config::tests_support::config();
         let vals = values(&config, "k8s-master", Role::ControlPlane);
-        assert_eq!(vals["k8s_apt_version"], "1.34.*");
+        assert_eq!(vals["k8s_apt_version"], "1.36.*");
         assert_eq!(
             render("v{{ k8s_minor }}/deb {{node}}", &vals),
-            "v1.34/deb k8s-master"
+            "v1.36/deb k8s-master"
         );
     }
 

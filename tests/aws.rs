@@ -94,8 +94,8 @@ fn fresh_provision_rerun_status_inventory_and_down() {
             "{i}"
         );
         assert_eq!(
-            i["image"], "ami-0a1b2c3d4e5f60002",
-            "newest jammy amd64 image"
+            i["image"], "ami-0a1b2c3d4e5f60006",
+            "newest noble (24.04) amd64 image"
         );
         let block = text
             .split("- name: ")
@@ -445,7 +445,7 @@ fn foreign_key_pair_drift_and_lost_state() {
         14
     );
     assert_eq!(
-        state["outputs"]["instances"]["ami_id"], "ami-0a1b2c3d4e5f60002",
+        state["outputs"]["instances"]["ami_id"], "ami-0a1b2c3d4e5f60006",
         "AMI recovered from the instances"
     );
 

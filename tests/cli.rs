@@ -292,3 +292,99 @@ fn the_public_key_is_required_only_by_runs_that_import_it() {
         "{err}"
     );
 }
+
+#[test]
+fn support_windows_warn_in_plan_status_and_the_github_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_key(dir.path());
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen("version: \"1.36\"", "version: \"1.35\"", 1),
+    )
+    .unwrap();
+    let soon = "Kubernetes 1.35 leaves upstream support in 58 day(s), on 2027-02-28";
+    // On the fixed test day 1.35 has months left: no warning.
+    let (code, out, _) = run(ecoboot(dir.path()).arg("-c").arg(&config).args([
+        "plan",
+        "--from",
+        "prepare-nodes",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(code, 5, "unreachable test nodes make the plan incomplete");
+    assert!(!out.contains("\"event\":\"warning\""), "{out}");
+    // Within 60 days of its end: plan (JSON event), up in Actions (annotation and summary).
+    let (code, out, _) = run(ecoboot(dir.path())
+        .arg("-c")
+        .arg(&config)
+        .args(["plan", "--from", "prepare-nodes", "--output", "json"])
+        .env("ECOBOOT_TODAY", "2027-01-01"));
+    assert_eq!(code, 5);
+    let warning = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "warning")
+        .expect("a warning event");
+    assert_eq!(warning["message"], soon);
+    assert!(
+        warning["help"]
+            .as_str()
+            .unwrap()
+            .contains("ecoboot upgrade --to 1.36"),
+        "{warning}"
+    );
+    let summary = dir.path().join("summary.md");
+    let (_, out, _) = run(ecoboot(dir.path())
+        .arg("-c")
+        .arg(&config)
+        .args(["up", "--from", "prepare-nodes"])
+        .env("ECOBOOT_TODAY", "2027-01-01")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary));
+    assert!(
+        out.contains(&format!("::warning title=Kubernetes 1.35::{soon}")),
+        "{out}"
+    );
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.contains(&format!("> [!WARNING]\n> {soon}")), "{md}");
+    let (_, status, _) = run(ecoboot(dir.path())
+        .arg("-c")
+        .arg(&config)
+        .args(["status", "--output", "json"])
+        .env("ECOBOOT_TODAY", "2027-01-01")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_MAX_ATTEMPTS", "1"));
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["support"][0]["message"], soon, "{status}");
+    // Past its end it is refused, unless explicitly allowed (then every run warns).
+    let (code, _, err) = run(ecoboot(dir.path())
+        .arg("-c")
+        .arg(&config)
+        .args(["plan", "--from", "prepare-nodes"])
+        .env("ECOBOOT_TODAY", "2027-03-01"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("(supported: 1.36, 1.37)"), "{err}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen(
+            "version: \"1.35\"",
+            "version: \"1.35\"\n    allowUnsupportedVersion: true",
+            1,
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(ecoboot(dir.path())
+        .arg("-c")
+        .arg(&config)
+        .args(["plan", "--from", "prepare-nodes"])
+        .env("ECOBOOT_TODAY", "2027-03-01"));
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        out.contains("warning: Kubernetes 1.35 is out of upstream support since 2027-02-28"),
+        "{out}"
+    );
+}

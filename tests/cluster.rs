@@ -41,7 +41,7 @@ fn init_and_join_14_nodes_then_rerun_calls_no_kubeadm() {
         .file(1, "/var/lib/ecoboot-sim/init-config.yaml")
         .expect("kubeadm init ran on the master");
     assert!(
-        init.contains("kubernetesVersion: v1.34.2"),
+        init.contains("kubernetesVersion: v1.36.2"),
         "version resolved on the node:\n{init}"
     );
     let docs: Vec<serde_json::Value> = init

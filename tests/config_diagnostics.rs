@@ -203,9 +203,21 @@ const CASES: &[Case] = &[
     ),
     case(
         "bad kubernetes version",
-        &[("version: \"1.34\"", "version: latest")],
+        &[("version: \"1.36\"", "version: latest")],
         "`latest` is not a Kubernetes version",
         "version: latest",
+    ),
+    case(
+        "kubernetes minor past its support window",
+        &[("version: \"1.36\"", "version: \"1.34\"")],
+        "Kubernetes 1.34 is not inside its support window on 2026-11-23 (supported: 1.35, 1.36, 1.37)",
+        "version: \"1.34\"",
+    ),
+    case(
+        "containerd too old for the minor",
+        &[("version: \"2.3.4\"", "version: \"1.7.24\"")],
+        "containerd 1.7.24 cannot run Kubernetes 1.36",
+        "version: \"1.7.24\"",
     ),
     case(
         "wrong type",

@@ -26,6 +26,35 @@ fn prepare_nodes_on_14_nodes_then_a_rerun_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = fleet.config(dir.path());
     let state = dir.path().join("state");
+    // Preflight first: a cgroup v1 node and a node on Ubuntu's containerd 1.7 are both named,
+    // and nothing changes anywhere.
+    fleet.ssh(
+        3,
+        "mkdir -p /var/lib/ecoboot-sim && touch /var/lib/ecoboot-sim/cgroup-v1",
+    );
+    fleet.ssh(
+        7,
+        "mkdir -p /var/lib/ecoboot-sim/pkgs && echo 1.7.24-0ubuntu1~24.04.2 > /var/lib/ecoboot-sim/pkgs/containerd",
+    );
+    let (code, _, err) = stage(&config, &state, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("preflight: 2 problem(s)"), "{err}");
+    assert!(
+        err.contains(
+            "k8s-api-my: cgroup v1 (/sys/fs/cgroup is tmpfs): kubelet 1.36 needs cgroup v2"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("runs containerd 1.7.24; Kubernetes 1.36 needs containerd 2.0 or newer"),
+        "{err}"
+    );
+    assert!(
+        (1..=NODES).all(|i| fleet.mutating_calls(i).is_empty()),
+        "the preflight changes nothing"
+    );
+    fleet.ssh(3, "rm /var/lib/ecoboot-sim/cgroup-v1");
+    fleet.ssh(7, "rm /var/lib/ecoboot-sim/pkgs/containerd");
     let (code, plan, err) = run(ecoboot(&state).arg("-c").arg(&config).args([
         "plan",
         "--from",
@@ -36,7 +65,7 @@ fn prepare_nodes_on_14_nodes_then_a_rerun_changes_nothing() {
     assert_eq!(code, 0, "{err}");
     assert!(
         plan.contains(
-            "[prepare-nodes] k8s-redis: would run 10 step(s): disable swap, load kernel modules"
+            "[prepare-nodes] k8s-redis: would run 11 step(s): disable swap, load kernel modules"
         ),
         "{plan}"
     );
@@ -51,7 +80,7 @@ fn prepare_nodes_on_14_nodes_then_a_rerun_changes_nothing() {
             fleet
                 .file(i, "/var/lib/ecoboot-sim/pkgs/kubelet")
                 .as_deref(),
-            Some("1.34.2-1.1\n"),
+            Some("1.36.2-1.1\n"),
             "node {i}"
         );
         assert!(
@@ -60,11 +89,20 @@ fn prepare_nodes_on_14_nodes_then_a_rerun_changes_nothing() {
                 .is_some(),
             "node {i} holds kubeadm"
         );
+        let toml = fleet.file(i, "/etc/containerd/config.toml").unwrap();
+        assert!(toml.starts_with("# Written by ecoboot") && toml.contains("version = 3"));
+        assert!(toml.contains("SystemdCgroup = true") && toml.contains("pause:3.10.2"));
         assert!(
             fleet
-                .file(i, "/etc/containerd/config.toml")
-                .unwrap()
-                .contains("SystemdCgroup = true")
+                .file(i, "/usr/local/bin/containerd")
+                .is_some_and(|b| b.contains("v2.3.4")),
+            "node {i}: containerd 2.3.4 from the release tarball"
+        );
+        assert!(
+            fleet
+                .file(i, "/usr/local/bin/runc")
+                .is_some_and(|b| b.contains("1.4.3")),
+            "node {i}: runc 1.4.3"
         );
         assert_eq!(
             fleet.file(i, "/etc/modules-load.d/k8s.conf").as_deref(),

@@ -122,6 +122,7 @@ async fn run_stages(
         command: command.into(),
         cluster: config.name().into(),
     });
+    warn_support(&events, &config.versions());
     let started = Instant::now();
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let mut result = Ok(());
@@ -143,6 +144,18 @@ async fn run_stages(
     cx.close_ssh().await;
     finish_run(&events, result.is_ok(), started, log.as_deref());
     result
+}
+
+/// Warns about every version at or near the end of its support window (one event each).
+fn warn_support(events: &Events, versions: &[(crate::config::support::Component, String)]) {
+    let today = crate::config::support::Day::today();
+    for n in crate::config::support::notices(versions, today) {
+        events.emit(Event::Warning {
+            subject: n.subject,
+            message: n.message,
+            help: n.help,
+        });
+    }
 }
 
 /// Ends a run's output: the final event, reporter cleanup, and where the full log is on failure.

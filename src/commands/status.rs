@@ -32,6 +32,8 @@ struct StageRow {
 struct NodeRow {
     name: String,
     ready: bool,
+    /// The kubelet version the node reports.
+    version: String,
     roles: Vec<String>,
     labels: String,
 }
@@ -51,6 +53,10 @@ async fn cluster_view(cx: &Ctx) -> Result<(Vec<NodeRow>, Vec<crate::stages::root
             NodeRow {
                 name: n.metadata.name.clone().unwrap_or_default(),
                 ready: crate::stages::label_nodes::not_ready(n).is_none(),
+                version: (n.status.as_ref())
+                    .and_then(|s| s.node_info.as_ref())
+                    .map(|i| i.kubelet_version.clone())
+                    .unwrap_or_default(),
                 roles: labels
                     .keys()
                     .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
@@ -109,6 +115,7 @@ pub(super) async fn status(g: &Global) -> Result<()> {
         },
     };
     cx.close_ssh().await;
+    let notices = support_notices(&config, view.as_ref().ok().map(|(n, _)| n.as_slice()));
     if g.output == Output::Json {
         let (nodes, apps, api) = match &view {
             Ok((n, a)) => (
@@ -122,7 +129,7 @@ pub(super) async fn status(g: &Global) -> Result<()> {
                 serde_json::json!(format!("unreachable: {e}")),
             ),
         };
-        let doc = serde_json::json!({ "cluster": config.name(), "stages": rows, "api": api, "nodes": nodes, "apps": apps });
+        let doc = serde_json::json!({ "cluster": config.name(), "stages": rows, "api": api, "nodes": nodes, "apps": apps, "support": notices });
         println!("{doc}");
         return Ok(());
     }
@@ -152,9 +159,10 @@ pub(super) async fn status(g: &Global) -> Result<()> {
             let width = nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
             for n in &nodes {
                 println!(
-                    "{:<width$}  {:<9} {:<22} {}",
+                    "{:<width$}  {:<9} {:<9} {:<22} {}",
                     n.name,
                     if n.ready { "Ready" } else { "NotReady" },
+                    n.version,
                     n.roles.join(","),
                     n.labels
                 );
@@ -165,5 +173,35 @@ pub(super) async fn status(g: &Global) -> Result<()> {
             }
         }
     }
+    if !notices.is_empty() {
+        println!("\nSUPPORT");
+        let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+        for n in &notices {
+            println!("warning: {}; {}", n.message, n.help);
+            if github {
+                println!("::warning title=ecoboot support window::{}", n.message);
+            }
+        }
+    }
     Ok(())
+}
+
+/// Support-window notices for what the config asks for and, when the API answered, for the
+/// oldest kubelet minor the cluster actually runs.
+fn support_notices(
+    config: &crate::config::Config,
+    nodes: Option<&[NodeRow]>,
+) -> Vec<crate::config::support::Notice> {
+    use crate::config::support::{self, Component};
+    let mut versions = config.versions();
+    let oldest = (nodes.into_iter().flatten())
+        .map(|n| support::minor(&n.version))
+        .filter(|m| !m.is_empty())
+        .min_by_key(|m| m.split('.').nth(1).and_then(|p| p.parse::<u32>().ok()));
+    if let Some(live) = oldest
+        && live != support::minor(&config.cluster.spec.kubernetes.version)
+    {
+        versions.push((Component::Kubernetes, live));
+    }
+    support::notices(&versions, support::Day::today())
 }

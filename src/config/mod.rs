@@ -7,6 +7,7 @@ mod locate;
 mod model;
 mod model_argocd;
 mod strings;
+pub mod support;
 pub mod syntax;
 mod validate;
 mod validate_nodes;
@@ -271,6 +272,26 @@ impl Config {
         self.cluster.spec.nodes.iter().map(|n| &n.value)
     }
 
+    /// The versions the config asks for that have support windows (Kubernetes, containerd,
+    /// the Ubuntu release of the AMI filter).
+    pub fn versions(&self) -> Vec<(support::Component, String)> {
+        let spec = &self.cluster.spec;
+        let mut out = vec![
+            (
+                support::Component::Kubernetes,
+                spec.kubernetes.version.value.clone(),
+            ),
+            (
+                support::Component::Containerd,
+                spec.kubernetes.containerd.version.value.clone(),
+            ),
+        ];
+        if let Some(release) = support::ubuntu_release(&spec.aws.ami.name_filter) {
+            out.push((support::Component::Ubuntu, release));
+        }
+        out
+    }
+
     /// The single control-plane node.
     pub fn control_plane(&self) -> &Node {
         self.nodes()
@@ -360,8 +381,12 @@ fn segments(path: &serde_ignored::Path) -> Option<Vec<Seg>> {
 pub mod tests_support {
     use super::*;
 
-    /// The shipped config, parsed without file checks.
+    /// The day the unit tests run on (never the clock).
+    pub const TODAY: support::Day = support::Day::ymd(2026, 11, 23);
+
+    /// The shipped config, parsed without file checks, on [`TODAY`].
     pub fn config() -> Config {
+        support::pin_today(TODAY);
         let text = include_str!("../../inventory/cluster.yaml").to_string();
         Config::parse(
             Path::new("inventory/cluster.yaml"),

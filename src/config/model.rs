@@ -129,7 +129,9 @@ impl Default for Ami {
     fn default() -> Self {
         Ami {
             owner: plain("099720109477".into()),
-            name_filter: plain("ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*".into()),
+            name_filter: plain(
+                "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*".into(),
+            ),
         }
     }
 }
@@ -183,8 +185,15 @@ impl Default for Ssh {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Kubernetes {
-    /// Kubernetes version, e.g. `1.34.1` or `1.34`.
+    /// Kubernetes version, e.g. `1.36.4` or `1.36`.
     pub version: Located<String>,
+    /// Accept a minor outside its support window (warned about on every run).
+    pub allow_unsupported_version: bool,
+    /// containerd from its upstream release tarball, downloaded on each node and checked
+    /// against the sha256.
+    pub containerd: Artifact,
+    /// runc, the OCI runtime containerd runs (upstream release binary).
+    pub runc: Artifact,
     /// Pod network CIDR (Calico IP pool).
     pub pod_cidr: Located<String>,
     /// Service CIDR.
@@ -211,7 +220,18 @@ pub enum ApiAccess {
 impl Default for Kubernetes {
     fn default() -> Self {
         Kubernetes {
-            version: plain("1.34".into()),
+            version: plain("1.36".into()),
+            allow_unsupported_version: false,
+            containerd: Artifact {
+                version: plain("2.3.4".into()),
+                url: plain("https://github.com/containerd/containerd/releases/download/v2.3.4/containerd-2.3.4-linux-amd64.tar.gz".into()),
+                sha256: plain("9d68969855fbf676cdb8ed758e420fb048d61f984f61de3e53eddfebe484d168".into()),
+            },
+            runc: Artifact {
+                version: plain("1.4.3".into()),
+                url: plain("https://github.com/opencontainers/runc/releases/download/v1.4.3/runc.amd64".into()),
+                sha256: plain("f6ae8efc0fa40079e1475e97cbe9d1bd3f106a28d6af78a11d9f1bd565515e60".into()),
+            },
             pod_cidr: plain("192.168.0.0/16".into()),
             service_cidr: plain("10.96.0.0/12".into()),
             calico: Manifest {
@@ -238,6 +258,18 @@ pub struct Manifest {
     pub sha256: Located<String>,
     /// Local file used instead of the URL (air-gapped runs).
     pub path: Option<String>,
+}
+
+/// A release artefact a node downloads itself: version, URL and the sha256 it must hash to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Artifact {
+    /// Release version without `v` (e.g. `2.3.4`).
+    pub version: Located<String>,
+    /// Download URL (https).
+    pub url: Located<String>,
+    /// Expected sha256 (64 hex characters).
+    pub sha256: Located<String>,
 }
 
 /// Node role.

@@ -261,6 +261,20 @@ pub fn kubernetes_version(version: &str) -> Result<(), String> {
     }
 }
 
+/// A plain release version: `MAJOR.MINOR.PATCH`, digits only (e.g. containerd `2.3.4`).
+pub fn release_version(version: &str) -> Result<(), String> {
+    let parts: Vec<&str> = version.split('.').collect();
+    let number = |p: &&str| !p.is_empty() && p.len() <= 4 && p.chars().all(|c| c.is_ascii_digit());
+    if parts.len() == 3 && parts.iter().all(number) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a MAJOR.MINOR.PATCH version",
+            clip(version)
+        ))
+    }
+}
+
 /// An AWS tag key and value as EC2 and IAM accept them; `aws:` keys and the keys ecoboot sets
 /// itself are refused.
 pub fn aws_tag(key: &str, value: &str) -> Result<(), String> {

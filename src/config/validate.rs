@@ -4,9 +4,10 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use super::support;
 use super::syntax::{self, clip, is_dns_label};
 use super::validate_nodes::{check_argocd, check_nodes};
-use super::{API_VERSION, ApiAccess, Cidr, Cluster, FileChecks, Located, Problem};
+use super::{API_VERSION, ApiAccess, Cidr, Cluster, FileChecks, Kubernetes, Located, Problem};
 
 /// Collects problems; shared by the validation modules.
 pub(super) struct Checker {
@@ -31,9 +32,13 @@ impl Checker {
         key: &str,
         check: impl FnOnce(&str) -> Result<(), String>,
         help: &str,
-    ) {
-        if let Err(e) = check(at) {
-            self.err(at, format!("`{key}`: {e}"), help);
+    ) -> bool {
+        match check(at) {
+            Ok(()) => true,
+            Err(e) => {
+                self.err(at, format!("`{key}`: {e}"), help);
+                false
+            }
         }
     }
 
@@ -242,12 +247,26 @@ fn check_aws(ck: &mut Checker, c: &Cluster, base: &Path, files: FileChecks) -> O
 
 fn check_kubernetes(ck: &mut Checker, c: &Cluster, vpc: Option<Cidr>) {
     let k = &c.spec.kubernetes;
-    ck.syntax(
+    let version_ok = ck.syntax(
         &k.version,
         "spec.kubernetes.version",
         syntax::kubernetes_version,
-        "write MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 1.34 or 1.34.1",
+        "write MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 1.36 or 1.36.4",
     );
+    let today = support::Day::today();
+    let supported = support::supported_kubernetes(today);
+    let minor = support::minor(&k.version);
+    if version_ok && !k.allow_unsupported_version && !supported.contains(&minor.as_str()) {
+        ck.err(
+            &k.version,
+            format!(
+                "Kubernetes {minor} is not inside its support window on {today} (supported: {})",
+                supported.join(", ")
+            ),
+            "use a supported minor (the newest is the default), or set `spec.kubernetes.allowUnsupportedVersion: true` to run it anyway (every run then warns)",
+        );
+    }
+    check_runtime(ck, k);
     let pod = ck.cidr(&k.pod_cidr, "spec.kubernetes.podCidr");
     let svc = ck.cidr(&k.service_cidr, "spec.kubernetes.serviceCidr");
     let pairs = [
@@ -283,6 +302,42 @@ fn check_kubernetes(ck: &mut Checker, c: &Cluster, vpc: Option<Cidr>) {
         );
     }
     check_ssh(ck, c);
+}
+
+fn check_runtime(ck: &mut Checker, k: &Kubernetes) {
+    for (a, key, example) in [
+        (&k.containerd, "spec.kubernetes.containerd", "2.3.4"),
+        (&k.runc, "spec.kubernetes.runc", "1.4.3"),
+    ] {
+        ck.syntax(
+            &a.version,
+            &format!("{key}.version"),
+            syntax::release_version,
+            &format!("a release version such as {example} (no `v`)"),
+        );
+        ck.syntax(
+            &a.url,
+            &format!("{key}.url"),
+            syntax::https_url,
+            "a pinned https:// URL",
+        );
+        ck.sha256(&a.sha256, &format!("{key}.sha256"));
+    }
+    let (major, minor) = support::min_containerd(&k.version);
+    let have: Vec<u32> = (k.containerd.version.split('.'))
+        .map_while(|p| p.parse().ok())
+        .collect();
+    if have.len() >= 2 && (have[0], have[1]) < (major, minor) {
+        ck.err(
+            &k.containerd.version,
+            format!(
+                "containerd {} cannot run Kubernetes {} (it needs containerd {major}.{minor} or newer)",
+                k.containerd.version,
+                support::minor(&k.version)
+            ),
+            "pin a containerd 2.x release (url and sha256 of the same release)",
+        );
+    }
 }
 
 fn check_ssh(ck: &mut Checker, c: &Cluster) {

@@ -15,6 +15,7 @@ pub struct LineReporter {
     quiet: bool,
     summary_path: Option<PathBuf>,
     rows: Mutex<Vec<(String, String, u64)>>,
+    warnings: Mutex<Vec<String>>,
 }
 
 impl LineReporter {
@@ -31,6 +32,7 @@ impl LineReporter {
             quiet,
             summary_path,
             rows: Mutex::new(Vec::new()),
+            warnings: Mutex::new(Vec::new()),
         }
     }
 
@@ -73,14 +75,21 @@ impl LineReporter {
             return;
         };
         let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
-        if rows.is_empty() {
+        let warnings = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
+        if rows.is_empty() && warnings.is_empty() {
             return;
         }
-        let mut md = String::from("### ecoboot\n\n| stage | status | duration |\n|---|---|---|\n");
-        for (stage, status, ms) in rows.iter() {
-            md.push_str(&format!("| {stage} | {status} | {} |\n", seconds(*ms)));
+        let mut md = String::from("### ecoboot\n\n");
+        for w in warnings.iter() {
+            md.push_str(&format!("> [!WARNING]\n> {w}\n\n"));
         }
-        md.push('\n');
+        if !rows.is_empty() {
+            md.push_str("| stage | status | duration |\n|---|---|---|\n");
+            for (stage, status, ms) in rows.iter() {
+                md.push_str(&format!("| {stage} | {status} | {} |\n", seconds(*ms)));
+            }
+            md.push('\n');
+        }
         let appended = crate::fsutil::append_nofollow()
             .open(path)
             .and_then(|mut f| f.write_all(md.as_bytes()));
@@ -234,6 +243,22 @@ impl Reporter for LineReporter {
                     ));
                 }
                 self.row(stage, "failed", *duration_ms);
+            }
+            Event::Warning {
+                subject,
+                message,
+                help,
+            } => {
+                self.line(&format!("warning: {message}; {help}"));
+                if self.github {
+                    self.command(&format!(
+                        "::warning title={}::{}",
+                        gh_escape(subject).replace([',', ':'], " "),
+                        gh_escape(&format!("{message}; {help}"))
+                    ));
+                }
+                (self.warnings.lock().unwrap_or_else(|p| p.into_inner()))
+                    .push(format!("{message}; {help}"));
             }
             Event::RunFinished { ok, duration_ms } => {
                 if !self.quiet || !ok {

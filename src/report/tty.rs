@@ -137,6 +137,9 @@ impl Reporter for TtyReporter {
                     *duration_ms as f64 / 1000.0
                 ));
             }
+            Event::Warning { message, help, .. } => {
+                self.println(&format!("! warning: {message}; {help}"));
+            }
             Event::RunStarted { .. } => {}
         }
     }

@@ -1,10 +1,12 @@
-//! Stage `prepare-nodes`: the `prepare-nodes` playbook (swap, kernel modules, sysctl,
-//! containerd, Kubernetes packages) on every node over SSH, all nodes at once.
+//! Stage `prepare-nodes`: a read-only preflight on every node (cgroup v2, kernel modules, the
+//! runtime against the Kubernetes minor), then the `prepare-nodes` playbook (swap, kernel
+//! modules, sysctl, containerd and runc, Kubernetes packages) over SSH, all nodes at once.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::preflight;
 use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
 use crate::event::Action;
@@ -87,20 +89,39 @@ impl Stage for PrepareNodes {
             .into_iter()
             .map(|f| (f.node, NodeWork::Unreachable(f.tail)))
             .collect();
-        let book = &book;
-        let pending = crate::fanout::each(conns.iter().cloned(), 0, |conn| async move {
-            (
-                conn.node.clone(),
-                run::pending(&cx.config, book, &conn).await,
-            )
+        let (book, version) = (&book, cx.config.cluster.spec.kubernetes.version.as_str());
+        let checked = crate::fanout::each(conns.iter().cloned(), 0, |conn| async move {
+            let problems = preflight::check(&conn, version).await;
+            let pending = match &problems {
+                Ok(p) if p.is_empty() => Some(run::pending(&cx.config, book, &conn).await),
+                _ => None,
+            };
+            (conn.node.clone(), problems, pending)
         })
         .await;
-        for (node, result) in pending {
-            match result {
-                Ok(steps) if steps.is_empty() => {}
-                Ok(steps) => nodes.push((node, NodeWork::Steps(steps))),
-                Err(f) => nodes.push((node, NodeWork::Unchecked(f.tail))),
+        let mut refused = Vec::new();
+        for (node, problems, pending) in checked {
+            match (problems, pending) {
+                (Ok(p), _) if !p.is_empty() => {
+                    refused.extend(p.into_iter().map(|p| format!("  {node}: {p}")))
+                }
+                (Err(tail), _) => nodes.push((node, NodeWork::Unchecked(tail))),
+                (_, Some(Ok(steps))) if steps.is_empty() => {}
+                (_, Some(Ok(steps))) => nodes.push((node, NodeWork::Steps(steps))),
+                (_, Some(Err(f))) => nodes.push((node, NodeWork::Unchecked(f.tail))),
+                (_, None) => {}
             }
+        }
+        if !refused.is_empty() {
+            return Err(Error::StageFailed {
+                stage: ID.into(),
+                message: format!(
+                    "preflight: {} problem(s) keep nodes from running Kubernetes {version}; nothing was changed:\n{}",
+                    refused.len(),
+                    refused.join("\n")
+                ),
+                help: "fix every node listed (or replace it), then rerun; `ecoboot plan` shows the same check without changing anything".into(),
+            });
         }
         nodes.sort_by(|a, b| a.0.cmp(&b.0));
         if nodes.is_empty() {

@@ -120,7 +120,10 @@ impl Fleet {
     /// A file of node `i`'s private filesystem, as the host sees it (overlay upper dir).
     pub fn file(&self, i: usize, path: &str) -> Option<String> {
         let path = path.trim_start_matches('/');
-        let (top, rest) = path.split_once('/').unwrap();
+        let (top, rest) = match path.strip_prefix("usr/local/") {
+            Some(rest) => ("usr/local", rest),
+            None => path.split_once('/').unwrap(),
+        };
         std::fs::read_to_string(
             self.dir
                 .path()
@@ -183,7 +186,8 @@ impl Fleet {
 pub fn is_mutating(call: &str) -> bool {
     let words: Vec<&str> = call.split_whitespace().collect();
     match words.as_slice() {
-        ["dpkg-query", ..] | ["apt-mark", "showhold", ..] => false,
+        ["dpkg-query", ..] | ["apt-mark", "showhold", ..] | ["stat", ..] => false,
+        ["modprobe", "-n", ..] | ["containerd", "--version", ..] => false,
         ["systemctl", rest @ ..] => !rest.iter().any(|w| *w == "is-active" || *w == "is-enabled"),
         _ => true,
     }

@@ -13,6 +13,9 @@ pub fn shipped_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory/cluster.yaml")
 }
 
+/// The day every test runs on (support windows, warnings).
+pub const TODAY: &str = "2026-11-23";
+
 /// A `Command` for the built binary with a clean, non-interactive environment.
 pub fn ecoboot(state_dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecoboot"));
@@ -22,6 +25,8 @@ pub fn ecoboot(state_dir: &Path) -> Command {
         .env_remove("GITHUB_STEP_SUMMARY")
         .env_remove("ECOBOOT_LOG")
         .env("NO_COLOR", "1")
+        // Support windows are judged on a fixed day: the tests never read the clock.
+        .env("ECOBOOT_TODAY", TODAY)
         .stdin(std::process::Stdio::null());
     cmd
 }
@@ -43,6 +48,31 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
 /// A copy of the shipped config in `dir` whose public key is a freshly generated one.
 pub fn config_with_key(dir: &Path) -> PathBuf {
     config_named(dir, "sesacthon")
+}
+
+/// `text` with the runtime artefacts (containerd, runc) fetched from the sandbox mirror that the
+/// simulated `curl` serves, pinned by the sha256 of what it serves (the same as in
+/// inventory/sandbox.yaml): the test nodes have no internet.
+pub fn sandbox_mirror(text: &str) -> String {
+    let sandbox = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory/sandbox.yaml"),
+    )
+    .unwrap();
+    let mut out = text.to_string();
+    for what in ["containerd", "runc"] {
+        let pick = |t: &str, key: &str| -> String {
+            let start = t.find(&format!("\n    {what}:")).expect(what);
+            t[start..]
+                .lines()
+                .find(|l| l.trim_start().starts_with(key))
+                .unwrap()
+                .to_string()
+        };
+        for key in ["url:", "sha256:"] {
+            out = out.replacen(&pick(text, key), &pick(&sandbox, key), 1);
+        }
+    }
+    out
 }
 
 /// Like [`config_with_key`], with cluster name `name`.
@@ -68,6 +98,7 @@ pub fn config_named(dir: &Path, name: &str) -> PathBuf {
         // The emulator has no real console; the e2e test switches back to `console` with the
         // fleet's real fingerprints served by the fault proxy.
         .replace("knownHosts: console ", "knownHosts: accept-new ");
+    let text = sandbox_mirror(&text);
     // Every node gets a loopback SSH address (port 1: nothing listens), so no stage or probe
     // ever connects to the 10.x / public addresses the AWS emulator hands out.
     let mut out = String::new();

@@ -543,7 +543,7 @@ class Api(BaseHTTPRequestHandler):
         if path in ("/healthz", "/readyz", "/livez"):
             return 200, "ok"
         if path == "/version":
-            return 200, {"major": "1", "minor": "34", "gitVersion": "v1.34.2", "platform": "linux/amd64"}
+            return 200, {"major": "1", "minor": "36", "gitVersion": "v1.36.2", "platform": "linux/amd64"}
         if path == "/api":
             return 200, {"kind": "APIVersions", "versions": ["v1"],
                          "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]}
