@@ -52,7 +52,7 @@ for line in open(path):
 print(f"{label:<24} {t1 - t0:9.2f} {mut:9d} {read:6d}")
 PY
 }
-measure "fresh provision (14)" up --to instances
-measure "idempotent rerun" up --to instances
+measure "fresh provision (14)" up --yes --to instances
+measure "idempotent rerun" up --yes --to instances
 measure "down" down --yes
 measure "down again (no-op)" down --yes

@@ -54,7 +54,7 @@ ecoboot_run() { # books-dir -> wall seconds
   rm -rf "$work/state"; mkdir -p "$work/state/bench"
   cp "$FLEET_DIR/known_hosts" "$work/state/bench/known_hosts"
   local t0 t1 TIMEFORMAT='%U %S'; t0=$(now)
-  { time "$bin" -c "$work/cluster.yaml" --state-dir "$work/state" --playbooks "$1" stage prepare-nodes -q >/dev/null 2>"$work/err"; } 2>"$work/cpu" \
+  { time "$bin" -c "$work/cluster.yaml" --state-dir "$work/state" --playbooks "$1" stage prepare-nodes --yes -q >/dev/null 2>"$work/err"; } 2>"$work/cpu" \
     || { cat "$work/err" >&2; exit 1; }
   t1=$(now)
   echo "$(elapsed "$t0" "$t1") $(awk '{printf "%.2f", $1 + $2}' "$work/cpu")"

@@ -26,7 +26,7 @@ alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 testdata() {
   local d
-  for d in "${ECOBOOT_TESTDATA:-}" "$ROOT/../shared/testdata" /work/shared/testdata; do
+  for d in "${ECOBOOT_TESTDATA:-}" "$ROOT/../shared/testdata"; do
     [ -n "$d" ] && [ -f "$d/$1" ] && { echo "$d/$1"; return; }
   done
   echo "sandbox: $1 not found; set ECOBOOT_TESTDATA to the folder with the upstream manifests" >&2

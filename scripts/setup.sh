@@ -30,4 +30,8 @@ if ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOT
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "moto[server,ec2,iam]==$MOTO_VERSION"
 fi
+# The schema test validates configs with the reference JSON Schema implementation.
+if ! "$venv/bin/python" -c 'import jsonschema, yaml' 2>/dev/null; then
+  "$venv/bin/pip" install -q "jsonschema==4.26.0" "pyyaml==6.0.3"
+fi
 echo "setup: ok (cache $ECOBOOT_CACHE)"

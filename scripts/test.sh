@@ -8,10 +8,8 @@ cd "$(dirname "$0")/.."
 export ECOBOOT_CACHE="${ECOBOOT_CACHE:-/var/cache/ecoboot}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ECOBOOT_CACHE/target}"
 export MOTO_SERVER="${MOTO_SERVER:-$ECOBOOT_CACHE/venv/bin/moto_server}"
-if [ -z "${ECOBOOT_TESTDATA:-}" ]; then
-  for d in "$PWD/../shared/testdata" /work/shared/testdata; do
-    [ -f "$d/calico-v3.32.1.yaml" ] && { export ECOBOOT_TESTDATA="$d"; break; }
-  done
+if [ -z "${ECOBOOT_TESTDATA:-}" ] && [ -f "$PWD/../shared/testdata/calico-v3.32.1.yaml" ]; then
+  export ECOBOOT_TESTDATA="$PWD/../shared/testdata"
 fi
 bash scripts/setup.sh
 bash scripts/lint-workflows.sh

@@ -65,6 +65,9 @@ pub enum Output {
 /// Flags shared by `up` and `stage`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct RunFlags {
+    /// Go ahead without asking (required without a terminal; ECOBOOT_YES=1 does the same).
+    #[arg(long, short, env = "ECOBOOT_YES", value_parser = clap::builder::FalseyValueParser::new())]
+    pub yes: bool,
     /// Probe and print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -87,10 +90,7 @@ pub enum Command {
         /// Last stage to run.
         #[arg(long, value_name = "ID")]
         to: Option<String>,
-        /// Do not ask for confirmation on a terminal.
-        #[arg(long, short)]
-        yes: bool,
-        /// --dry-run, --force-reset, --no-wait.
+        /// --yes, --dry-run, --force-reset, --no-wait.
         #[command(flatten)]
         flags: RunFlags,
     },
@@ -98,7 +98,7 @@ pub enum Command {
     Stage {
         /// Stage id (see `ecoboot stages`).
         id: String,
-        /// --dry-run, --force-reset, --no-wait.
+        /// --yes, --dry-run, --force-reset, --no-wait.
         #[command(flatten)]
         flags: RunFlags,
     },
@@ -110,6 +110,9 @@ pub enum Command {
         /// Last stage to consider.
         #[arg(long, value_name = "ID")]
         to: Option<String>,
+        /// One line per action (the default groups identical node plans and sums objects).
+        #[arg(long)]
+        detail: bool,
     },
     /// List the stage ids in order, with their titles.
     Stages,
@@ -129,12 +132,44 @@ pub enum Command {
         #[command(subcommand)]
         command: ArgocdCommand,
     },
+    /// Write a commented starter config to the --config path (never overwrites).
+    Init {
+        /// Which topology to start from.
+        #[arg(long, value_enum, default_value_t = Topology::Reference)]
+        topology: Topology,
+        /// AWS region (availability zones follow it: <region>a, <region>b, <region>c).
+        #[arg(long, default_value = "ap-northeast-2")]
+        region: String,
+        /// Cluster name (DNS label; tags, state directory and key names derive from it).
+        #[arg(long, default_value = "my-cluster")]
+        name: String,
+    },
+    /// Print the config's JSON Schema (for editors: yaml-language-server, VS Code).
+    Schema,
+    /// Print version, git commit, build date, target and compiler (`--output json` too).
+    Version,
+    /// Print shell completions (e.g. `source <(ecoboot completions bash)`).
+    Completions {
+        /// Shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout (e.g. `ecoboot man > ecoboot.1`).
+    Man,
     /// Delete every resource tagged with this cluster.
     Down {
-        /// Do not ask for confirmation.
-        #[arg(long, short)]
+        /// Go ahead without asking (required without a terminal; ECOBOOT_YES=1 does the same).
+        #[arg(long, short, env = "ECOBOOT_YES", value_parser = clap::builder::FalseyValueParser::new())]
         yes: bool,
     },
+}
+
+/// `ecoboot init --topology`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Topology {
+    /// The reference system's 14 nodes (1 control plane, 7 API nodes, 2 workers, 4 infra).
+    Reference,
+    /// One control plane and two workers.
+    Minimal,
 }
 
 /// `ecoboot argocd ...`.

@@ -35,6 +35,8 @@ pub enum Event {
         command: String,
         /// Cluster name.
         cluster: String,
+        /// The binary's version and build facts.
+        ecoboot: crate::build_info::BuildInfo,
     },
     /// A stage is being probed or applied.
     StageStarted {

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 pub mod api;
 pub mod aws;
+pub mod build_info;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -208,6 +208,18 @@ const CASES: &[Case] = &[
         "version: latest",
     ),
     case(
+        "missing cluster name points at metadata",
+        &[("metadata:\n  name: sesacthon", "metadata: {}")],
+        "`metadata.name` is required",
+        "metadata: {}",
+    ),
+    case(
+        "missing key pair name points at keyPair",
+        &[("    keyPair:\n      name: sesacthon\n", "    keyPair:\n")],
+        "`spec.aws.keyPair.name` is required",
+        "    keyPair:",
+    ),
+    case(
         "kubernetes minor past its support window",
         &[("version: \"1.36\"", "version: \"1.34\"")],
         "Kubernetes 1.34 is not inside its support window on 2026-11-23 (supported: 1.35, 1.36, 1.37)",

@@ -52,6 +52,10 @@ const RULES: &[(&str, &[&str])] = &[
         &["crate::engine", "crate::stages", "crate::commands"],
     ),
     (
+        "containerd.rs",
+        &["crate::engine", "crate::stages", "crate::commands"],
+    ),
+    (
         "kubeadm.rs",
         &["crate::engine", "crate::stages", "crate::commands"],
     ),

@@ -188,7 +188,9 @@ fn a_changed_host_key_is_refused_with_both_fingerprints() {
     let dir = tempfile::tempdir().unwrap();
     let config = fleet.config(dir.path());
     let state = dir.path().join("state");
-    assert_eq!(stage(&config, &state, &[]).0, 0);
+    terminal_up_shows_a_compact_plan_and_asks(&config, &state);
+    let (code, out, err) = stage(&config, &state, &[]);
+    assert_eq!(code, 0, "{out}{err}");
     let known = std::fs::read_to_string(state.join("sesacthon/known_hosts")).unwrap();
     fleet.rekey(2); // k8s-api-auth
     let (code, _, err) = stage(&config, &state, &[]);
@@ -275,4 +277,52 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// `up` on a real pseudo-terminal (util-linux `script`): the plan of 14 fresh nodes is grouped
+/// into a few lines before the question, and answering no changes nothing (exit 2).
+fn terminal_up_shows_a_compact_plan_and_asks(config: &std::path::Path, state: &std::path::Path) {
+    let line = format!(
+        "{} -c {} up --from prepare-nodes --to prepare-nodes",
+        env!("CARGO_BIN_EXE_ecoboot"),
+        config.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("ECOBOOT_STATE_DIR", state)
+        .env("ECOBOOT_TODAY", common::TODAY)
+        .env_remove("ECOBOOT_YES")
+        .env_remove("CI")
+        .env_remove("GITHUB_ACTIONS")
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            // The terminal keeps the answer until the question reads it.
+            c.stdin.take().unwrap().write_all(b"n\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let plan_lines = text.matches("~ [prepare-nodes]").count();
+    assert!(
+        (1..=40).contains(&plan_lines),
+        "{plan_lines} plan lines on the terminal"
+    );
+    let plan: Vec<&str> = text
+        .split('\n')
+        .flat_map(|l| l.split("\u{1b}"))
+        .filter(|l| l.contains("~ ["))
+        .collect();
+    assert!(
+        text.contains(
+            "14 nodes (k8s-api-auth, k8s-api-character, k8s-api-chat, …): run 11 step(s)"
+        ),
+        "{plan:?}"
+    );
+    assert!(text.contains("Apply these changes? [y/N]"), "{text}");
+    assert!(text.contains("cancelled; nothing was changed"), "{text}");
+    assert_eq!(out.status.code(), Some(2), "{text}");
 }

@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::event::{Event, millis};
 use crate::state::Store;
 use crate::teardown;
-use std::io::IsTerminal;
 use std::time::Instant;
 
 use super::{confirm, events_for, finish_run, load_config};
@@ -16,27 +15,23 @@ use super::{confirm, events_for, finish_run, load_config};
 /// Runs `ecoboot down`.
 pub(super) async fn down(g: &Global, yes: bool) -> Result<()> {
     let config = load_config(g, FileChecks::Skip)?;
-    if !yes {
-        if !std::io::stdin().is_terminal() {
-            return Err(Error::Usage(
-                "`ecoboot down` deletes every resource of the cluster; pass --yes to confirm (no terminal to ask on)".into(),
-            ));
-        }
-        if !confirm(&format!(
+    if confirm::consent("down", yes)? == confirm::Consent::Ask
+        && !confirm::ask(&format!(
             "Delete every AWS resource of cluster `{}`?",
             config.name()
-        )) {
-            return Err(Error::Usage("cancelled; nothing was deleted".into()));
-        }
+        ))
+    {
+        return Err(Error::Usage("cancelled; nothing was deleted".into()));
     }
     let store = Store::lock(&g.state_dir, config.name())?;
     let log = crate::output::init_tracing(g.verbose, Some(&store.dir().join("logs")), "down");
     let state = store.load(config.name())?;
-    let events = events_for(g);
+    let events = events_for(g, false);
     let cx = Ctx::new(config.clone(), events.clone(), store, state);
     events.emit(Event::RunStarted {
         command: "down".into(),
         cluster: config.name().into(),
+        ecoboot: crate::build_info::BUILD,
     });
     let started = Instant::now();
     events.emit(Event::StageStarted {

@@ -1,10 +1,12 @@
 //! One function per CLI command; each loads what it needs and hands work to the engine.
 
 mod argocd;
+mod confirm;
 mod down;
+mod info;
+mod init;
 mod status;
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,32 +26,29 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             list_stages();
             Ok(())
         }
-        Command::Up {
-            from,
-            to,
-            yes,
-            flags,
-        } => {
+        Command::Up { from, to, flags } => {
             let mode = RunMode::from_dry_run(flags.dry_run);
-            run_stages(g, "up", from.as_deref(), to.as_deref(), mode, *yes, flags).await
+            run_stages(g, "up", from.as_deref(), to.as_deref(), mode, flags, false).await
         }
         Command::Stage { id, flags } => {
             let mode = RunMode::from_dry_run(flags.dry_run);
-            run_stages(g, "stage", Some(id), Some(id), mode, true, flags).await
+            run_stages(g, "stage", Some(id), Some(id), mode, flags, false).await
         }
-        Command::Plan { from, to } => {
-            run_stages(
-                g,
-                "plan",
-                from.as_deref(),
-                to.as_deref(),
-                RunMode::Plan,
-                true,
-                &RunFlags::default(),
-            )
-            .await
+        Command::Plan { from, to, detail } => {
+            let (from, to) = (from.as_deref(), to.as_deref());
+            let flags = RunFlags::default();
+            run_stages(g, "plan", from, to, RunMode::Plan, &flags, *detail).await
         }
         Command::Status => status::status(g).await,
+        Command::Init {
+            topology,
+            region,
+            name,
+        } => init::init(g, *topology, region, name),
+        Command::Schema => info::schema(),
+        Command::Version => info::version(g),
+        Command::Completions { shell } => info::completions(*shell),
+        Command::Man => info::man(),
         Command::Down { yes } => down::down(g, *yes).await,
         Command::Inventory => inventory(g),
         Command::Kubeconfig { file } => kubeconfig(g, file.as_deref()),
@@ -74,9 +73,10 @@ fn load_config(g: &Global, files: FileChecks) -> Result<Arc<Config>> {
     Ok(Arc::new(Config::load(&g.config, files)?))
 }
 
-fn events_for(g: &Global) -> Events {
+/// The reporter for `g`; `detail` (or `-v`) prints plans one line per action.
+fn events_for(g: &Global, detail: bool) -> Events {
     let mode = report::resolve(Env::detect(g.output == Output::Json, g.no_progress));
-    Events::new(report::build(mode, g.quiet))
+    Events::new(report::build(mode, g.quiet, detail || g.verbose > 0))
 }
 
 /// `up`, `stage` and `plan`: the engine over a range of stages.
@@ -86,8 +86,8 @@ async fn run_stages(
     from: Option<&str>,
     to: Option<&str>,
     mode: RunMode,
-    yes: bool,
     flags: &RunFlags,
+    detail: bool,
 ) -> Result<()> {
     let stages = crate::stages::all();
     let selected = engine::select(&stages, from, to)?;
@@ -101,6 +101,10 @@ async fn run_stages(
         FileChecks::Skip
     };
     let config = load_config(g, files)?;
+    let consent = match mode {
+        RunMode::Apply => Some(confirm::consent(command, flags.yes)?),
+        _ => None,
+    };
     let store = if mode == RunMode::Apply {
         Store::lock(&g.state_dir, config.name())?
     } else {
@@ -110,25 +114,25 @@ async fn run_stages(
     let log = crate::output::init_tracing(g.verbose, log_dir.as_deref(), command);
     let mut state = store.load(config.name())?;
     state.config_digest = config.digest.clone();
-    let events = events_for(g);
+    let events = events_for(g, detail);
     let mut cx = Ctx::new(config.clone(), events.clone(), store, state);
     cx.playbooks = g.playbooks.clone();
     cx.force_reset = flags.force_reset;
     cx.no_wait = flags.no_wait;
     if let Some(log) = &log {
-        tracing::info!(log = %log.display(), config = %config.path.display(), "run started");
+        tracing::info!(log = %log.display(), config = %config.path.display(), ecoboot = %crate::build_info::BUILD, "run started");
     }
     events.emit(Event::RunStarted {
         command: command.into(),
         cluster: config.name().into(),
+        ecoboot: crate::build_info::BUILD,
     });
     warn_support(&events, &config.versions());
     let started = Instant::now();
-    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let mut result = Ok(());
-    if mode == RunMode::Apply && !yes && interactive {
+    if consent == Some(confirm::Consent::Ask) {
         result = Runner::new(selected, &cx).run(RunMode::Plan).await;
-        if result.is_ok() && !confirm("Apply these changes?") {
+        if result.is_ok() && !confirm::ask("Apply these changes?") {
             result = Err(Error::Usage("cancelled; nothing was changed".into()));
         }
     }
@@ -168,14 +172,6 @@ fn finish_run(events: &Events, ok: bool, started: Instant, log: Option<&std::pat
     if let (false, Some(log)) = (ok, log) {
         eprintln!("full log: {}", log.display());
     }
-}
-
-fn confirm(question: &str) -> bool {
-    eprint!("{question} [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut answer);
-    matches!(answer.trim(), "y" | "Y" | "yes")
 }
 
 /// A reporter that drops everything (status probes run silently).

@@ -249,7 +249,7 @@ impl Config {
             // Values with control characters would only produce confusing follow-up errors.
             problems.extend(hostile);
         } else {
-            problems.extend(validate::validate(&cluster, base, files));
+            problems.extend(validate::validate(&cluster, &source, base, files));
         }
         if problems.is_empty() {
             Ok(Config {

@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::model_argocd::ArgoCd;
 
 /// The whole config document.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
+#[schemars(deny_unknown_fields)]
 pub struct Cluster {
     /// Must be `ecoboot.io/v1alpha1`.
     pub api_version: Located<String>,
@@ -26,16 +27,18 @@ pub struct Cluster {
 }
 
 /// `metadata:`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct Metadata {
     /// Cluster name; tags, state directory and resource names derive from it.
     pub name: Located<String>,
 }
 
 /// `spec:`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct Spec {
     /// AWS account layout.
     pub aws: Aws,
@@ -50,8 +53,9 @@ pub struct Spec {
 }
 
 /// `spec.aws`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
+#[schemars(deny_unknown_fields)]
 pub struct Aws {
     /// Region; `AWS_REGION` overrides it when set.
     pub region: Located<String>,
@@ -104,8 +108,9 @@ impl Default for Aws {
 }
 
 /// One public subnet.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct Subnet {
     /// Name nodes refer to in `subnet:`.
     pub name: Located<String>,
@@ -116,8 +121,9 @@ pub struct Subnet {
 }
 
 /// `spec.aws.ami`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
+#[schemars(deny_unknown_fields)]
 pub struct Ami {
     /// Image owner account (Canonical by default).
     pub owner: Located<String>,
@@ -137,8 +143,9 @@ impl Default for Ami {
 }
 
 /// `spec.aws.keyPair`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
+#[schemars(deny_unknown_fields)]
 pub struct KeyPair {
     /// EC2 key pair name.
     pub name: Located<String>,
@@ -147,8 +154,9 @@ pub struct KeyPair {
 }
 
 /// `spec.ssh`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
+#[schemars(deny_unknown_fields)]
 pub struct Ssh {
     /// Remote user; non-root users get `sudo -n`.
     pub user: Located<String>,
@@ -182,8 +190,9 @@ impl Default for Ssh {
 }
 
 /// `spec.kubernetes`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
+#[schemars(deny_unknown_fields)]
 pub struct Kubernetes {
     /// Kubernetes version, e.g. `1.36.4` or `1.36`.
     pub version: Located<String>,
@@ -207,7 +216,7 @@ pub struct Kubernetes {
 }
 
 /// `spec.kubernetes.apiAccess`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ApiAccess {
     /// An SSH local forward to the control plane's 127.0.0.1 (port 6443 stays closed).
@@ -247,8 +256,9 @@ impl Default for Kubernetes {
 }
 
 /// A pinned upstream manifest: where to get it and what it must hash to.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct Manifest {
     /// Upstream version tag.
     pub version: Located<String>,
@@ -261,8 +271,9 @@ pub struct Manifest {
 }
 
 /// A release artefact a node downloads itself: version, URL and the sha256 it must hash to.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct Artifact {
     /// Release version without `v` (e.g. `2.3.4`).
     pub version: Located<String>,
@@ -273,7 +284,9 @@ pub struct Artifact {
 }
 
 /// Node role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// The single kubeadm control-plane node.
@@ -294,8 +307,9 @@ impl Role {
 }
 
 /// One node of `spec.nodes`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
+#[schemars(deny_unknown_fields)]
 pub struct Node {
     /// Node name = hostname = EC2 `Name` tag = Kubernetes node name.
     pub name: Located<String>,
@@ -364,6 +378,24 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Located<T> {
             value: spanned.value,
             span,
         })
+    }
+}
+
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Located<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        T::schema_id()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
     }
 }
 

@@ -8,8 +8,9 @@ use serde::Deserialize;
 use super::model::{Located, Manifest, plain};
 
 /// `spec.argocd`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
+#[schemars(deny_unknown_fields)]
 pub struct ArgoCd {
     /// The pinned install manifest.
     pub install: Manifest,
@@ -61,8 +62,9 @@ impl Default for ArgoCd {
 }
 
 /// `spec.argocd.service`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
+#[schemars(deny_unknown_fields)]
 pub struct ArgoService {
     /// `ClusterIP`, `NodePort` or `LoadBalancer`.
     #[serde(rename = "type")]
@@ -84,8 +86,9 @@ impl Default for ArgoService {
 }
 
 /// Where workloads run: a nodeSelector and tolerations (taints in `key=value:Effect` form).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
+#[schemars(deny_unknown_fields)]
 pub struct Placement {
     /// Node labels a pod's node must carry.
     pub node_selector: BTreeMap<String, Located<String>>,
@@ -94,8 +97,9 @@ pub struct Placement {
 }
 
 /// `spec.argocd.rootApp`: values filled into the root Application template.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
+#[schemars(deny_unknown_fields)]
 pub struct RootApp {
     /// The template (relative to the config file); empty = the one built into ecoboot.
     pub template: Option<String>,
@@ -134,8 +138,9 @@ impl Default for RootApp {
 /// everything (`*` repositories, clusters, namespaces and cluster resources); ecoboot's
 /// defaults are the root app's repository, the in-cluster API only, every namespace but
 /// kube-system, kube-public and ArgoCD's own, and Namespaces as the only cluster resource.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
+#[schemars(deny_unknown_fields)]
 pub struct ProjectScope {
     /// Repositories (git or Helm URLs) the projects may deploy from; empty = the root app's.
     pub source_repos: Vec<Located<String>>,

@@ -7,14 +7,16 @@ use std::path::Path;
 use super::support;
 use super::syntax::{self, clip, is_dns_label};
 use super::validate_nodes::{check_argocd, check_nodes};
-use super::{API_VERSION, ApiAccess, Cidr, Cluster, FileChecks, Kubernetes, Located, Problem};
+use super::{API_VERSION, ApiAccess, Cidr, Cluster, FileChecks, Kubernetes, Located, Problem, Seg};
 
 /// Collects problems; shared by the validation modules.
-pub(super) struct Checker {
+pub(super) struct Checker<'s> {
     pub(super) problems: Vec<Problem>,
+    /// The config text, to point at the mapping a missing key belongs in.
+    source: &'s str,
 }
 
-impl Checker {
+impl Checker<'_> {
     pub(super) fn err<T>(
         &mut self,
         at: &Located<T>,
@@ -43,12 +45,25 @@ impl Checker {
     }
 
     pub(super) fn required(&mut self, at: &Located<String>, key: &str) -> bool {
-        if at.trim().is_empty() {
-            self.err(at, format!("`{key}` is required"), format!("set `{key}`"));
-            false
-        } else {
-            true
+        if !at.trim().is_empty() {
+            return true;
         }
+        // A missing key has no span of its own: point at the nearest mapping that exists.
+        let path: Vec<&str> = key.split('.').collect();
+        let span = at.span.or_else(|| {
+            (1..path.len()).rev().find_map(|n| {
+                let segs: Vec<Seg> = path[..n].iter().map(|k| Seg::Key(k.to_string())).collect();
+                super::locate::locate(self.source, &segs)
+            })
+        });
+        let field = path.last().copied().unwrap_or(key);
+        let problem =
+            Problem::new(span, format!("`{key}` is required")).help(format!("add `{field}:` here"));
+        self.problems.push(match (at.span, span) {
+            (None, Some(_)) => problem.label(format!("`{field}` is missing in this mapping")),
+            _ => problem,
+        });
+        false
     }
 
     pub(super) fn cidr(&mut self, at: &Located<String>, key: &str) -> Option<Cidr> {
@@ -80,9 +95,10 @@ impl Checker {
 }
 
 /// Validates `c`; `base` is the config file's directory (for relative paths).
-pub fn validate(c: &Cluster, base: &Path, files: FileChecks) -> Vec<Problem> {
+pub fn validate(c: &Cluster, source: &str, base: &Path, files: FileChecks) -> Vec<Problem> {
     let mut ck = Checker {
         problems: Vec::new(),
+        source,
     };
     if c.api_version.value != API_VERSION {
         ck.err(

@@ -16,6 +16,7 @@ pub struct LineReporter {
     summary_path: Option<PathBuf>,
     rows: Mutex<Vec<(String, String, u64)>>,
     warnings: Mutex<Vec<String>>,
+    detail: bool,
 }
 
 impl LineReporter {
@@ -33,7 +34,14 @@ impl LineReporter {
             summary_path,
             rows: Mutex::new(Vec::new()),
             warnings: Mutex::new(Vec::new()),
+            detail: false,
         }
+    }
+
+    /// Plans one line per action instead of grouped.
+    pub fn detail(mut self, detail: bool) -> Self {
+        self.detail = detail;
+        self
     }
 
     /// Prints text that may carry foreign content (node output, API messages). In GitHub mode a
@@ -157,7 +165,9 @@ fn gh_escape(text: &str) -> String {
 impl Reporter for LineReporter {
     fn event(&self, event: &Event) {
         match event {
-            Event::RunStarted { command, cluster } => {
+            Event::RunStarted {
+                command, cluster, ..
+            } => {
                 if !self.quiet {
                     self.line(&format!("ecoboot {command}: cluster {cluster}"));
                 }
@@ -179,8 +189,8 @@ impl Reporter for LineReporter {
                 self.row(stage, "done (skipped)", 0);
             }
             Event::StagePlan { stage, actions } => {
-                for a in actions {
-                    self.line(&format!("[{stage}] {}: would {}", a.target, a.what));
+                for (target, what) in super::plan_view::render(actions, self.detail) {
+                    self.line(&format!("[{stage}] {target}: would {what}"));
                 }
             }
             Event::Progress {

@@ -2,6 +2,7 @@
 
 mod json;
 mod lines;
+pub mod plan_view;
 mod tty;
 
 use std::io::Write;
@@ -76,18 +77,20 @@ pub fn resolve(env: Env) -> Mode {
     }
 }
 
-/// Builds the reporter for `mode`. `quiet` drops progress lines but keeps failures.
-pub fn build(mode: Mode, quiet: bool) -> Arc<dyn Reporter> {
+/// Builds the reporter for `mode`. `quiet` drops progress lines but keeps failures; `detail`
+/// prints plans one line per action instead of grouped.
+pub fn build(mode: Mode, quiet: bool, detail: bool) -> Arc<dyn Reporter> {
     let stdout = || -> Mutex<Box<dyn Write + Send>> { Mutex::new(Box::new(std::io::stdout())) };
     let stderr = || -> Mutex<Box<dyn Write + Send>> { Mutex::new(Box::new(std::io::stderr())) };
     let summary = std::env::var_os("GITHUB_STEP_SUMMARY").map(Into::into);
     match mode {
-        Mode::Tty => Arc::new(TtyReporter::new(quiet)),
-        Mode::Plain => Arc::new(LineReporter::new(stdout(), false, quiet, None)),
-        Mode::Github => Arc::new(LineReporter::new(stdout(), true, quiet, summary)),
+        Mode::Tty => Arc::new(TtyReporter::new(quiet, detail)),
+        Mode::Plain => Arc::new(LineReporter::new(stdout(), false, quiet, None).detail(detail)),
+        Mode::Github => Arc::new(LineReporter::new(stdout(), true, quiet, summary).detail(detail)),
         Mode::Json { github } => Arc::new(JsonReporter::new(
             stdout(),
-            LineReporter::new(stderr(), github, quiet, if github { summary } else { None }),
+            LineReporter::new(stderr(), github, quiet, if github { summary } else { None })
+                .detail(detail),
         )),
     }
 }

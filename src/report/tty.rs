@@ -12,6 +12,7 @@ use crate::event::{Event, Reporter};
 pub struct TtyReporter {
     multi: MultiProgress,
     quiet: bool,
+    detail: bool,
     bars: Mutex<Bars>,
 }
 
@@ -22,11 +23,12 @@ struct Bars {
 }
 
 impl TtyReporter {
-    /// Builds the reporter (draws to stderr).
-    pub fn new(quiet: bool) -> Self {
+    /// Builds the reporter (draws to stderr); `detail` prints plans one line per action.
+    pub fn new(quiet: bool, detail: bool) -> Self {
         TtyReporter {
             multi: MultiProgress::new(),
             quiet,
+            detail,
             bars: Mutex::new(Bars::default()),
         }
     }
@@ -52,13 +54,18 @@ impl TtyReporter {
     }
 
     fn close_stage(&self, bars: &mut Bars, line: String) {
+        Self::clear(bars);
+        self.println(&line);
+    }
+
+    /// Removes the stage's spinner and node lines.
+    fn clear(bars: &mut Bars) {
         if let Some(spinner) = bars.stage.take() {
             spinner.finish_and_clear();
         }
         for (_, bar) in bars.nodes.drain() {
             bar.finish_and_clear();
         }
-        self.println(&line);
     }
 }
 
@@ -66,7 +73,9 @@ impl Reporter for TtyReporter {
     fn event(&self, event: &Event) {
         let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
         match event {
-            Event::RunStarted { command, cluster } if !self.quiet => {
+            Event::RunStarted {
+                command, cluster, ..
+            } if !self.quiet => {
                 self.println(&format!("ecoboot {command}: cluster {cluster}"));
             }
             Event::StageStarted { stage, title } => {
@@ -84,8 +93,10 @@ impl Reporter for TtyReporter {
                 self.close_stage(&mut bars, format!("✓ {stage}: done already ({message})"));
             }
             Event::StagePlan { stage, actions } => {
-                for a in actions {
-                    self.println(&format!("  ~ [{stage}] {}: {}", a.target, a.what));
+                // The probe's lines are done: the plan takes their place.
+                Self::clear(&mut bars);
+                for (target, what) in super::plan_view::render(actions, self.detail) {
+                    self.println(&format!("  ~ [{stage}] {target}: {what}"));
                 }
             }
             Event::Progress {

@@ -27,6 +27,9 @@ pub fn ecoboot(state_dir: &Path) -> Command {
         .env("NO_COLOR", "1")
         // Support windows are judged on a fixed day: the tests never read the clock.
         .env("ECOBOOT_TODAY", TODAY)
+        // Commands that change things need consent; the tests give it once here (the refusal
+        // without it is tested with this variable removed).
+        .env("ECOBOOT_YES", "1")
         .stdin(std::process::Stdio::null());
     cmd
 }
