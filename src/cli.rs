@@ -132,6 +132,25 @@ pub enum Command {
         #[command(subcommand)]
         command: ArgocdCommand,
     },
+    /// Upgrade Kubernetes one minor (or patch) at a time: control plane first, then the other
+    /// nodes in batches, each drained through the Eviction API; resumable at any node.
+    Upgrade {
+        /// Target `1.MINOR[.PATCH]` (default: spec.kubernetes.version).
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+        /// Worker nodes drained at once (infrastructure nodes always go alone).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        max_unavailable: usize,
+        /// How long one node's drain may take before the upgrade stops, naming what blocks it.
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        drain_timeout: u64,
+        /// Show the preflight result and the order of the nodes; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Go ahead without asking (required without a terminal; ECOBOOT_YES=1 does the same).
+        #[arg(long, short, env = "ECOBOOT_YES", value_parser = clap::builder::FalseyValueParser::new())]
+        yes: bool,
+    },
     /// Write a commented starter config to the --config path (never overwrites).
     Init {
         /// Which topology to start from.

@@ -29,6 +29,7 @@ pub mod state;
 pub mod teardown;
 #[cfg(test)]
 mod testutil;
+pub mod upgrade;
 
 use std::ffi::OsString;
 

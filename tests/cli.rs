@@ -100,6 +100,7 @@ fn unknown_stage_and_bad_flags_are_usage_errors() {
     let (code, _, _) = run(ecoboot(dir.path()).arg("--frobnicate"));
     assert_eq!(code, 2);
     let (code, _, err) = run(ecoboot(dir.path())
+        .env_remove("ECOBOOT_YES")
         .arg("-c")
         .arg(shipped_config())
         .arg("down"));

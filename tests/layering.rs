@@ -60,7 +60,8 @@ const RULES: &[(&str, &[&str])] = &[
         &["crate::engine", "crate::stages", "crate::commands"],
     ),
     ("engine", &["crate::stages", "crate::commands"]),
-    ("stages", &["crate::commands"]),
+    ("stages", &["crate::commands", "crate::upgrade"]),
+    ("upgrade", &["crate::commands"]),
 ];
 
 fn sources(path: &Path, out: &mut Vec<std::path::PathBuf>) {

@@ -113,6 +113,10 @@ pub async fn connect(admin: AdminConf, route: Route<'_>) -> Result<Access> {
     };
     config.connect_timeout = Some(Duration::from_secs(15));
     config.read_timeout = Some(Duration::from_secs(60));
+    // No hidden retries (kube's default retries a 429 up to 15 times with backoff up to
+    // 1000 s): every wait in ecoboot is bounded by its own poll, and an eviction refused by a
+    // PodDisruptionBudget must come back at once so the drain can name it.
+    config.default_retry = false;
     let client = kube::Client::try_from(config).map_err(|e| bad_admin(&path, e.to_string()))?;
     Ok(Access {
         client,

@@ -6,6 +6,7 @@ mod down;
 mod info;
 mod init;
 mod status;
+mod upgrade;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,6 +46,20 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             region,
             name,
         } => init::init(g, *topology, region, name),
+        Command::Upgrade {
+            to,
+            max_unavailable,
+            drain_timeout,
+            dry_run,
+            yes,
+        } => {
+            let opts = crate::upgrade::Options {
+                to: to.clone(),
+                max_unavailable: *max_unavailable,
+                drain_timeout: std::time::Duration::from_secs(*drain_timeout),
+            };
+            upgrade::upgrade(g, opts, *dry_run, *yes).await
+        }
         Command::Schema => info::schema(),
         Command::Version => info::version(g),
         Command::Completions { shell } => info::completions(*shell),
@@ -128,6 +143,17 @@ async fn run_stages(
         ecoboot: crate::build_info::BUILD,
     });
     warn_support(&events, &config.versions());
+    if selected
+        .iter()
+        .any(|s| s.id() == crate::stages::prepare_nodes::ID)
+    {
+        let guarded = version_guard(&cx).await;
+        if let Err(e) = guarded {
+            cx.close_ssh().await;
+            finish_run(&events, false, Instant::now(), log.as_deref());
+            return Err(e);
+        }
+    }
     let started = Instant::now();
     let mut result = Ok(());
     if consent == Some(confirm::Consent::Ask) {
@@ -148,6 +174,42 @@ async fn run_stages(
     cx.close_ssh().await;
     finish_run(&events, result.is_ok(), started, log.as_deref());
     result
+}
+
+/// On an initialised cluster (admin.conf fetched), refuses a config whose Kubernetes minor
+/// differs from what the API server runs: prepare-nodes would otherwise move every kubelet at
+/// once, past the API server. Minor changes go through `ecoboot upgrade`.
+async fn version_guard(cx: &Ctx) -> Result<()> {
+    if !crate::nodes::admin_conf(&cx.state_dir()).exists() {
+        return Ok(());
+    }
+    let k = &cx.config.cluster.spec.kubernetes;
+    let running = match cx.kube("prepare-nodes").await {
+        Ok(client) => crate::upgrade::server_version(&client).await?,
+        Err(e) => {
+            return Err(Error::StageFailed {
+                stage: crate::stages::prepare_nodes::ID.into(),
+                message: format!("cannot check which Kubernetes version the cluster runs: {e}"),
+                help: "the control plane must answer before prepare-nodes touches packages on an initialised cluster; check it (`ecoboot status`) and rerun".into(),
+            });
+        }
+    };
+    let configured = crate::upgrade::Version::parse(&k.version);
+    if configured.is_some_and(|c| c.minor != running.minor) {
+        return Err(Error::Config(cx.config.problem_at(
+            &k.version,
+            format!(
+                "the cluster runs Kubernetes {running}, the config asks for {}: moving every node at once would break the version-skew policy",
+                k.version.value
+            ),
+            format!(
+                "run `ecoboot upgrade --to {}` (one minor at a time, control plane first, nodes drained), or set the version back to \"{}\"",
+                k.version.value,
+                running.minor_str()
+            ),
+        )));
+    }
+    Ok(())
 }
 
 /// Warns about every version at or near the end of its support window (one event each).

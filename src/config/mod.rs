@@ -152,6 +152,19 @@ impl ConfigProblems {
 }
 
 impl Config {
+    /// A diagnostic about one value of this config, rendered against the file (exit 2): for
+    /// problems found after loading, such as a version the running cluster contradicts.
+    pub fn problem_at<T>(
+        &self,
+        at: &Located<T>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) -> Box<ConfigProblems> {
+        let source = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let problem = Problem::new(at.span, message).help(help.into());
+        ConfigProblems::new(&self.path, source, vec![problem])
+    }
+
     /// Reads, parses and validates the config at `path`.
     pub fn load(path: &Path, files: FileChecks) -> Result<Config, Box<ConfigProblems>> {
         let refuse = |message: String| {

@@ -18,7 +18,7 @@ pub mod network;
 mod network_discover;
 mod network_ensure;
 mod node_labels;
-mod preflight;
+pub mod preflight;
 pub mod prepare_nodes;
 pub mod root_app;
 

@@ -26,6 +26,9 @@ Test hooks on a second, plain-HTTP port (loopback only):
   POST /_double/edit              {"kind","name","namespace"?,"merge": {...},"manager"?}:
                                   a hand edit (an Update by manager kubectl-edit)
   POST /_double/delete            {"kind","name","namespace"?}
+  POST /_double/create            {"object": {...}}: store an object as a controller would
+  GET  /_double/events            API server version, kubelet version, cordon and eviction changes,
+                                  in order (what upgrade tests replay)
 
 The API listens on 127.0.0.1 and, with the same port, on 127.0.1.1 (the fleet's control-plane
 node, for ecoboot's `apiAccess: direct`).
@@ -71,6 +74,9 @@ HOLDS = {}  # (kind, name) -> hold dict
 STATS = {"log": [], "requests": {}, "creates": 0, "updates": 0, "deletes": 0, "applies_changed": 0,
          "applies_noop": 0, "conflicts": 0, "by_manager": {}}
 CONTROLLERS = True
+# What an upgrade test replays: API server version changes, kubelet versions and cordons, in order.
+EVENTS = []
+DEFAULT_VERSION = "v1.36.2"
 
 V = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
 
@@ -147,9 +153,9 @@ def find_kind(kind):
 
 
 class ApiError(Exception):
-    def __init__(self, code, reason, message):
+    def __init__(self, code, reason, message, details=None):
         super().__init__(message)
-        self.code, self.reason, self.message = code, reason, message
+        self.code, self.reason, self.message, self.details = code, reason, message, details
 
 
 def status_body(code, reason, message):
@@ -359,6 +365,7 @@ def record(manager, op, key, paths, take=True):
 
 def apply(key, r, group, version, body, manager, force):
     """Server-side apply; returns (object, http code)."""
+    previous = copy.deepcopy(OBJECTS.get(key))
     api_version = f"{group}/{version}" if group else version
     body = copy.deepcopy(body)
     if r.get("status") and "status" in body:
@@ -377,6 +384,7 @@ def apply(key, r, group, version, body, manager, force):
         OWNERS[key] = {}
         record(manager, "Apply", key, paths)
         OBJECTS[key] = obj
+        observe(key, previous, obj)
         STATS["creates"] += 1
         if group not in BUILTIN:
             STATS["log"].append(f"created {r['kind']} {key[3]}")
@@ -411,6 +419,7 @@ def apply(key, r, group, version, body, manager, force):
         return existing, 200
     bump(new, existing)
     OBJECTS[key] = new
+    observe(key, previous, new)
     STATS["applies_changed"] += 1
     return new, 200
 
@@ -419,6 +428,24 @@ def bump(new, old):
     new["metadata"]["resourceVersion"] = next_rv()
     if new.get("spec") != old.get("spec"):
         new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
+
+
+def observe(key, old, new):
+    """Appends what upgrade tests replay: cordons and kubelet versions of Nodes, and the API
+    server's version (kubeadm-config) whenever they change."""
+    if key[:2] == ("", "nodes"):
+        for what, path in (("cordoned", ("spec", "unschedulable")),
+                           ("kubelet", ("status", "nodeInfo", "kubeletVersion"))):
+            before = get_path(old, path) if old is not None else None
+            after = get_path(new, path)
+            if before != after and not (what == "cordoned" and not before and not after):
+                log_event(what, key[3], after)
+    if key == ("", "configmaps", "kube-system", "kubeadm-config"):
+        pattern = r"kubernetesVersion:\s*\"?(v[0-9.]+)"
+        version = lambda o: re.search(pattern, ((o or {}).get("data") or {}).get("ClusterConfiguration", ""))
+        before, after = version(old), version(new)
+        if after and (not before or before.group(1) != after.group(1)):
+            log_event("apiserver", "", after.group(1))
 
 
 def update(key, r, group, version, new, manager, subresource=None):
@@ -437,6 +464,7 @@ def update(key, r, group, version, new, manager, subresource=None):
         if old is not None and f in old["metadata"]:
             new["metadata"][f] = old["metadata"][f]
     validate(group, version, key[1], new)
+    observe(key, old, new)
     changed = {p for p in leaf_paths(new) if old is None or get_path(old, p) != get_path(new, p)}
     if old is None:
         created(new, key)
@@ -477,6 +505,82 @@ def labels_match(obj, selector):
         elif term not in labels:
             return False
     return True
+
+
+def fields_match(obj, selector):
+    """`spec.nodeName=X` and `metadata.name=X` field selectors (what drains use)."""
+    for term in (selector or "").split(","):
+        if "=" not in term:
+            continue
+        path, want = term.split("=", 1)
+        have = obj
+        for part in path.rstrip("=").split("."):
+            have = (have or {}).get(part) if isinstance(have, dict) else None
+        if (have or "") != want:
+            return False
+    return True
+
+
+def cluster_version():
+    """What kube-apiserver runs: kubeadm records it in kube-system/kubeadm-config on init and on
+    every `kubeadm upgrade apply`."""
+    cm = OBJECTS.get(("", "configmaps", "kube-system", "kubeadm-config"))
+    text = ((cm or {}).get("data") or {}).get("ClusterConfiguration", "")
+    m = re.search(r"kubernetesVersion:\s*\"?(v[0-9.]+)", text)
+    return m.group(1) if m else DEFAULT_VERSION
+
+
+def log_event(what, node, value):
+    EVENTS.append({"t": time.time(), "what": what, "node": node, "value": value})
+
+
+def pdbs_for(pod):
+    ns = pod["metadata"].get("namespace", "")
+    labels = pod["metadata"].get("labels") or {}
+    out = []
+    for (g, plural, bns, _), b in OBJECTS.items():
+        if g == "policy" and plural == "poddisruptionbudgets" and bns == ns:
+            want = (((b.get("spec") or {}).get("selector") or {}).get("matchLabels")) or {}
+            if want and all(labels.get(k) == v for k, v in want.items()):
+                out.append(b)
+    return out
+
+
+def evict(key, pod, name):
+    """POST pods/{name}/eviction as kube-apiserver answers it (see kube-api-facts.md)."""
+    if pod is None:
+        raise ApiError(404, "NotFound", f'pods "{name}" not found')
+    running = (pod.get("status") or {}).get("phase") == "Running"
+    if running:
+        for b in pdbs_for(pod):
+            st = b.get("status") or {}
+            bname = b["metadata"]["name"]
+            cause = None
+            if st.get("observedGeneration", 0) < b["metadata"].get("generation", 1):
+                cause = f"The disruption budget {bname} is still being processed by the server."
+            elif st.get("disruptionsAllowed", 0) <= 0:
+                cause = (f"The disruption budget {bname} needs {st.get('desiredHealthy', 0)} healthy pods "
+                         f"and has {st.get('currentHealthy', 0)} currently")
+            if cause:
+                raise ApiError(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.",
+                               {"causes": [{"reason": "DisruptionBudget", "message": cause}]})
+        for b in pdbs_for(pod):
+            st = dict(b.get("status") or {})
+            st["disruptionsAllowed"] = st.get("disruptionsAllowed", 0) - 1
+            st.setdefault("disruptedPods", {})[name] = now()
+            bkey = ("policy", "poddisruptionbudgets", b["metadata"]["namespace"], b["metadata"]["name"])
+            set_status(bkey, st, "kube-apiserver")
+    new = copy.deepcopy(pod)
+    new["metadata"]["deletionTimestamp"] = now()
+    OBJECTS[key] = new
+    log_event("evicted", (pod.get("spec") or {}).get("nodeName", ""), f"{key[2]}/{name}")
+
+    def gone():
+        with LOCK:
+            OBJECTS.pop(key, None)
+            OWNERS.pop(key, None)
+    threading.Timer(0.3, gone).start()
+    return 201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
 
 
 def decode(raw, ctype):
@@ -520,6 +624,8 @@ class Api(BaseHTTPRequestHandler):
                 code, body = self.route(method, url.path, q, raw)
         except ApiError as e:
             code, body = e.code, status_body(e.code, e.reason, e.message)
+            if e.details:
+                body["details"] = e.details
         except Exception as e:  # noqa: BLE001 (a double must answer, not hang)
             code, body = 500, status_body(500, "InternalError", f"double: {e!r}")
         reply(self, code, body)
@@ -543,7 +649,8 @@ class Api(BaseHTTPRequestHandler):
         if path in ("/healthz", "/readyz", "/livez"):
             return 200, "ok"
         if path == "/version":
-            return 200, {"major": "1", "minor": "36", "gitVersion": "v1.36.2", "platform": "linux/amd64"}
+            v = cluster_version()
+            return 200, {"major": "1", "minor": v.split(".")[1], "gitVersion": v, "platform": "linux/amd64"}
         if path == "/api":
             return 200, {"kind": "APIVersions", "versions": ["v1"],
                          "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]}
@@ -588,7 +695,8 @@ class Api(BaseHTTPRequestHandler):
         if name is None:
             if method == "GET":
                 items = [copy.deepcopy(o) for (og, op, ons, _), o in sorted(OBJECTS.items())
-                         if og == g and op == plural and (not ns or ons == ns) and labels_match(o, q.get("labelSelector"))]
+                         if og == g and op == plural and (not ns or ons == ns) and labels_match(o, q.get("labelSelector"))
+                         and fields_match(o, q.get("fieldSelector"))]
                 for i in items:
                     i["apiVersion"] = api_version
                 return 200, {"kind": r["kind"] + "List", "apiVersion": api_version,
@@ -622,6 +730,8 @@ class Api(BaseHTTPRequestHandler):
                     del OBJECTS[k]
             return 200, status_body(200, "", "") | {"status": "Success"}
         body = decode(raw, self.headers.get("Content-Type"))
+        if plural == "pods" and sub == "eviction" and method == "POST":
+            return evict(key, obj, name)
         if sub not in (None, "status"):
             raise ApiError(404, "NotFound", f"subresource {sub} not supported")
         if method == "PUT":
@@ -690,7 +800,34 @@ def age(obj):
     return time.time() - calendar.timegm(time.strptime(t, "%Y-%m-%dT%H:%M:%SZ")) if t else 0
 
 
+def pdb_controller():
+    """The disruption controller: healthy pods against minAvailable/maxUnavailable."""
+    for key, b in list(OBJECTS.items()):
+        if key[:2] != ("policy", "poddisruptionbudgets"):
+            continue
+        spec = b.get("spec") or {}
+        want = ((spec.get("selector") or {}).get("matchLabels")) or {}
+        pods = [p for (g, pl, ns, _), p in OBJECTS.items() if (g, pl) == ("", "pods") and ns == key[2]
+                and want and all(((p["metadata"].get("labels") or {}).get(k)) == v for k, v in want.items())]
+        healthy = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Running"
+                      and not p["metadata"].get("deletionTimestamp"))
+        expected = len(pods)
+        if "minAvailable" in spec:
+            desired = int(spec["minAvailable"])
+        else:
+            desired = max(0, expected - int(spec.get("maxUnavailable", 0)))
+        old = b.get("status") or {}
+        st = {"observedGeneration": b["metadata"].get("generation", 1), "currentHealthy": healthy,
+              "desiredHealthy": desired, "expectedPods": expected,
+              "disruptionsAllowed": max(0, healthy - desired),
+              "disruptedPods": {k: v for k, v in (old.get("disruptedPods") or {}).items()
+                                if ("", "pods", key[2], k) in OBJECTS}}
+        if {k: old.get(k) for k in st} != st:
+            set_status(key, st, "kube-controller-manager")
+
+
 def reconcile():
+    pdb_controller()
     nodes = [k for k in OBJECTS if k[:2] == ("", "nodes")]
     cni_ready = False
     for key, o in list(OBJECTS.items()):
@@ -816,6 +953,8 @@ class Hooks(BaseHTTPRequestHandler):
         with LOCK:
             if url.path == "/_double/stats":
                 return self.reply(200, STATS)
+            if url.path == "/_double/events":
+                return self.reply(200, EVENTS)
             if url.path == "/_double/objects":
                 kind = q.get("kind")
                 return self.reply(200, [o for o in OBJECTS.values() if not kind or o.get("kind") == kind])
@@ -831,6 +970,13 @@ class Hooks(BaseHTTPRequestHandler):
             if path == "/_double/unhold":
                 HOLDS.pop((body["kind"], body["name"]), None)
                 return self.reply(200, {"held": len(HOLDS)})
+            if path == "/_double/create":
+                # What a workload controller would create (pods, budgets) for drain tests.
+                obj = body["object"]
+                g, v, r = find_kind(obj["kind"])
+                m = obj["metadata"]
+                key = (g, r["name"], m.get("namespace", "") if r["namespaced"] else "", m["name"])
+                return self.reply(200, update(key, r, g, v, obj, body.get("manager", "test")))
             key, obj = obj_of(body["kind"], body["name"], body.get("namespace"))
             if obj is None:
                 return self.reply(404, {"error": "not found"})
