@@ -1,6 +1,7 @@
 //! `ecoboot upgrade` on the 14-node fleet and the API double: the drift guard, a skipped minor,
-//! the dry run, a kill -9 during the control plane's `kubeadm upgrade apply`, a drain blocked by a
-//! PodDisruptionBudget, and the finished rolling upgrade 1.36 → 1.37, checked against the
+//! the dry run, the runtime boundary, kill -9 during the control plane's `kubeadm upgrade apply`
+//! and again mid-drain, a drain blocked by a PodDisruptionBudget, and the finished rolling
+//! upgrade 1.36 → 1.37, checked against the
 //! double's event log: no kubelet ever newer than the API server, never more than
 //! `--max-unavailable` workers cordoned, every node drained once.
 
@@ -137,6 +138,23 @@ fn rolling_upgrade_guarded_resumable_and_within_the_skew_policy() {
         "infrastructure nodes alone: {out}"
     );
 
+    // The runtime boundary: a node back on Ubuntu's containerd 1.7 keeps the cluster from moving
+    // (Kubernetes 1.36+ needs containerd 2.x); the preflight names it and changes nothing.
+    fleet.ssh(
+        5,
+        "mv /usr/local/bin/containerd /usr/local/bin/containerd.off && echo 1.7.24-0ubuntu1~24.04.2 > /var/lib/ecoboot-sim/pkgs/containerd",
+    );
+    let (code, _, err) = eco(&next, &state, &["upgrade", "--dry-run"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("k8s-api-character: runs containerd 1.7.24; Kubernetes 1.37 needs containerd 2.0 or newer"),
+        "{err}"
+    );
+    fleet.ssh(
+        5,
+        "mv /usr/local/bin/containerd.off /usr/local/bin/containerd && rm /var/lib/ecoboot-sim/pkgs/containerd",
+    );
+
     // kill -9 during the control plane's `kubeadm upgrade apply`.
     fleet.ssh(1, "echo 4 > /var/lib/ecoboot-sim/slow-upgrade");
     let mut child = ecoboot(&state)
@@ -189,6 +207,38 @@ fn rolling_upgrade_guarded_resumable_and_within_the_skew_policy() {
             "spec": {"minAvailable": 3, "selector": {"matchLabels": {"app": "web"}}}
         }),
     );
+    // kill -9 mid-drain: the first batch is cordoned and its evictions are being refused.
+    let mut child = ecoboot(&state)
+        .arg("-c")
+        .arg(&next)
+        .args([
+            "upgrade",
+            "--max-unavailable",
+            &mu,
+            "--drain-timeout",
+            "120",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let cordoned =
+        || {
+            let events = api.hook("GET", "/_double/events", "").unwrap();
+            events.as_array().unwrap().iter().any(|e| {
+                e["what"] == "cordoned" && e["node"] == "k8s-api-auth" && e["value"] == true
+            })
+        };
+    for _ in 0..300 {
+        if cordoned() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(cordoned(), "the first batch was cordoned");
+    std::thread::sleep(Duration::from_secs(3));
+    child.kill().unwrap();
+    let _ = child.wait();
     let (code, _, err) = eco(
         &next,
         &state,

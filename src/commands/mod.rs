@@ -147,11 +147,14 @@ async fn run_stages(
         .iter()
         .any(|s| s.id() == crate::stages::prepare_nodes::ID)
     {
-        let guarded = version_guard(&cx).await;
-        if let Err(e) = guarded {
-            cx.close_ssh().await;
-            finish_run(&events, false, Instant::now(), log.as_deref());
-            return Err(e);
+        match version_guard(&cx).await {
+            Ok(Some(running)) => cx.config = Arc::new(pin_patch(&cx.config, running)),
+            Ok(None) => {}
+            Err(e) => {
+                cx.close_ssh().await;
+                finish_run(&events, false, Instant::now(), log.as_deref());
+                return Err(e);
+            }
         }
     }
     let started = Instant::now();
@@ -179,13 +182,13 @@ async fn run_stages(
 /// On an initialised cluster (admin.conf fetched), refuses a config whose Kubernetes minor
 /// differs from what the API server runs: prepare-nodes would otherwise move every kubelet at
 /// once, past the API server. Minor changes go through `ecoboot upgrade`.
-async fn version_guard(cx: &Ctx) -> Result<()> {
+async fn version_guard(cx: &Ctx) -> Result<Option<crate::upgrade::Version>> {
     if !crate::nodes::admin_conf(&cx.state_dir()).exists() {
-        return Ok(());
+        return Ok(None);
     }
     let k = &cx.config.cluster.spec.kubernetes;
-    let running = match cx.kube("prepare-nodes").await {
-        Ok(client) => crate::upgrade::server_version(&client).await?,
+    let running = match running_version(cx).await {
+        Ok(v) => v,
         Err(e) => {
             return Err(Error::StageFailed {
                 stage: crate::stages::prepare_nodes::ID.into(),
@@ -209,7 +212,43 @@ async fn version_guard(cx: &Ctx) -> Result<()> {
             ),
         )));
     }
-    Ok(())
+    Ok(Some(running))
+}
+
+/// The config with its Kubernetes version pinned to the patch the cluster runs (`1.36` →
+/// `1.36.2`), so nodes prepared later (scale-out, replacements) get exactly that patch.
+fn pin_patch(config: &Config, running: crate::upgrade::Version) -> Config {
+    let mut pinned = config.clone();
+    if running.patch.is_some() {
+        pinned.cluster.spec.kubernetes.version.value = running.to_string();
+    }
+    pinned
+}
+
+/// What the cluster runs: the API server's `/version`, else the control plane's kubelet package
+/// (when the API cannot be reached, e.g. a control plane whose admin.conf no client can use).
+async fn running_version(cx: &Ctx) -> Result<crate::upgrade::Version> {
+    let api = match cx.kube("prepare-nodes").await {
+        Ok(client) => crate::upgrade::server_version(&client).await,
+        Err(e) => Err(e),
+    };
+    let api_err = match api {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    let (_, conn) = cx.control_plane("prepare-nodes").await?;
+    let out = conn
+        .run(
+            "kubelet version",
+            "dpkg-query -W -f='${Version}' kubelet",
+            std::time::Duration::from_secs(60),
+            true,
+        )
+        .await?;
+    match (out.ok(), crate::upgrade::Version::parse(out.stdout.trim())) {
+        (true, Some(v)) => Ok(v),
+        _ => Err(api_err),
+    }
 }
 
 /// Warns about every version at or near the end of its support window (one event each).
