@@ -151,6 +151,22 @@ pub enum Command {
         #[arg(long, short, env = "ECOBOOT_YES", value_parser = clap::builder::FalseyValueParser::new())]
         yes: bool,
     },
+    /// Move nodes still on containerd 1.x to the pinned containerd 2.x, drained batch by batch
+    /// (needed before Kubernetes 1.36); resumable at any node.
+    MigrateRuntime {
+        /// Worker nodes migrated at once.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        max_unavailable: usize,
+        /// How long one node's drain may take before the migration stops, naming what blocks it.
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        drain_timeout: u64,
+        /// Show which nodes would be migrated; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Go ahead without asking (required without a terminal; ECOBOOT_YES=1 does the same).
+        #[arg(long, short, env = "ECOBOOT_YES", value_parser = clap::builder::FalseyValueParser::new())]
+        yes: bool,
+    },
     /// Write a commented starter config to the --config path (never overwrites).
     Init {
         /// Which topology to start from.

@@ -61,6 +61,7 @@ fn prepare_nodes_on_14_nodes_then_a_rerun_changes_nothing() {
         "prepare-nodes",
         "--to",
         "prepare-nodes",
+        "--detail",
     ]));
     assert_eq!(code, 0, "{err}");
     assert!(

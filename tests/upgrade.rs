@@ -294,4 +294,53 @@ fn rolling_upgrade_guarded_resumable_and_within_the_skew_policy() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("done already"), "{out}");
+
+    // A node back on Ubuntu's containerd 1.7: prepare-nodes' preflight names it and changes
+    // nothing; `migrate-runtime` drains it alone and brings it to the pinned containerd 2.x.
+    fleet.ssh(
+        5,
+        "mv /usr/local/bin/containerd /usr/local/bin/containerd.off && echo 1.7.24-0ubuntu1~24.04.2 > /var/lib/ecoboot-sim/pkgs/containerd",
+    );
+    let (code, _, err) = eco(
+        &next,
+        &state,
+        &["plan", "--from", "prepare-nodes", "--to", "prepare-nodes"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("k8s-api-character: runs containerd 1.7.24"),
+        "{err}"
+    );
+    assert!(err.contains("ecoboot migrate-runtime"), "{err}");
+    let (code, out, err) = eco(&next, &state, &["migrate-runtime", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("k8s-api-character: would 1. cordon and drain"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("k8s-api-auth: would"),
+        "only the node on containerd 1.x: {out}"
+    );
+    let (code, _, err) = eco(&next, &state, &["migrate-runtime"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        fleet
+            .file(5, "/usr/local/bin/containerd")
+            .is_some_and(|b| b.contains("v2.3.4")),
+        "containerd 2.3.4 on the migrated node"
+    );
+    assert!(
+        fleet
+            .file(5, "/var/lib/ecoboot-sim/pkgs/containerd")
+            .is_none()
+    );
+    check_invariants(&api);
+    let (code, out, err) = eco(
+        &next,
+        &state,
+        &["plan", "--from", "prepare-nodes", "--to", "prepare-nodes"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("done already"), "{out}");
 }

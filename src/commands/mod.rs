@@ -5,6 +5,7 @@ mod confirm;
 mod down;
 mod info;
 mod init;
+mod operation;
 mod status;
 mod upgrade;
 
@@ -59,6 +60,19 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 drain_timeout: std::time::Duration::from_secs(*drain_timeout),
             };
             upgrade::upgrade(g, opts, *dry_run, *yes).await
+        }
+        Command::MigrateRuntime {
+            max_unavailable,
+            drain_timeout,
+            dry_run,
+            yes,
+        } => {
+            let opts = crate::upgrade::Options {
+                to: None,
+                max_unavailable: *max_unavailable,
+                drain_timeout: std::time::Duration::from_secs(*drain_timeout),
+            };
+            upgrade::migrate(g, opts, *dry_run, *yes).await
         }
         Command::Schema => info::schema(),
         Command::Version => info::version(g),

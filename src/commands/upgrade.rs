@@ -1,98 +1,114 @@
-//! `ecoboot upgrade`: preflight and plan, consent, then the rolling upgrade through the same
-//! events as `up`.
+//! `ecoboot upgrade` and `ecoboot migrate-runtime`: the rolling operations of `crate::upgrade`
+//! in the common operation frame.
 
-use std::time::Instant;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 
-use super::{confirm, events_for, finish_run, load_config};
+use super::operation::{self, Operation, Work};
 use crate::cli::Global;
-use crate::config::FileChecks;
 use crate::engine::Ctx;
-use crate::error::{Error, Result};
-use crate::event::{Event, millis};
-use crate::state::Store;
-use crate::upgrade::{self, ID};
+use crate::error::Result;
+use crate::event::Action;
+use crate::upgrade::{self, Options, Record, UpgradePlan, runtime};
 
-/// Runs `ecoboot upgrade`.
-pub(super) async fn upgrade(
-    g: &Global,
-    opts: upgrade::Options,
-    dry_run: bool,
-    yes: bool,
-) -> Result<()> {
-    let config = load_config(g, FileChecks::Skip)?;
-    let consent = match dry_run {
-        true => None,
-        false => Some(confirm::consent("upgrade", yes)?),
-    };
-    let store = match dry_run {
-        true => Store::read_only(&g.state_dir, config.name()),
-        false => Store::lock(&g.state_dir, config.name())?,
-    };
-    let log_dir = (!dry_run).then(|| store.dir().join("logs"));
-    let log = crate::output::init_tracing(g.verbose, log_dir.as_deref(), "upgrade");
-    let state = store.load(config.name())?;
-    let events = events_for(g, true);
-    let cx = Ctx::new(config.clone(), events.clone(), store, state);
-    events.emit(Event::RunStarted {
-        command: "upgrade".into(),
-        cluster: config.name().into(),
-        ecoboot: crate::build_info::BUILD,
-    });
-    let started = Instant::now();
-    events.emit(Event::StageStarted {
-        stage: ID.into(),
-        title: "Upgrade Kubernetes: control plane first, then the nodes in batches".into(),
-    });
-    let result = async {
-        let (plan, record) = upgrade::prepare(&cx, &opts).await?;
-        events.emit(Event::StagePlan {
-            stage: ID.into(),
-            actions: plan.actions(),
-        });
-        if dry_run {
-            return Ok(plan);
+struct Upgrade {
+    opts: Options,
+    ready: Option<(UpgradePlan, Record)>,
+}
+
+impl Work for Upgrade {
+    fn plan<'c>(&'c mut self, cx: &'c Ctx) -> BoxFuture<'c, Result<(Vec<Action>, String)>> {
+        async move {
+            let (plan, record) = upgrade::prepare(cx, &self.opts).await?;
+            let question = format!("Upgrade the cluster to Kubernetes {}?", plan.to);
+            let actions = plan.actions();
+            self.ready = Some((plan, record));
+            Ok((actions, question))
         }
-        if consent == Some(confirm::Consent::Ask)
-            && !confirm::ask(&format!("Upgrade the cluster to Kubernetes {}?", plan.to))
-        {
-            return Err(Error::Usage("cancelled; nothing was changed".into()));
-        }
-        upgrade::run(&cx, &plan, record, &opts).await?;
-        Ok(plan)
+        .boxed()
     }
-    .await;
-    match &result {
-        Ok(plan) => {
-            if !dry_run {
-                let mut counters = std::collections::BTreeMap::new();
-                counters.insert("nodes".into(), config.nodes().count() as u64);
-                events.emit(Event::StageDone {
-                    stage: ID.into(),
-                    duration_ms: millis(started.elapsed()),
-                    counters,
-                    aws_calls: Default::default(),
-                });
-            }
-            let configured = crate::config::support::minor(&config.cluster.spec.kubernetes.version);
+
+    fn apply<'c>(&'c mut self, cx: &'c Ctx) -> BoxFuture<'c, Result<()>> {
+        async move {
+            let (plan, record) = self.ready.take().expect("planned first");
+            upgrade::run(cx, &plan, record, &self.opts).await?;
+            let configured = crate::config::support::minor(&cx.config.cluster.spec.kubernetes.version);
             if configured != plan.to.minor_str() {
-                events.progress(
-                    ID,
+                cx.events.progress(
+                    upgrade::ID,
                     None,
                     format!(
                         "set spec.kubernetes.version to \"{}\" in {} so that `up` matches the cluster",
                         plan.to.minor_str(),
-                        config.path.display()
+                        cx.config.path.display()
                     ),
                 );
             }
+            Ok(())
         }
-        Err(e) => events.emit(Event::StageFailed {
-            stage: ID.into(),
-            duration_ms: millis(started.elapsed()),
-            message: e.to_string(),
-        }),
+        .boxed()
     }
-    cx.close_ssh().await;
-    finish_run(&events, result.is_ok(), started, log.as_deref());
-    result.map(|_| ())
+}
+
+/// Runs `ecoboot upgrade`.
+pub(super) async fn upgrade(g: &Global, opts: Options, dry_run: bool, yes: bool) -> Result<()> {
+    let op = Operation {
+        command: "upgrade",
+        stage: upgrade::ID,
+        title: "Upgrade Kubernetes: control plane first, then the nodes in batches",
+        dry_run,
+        yes,
+    };
+    operation::run(g, op, &mut Upgrade { opts, ready: None }).await
+}
+
+struct Migrate {
+    opts: Options,
+    batches: Vec<Vec<String>>,
+}
+
+impl Work for Migrate {
+    fn plan<'c>(&'c mut self, cx: &'c Ctx) -> BoxFuture<'c, Result<(Vec<Action>, String)>> {
+        async move {
+            self.batches = runtime::plan(cx, &self.opts).await?;
+            let actions = (self.batches.iter().enumerate())
+                .map(|(i, b)| {
+                    Action::new(
+                        b.join(", "),
+                        format!(
+                            "{}. cordon and drain, replace containerd 1.x with {} from its release, restart kubelet, uncordon",
+                            i + 1,
+                            cx.config.cluster.spec.kubernetes.containerd.version.value
+                        ),
+                    )
+                })
+                .collect();
+            Ok((actions, "Migrate these nodes to containerd 2.x?".to_string()))
+        }
+        .boxed()
+    }
+
+    fn apply<'c>(&'c mut self, cx: &'c Ctx) -> BoxFuture<'c, Result<()>> {
+        async move { runtime::migrate(cx, &self.batches, &self.opts).await }.boxed()
+    }
+}
+
+/// Runs `ecoboot migrate-runtime`.
+pub(super) async fn migrate(g: &Global, opts: Options, dry_run: bool, yes: bool) -> Result<()> {
+    let op = Operation {
+        command: "migrate-runtime",
+        stage: runtime::ID,
+        title: "Migrate nodes on containerd 1.x to containerd 2.x, batch by batch",
+        dry_run,
+        yes,
+    };
+    operation::run(
+        g,
+        op,
+        &mut Migrate {
+            opts,
+            batches: Vec::new(),
+        },
+    )
+    .await
 }

@@ -76,15 +76,15 @@ pub fn problems(r: &NodeReport, version: &str) -> Vec<String> {
         let (major, minor_rt) = support::min_containerd(version);
         if have.len() >= 2 && (have[0], have[1]) < (major, minor_rt) {
             out.push(format!(
-                "runs containerd {v}; Kubernetes {minor} needs containerd {major}.{minor_rt} or newer: migrate the node's runtime first (drain it, remove the old containerd, rerun prepare-nodes, uncordon), or stay on Kubernetes 1.35 until then"
+                "runs containerd {v}; Kubernetes {minor} needs containerd {major}.{minor_rt} or newer: migrate its runtime first with `ecoboot migrate-runtime` (drain, containerd 2.x, uncordon, node by node), or stay on Kubernetes 1.35 until then"
             ));
         }
     }
     out
 }
 
-/// Runs the preflight on one node: `Ok(problems)`, or why it could not run.
-pub async fn check(conn: &Conn, version: &str) -> Result<Vec<String>, String> {
+/// What one node reports (one read-only round trip), or why it could not run.
+pub async fn report(conn: &Conn) -> Result<NodeReport, String> {
     let out = conn
         .run("preflight", &script(), Duration::from_secs(60), true)
         .await
@@ -92,7 +92,12 @@ pub async fn check(conn: &Conn, version: &str) -> Result<Vec<String>, String> {
     if !out.ok() {
         return Err(out.tail(3));
     }
-    Ok(problems(&parse(&out.stdout), version))
+    Ok(parse(&out.stdout))
+}
+
+/// Runs the preflight on one node: `Ok(problems)`, or why it could not run.
+pub async fn check(conn: &Conn, version: &str) -> Result<Vec<String>, String> {
+    Ok(problems(&report(conn).await?, version))
 }
 
 #[cfg(test)]

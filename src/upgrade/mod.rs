@@ -9,6 +9,7 @@ mod journal;
 mod node;
 pub mod plan;
 mod preflight;
+pub mod runtime;
 
 use std::time::{Duration, Instant};
 
@@ -89,17 +90,22 @@ pub async fn prepare(cx: &Ctx, opts: &Options) -> Result<(UpgradePlan, Record)> 
     Ok((plan, record))
 }
 
-fn save(cx: &Ctx, record: &Record) -> Result<()> {
-    cx.update_state(|s| s.set_output(journal::KEY, record))
-}
-
 /// The journal record, shared by the nodes of a batch; every change is saved at once.
 struct Journal<'a> {
     cx: &'a Ctx,
     record: std::sync::Mutex<Record>,
+    key: &'static str,
 }
 
-impl Journal<'_> {
+impl<'a> Journal<'a> {
+    fn new(cx: &'a Ctx, record: Record, key: &'static str) -> Self {
+        Journal {
+            cx,
+            record: std::sync::Mutex::new(record),
+            key,
+        }
+    }
+
     fn phase(&self, node: &str) -> Phase {
         self.lock().phase(node)
     }
@@ -111,17 +117,26 @@ impl Journal<'_> {
     fn update(&self, f: impl FnOnce(&mut Record)) -> Result<()> {
         let mut r = self.lock();
         f(&mut r);
-        save(self.cx, &r)
+        let key = self.key;
+        self.cx.update_state(|s| s.set_output(key, &*r))
+    }
+
+    fn set(&self, node: &str, phase: Phase) -> Result<()> {
+        self.update(|r| {
+            r.nodes.insert(node.into(), phase);
+        })
+    }
+
+    fn drained(&self, node: &str) -> Result<()> {
+        self.update(|r| *r.drains.entry(node.into()).or_default() += 1)
     }
 }
 
 /// Runs the plan from where `record` stands.
 pub async fn run(cx: &Ctx, plan: &UpgradePlan, record: Record, opts: &Options) -> Result<()> {
     let client = cx.kube(ID).await?;
-    let journal = Journal {
-        cx,
-        record: std::sync::Mutex::new(record),
-    };
+    let journal = Journal::new(cx, record, journal::KEY);
+    journal.update(|_| {})?;
     let cp = plan.control_plane.clone();
     let mut to = Version::parse(&journal.lock().to).unwrap_or(plan.to);
     if journal.phase(&cp) < Phase::Upgraded {
@@ -166,13 +181,11 @@ async fn upgrade_one(
     let say = |m: String| cx.events.progress(ID, Some(name), m);
     let target = to.to_string();
     if journal.phase(name) < Phase::Upgraded {
-        journal.update(|r| {
-            r.nodes.insert(name.into(), Phase::Draining);
-        })?;
+        journal.set(name, Phase::Draining)?;
         drain::cordon(client, name, Some(&target)).await?;
         say("cordoned; draining".into());
         let evicted = drain::drain(client, name, opts.drain_timeout, &say).await?;
-        journal.update(|r| *r.drains.entry(name.into()).or_default() += 1)?;
+        journal.drained(name)?;
         say(format!("drained ({evicted} pod(s) evicted)"));
         let (_, conn) = connect(cx, name).await?;
         if !control_plane {
@@ -180,17 +193,13 @@ async fn upgrade_one(
             node::upgrade_node_config(&conn).await?;
         }
         node::upgrade_kubelet(&conn, to).await?;
-        journal.update(|r| {
-            r.nodes.insert(name.into(), Phase::Upgraded);
-        })?;
+        journal.set(name, Phase::Upgraded)?;
         say(format!("kubelet {to} installed and restarted"));
     }
     drain::cordon(client, name, None).await?;
     say("uncordoned; waiting until Ready".into());
-    wait_ready_at(cx, client, name, to).await?;
-    journal.update(|r| {
-        r.nodes.insert(name.into(), Phase::Done);
-    })?;
+    wait_ready(cx, client, name, Some(to)).await?;
+    journal.set(name, Phase::Done)?;
     say(format!(
         "upgraded to {to} in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -217,8 +226,13 @@ async fn connect(
     }
 }
 
-/// Waits until `name` is Ready and reports kubelet `to`.
-async fn wait_ready_at(cx: &Ctx, client: &kube::Client, name: &str, to: Version) -> Result<()> {
+/// Waits until `name` is Ready (and reports kubelet `to`, when given).
+async fn wait_ready(
+    cx: &Ctx,
+    client: &kube::Client,
+    name: &str,
+    to: Option<Version>,
+) -> Result<()> {
     let nodes: Api<KubeNode> = Api::all(client.clone());
     let timeout = Duration::from_secs(cx.config.cluster.spec.kubernetes.wait_seconds);
     let polled = retry(&Backoff::poll(Duration::from_secs(1), timeout), |_| {
@@ -235,7 +249,7 @@ async fn wait_ready_at(cx: &Ctx, client: &kube::Client, name: &str, to: Version)
                 .map(|i| i.kubelet_version.clone())
                 .unwrap_or_default();
             let ready = crate::stages::label_nodes::not_ready(&n).is_none();
-            match (ready, Version::parse(&version) == Some(to)) {
+            match (ready, to.is_none() || Version::parse(&version) == to) {
                 (true, true) => Try::Done(()),
                 _ => Try::Again(None),
             }
@@ -247,7 +261,10 @@ async fn wait_ready_at(cx: &Ctx, client: &kube::Client, name: &str, to: Version)
         Err(Some(e)) => Err(e),
         Err(None) => Err(Error::StageFailed {
             stage: ID.into(),
-            message: format!("{name} is not Ready at kubelet v{to} after {}s", timeout.as_secs()),
+            message: match to {
+                Some(to) => format!("{name} is not Ready at kubelet v{to} after {}s", timeout.as_secs()),
+                None => format!("{name} is not Ready after {}s", timeout.as_secs()),
+            },
             help: "check the kubelet on the node (`journalctl -u kubelet`); rerun `ecoboot upgrade` to continue".into(),
         }),
     }
