@@ -17,7 +17,9 @@ fn ecoboot_with(config: &Path, state: &Path, args: &[&str]) -> (i32, String, Str
 fn edit(config: &Path, from: &str, to: &str) -> std::path::PathBuf {
     let text = std::fs::read_to_string(config).unwrap();
     assert!(text.contains(from), "{from}");
-    let out = config.with_file_name(format!("edited-{}.yaml", text.len() % 997));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let out = config.with_file_name(format!("edited-{n}.yaml"));
     std::fs::write(&out, text.replacen(from, to, 1)).unwrap();
     out
 }
@@ -193,6 +195,36 @@ fn argocd_and_the_root_app_converge_and_failures_are_named() {
     assert!(
         !err.contains("foundations"),
         "only the offending apps are listed: {err}"
+    );
+
+    // A source ArgoCD cannot render fails at once (not after waitSeconds) with its message.
+    api.hook(
+        "POST",
+        "/_double/unhold",
+        r#"{"kind":"Application","name":"monitoring"}"#,
+    );
+    api.hook("POST", "/_double/hold", r#"{"kind":"Application","name":"workers","condition":{"type":"ComparisonError","message":"Failed to load target state: failed to generate manifest for source 1 of 1: rpc error: code = Unknown desc = k8s/workers: app path does not exist"}}"#);
+    let long = edit(
+        &config,
+        "    waitSeconds: 60\n  nodes:",
+        "    waitSeconds: 120\n  nodes:",
+    );
+    let started = std::time::Instant::now();
+    let (code, _, err) = ecoboot_with(&long, &state, &["stage", "root-app"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "fails fast, not after 120 s"
+    );
+    assert!(
+        err.contains("application `workers` cannot sync: ComparisonError:")
+            && err.contains("app path does not exist"),
+        "{err}"
+    );
+    api.hook(
+        "POST",
+        "/_double/unhold",
+        r#"{"kind":"Application","name":"workers"}"#,
     );
 
     // An ArgoCD workload that never becomes available fails install-argocd, named with why.

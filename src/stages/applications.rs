@@ -17,7 +17,14 @@ pub struct AppStatus {
     pub wave: String,
     /// Last operation phase and message, or the first condition.
     pub detail: String,
+    /// A condition waiting cannot fix (`ComparisonError`, `InvalidSpecError`: a path that does
+    /// not exist, a missing AppProject, a repository ArgoCD cannot read), as `type: message`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
+
+/// Application condition types that waiting cannot fix.
+const FATAL_CONDITIONS: &[&str] = &["ComparisonError", "InvalidSpecError"];
 
 impl AppStatus {
     /// Synced and Healthy.
@@ -67,6 +74,15 @@ pub async fn app_statuses(
                     .cloned()
                     .unwrap_or_else(|| "0".into()),
                 detail,
+                error: (s["conditions"].as_array().into_iter().flatten())
+                    .find(|c| FATAL_CONDITIONS.contains(&c["type"].as_str().unwrap_or("")))
+                    .map(|c| {
+                        format!(
+                            "{}: {}",
+                            c["type"].as_str().unwrap_or(""),
+                            c["message"].as_str().unwrap_or("")
+                        )
+                    }),
             }
         })
         .collect();

@@ -213,6 +213,20 @@ impl Stage for RootApp {
                     cx.events.progress(ID, Some(&app.name), line);
                 }
             }
+            if let Some(broken) = apps.iter().find(|a| a.error.is_some()) {
+                // Waiting cannot fix a wrong path, project or repository: fail now, with ArgoCD's
+                // message and every application's state.
+                return Err(Error::StageFailed {
+                    stage: ID.into(),
+                    message: format!(
+                        "application `{}` cannot sync: {}\n{}",
+                        broken.name,
+                        broken.error.as_deref().unwrap_or_default(),
+                        table(&apps)
+                    ),
+                    help: "fix the Application's source (repoURL, targetRevision, path), its project or the repository credentials, then rerun `ecoboot stage root-app`".into(),
+                });
+            }
             let offending: Vec<AppStatus> = apps.into_iter().filter(|a| !a.settled()).collect();
             Ok((!offending.is_empty()).then(|| table(&offending)))
         })
@@ -324,6 +338,7 @@ mod tests {
             health: "Degraded".into(),
             wave: "20".into(),
             detail: "Failed: boom".into(),
+            error: None,
         };
         let t = table(&[a]);
         assert!(

@@ -20,7 +20,7 @@ Test hooks on a second, plain-HTTP port (loopback only):
                                   a log of CRD establishment and custom-resource creation
   GET  /_double/objects?kind=K    stored objects of a kind (all when no kind)
   POST /_double/hold              {"kind","name", ...}: keep an object in a state
-                                  (Application: "health"/"sync"; Node: "ready": false;
+                                  (Application: "health"/"sync"/"condition"; Node: "ready": false;
                                   Deployment/StatefulSet/DaemonSet: "ready": false)
   POST /_double/unhold            same body: drop the hold
   POST /_double/edit              {"kind","name","namespace"?,"merge": {...},"manager"?}:
@@ -903,6 +903,10 @@ def argocd_controller():
             st = {"sync": {"status": "Unknown"}, "health": {"status": "Unknown"},
                   "conditions": [{"type": "InvalidSpecError",
                                   "message": f'Application referencing project {project} which does not exist'}]}
+        elif h.get("condition"):
+            # What ArgoCD reports for a source it cannot render (e.g. a path that does not exist).
+            st = {"sync": {"status": "Unknown"}, "health": {"status": "Healthy"},
+                  "conditions": [dict(h["condition"], lastTransitionTime=now())]}
         else:
             st = {"sync": {"status": h.get("sync", "Synced"), "revision": "0" * 40},
                   "health": {"status": h.get("health", "Healthy")},
