@@ -220,6 +220,21 @@ const CASES: &[Case] = &[
         "    keyPair:",
     ),
     case(
+        "every node tainted: CoreDNS could never schedule",
+        &[
+            (
+                "      subnet: public-a\n      labels:\n        role: \"worker\"",
+                "      subnet: public-a\n      taints: [x=y:NoSchedule]\n      labels:\n        role: \"worker\"",
+            ),
+            (
+                "      subnet: public-c\n      labels:\n        role: \"worker\"",
+                "      subnet: public-c\n      taints: [x=y:NoExecute]\n      labels:\n        role: \"worker\"",
+            ),
+        ],
+        "no node is free of NoSchedule/NoExecute taints (14 of 14 tainted, e.g. k8s-api-auth [domain=auth:NoSchedule])",
+        "- name: k8s-master",
+    ),
+    case(
         "kubernetes minor past its support window",
         &[("version: \"1.36\"", "version: \"1.34\"")],
         "Kubernetes 1.34 is not inside its support window on 2026-11-23 (supported: 1.35, 1.36, 1.37)",

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use super::syntax::{self, Taint, clip, is_dns_label, is_dns_subdomain};
 use super::validate::Checker;
-use super::{Cluster, Located, Problem, Role};
+use super::{Cluster, Located, Node, Problem, Role};
 
 /// Label key prefixes kubelet refuses in `--node-labels` (the node then never registers).
 const RESERVED_LABEL_PREFIXES: [&str; 2] = ["kubernetes.io", "k8s.io"];
@@ -281,6 +281,44 @@ pub(super) fn check_nodes(ck: &mut Checker, c: &Cluster) {
             .help("ecoboot builds a single control-plane kubeadm cluster"),
         );
     }
+    check_schedulable(ck, c);
+}
+
+/// CoreDNS and ArgoCD's repo-server tolerate no workload taint: at least one node must carry
+/// no `NoSchedule`/`NoExecute` taint, or they stay Pending (the reference system's CoreDNS did).
+fn check_schedulable(ck: &mut Checker, c: &Cluster) {
+    let blocking = |node: &Node| -> Option<String> {
+        let taints: Vec<&str> = (node.taints.iter())
+            .filter(|t| {
+                t.parse::<Taint>()
+                    .is_ok_and(|t| t.effect != syntax::Effect::PreferNoSchedule)
+            })
+            .map(|t| t.as_str())
+            .collect();
+        (!taints.is_empty()).then(|| format!("{} [{}]", node.name.as_str(), taints.join(", ")))
+    };
+    let nodes = &c.spec.nodes;
+    let blocked: Vec<String> = nodes.iter().filter_map(|n| blocking(n)).collect();
+    if nodes.is_empty() || blocked.len() < nodes.len() {
+        return;
+    }
+    // The easiest one to free: a worker with the fewest taints.
+    let example = (nodes.iter())
+        .filter(|n| n.role != Some(Role::ControlPlane))
+        .min_by_key(|n| n.taints.len())
+        .and_then(|n| blocking(n))
+        .unwrap_or_else(|| blocked[0].clone());
+    ck.problems.push(
+        Problem::new(
+            nodes.first().and_then(|n| n.span),
+            format!(
+                "no node is free of NoSchedule/NoExecute taints ({} of {} tainted, e.g. {example}): CoreDNS and the ArgoCD repo-server tolerate none of them and would stay Pending",
+                blocked.len(),
+                nodes.len()
+            ),
+        )
+        .help("leave at least one node without such taints (the shipped topology keeps its two workers untainted), or make them PreferNoSchedule"),
+    );
 }
 
 fn check_label(ck: &mut Checker, key: &str, value: &Located<String>) {

@@ -24,7 +24,9 @@ impl JsonReporter {
 pub fn json_line(event: &Event) -> String {
     let mut value = serde_json::to_value(event).expect("events serialize");
     if let Some(map) = value.as_object_mut() {
-        map.insert("ts".into(), crate::state::now().into());
+        // Millisecond precision: per-node phase timings are read from these.
+        let ts = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        map.insert("ts".into(), ts.into());
     }
     value.to_string()
 }
