@@ -25,10 +25,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 venv="$ECOBOOT_CACHE/venv"
-if ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
-  echo "setup: installing moto[server,ec2,iam]==$MOTO_VERSION into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "moto[server,ec2,iam]==$MOTO_VERSION"
+# moto with EC2, IAM and S3 (remote state: conditional writes are enforced since moto 5.1).
+if ! "$venv/bin/python" -c "import moto, moto.s3.models, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+  echo "setup: installing moto[server,ec2,iam,s3]==$MOTO_VERSION into $venv"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "moto[server,ec2,iam,s3]==$MOTO_VERSION"
 fi
 # The schema test validates configs with the reference JSON Schema implementation.
 if ! "$venv/bin/python" -c 'import jsonschema, yaml' 2>/dev/null; then

@@ -45,6 +45,17 @@ pub struct Global {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
     pub output: Output,
+    /// Where the state lives, overriding spec.state: `s3://bucket/prefix` or a directory.
+    #[arg(
+        long,
+        global = true,
+        env = "ECOBOOT_STATE",
+        value_name = "S3_URL_OR_DIR"
+    )]
+    pub state: Option<String>,
+    /// Take over a remote state lock whose lease has expired (its run is gone).
+    #[arg(long, global = true)]
+    pub steal_expired_lock: bool,
     /// Directory whose playbooks (`<name>.yaml`) replace the embedded ones.
     #[arg(long, global = true, env = "ECOBOOT_PLAYBOOKS", value_name = "DIR")]
     pub playbooks: Option<PathBuf>,
@@ -179,6 +190,20 @@ pub enum Command {
         #[arg(long, default_value = "my-cluster")]
         name: String,
     },
+    /// Remove a remote state lock left by a run that is gone (`--force LOCK_ID`, the id the
+    /// lock error names).
+    Unlock {
+        /// The lock id to remove (it is removed only if it still is this one).
+        #[arg(long, value_name = "LOCK_ID")]
+        force: String,
+    },
+    /// Remote state: `init` creates the bucket (versioning, no public access, encryption,
+    /// tags); `show` prints where the state is and who holds the lock.
+    State {
+        /// What to do.
+        #[command(subcommand)]
+        command: StateCommand,
+    },
     /// Print the config's JSON Schema (for editors: yaml-language-server, VS Code).
     Schema,
     /// Print version, git commit, build date, target and compiler (`--output json` too).
@@ -196,6 +221,16 @@ pub enum Command {
         #[arg(long, short, env = "ECOBOOT_YES", value_parser = clap::builder::FalseyValueParser::new())]
         yes: bool,
     },
+}
+
+/// `ecoboot state ...`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Create the state bucket (once per account): versioning on, public access blocked,
+    /// default encryption, tagged.
+    Init,
+    /// Where the state is, its journal summary and the lock holder.
+    Show,
 }
 
 /// `ecoboot init --topology`.

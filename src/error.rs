@@ -71,6 +71,47 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// Another run holds the cluster's lock in S3.
+    #[error("the state of cluster `{cluster}` is locked by another ecoboot run ({holder})")]
+    #[diagnostic(
+        code(ecoboot::state::locked),
+        help(
+            "{}",
+            if *expired {
+                format!("its lease has expired, so its run is probably gone: check that nothing runs (the holder above), then `ecoboot unlock --force {id}` or rerun with --steal-expired-lock (lock: {url})")
+            } else {
+                format!("wait for that run to finish (it renews its lease while it runs); if you are sure it is gone, `ecoboot unlock --force {id}` (lock: {url})")
+            }
+        )
+    )]
+    RemoteLocked {
+        /// Cluster name.
+        cluster: String,
+        /// Who holds it and since when.
+        holder: String,
+        /// The lock's id.
+        id: String,
+        /// Its lease has run out.
+        expired: bool,
+        /// The lock object.
+        url: String,
+    },
+
+    /// Someone else changed the remote state since this run read it.
+    #[error("the state at {url} changed since this run read it: {reason}")]
+    #[diagnostic(
+        code(ecoboot::state::conflict),
+        help(
+            "nothing was overwritten. Another writer bypassed the lock (`unlock --force` while a run was alive?); rerun: ecoboot reads the new state and probes the real world again"
+        )
+    )]
+    StateConflict {
+        /// The object.
+        url: String,
+        /// What happened.
+        reason: String,
+    },
+
     /// The state file cannot be used; it is left untouched.
     #[error("state file {} is unusable: {reason}", path.display())]
     #[diagnostic(
@@ -201,8 +242,8 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::Usage(_) => exit::USAGE,
-            Error::Locked { .. } => exit::LOCKED,
-            Error::StateUnusable { .. } => exit::STATE,
+            Error::Locked { .. } | Error::RemoteLocked { .. } => exit::LOCKED,
+            Error::StateUnusable { .. } | Error::StateConflict { .. } => exit::STATE,
             Error::Interrupted => exit::INTERRUPTED,
             Error::PlanIncomplete { .. } => exit::INCOMPLETE_PLAN,
             Error::Io { .. }

@@ -21,11 +21,13 @@ pub mod kubeadm;
 pub mod nodes;
 pub mod output;
 pub mod playbook;
+pub mod remote_state;
 pub mod report;
 pub mod retry;
 pub mod ssh;
 pub mod stages;
 pub mod state;
+pub mod state_sync;
 pub mod teardown;
 #[cfg(test)]
 mod testutil;

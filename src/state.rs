@@ -131,11 +131,31 @@ fn read_nofollow(path: &Path) -> std::io::Result<String> {
     Ok(text)
 }
 
-/// The state directory of one cluster, held under an exclusive lock for a whole run.
-#[derive(Debug)]
+/// Where a cluster's state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// Only the local state directory (the default).
+    Local,
+    /// S3, with the local directory as a working copy.
+    S3(crate::remote_state::Location),
+}
+
+/// The state directory of one cluster, held under an exclusive lock for a whole run, and,
+/// with the S3 backend, the remote store it mirrors.
 pub struct Store {
     dir: PathBuf,
     _lock: Option<File>,
+    remote: Option<crate::state_sync::Synced>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .field("locked", &self._lock.is_some())
+            .field("remote", &self.remote.as_ref().map(|r| r.location()))
+            .finish()
+    }
 }
 
 impl Store {
@@ -190,7 +210,40 @@ impl Store {
         Ok(Store {
             dir,
             _lock: Some(file),
+            remote: None,
         })
+    }
+
+    /// Opens the state of `cluster` on `backend`: locked when `writable`, read-only otherwise.
+    /// With S3 the remote lock is taken too (`steal` takes over an expired one) and the journal
+    /// and known_hosts are pulled into the local directory.
+    pub async fn open(
+        state_dir: &Path,
+        cluster: &str,
+        backend: &Backend,
+        writable: bool,
+        steal: bool,
+    ) -> Result<Store> {
+        let mut store = match writable {
+            true => Store::lock(state_dir, cluster)?,
+            false => Store::read_only(state_dir, cluster),
+        };
+        if let Backend::S3(location) = backend {
+            fsutil::ensure_private_dir(&store.dir)?;
+            let remote = crate::remote_state::Remote::connect(location.clone(), cluster).await;
+            let synced =
+                crate::state_sync::Synced::open(remote, &store.dir, writable, steal).await?;
+            store.remote = Some(synced);
+        }
+        Ok(store)
+    }
+
+    /// Pushes what changed to the remote store and releases its lock (nothing for local state).
+    pub async fn close(&self) -> Result<()> {
+        match &self.remote {
+            Some(r) => r.close(&self.dir).await,
+            None => Ok(()),
+        }
     }
 
     /// Opens the directory read-only, without the lock (status, plan).
@@ -198,6 +251,7 @@ impl Store {
         Store {
             dir: Self::cluster_dir(state_dir, cluster),
             _lock: None,
+            remote: None,
         }
     }
 
@@ -274,7 +328,11 @@ impl Store {
         );
         let mut json = serde_json::to_vec_pretty(state).expect("state serializes");
         json.push(b'\n');
-        fsutil::write_atomic(&self.path(), &json, 0o600)
+        fsutil::write_atomic(&self.path(), &json, 0o600)?;
+        match &self.remote {
+            Some(r) => r.push(&self.dir),
+            None => Ok(()),
+        }
     }
 }
 

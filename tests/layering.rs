@@ -52,6 +52,14 @@ const RULES: &[(&str, &[&str])] = &[
         &["crate::engine", "crate::stages", "crate::commands"],
     ),
     (
+        "remote_state.rs",
+        &["crate::engine", "crate::stages", "crate::commands"],
+    ),
+    (
+        "state_sync.rs",
+        &["crate::engine", "crate::stages", "crate::commands"],
+    ),
+    (
         "containerd.rs",
         &["crate::engine", "crate::stages", "crate::commands"],
     ),

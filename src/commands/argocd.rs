@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 pub async fn password(g: &Global) -> Result<()> {
     let config = super::load_config(g, FileChecks::Skip)?;
     crate::output::init_tracing(g.verbose, None, "argocd");
-    let cx = super::read_only_ctx(g, &config)?;
+    let cx = super::read_only_ctx(g, &config).await?;
     let ns = config.cluster.spec.argocd.namespace.clone();
     let client = cx.kube("argocd").await?;
     let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, &ns);
@@ -41,7 +41,7 @@ pub async fn password(g: &Global) -> Result<()> {
 pub async fn ui(g: &Global, port: u16) -> Result<()> {
     let config = super::load_config(g, FileChecks::Skip)?;
     crate::output::init_tracing(g.verbose, None, "argocd");
-    let cx = super::read_only_ctx(g, &config)?;
+    let cx = super::read_only_ctx(g, &config).await?;
     let argocd = &config.cluster.spec.argocd;
     let ns = argocd.namespace.value.clone();
     let client = cx.kube("argocd").await?;

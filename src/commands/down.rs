@@ -6,7 +6,6 @@ use crate::config::FileChecks;
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::event::{Event, millis};
-use crate::state::Store;
 use crate::teardown;
 use std::time::Instant;
 
@@ -23,7 +22,7 @@ pub(super) async fn down(g: &Global, yes: bool) -> Result<()> {
     {
         return Err(Error::Usage("cancelled; nothing was deleted".into()));
     }
-    let store = Store::lock(&g.state_dir, config.name())?;
+    let store = super::state_cmd::open(g, &config, true).await?;
     let log = crate::output::init_tracing(g.verbose, Some(&store.dir().join("logs")), "down");
     let state = store.load(config.name())?;
     let events = events_for(g, false);
@@ -79,6 +78,8 @@ pub(super) async fn down(g: &Global, yes: bool) -> Result<()> {
             let _ = std::fs::remove_file(cx.state_dir().join(file));
         }
     }
+    let closed = cx.close_state().await;
+    let result = result.map(drop).and(closed);
     finish_run(&events, result.is_ok(), started, log.as_deref());
-    result.map(drop)
+    result
 }

@@ -6,6 +6,7 @@ mod down;
 mod info;
 mod init;
 mod operation;
+mod state_cmd;
 mod status;
 mod upgrade;
 
@@ -18,7 +19,6 @@ use crate::engine::{self, Ctx, RunMode, Runner};
 use crate::error::{Error, Result};
 use crate::event::{Event, Events, millis};
 use crate::report::{self, Env};
-use crate::state::Store;
 
 /// Runs the parsed command line.
 pub async fn dispatch(cli: Cli) -> Result<()> {
@@ -74,13 +74,20 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             };
             upgrade::migrate(g, opts, *dry_run, *yes).await
         }
+        Command::Unlock { force } => state_cmd::unlock(g, force).await,
+        Command::State {
+            command: crate::cli::StateCommand::Init,
+        } => state_cmd::init(g).await,
+        Command::State {
+            command: crate::cli::StateCommand::Show,
+        } => state_cmd::show(g).await,
         Command::Schema => info::schema(),
         Command::Version => info::version(g),
         Command::Completions { shell } => info::completions(*shell),
         Command::Man => info::man(),
         Command::Down { yes } => down::down(g, *yes).await,
-        Command::Inventory => inventory(g),
-        Command::Kubeconfig { file } => kubeconfig(g, file.as_deref()),
+        Command::Inventory => inventory(g).await,
+        Command::Kubeconfig { file } => kubeconfig(g, file.as_deref()).await,
         Command::Argocd {
             command: ArgocdCommand::Password,
         } => argocd::password(g).await,
@@ -134,11 +141,7 @@ async fn run_stages(
         RunMode::Apply => Some(confirm::consent(command, flags.yes)?),
         _ => None,
     };
-    let store = if mode == RunMode::Apply {
-        Store::lock(&g.state_dir, config.name())?
-    } else {
-        Store::read_only(&g.state_dir, config.name())
-    };
+    let store = state_cmd::open(g, &config, mode == RunMode::Apply).await?;
     let log_dir = (mode == RunMode::Apply).then(|| store.dir().join("logs"));
     let log = crate::output::init_tracing(g.verbose, log_dir.as_deref(), command);
     let mut state = store.load(config.name())?;
@@ -189,6 +192,10 @@ async fn run_stages(
         }
     }
     cx.close_ssh().await;
+    let closed = cx.close_state().await;
+    if result.is_ok() {
+        result = closed;
+    }
     finish_run(&events, result.is_ok(), started, log.as_deref());
     result
 }
@@ -297,8 +304,8 @@ impl crate::event::Reporter for Silent {
 }
 
 /// A context over the journal, read-only and silent (status, argocd password).
-fn read_only_ctx(g: &Global, config: &Arc<Config>) -> Result<Ctx> {
-    let store = Store::read_only(&g.state_dir, config.name());
+async fn read_only_ctx(g: &Global, config: &Arc<Config>) -> Result<Ctx> {
+    let store = state_cmd::open(g, config, false).await?;
     let state = store.load(config.name())?;
     Ok(Ctx::new(
         config.clone(),
@@ -308,9 +315,11 @@ fn read_only_ctx(g: &Global, config: &Arc<Config>) -> Result<Ctx> {
     ))
 }
 
-fn inventory(g: &Global) -> Result<()> {
+async fn inventory(g: &Global) -> Result<()> {
     let config = load_config(g, FileChecks::Skip)?;
-    let state = Store::read_only(&g.state_dir, config.name()).load(config.name())?;
+    let state = state_cmd::open(g, &config, false)
+        .await?
+        .load(config.name())?;
     let out: crate::nodes::InstancesOut =
         state
             .output(crate::nodes::INSTANCES)
@@ -331,9 +340,9 @@ fn inventory(g: &Global) -> Result<()> {
 }
 
 /// Writes a user kubeconfig: the fetched admin.conf with its server set to the public endpoint.
-fn kubeconfig(g: &Global, file: Option<&std::path::Path>) -> Result<()> {
+async fn kubeconfig(g: &Global, file: Option<&std::path::Path>) -> Result<()> {
     let config = load_config(g, FileChecks::Skip)?;
-    let store = Store::read_only(&g.state_dir, config.name());
+    let store = state_cmd::open(g, &config, false).await?;
     let admin_path = crate::nodes::admin_conf(store.dir());
     let admin = std::fs::read_to_string(&admin_path).map_err(|_| Error::Prerequisite {
         stage: "kubeconfig",

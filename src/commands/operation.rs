@@ -12,7 +12,6 @@ use crate::config::FileChecks;
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::event::{Action, Event, millis};
-use crate::state::Store;
 
 /// What the frame needs to know about the operation.
 pub(super) struct Operation {
@@ -44,10 +43,7 @@ pub(super) async fn run(g: &Global, op: Operation, work: &mut dyn Work) -> Resul
         true => None,
         false => Some(confirm::consent(op.command, op.yes)?),
     };
-    let store = match op.dry_run {
-        true => Store::read_only(&g.state_dir, config.name()),
-        false => Store::lock(&g.state_dir, config.name())?,
-    };
+    let store = super::state_cmd::open(g, &config, !op.dry_run).await?;
     let log_dir = (!op.dry_run).then(|| store.dir().join("logs"));
     let log = crate::output::init_tracing(g.verbose, log_dir.as_deref(), op.command);
     let state = store.load(config.name())?;
@@ -94,6 +90,8 @@ pub(super) async fn run(g: &Global, op: Operation, work: &mut dyn Work) -> Resul
         }),
     }
     cx.close_ssh().await;
+    let closed = cx.close_state().await;
+    let result = result.and(closed);
     finish_run(&events, result.is_ok(), started, log.as_deref());
     result
 }

@@ -81,7 +81,7 @@ async fn cluster_view(cx: &Ctx) -> Result<(Vec<NodeRow>, Vec<crate::stages::root
 pub(super) async fn status(g: &Global) -> Result<()> {
     let config = load_config(g, FileChecks::Skip)?;
     crate::output::init_tracing(g.verbose, None, "status");
-    let cx = read_only_ctx(g, &config)?;
+    let cx = read_only_ctx(g, &config).await?;
     let state = cx.state().clone();
     let stages = crate::stages::all();
     let mut rows = Vec::new();

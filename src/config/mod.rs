@@ -6,6 +6,7 @@ mod cidr;
 mod locate;
 mod model;
 mod model_argocd;
+mod model_state;
 mod strings;
 pub mod support;
 pub mod syntax;
@@ -22,6 +23,7 @@ pub use cidr::Cidr;
 pub use locate::Seg;
 pub use model::*;
 pub use model_argocd::*;
+pub use model_state::{State as StateConfig, StateBackend};
 pub use syntax::{Effect, Taint};
 
 /// The largest config file ecoboot reads.

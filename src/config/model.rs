@@ -50,6 +50,8 @@ pub struct Spec {
     pub argocd: ArgoCd,
     /// The nodes of the cluster.
     pub nodes: Vec<Located<Node>>,
+    /// Where the journal, host keys and lock live.
+    pub state: super::model_state::State,
 }
 
 /// `spec.aws`.

@@ -275,6 +275,19 @@ pub fn release_version(version: &str) -> Result<(), String> {
     }
 }
 
+/// An S3 bucket name (DNS-compatible: 3-63 characters of a-z, 0-9, '.' and '-', starting and
+/// ending with a letter or digit).
+pub fn bucket_name(name: &str) -> Result<(), String> {
+    let ok = (3..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && !name.contains("..");
+    verdict(ok, name, "an S3 bucket name")
+}
+
 /// An AWS tag key and value as EC2 and IAM accept them; `aws:` keys and the keys ecoboot sets
 /// itself are refused.
 pub fn aws_tag(key: &str, value: &str) -> Result<(), String> {

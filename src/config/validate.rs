@@ -283,6 +283,7 @@ fn check_kubernetes(ck: &mut Checker, c: &Cluster, vpc: Option<Cidr>) {
         );
     }
     check_runtime(ck, k);
+    check_state(ck, c);
     let pod = ck.cidr(&k.pod_cidr, "spec.kubernetes.podCidr");
     let svc = ck.cidr(&k.service_cidr, "spec.kubernetes.serviceCidr");
     let pairs = [
@@ -318,6 +319,45 @@ fn check_kubernetes(ck: &mut Checker, c: &Cluster, vpc: Option<Cidr>) {
         );
     }
     check_ssh(ck, c);
+}
+
+fn check_state(ck: &mut Checker, c: &Cluster) {
+    let st = &c.spec.state;
+    if st.backend == super::StateBackend::S3 {
+        match &st.bucket {
+            None => ck.problems.push(
+                Problem::new(
+                    c.metadata.name.span,
+                    "`spec.state.bucket` is required with `backend: s3`",
+                )
+                .help("name the bucket (create it once with `ecoboot state init`)"),
+            ),
+            Some(b) => {
+                ck.syntax(
+                    b,
+                    "spec.state.bucket",
+                    syntax::bucket_name,
+                    "an S3 bucket name: 3-63 lower-case letters, digits, '.' and '-'",
+                );
+            }
+        }
+    }
+    if let Some(k) = &st.key {
+        ck.syntax(
+            k,
+            "spec.state.key",
+            syntax::repo_path,
+            "a key prefix such as ecoboot/prod (no leading '/', no '..')",
+        );
+    }
+    if let Some(r) = &st.region {
+        ck.syntax(
+            r,
+            "spec.state.region",
+            syntax::region,
+            "an AWS region such as ap-northeast-2",
+        );
+    }
 }
 
 fn check_runtime(ck: &mut Checker, k: &Kubernetes) {

@@ -159,6 +159,11 @@ impl Ctx {
         }
     }
 
+    /// Pushes the state to its remote store (if any) and releases the remote lock.
+    pub async fn close_state(&self) -> Result<()> {
+        self.store.close().await
+    }
+
     /// A Kubernetes API client (tunnel opened on first use, kept for the run).
     pub async fn kube(&self, stage: &'static str) -> Result<kube::Client> {
         let access = self

@@ -13,6 +13,8 @@ pub struct AwsSandbox {
     proxy: Child,
     /// The proxy's address: what ecoboot talks to.
     pub endpoint: String,
+    /// moto itself (S3 goes straight to it: the proxy models EC2 and IAM).
+    pub moto_url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -121,6 +123,7 @@ impl AwsSandbox {
             moto,
             proxy,
             endpoint: format!("http://127.0.0.1:{proxy_port}"),
+            moto_url,
             _dir: dir,
         }
     }
@@ -128,6 +131,7 @@ impl AwsSandbox {
     /// Points `cmd` at the sandbox with dummy credentials and nothing from the user's AWS setup.
     pub fn env<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
         cmd.env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ENDPOINT_URL_S3", &self.moto_url)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_EC2_METADATA_DISABLED", "true")

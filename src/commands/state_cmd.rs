@@ -1,0 +1,132 @@
+//! Where the state lives (`spec.state`, `--state`), opening it for a command, and the commands
+//! about it: `unlock --force`, `state init`, `state show`.
+
+use std::path::PathBuf;
+
+use crate::cli::Global;
+use crate::config::{Config, StateBackend};
+use crate::error::{Error, Result};
+use crate::remote_state::{self, Location, Remote};
+use crate::state::{Backend, Store};
+
+/// The local state directory and the backend for `config` (`--state` wins over `spec.state`);
+/// a bucket without a region of its own is in the cluster's region (`AWS_REGION` first).
+pub(super) fn backend(g: &Global, config: &Config) -> (PathBuf, Backend) {
+    let (dir, backend) = configured(g, config);
+    let backend = match backend {
+        Backend::S3(mut loc) => {
+            let cluster_region = std::env::var("AWS_REGION")
+                .ok()
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| config.cluster.spec.aws.region.value.clone());
+            loc.region.get_or_insert(cluster_region);
+            Backend::S3(loc)
+        }
+        local => local,
+    };
+    (dir, backend)
+}
+
+fn configured(g: &Global, config: &Config) -> (PathBuf, Backend) {
+    if let Some(s) = &g.state {
+        return match Location::parse(s) {
+            Some(loc) => (g.state_dir.clone(), Backend::S3(loc)),
+            None => (PathBuf::from(s), Backend::Local),
+        };
+    }
+    let st = &config.cluster.spec.state;
+    match (st.backend, &st.bucket) {
+        (StateBackend::S3, Some(bucket)) => (
+            g.state_dir.clone(),
+            Backend::S3(Location {
+                bucket: bucket.value.clone(),
+                prefix: st
+                    .key
+                    .as_ref()
+                    .map_or(String::new(), |k| k.value.trim_matches('/').to_string()),
+                region: st.region.as_ref().map(|r| r.value.clone()),
+            }),
+        ),
+        _ => (g.state_dir.clone(), Backend::Local),
+    }
+}
+
+/// Opens the cluster's state for a command (locked when `writable`).
+pub(super) async fn open(g: &Global, config: &Config, writable: bool) -> Result<Store> {
+    let (dir, backend) = backend(g, config);
+    Store::open(
+        &dir,
+        config.name(),
+        &backend,
+        writable,
+        g.steal_expired_lock,
+    )
+    .await
+}
+
+fn remote_location(g: &Global, config: &Config) -> Result<Location> {
+    match backend(g, config).1 {
+        Backend::S3(loc) => Ok(loc),
+        Backend::Local => Err(Error::Usage(
+            "this cluster keeps its state locally (set spec.state.backend: s3 or --state s3://bucket/prefix)".into(),
+        )),
+    }
+}
+
+/// `ecoboot unlock --force ID`.
+pub(super) async fn unlock(g: &Global, id: &str) -> Result<()> {
+    let config = super::load_config(g, crate::config::FileChecks::Skip)?;
+    let remote = Remote::connect(remote_location(g, &config)?, config.name()).await;
+    match remote_state::force_unlock(&remote, id).await? {
+        true => println!("removed lock {id} of cluster {}", config.name()),
+        false => println!(
+            "no lock at {}: nothing to remove",
+            remote.url(remote_state::LOCK)
+        ),
+    }
+    Ok(())
+}
+
+/// `ecoboot state init`: the bucket, once.
+pub(super) async fn init(g: &Global) -> Result<()> {
+    let config = super::load_config(g, crate::config::FileChecks::Skip)?;
+    let loc = remote_location(g, &config)?;
+    let remote = Remote::connect(loc.clone(), config.name()).await;
+    remote.create_bucket(&config).await?;
+    println!("{loc}: versioning on, public access blocked, default encryption, tagged");
+    Ok(())
+}
+
+/// `ecoboot state show`.
+pub(super) async fn show(g: &Global) -> Result<()> {
+    let config = super::load_config(g, crate::config::FileChecks::Skip)?;
+    let (dir, backend) = backend(g, &config);
+    match backend {
+        Backend::Local => println!(
+            "local: {}",
+            Store::cluster_dir(&dir, config.name()).display()
+        ),
+        Backend::S3(loc) => {
+            let remote = Remote::connect(loc, config.name()).await;
+            println!("s3: {}", remote.url(""));
+            match remote.get(remote_state::LOCK).await? {
+                Some((text, _)) => match serde_json::from_slice::<remote_state::LockInfo>(&text) {
+                    Ok(l) => println!(
+                        "lock: {} held by {} since {}{}",
+                        l.id,
+                        l.holder,
+                        l.started,
+                        if l.expired() { " (lease expired)" } else { "" }
+                    ),
+                    Err(_) => println!("lock: unreadable ({} bytes)", text.len()),
+                },
+                None => println!("lock: free"),
+            }
+            match remote.get("state.json").await? {
+                Some((text, etag)) => println!("journal: {} bytes, ETag {etag}", text.len()),
+                None => println!("journal: none yet"),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! `spec.state`: where the cluster's journal, host keys and lock live.
+
+use serde::Deserialize;
+
+use super::Located;
+
+/// `spec.state.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateBackend {
+    /// The local state directory only.
+    #[default]
+    Local,
+    /// An S3 bucket (locked with conditional writes); the local directory is a working copy.
+    S3,
+}
+
+/// `spec.state`.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+#[schemars(deny_unknown_fields)]
+pub struct State {
+    /// `local` (default) or `s3`.
+    pub backend: StateBackend,
+    /// The bucket (with `s3`). ecoboot never creates it implicitly (`ecoboot state init` does).
+    pub bucket: Option<Located<String>>,
+    /// Key prefix inside the bucket; the cluster's objects go under `<key>/<cluster>/`.
+    pub key: Option<Located<String>>,
+    /// The bucket's region (default: the SDK's).
+    pub region: Option<Located<String>>,
+}

@@ -1,0 +1,449 @@
+//! Cluster state in S3 (`s3://bucket/prefix/<cluster>/`): the journal and known_hosts as
+//! objects written with conditional requests, and a run lock that is an object created with
+//! `If-None-Match: *`, renewed with `If-Match` on its ETag while the run lasts, and released with
+//! a conditional delete (the mechanism Terraform's S3 backend uses with `use_lockfile`). A lock
+//! whose lease expired is never taken over silently: `ecoboot unlock --force ID` or
+//! `--steal-expired-lock`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How long a lock lives without renewal.
+pub const LEASE: Duration = Duration::from_secs(120);
+
+/// Where the state lives: `s3://bucket/prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// Bucket.
+    pub bucket: String,
+    /// Key prefix (no leading or trailing `/`; may be empty).
+    pub prefix: String,
+    /// Region of the bucket (default: the SDK's).
+    pub region: Option<String>,
+}
+
+impl Location {
+    /// Parses `s3://bucket[/prefix]`.
+    pub fn parse(url: &str) -> Option<Location> {
+        let rest = url.strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        (!bucket.is_empty()).then(|| Location {
+            bucket: bucket.into(),
+            prefix: prefix.trim_matches('/').into(),
+            region: None,
+        })
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.prefix.as_str() {
+            "" => write!(f, "s3://{}", self.bucket),
+            p => write!(f, "s3://{}/{p}", self.bucket),
+        }
+    }
+}
+
+/// What a lock object says about its holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// Random id (`unlock --force` names it).
+    pub id: String,
+    /// `user@host pid N` and the CI run URL when in GitHub Actions.
+    pub holder: String,
+    /// RFC 3339.
+    pub started: String,
+    /// Unix seconds after which the lease has expired.
+    pub expires: u64,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl LockInfo {
+    /// A lock for this process.
+    pub fn mine() -> LockInfo {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        let mut holder = format!("{user}@{} pid {}", host.trim(), std::process::id());
+        if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+            let run = ["GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID"]
+                .map(|k| std::env::var(k).unwrap_or_default());
+            holder.push_str(&format!(", {}/{}/actions/runs/{}", run[0], run[1], run[2]));
+        }
+        LockInfo {
+            id: format!("{:016x}", rand_u64()),
+            holder,
+            started: crate::state::now(),
+            expires: unix_now() + LEASE.as_secs(),
+        }
+    }
+
+    /// The lease has run out.
+    pub fn expired(&self) -> bool {
+        unix_now() > self.expires
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::process::id() as u128 ^ unix_now() as u128);
+    h.finish()
+}
+
+/// A precondition for a write.
+#[derive(Debug, Clone)]
+pub enum Expect {
+    /// The object must not exist.
+    Absent,
+    /// The object must still have this ETag.
+    ETag(String),
+}
+
+/// The S3 objects of one cluster.
+#[derive(Clone)]
+pub struct Remote {
+    s3: aws_sdk_s3::Client,
+    /// Where.
+    pub location: Location,
+    cluster: String,
+}
+
+/// Why a conditional request failed.
+fn precondition_failed<E: ProvideErrorMetadata>(e: &aws_sdk_s3::error::SdkError<E>) -> bool {
+    match e {
+        aws_sdk_s3::error::SdkError::ServiceError(s) => {
+            s.err().code() == Some("PreconditionFailed") || s.raw().status().as_u16() == 412
+        }
+        _ => false,
+    }
+}
+
+fn s3_error<E>(op: &str, target: &str, e: aws_sdk_s3::error::SdkError<E>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    crate::aws::aws_error(op, target, e)
+}
+
+impl Remote {
+    /// A client for `location` (credentials and endpoint from the SDK chain; path-style
+    /// addressing when `AWS_ENDPOINT_URL` points somewhere else than AWS).
+    pub async fn connect(location: Location, cluster: &str) -> Remote {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(r) = location.region.clone() {
+            loader = loader.region(aws_config::Region::new(r));
+        }
+        let shared = loader.load().await;
+        let conf = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(
+                std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+                    || std::env::var_os("AWS_ENDPOINT_URL").is_some(),
+            )
+            .build();
+        Remote {
+            s3: aws_sdk_s3::Client::from_conf(conf),
+            location,
+            cluster: cluster.into(),
+        }
+    }
+
+    /// The key of `name` (`prefix/cluster/name`).
+    pub fn key(&self, name: &str) -> String {
+        match self.location.prefix.as_str() {
+            "" => format!("{}/{name}", self.cluster),
+            p => format!("{p}/{}/{name}", self.cluster),
+        }
+    }
+
+    /// `s3://bucket/key` of `name`, for messages.
+    pub fn url(&self, name: &str) -> String {
+        format!("s3://{}/{}", self.location.bucket, self.key(name))
+    }
+
+    /// The object `name` and its ETag, if it exists.
+    pub async fn get(&self, name: &str) -> Result<Option<(Vec<u8>, String)>> {
+        let got = self
+            .s3
+            .get_object()
+            .bucket(&self.location.bucket)
+            .key(self.key(name))
+            .send()
+            .await;
+        let out = match got {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(s3_error("GetObject", &self.url(name), e)),
+        };
+        let etag = out.e_tag().unwrap_or_default().to_string();
+        let body = out.body.collect().await.map_err(|e| Error::Aws {
+            operation: "GetObject".into(),
+            target: self.url(name),
+            code: "ReadError".into(),
+            message: e.to_string(),
+            help: "rerun; check the network to S3".into(),
+        })?;
+        Ok(Some((body.into_bytes().to_vec(), etag)))
+    }
+
+    /// Writes `name` if `expect` holds; `Ok(None)` when it does not (412), else the new ETag.
+    pub async fn put(&self, name: &str, body: Vec<u8>, expect: &Expect) -> Result<Option<String>> {
+        let mut req = self
+            .s3
+            .put_object()
+            .bucket(&self.location.bucket)
+            .key(self.key(name))
+            .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
+            .body(ByteStream::from(body));
+        req = match expect {
+            Expect::Absent => req.if_none_match("*"),
+            Expect::ETag(etag) => req.if_match(etag),
+        };
+        match req.send().await {
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
+            Err(e) if precondition_failed(&e) => Ok(None),
+            Err(e) => Err(s3_error("PutObject", &self.url(name), e)),
+        }
+    }
+
+    /// Deletes `name` if it still has `etag`; `Ok(false)` when it changed meanwhile.
+    pub async fn delete(&self, name: &str, etag: &str) -> Result<bool> {
+        let sent = self
+            .s3
+            .delete_object()
+            .bucket(&self.location.bucket)
+            .key(self.key(name))
+            .if_match(etag)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e) if precondition_failed(&e) => Ok(false),
+            Err(e) => Err(s3_error("DeleteObject", &self.url(name), e)),
+        }
+    }
+}
+
+impl Remote {
+    /// Creates the state bucket (idempotent): versioning on, every public access blocked,
+    /// SSE-S3 by default, tagged with the cluster.
+    pub async fn create_bucket(&self, config: &crate::config::Config) -> Result<()> {
+        use aws_sdk_s3::types::{
+            BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
+            PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+            ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+            VersioningConfiguration,
+        };
+        let b = &self.location.bucket;
+        let target = format!("s3://{b}");
+        let mut req = self.s3.create_bucket().bucket(b);
+        let region = self.s3.config().region().map(|r| r.to_string());
+        if let Some(r) = region.filter(|r| r != "us-east-1") {
+            req = req.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(r.as_str()))
+                    .build(),
+            );
+        }
+        match req.send().await {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
+            Err(e) => return Err(s3_error("CreateBucket", &target, e)),
+        }
+        let versioning = VersioningConfiguration::builder()
+            .status(BucketVersioningStatus::Enabled)
+            .build();
+        (self.s3.put_bucket_versioning().bucket(b))
+            .versioning_configuration(versioning)
+            .send()
+            .await
+            .map_err(|e| s3_error("PutBucketVersioning", &target, e))?;
+        let block = PublicAccessBlockConfiguration::builder()
+            .block_public_acls(true)
+            .ignore_public_acls(true)
+            .block_public_policy(true)
+            .restrict_public_buckets(true)
+            .build();
+        (self.s3.put_public_access_block().bucket(b))
+            .public_access_block_configuration(block)
+            .send()
+            .await
+            .map_err(|e| s3_error("PutPublicAccessBlock", &target, e))?;
+        let sse = ServerSideEncryptionByDefault::builder()
+            .sse_algorithm(ServerSideEncryption::Aes256)
+            .build()
+            .expect("algorithm set");
+        let rules = ServerSideEncryptionConfiguration::builder()
+            .rules(
+                ServerSideEncryptionRule::builder()
+                    .apply_server_side_encryption_by_default(sse)
+                    .build(),
+            )
+            .build()
+            .expect("rules set");
+        (self.s3.put_bucket_encryption().bucket(b))
+            .server_side_encryption_configuration(rules)
+            .send()
+            .await
+            .map_err(|e| s3_error("PutBucketEncryption", &target, e))?;
+        let tags = crate::aws::Tags::for_cluster(config).pairs(b, &[]);
+        let tagging = Tagging::builder()
+            .set_tag_set(Some(
+                tags.into_iter()
+                    .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+                    .collect(),
+            ))
+            .build()
+            .expect("tags set");
+        (self.s3.put_bucket_tagging().bucket(b))
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| s3_error("PutBucketTagging", &target, e))?;
+        Ok(())
+    }
+}
+
+/// The lock object's name.
+pub const LOCK: &str = "lock";
+
+/// A held lock: renewed in the background until released.
+pub struct HeldLock {
+    remote: Remote,
+    /// What the lock says.
+    pub info: LockInfo,
+    etag: Arc<Mutex<String>>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+/// Takes the lock of `remote`'s cluster. A live lock → [`Error::RemoteLocked`] (exit 3) with
+/// the holder; an expired one is taken over only with `steal_expired`.
+pub async fn acquire(remote: &Remote, steal_expired: bool) -> Result<HeldLock> {
+    let mine = LockInfo::mine();
+    let body = serde_json::to_vec_pretty(&mine).expect("lock serializes");
+    for _ in 0..3 {
+        if let Some(etag) = remote.put(LOCK, body.clone(), &Expect::Absent).await? {
+            return Ok(hold(remote.clone(), mine, etag));
+        }
+        let Some((text, etag)) = remote.get(LOCK).await? else {
+            continue; // released meanwhile: try again
+        };
+        let theirs: Option<LockInfo> = serde_json::from_slice(&text).ok();
+        match theirs {
+            Some(t) if t.expired() && steal_expired => {
+                remote.delete(LOCK, &etag).await?;
+            }
+            other => {
+                return Err(Error::RemoteLocked {
+                    cluster: remote.cluster.clone(),
+                    holder: other.as_ref().map_or("an unreadable lock".into(), |t| {
+                        format!("{}, since {}", t.holder, t.started)
+                    }),
+                    id: other.as_ref().map_or(String::new(), |t| t.id.clone()),
+                    expired: other.as_ref().is_some_and(LockInfo::expired),
+                    url: remote.url(LOCK),
+                });
+            }
+        }
+    }
+    Err(Error::RemoteLocked {
+        cluster: remote.cluster.clone(),
+        holder: "another run that keeps taking it".into(),
+        id: String::new(),
+        expired: false,
+        url: remote.url(LOCK),
+    })
+}
+
+fn hold(remote: Remote, info: LockInfo, etag: String) -> HeldLock {
+    let etag = Arc::new(Mutex::new(etag));
+    let (r, e, i) = (remote.clone(), etag.clone(), info.clone());
+    let renewer = tokio::spawn(async move {
+        let mut info = i;
+        loop {
+            tokio::time::sleep(LEASE / 3).await;
+            info.expires = unix_now() + LEASE.as_secs();
+            let body = serde_json::to_vec_pretty(&info).expect("lock serializes");
+            let current = e.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            match r.put(LOCK, body, &Expect::ETag(current)).await {
+                Ok(Some(new)) => *e.lock().unwrap_or_else(|p| p.into_inner()) = new,
+                Ok(None) => {
+                    tracing::error!(
+                        "the state lock was taken over by someone else (`unlock --force`)"
+                    );
+                    return;
+                }
+                Err(err) => tracing::warn!("could not renew the state lock: {err}"),
+            }
+        }
+    });
+    HeldLock {
+        remote,
+        info,
+        etag,
+        renewer,
+    }
+}
+
+impl HeldLock {
+    /// Stops renewing and deletes the lock (if it is still ours).
+    pub async fn release(self) {
+        self.renewer.abort();
+        let etag = self.etag.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Err(e) = self.remote.delete(LOCK, &etag).await {
+            tracing::warn!("could not release the state lock: {e}");
+        }
+    }
+}
+
+/// `ecoboot unlock --force ID`: deletes the lock if it still is `id`.
+pub async fn force_unlock(remote: &Remote, id: &str) -> Result<bool> {
+    let Some((text, etag)) = remote.get(LOCK).await? else {
+        return Ok(false);
+    };
+    let theirs: Option<LockInfo> = serde_json::from_slice(&text).ok();
+    if theirs.as_ref().map(|t| t.id.as_str()) != Some(id) {
+        return Err(Error::Usage(format!(
+            "the lock at {} is not `{id}` (it is {}); nothing was removed",
+            remote.url(LOCK),
+            theirs.map_or("unreadable".into(), |t| format!(
+                "`{}` held by {}",
+                t.id, t.holder
+            ))
+        )));
+    }
+    remote.delete(LOCK, &etag).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_and_leases() {
+        let l = Location::parse("s3://tf-state/ecoboot/prod").unwrap();
+        assert_eq!(
+            (l.bucket.as_str(), l.prefix.as_str()),
+            ("tf-state", "ecoboot/prod")
+        );
+        assert_eq!(l.to_string(), "s3://tf-state/ecoboot/prod");
+        assert_eq!(Location::parse("s3://b").unwrap().prefix, "");
+        assert!(Location::parse("/var/state").is_none());
+        let mut info = LockInfo::mine();
+        assert!(!info.expired());
+        info.expires = 1;
+        assert!(info.expired());
+    }
+}

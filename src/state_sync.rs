@@ -1,0 +1,127 @@
+//! Keeps a cluster's local state directory in step with its remote store (S3): on open, the
+//! lock is taken (runs that write) and the journal and known_hosts are pulled; every journal
+//! save pushes both back with `If-Match` on the ETag last seen, so two writers can never lose an
+//! update. admin.conf, kubeconfigs, logs and caches stay local: nothing secret goes to S3.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::remote_state::{self, Expect, HeldLock, Remote};
+
+/// The files that live in the remote store.
+pub const SYNCED: &[&str] = &["state.json", "known_hosts"];
+
+/// A remote store attached to a local state directory.
+pub struct Synced {
+    remote: Remote,
+    lock: Mutex<Option<HeldLock>>,
+    /// Last ETag seen per file ("" when the object does not exist).
+    etags: Mutex<BTreeMap<String, String>>,
+    /// Last content pushed or pulled per file.
+    seen: Mutex<BTreeMap<String, Vec<u8>>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Synced {
+    /// Takes the remote lock (when `writable`) and pulls the synced files into `dir`. A local
+    /// journal with no remote one yet is uploaded (moving a cluster from local to S3 state).
+    pub async fn open(remote: Remote, dir: &Path, writable: bool, steal: bool) -> Result<Synced> {
+        let lock = match writable {
+            true => Some(remote_state::acquire(&remote, steal).await?),
+            false => None,
+        };
+        let synced = Synced {
+            remote,
+            lock: Mutex::new(lock),
+            etags: Mutex::new(BTreeMap::new()),
+            seen: Mutex::new(BTreeMap::new()),
+        };
+        for name in SYNCED {
+            let path = dir.join(name);
+            match synced.remote.get(name).await? {
+                Some((bytes, etag)) => {
+                    fsutil::write_atomic(&path, &bytes, 0o600)?;
+                    locked(&synced.etags).insert(name.to_string(), etag);
+                    locked(&synced.seen).insert(name.to_string(), bytes);
+                }
+                None => {
+                    locked(&synced.etags).insert(name.to_string(), String::new());
+                }
+            }
+        }
+        if writable {
+            for name in SYNCED {
+                synced.push_now(dir, name).await?;
+            }
+        }
+        Ok(synced)
+    }
+
+    /// Pushes `name` from `dir` if it changed since it was last pushed or pulled.
+    async fn push_now(&self, dir: &Path, name: &str) -> Result<()> {
+        let Ok(bytes) = std::fs::read(dir.join(name)) else {
+            return Ok(());
+        };
+        if locked(&self.seen).get(name) == Some(&bytes) {
+            return Ok(());
+        }
+        let etag = locked(&self.etags).get(name).cloned().unwrap_or_default();
+        let expect = match etag.as_str() {
+            "" => Expect::Absent,
+            e => Expect::ETag(e.to_string()),
+        };
+        match self.remote.put(name, bytes.clone(), &expect).await? {
+            Some(new) => {
+                locked(&self.etags).insert(name.to_string(), new);
+                locked(&self.seen).insert(name.to_string(), bytes);
+                Ok(())
+            }
+            None => Err(Error::StateConflict {
+                url: self.remote.url(name),
+                reason: "its ETag is no longer the one this run read or wrote".into(),
+            }),
+        }
+    }
+
+    /// Pushes every synced file that changed (called after each journal save).
+    pub fn push(&self, dir: &Path) -> Result<()> {
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                for name in SYNCED {
+                    self.push_now(dir, name).await?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// Pushes what changed and releases the lock.
+    pub async fn close(&self, dir: &Path) -> Result<()> {
+        let mut result = Ok(());
+        if locked(&self.lock).is_some() {
+            for name in SYNCED {
+                if let Err(e) = self.push_now(dir, name).await {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        let lock = locked(&self.lock).take();
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
+        result
+    }
+
+    /// Where the state lives.
+    pub fn location(&self) -> String {
+        self.remote.url("")
+    }
+}
