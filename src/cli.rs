@@ -190,6 +190,12 @@ pub enum Command {
         #[arg(long, default_value = "my-cluster")]
         name: String,
     },
+    /// Forget a node's pinned SSH host key after a deliberate replacement (the next contact
+    /// verifies the new key by the configured policy). Without it, a changed key stays an error.
+    ForgetHost {
+        /// Node name.
+        node: String,
+    },
     /// Remove a remote state lock left by a run that is gone (`--force LOCK_ID`, the id the
     /// lock error names).
     Unlock {

@@ -337,6 +337,27 @@ fn instance_terminated_out_of_band_is_replaced_alone() {
     assert_eq!(live.len(), 14);
     let redis = live.iter().find(|i| i["node"] == "k8s-redis").unwrap();
     assert_ne!(redis["id"], id, "a new instance, not the terminated one");
+
+    // Terminated out of band a second time, and the journal (with its launch generations) is
+    // lost: the rerun learns the spent tokens from AWS and launches a third instance.
+    let second = redis["id"].as_str().unwrap().to_string();
+    let body = format!("Action=TerminateInstances&Version=2016-11-15&InstanceId.1={second}");
+    let status = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-X", "POST", "-H", "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/ap-northeast-2/ec2/aws4_request", "-d", &body])
+        .arg(&sb.endpoint)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let (code, _, err) = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
+    assert_eq!(code, 0, "{err}");
+    let live = sb.live_instances("oob");
+    assert_eq!(live.len(), 14);
+    let third = live.iter().find(|i| i["node"] == "k8s-redis").unwrap();
+    assert!(
+        third["id"] != id && third["id"] != second.as_str(),
+        "{third}"
+    );
 }
 
 #[test]

@@ -111,9 +111,9 @@ fn init_writes_valid_configs_and_the_schema_accepts_them_and_catches_wrong_types
     // The committed schema is what the binary prints (it cannot drift from the types).
     let (code, schema, _) = run(ecoboot(dir.path()).arg("schema"));
     assert_eq!(code, 0);
-    assert_eq!(
-        schema,
-        std::fs::read_to_string(root.join("schema/cluster.schema.json")).unwrap(),
+    let committed = std::fs::read_to_string(root.join("schema/cluster.schema.json")).unwrap();
+    assert!(
+        schema == committed,
         "schema/cluster.schema.json is stale: `ecoboot schema > schema/cluster.schema.json`"
     );
     let mut docs = vec![

@@ -207,6 +207,22 @@ fn a_changed_host_key_is_refused_with_both_fingerprints() {
         known,
         "known_hosts is never rewritten"
     );
+    // A deliberate replacement: forget the node's key, and the next contact pins the new one.
+    let (code, out, err) = run(ecoboot(&state)
+        .arg("-c")
+        .arg(&config)
+        .args(["forget-host", "k8s-api-auth"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("forgot the host key of k8s-api-auth"), "{out}");
+    let (code, _, err) = stage(&config, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    let after = std::fs::read_to_string(state.join("sesacthon/known_hosts")).unwrap();
+    assert_ne!(after, known, "the new key is pinned");
+    assert_eq!(
+        after.lines().count(),
+        known.lines().count(),
+        "one entry per host"
+    );
 }
 
 #[test]

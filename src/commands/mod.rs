@@ -75,6 +75,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             upgrade::migrate(g, opts, *dry_run, *yes).await
         }
         Command::Unlock { force } => state_cmd::unlock(g, force).await,
+        Command::ForgetHost { node } => state_cmd::forget_host(g, node).await,
         Command::State {
             command: crate::cli::StateCommand::Init,
         } => state_cmd::init(g).await,

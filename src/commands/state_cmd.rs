@@ -130,3 +130,49 @@ pub(super) async fn show(g: &Global) -> Result<()> {
     }
     Ok(())
 }
+
+/// `ecoboot forget-host NODE`: removes the node's entries from the cluster's known_hosts (local
+/// and, with S3 state, remote), under the state lock.
+pub(super) async fn forget_host(g: &Global, node: &str) -> Result<()> {
+    let config = super::load_config(g, crate::config::FileChecks::Skip)?;
+    if !config.nodes().any(|n| n.name.as_str() == node) {
+        return Err(Error::Usage(format!(
+            "no node `{node}` in {}",
+            config.path.display()
+        )));
+    }
+    let store = open(g, &config, true).await?;
+    let state = store.load(config.name())?;
+    let out: Option<crate::nodes::InstancesOut> = state.output(crate::nodes::INSTANCES);
+    let address = crate::nodes::ssh_address(&config, node, out.as_ref());
+    let (host, port) = crate::nodes::host_port(&address, config.cluster.spec.ssh.port);
+    let entry = match port {
+        22 => host.clone(),
+        p => format!("[{host}]:{p}"),
+    };
+    let file = crate::nodes::known_hosts(store.dir());
+    let removed = match file.exists() {
+        false => false,
+        true => {
+            let out = std::process::Command::new("ssh-keygen")
+                .args(["-R", &entry, "-f"])
+                .arg(&file)
+                .output()
+                .map_err(|e| Error::io("run ssh-keygen -R on", &file, e))?;
+            let _ = std::fs::remove_file(file.with_extension("old"));
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.status.success() && said.contains("updated")
+        }
+    };
+    store.save(&state)?;
+    store.close().await?;
+    match removed {
+        true => println!("forgot the host key of {node} ({entry})"),
+        false => println!("no host key of {node} ({entry}) was pinned"),
+    }
+    Ok(())
+}

@@ -19,6 +19,8 @@ use crate::event::Action;
 
 /// Stage id (also the journal key of [`InstancesOut`]).
 pub const ID: &str = crate::nodes::INSTANCES;
+/// How many spent launch tokens (instances terminated out of band) one node may show.
+const MAX_GENERATIONS: u32 = 64;
 /// How long `RunInstances` is retried while IAM has not propagated the new instance profile.
 pub(super) const PROFILE_PROPAGATION: Duration = Duration::from_secs(120);
 /// How long to wait for launched instances to be running.
@@ -207,27 +209,48 @@ impl Stage for Instances {
                 }
             };
             let name = launch.node.name.value.clone();
-            if matches!(
+            // AWS answers a spent token with the instance it launched then, terminated out of band
+            // since: try the next generation, as often as AWS reports spent ones (a lost journal
+            // starts again at 0, so the generation is learnt from AWS, never reused).
+            let mut generation = generation;
+            let mut failed = None;
+            while matches!(
                 state_name(&instance),
                 InstanceStateName::Terminated | InstanceStateName::ShuttingDown
-            ) {
-                // AWS answered the token with an instance terminated out of band: launch anew.
-                let next = generation + 1;
-                let token =
-                    client_token(&cluster, &launch.node, &launch.ami, &launch.subnet_id, next);
-                journal_token(cx, &name, &token, next)?;
+            ) && failed.is_none()
+            {
+                generation += 1;
+                if generation > MAX_GENERATIONS {
+                    failed = Some(Error::StageFailed {
+                        stage: ID.into(),
+                        message: format!("{name}: {MAX_GENERATIONS} launch tokens in a row answered with terminated instances"),
+                        help: "something keeps terminating this node's instances (an ASG, a cleanup job?): stop it, then rerun".into(),
+                    });
+                    break;
+                }
+                let token = client_token(
+                    &cluster,
+                    &launch.node,
+                    &launch.ami,
+                    &launch.subnet_id,
+                    generation,
+                );
+                journal_token(cx, &name, &token, generation)?;
                 cx.events.progress(
                     ID,
                     Some(&name),
-                    "previous instance was terminated; launching a new one",
+                    format!(
+                        "a previous instance was terminated; launching generation {generation}"
+                    ),
                 );
-                instance = match launch.run(&token).await {
-                    Ok(i) => i,
-                    Err(e) => {
-                        failures.push(e);
-                        continue;
-                    }
-                };
+                match launch.run(&token).await {
+                    Ok(i) => instance = i,
+                    Err(e) => failed = Some(e),
+                }
+            }
+            if let Some(e) = failed {
+                failures.push(e);
+                continue;
             }
             let id = instance.instance_id().unwrap_or_default().to_string();
             cx.events
