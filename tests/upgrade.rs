@@ -254,12 +254,39 @@ fn rolling_upgrade_guarded_resumable_and_within_the_skew_policy() {
         "{err}"
     );
 
-    // Relaxed budget: the rerun finishes; no node is drained twice.
+    // Relaxed budget; kill -9 between batches (once the first batch is back at 1.37 and
+    // uncordoned); the rerun finishes; no node is drained twice.
     api.hook(
         "POST",
         "/_double/edit",
         r#"{"kind":"PodDisruptionBudget","name":"web","namespace":"default","merge":{"spec":{"minAvailable":0}}}"#,
     );
+    let mut child = ecoboot(&state)
+        .arg("-c")
+        .arg(&next)
+        .args(["upgrade", "--max-unavailable", &mu])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first_batch_done = || {
+        let events = api.hook("GET", "/_double/events", "").unwrap();
+        let events = events.as_array().unwrap();
+        ["k8s-api-auth", "k8s-api-my"].iter().all(|n| {
+            events
+                .iter()
+                .any(|e| e["what"] == "kubelet" && e["node"] == *n && e["value"] == "v1.37.2")
+        })
+    };
+    for _ in 0..300 {
+        if first_batch_done() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(first_batch_done(), "the first batch was upgraded");
+    child.kill().unwrap();
+    let _ = child.wait();
     let (code, out, err) = eco(
         &next,
         &state,
@@ -286,6 +313,10 @@ fn rolling_upgrade_guarded_resumable_and_within_the_skew_policy() {
         );
         assert_ne!(node["spec"]["unschedulable"], true, "{node}");
     }
+    // The same upgrade again is nothing to do.
+    let (code, out, err) = eco(&next, &state, &["upgrade"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("nothing to do"), "{out}");
     // The upgraded cluster and the updated config agree: nothing left for prepare-nodes.
     let (code, out, err) = eco(
         &next,

@@ -66,6 +66,9 @@ pub(super) async fn run(g: &Global, op: Operation, work: &mut dyn Work) -> Resul
             stage: op.stage.into(),
             actions,
         });
+        if nothing {
+            events.progress(op.stage, None, "nothing to do");
+        }
         if op.dry_run || nothing {
             return Ok(());
         }

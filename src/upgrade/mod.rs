@@ -70,6 +70,13 @@ pub async fn prepare(cx: &Ctx, opts: &Options) -> Result<(UpgradePlan, Record)> 
     let (from, record) = match resuming {
         Some(r) => (Version::parse(&r.from).unwrap_or(now), r.clone()),
         None => {
+            if now.minor == to.minor && to.patch.is_none_or(|p| Some(p) == now.patch) {
+                // Already there: nothing to do (the same command twice is not an error).
+                let mut plan = UpgradePlan::new(&cx.config, now, now, opts.max_unavailable);
+                plan.batches.clear();
+                plan.done = true;
+                return Ok((plan, previous.unwrap_or_default()));
+            }
             if let Some(why) = plan::step_problem(now, to) {
                 return Err(Error::Usage(why));
             }
@@ -180,6 +187,10 @@ async fn upgrade_one(
     let started = Instant::now();
     let say = |m: String| cx.events.progress(ID, Some(name), m);
     let target = to.to_string();
+    if journal.phase(name) < Phase::Upgraded && kubelet_at(client, name, to).await? {
+        // A crash after the kubelet restart, before the journal write: the node is upgraded.
+        journal.set(name, Phase::Upgraded)?;
+    }
     if journal.phase(name) < Phase::Upgraded {
         journal.set(name, Phase::Draining)?;
         drain::cordon(client, name, Some(&target)).await?;
@@ -224,6 +235,20 @@ async fn connect(
                 .into(),
         }),
     }
+}
+
+/// `name` reports kubelet `to`.
+async fn kubelet_at(client: &kube::Client, name: &str, to: Version) -> Result<bool> {
+    let nodes: Api<KubeNode> = Api::all(client.clone());
+    let n = nodes
+        .get(name)
+        .await
+        .map_err(|e| crate::api::error("get", &format!("node {name}"), e))?;
+    let version = (n.status.as_ref())
+        .and_then(|s| s.node_info.as_ref())
+        .map(|i| i.kubelet_version.clone())
+        .unwrap_or_default();
+    Ok(Version::parse(&version) == Some(to))
 }
 
 /// Waits until `name` is Ready (and reports kubelet `to`, when given).

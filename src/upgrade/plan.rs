@@ -86,6 +86,8 @@ pub struct UpgradePlan {
     pub control_plane: String,
     /// The other nodes, batch by batch.
     pub batches: Vec<Batch>,
+    /// The cluster already runs the target: nothing to do.
+    pub done: bool,
 }
 
 /// Infrastructure nodes (stateful services) are always drained alone.
@@ -126,11 +128,15 @@ impl UpgradePlan {
             to,
             control_plane: config.control_plane().name.value.clone(),
             batches,
+            done: false,
         }
     }
 
-    /// The plan as actions, in order.
+    /// The plan as actions, in order (none when the cluster already runs the target).
     pub fn actions(&self) -> Vec<Action> {
+        if self.done {
+            return Vec::new();
+        }
         let mut out = vec![Action::new(
             &self.control_plane,
             format!(
