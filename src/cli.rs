@@ -90,6 +90,23 @@ pub struct RunFlags {
     pub no_wait: bool,
 }
 
+/// Flags of the rolling operations (`upgrade`, `migrate-runtime`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RollingFlags {
+    /// Worker nodes drained at once (infrastructure nodes always go alone).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub max_unavailable: usize,
+    /// How long one node's drain may take before the operation stops, naming what blocks it.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub drain_timeout: u64,
+    /// Show the preflight result and the order of the nodes; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Go ahead without asking (required without a terminal; ECOBOOT_YES=1 does the same).
+    #[arg(long, short, env = "ECOBOOT_YES", value_parser = clap::builder::FalseyValueParser::new())]
+    pub yes: bool,
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -149,34 +166,16 @@ pub enum Command {
         /// Target `1.MINOR[.PATCH]` (default: spec.kubernetes.version).
         #[arg(long, value_name = "VERSION")]
         to: Option<String>,
-        /// Worker nodes drained at once (infrastructure nodes always go alone).
-        #[arg(long, default_value_t = 1, value_name = "N")]
-        max_unavailable: usize,
-        /// How long one node's drain may take before the upgrade stops, naming what blocks it.
-        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
-        drain_timeout: u64,
-        /// Show the preflight result and the order of the nodes; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Go ahead without asking (required without a terminal; ECOBOOT_YES=1 does the same).
-        #[arg(long, short, env = "ECOBOOT_YES", value_parser = clap::builder::FalseyValueParser::new())]
-        yes: bool,
+        /// --max-unavailable, --drain-timeout, --dry-run, --yes.
+        #[command(flatten)]
+        rolling: RollingFlags,
     },
     /// Move nodes still on containerd 1.x to the pinned containerd 2.x, drained batch by batch
     /// (needed before Kubernetes 1.36); resumable at any node.
     MigrateRuntime {
-        /// Worker nodes migrated at once.
-        #[arg(long, default_value_t = 1, value_name = "N")]
-        max_unavailable: usize,
-        /// How long one node's drain may take before the migration stops, naming what blocks it.
-        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
-        drain_timeout: u64,
-        /// Show which nodes would be migrated; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Go ahead without asking (required without a terminal; ECOBOOT_YES=1 does the same).
-        #[arg(long, short, env = "ECOBOOT_YES", value_parser = clap::builder::FalseyValueParser::new())]
-        yes: bool,
+        /// --max-unavailable, --drain-timeout, --dry-run, --yes.
+        #[command(flatten)]
+        rolling: RollingFlags,
     },
     /// Write a commented starter config to the --config path (never overwrites).
     Init {

@@ -68,6 +68,31 @@ fn check_invariants(api: &KubeApi) -> BTreeMap<String, u32> {
     evictions
 }
 
+/// `ecoboot` in the background (to be killed with -9 at a chosen point).
+fn spawn(config: &Path, state: &Path, args: &[&str]) -> std::process::Child {
+    ecoboot(state)
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Polls `ready` (up to 15 s), asserts it became true, then kills `child` with SIGKILL.
+fn kill_when(mut child: std::process::Child, what: &str, ready: impl Fn() -> bool) {
+    for _ in 0..300 {
+        if ready() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ready(), "{what}");
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
 fn create(api: &KubeApi, object: serde_json::Value) {
     api.hook(
         "POST",
@@ -157,14 +182,7 @@ fn rolling_upgrade_guarded_resumable_and_within_the_skew_policy() {
 
     // kill -9 during the control plane's `kubeadm upgrade apply`.
     fleet.ssh(1, "echo 4 > /var/lib/ecoboot-sim/slow-upgrade");
-    let mut child = ecoboot(&state)
-        .arg("-c")
-        .arg(&next)
-        .args(["upgrade", "--max-unavailable", &mu])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = spawn(&next, &state, &["upgrade", "--max-unavailable", &mu]);
     let calls = || {
         fleet
             .calls(1)
@@ -172,15 +190,10 @@ fn rolling_upgrade_guarded_resumable_and_within_the_skew_policy() {
             .filter(|c| c.starts_with("kubeadm upgrade apply"))
             .count()
     };
-    for _ in 0..300 {
-        if calls() > 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(calls(), 1, "the upgrade reached kubeadm upgrade apply");
-    child.kill().unwrap();
-    let _ = child.wait();
+    kill_when(child, "the upgrade reached kubeadm upgrade apply", || {
+        calls() > 0
+    });
+    assert_eq!(calls(), 1);
     fleet.ssh(1, "rm /var/lib/ecoboot-sim/slow-upgrade");
 
     // A workload whose budget allows no disruption blocks the first worker's drain: the rerun
@@ -208,20 +221,17 @@ fn rolling_upgrade_guarded_resumable_and_within_the_skew_policy() {
         }),
     );
     // kill -9 mid-drain: the first batch is cordoned and its evictions are being refused.
-    let mut child = ecoboot(&state)
-        .arg("-c")
-        .arg(&next)
-        .args([
+    let child = spawn(
+        &next,
+        &state,
+        &[
             "upgrade",
             "--max-unavailable",
             &mu,
             "--drain-timeout",
             "120",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+    );
     let cordoned =
         || {
             let events = api.hook("GET", "/_double/events", "").unwrap();
@@ -229,16 +239,13 @@ fn rolling_upgrade_guarded_resumable_and_within_the_skew_policy() {
                 e["what"] == "cordoned" && e["node"] == "k8s-api-auth" && e["value"] == true
             })
         };
-    for _ in 0..300 {
-        if cordoned() {
-            break;
+    let refused_a_while = || {
+        cordoned() && {
+            std::thread::sleep(Duration::from_secs(3));
+            true
         }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(cordoned(), "the first batch was cordoned");
-    std::thread::sleep(Duration::from_secs(3));
-    child.kill().unwrap();
-    let _ = child.wait();
+    };
+    kill_when(child, "the first batch was cordoned", refused_a_while);
     let (code, _, err) = eco(
         &next,
         &state,
@@ -261,14 +268,7 @@ fn rolling_upgrade_guarded_resumable_and_within_the_skew_policy() {
         "/_double/edit",
         r#"{"kind":"PodDisruptionBudget","name":"web","namespace":"default","merge":{"spec":{"minAvailable":0}}}"#,
     );
-    let mut child = ecoboot(&state)
-        .arg("-c")
-        .arg(&next)
-        .args(["upgrade", "--max-unavailable", &mu])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = spawn(&next, &state, &["upgrade", "--max-unavailable", &mu]);
     let first_batch_done = || {
         let events = api.hook("GET", "/_double/events", "").unwrap();
         let events = events.as_array().unwrap();
@@ -278,15 +278,7 @@ fn rolling_upgrade_guarded_resumable_and_within_the_skew_policy() {
                 .any(|e| e["what"] == "kubelet" && e["node"] == *n && e["value"] == "v1.37.2")
         })
     };
-    for _ in 0..300 {
-        if first_batch_done() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(first_batch_done(), "the first batch was upgraded");
-    child.kill().unwrap();
-    let _ = child.wait();
+    kill_when(child, "the first batch was upgraded", first_batch_done);
     let (code, out, err) = eco(
         &next,
         &state,

@@ -47,32 +47,11 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             region,
             name,
         } => init::init(g, *topology, region, name),
-        Command::Upgrade {
-            to,
-            max_unavailable,
-            drain_timeout,
-            dry_run,
-            yes,
-        } => {
-            let opts = crate::upgrade::Options {
-                to: to.clone(),
-                max_unavailable: *max_unavailable,
-                drain_timeout: std::time::Duration::from_secs(*drain_timeout),
-            };
-            upgrade::upgrade(g, opts, *dry_run, *yes).await
+        Command::Upgrade { to, rolling } => {
+            upgrade::upgrade(g, options(to.clone(), rolling), rolling).await
         }
-        Command::MigrateRuntime {
-            max_unavailable,
-            drain_timeout,
-            dry_run,
-            yes,
-        } => {
-            let opts = crate::upgrade::Options {
-                to: None,
-                max_unavailable: *max_unavailable,
-                drain_timeout: std::time::Duration::from_secs(*drain_timeout),
-            };
-            upgrade::migrate(g, opts, *dry_run, *yes).await
+        Command::MigrateRuntime { rolling } => {
+            upgrade::migrate(g, options(None, rolling), rolling).await
         }
         Command::Unlock { force } => state_cmd::unlock(g, force).await,
         Command::ForgetHost { node } => state_cmd::forget_host(g, node).await,
@@ -95,6 +74,15 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Argocd {
             command: ArgocdCommand::Ui { port },
         } => argocd::ui(g, *port).await,
+    }
+}
+
+/// The options of a rolling operation.
+fn options(to: Option<String>, f: &crate::cli::RollingFlags) -> crate::upgrade::Options {
+    crate::upgrade::Options {
+        to,
+        max_unavailable: f.max_unavailable,
+        drain_timeout: std::time::Duration::from_secs(f.drain_timeout),
     }
 }
 

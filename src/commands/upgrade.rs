@@ -5,7 +5,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::operation::{self, Operation, Work};
-use crate::cli::Global;
+use crate::cli::{Global, RollingFlags};
 use crate::engine::Ctx;
 use crate::error::Result;
 use crate::event::Action;
@@ -51,13 +51,13 @@ impl Work for Upgrade {
 }
 
 /// Runs `ecoboot upgrade`.
-pub(super) async fn upgrade(g: &Global, opts: Options, dry_run: bool, yes: bool) -> Result<()> {
+pub(super) async fn upgrade(g: &Global, opts: Options, f: &RollingFlags) -> Result<()> {
     let op = Operation {
         command: "upgrade",
         stage: upgrade::ID,
         title: "Upgrade Kubernetes: control plane first, then the nodes in batches",
-        dry_run,
-        yes,
+        dry_run: f.dry_run,
+        yes: f.yes,
     };
     operation::run(g, op, &mut Upgrade { opts, ready: None }).await
 }
@@ -94,13 +94,13 @@ impl Work for Migrate {
 }
 
 /// Runs `ecoboot migrate-runtime`.
-pub(super) async fn migrate(g: &Global, opts: Options, dry_run: bool, yes: bool) -> Result<()> {
+pub(super) async fn migrate(g: &Global, opts: Options, f: &RollingFlags) -> Result<()> {
     let op = Operation {
         command: "migrate-runtime",
         stage: runtime::ID,
         title: "Migrate nodes on containerd 1.x to containerd 2.x, batch by batch",
-        dry_run,
-        yes,
+        dry_run: f.dry_run,
+        yes: f.yes,
     };
     operation::run(
         g,
