@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use ecoboot::config::support::{pin_today, Day};
 use ecoboot::config::{Config, ConfigProblems, FileChecks};
 
 const SHIPPED: &str = include_str!("../inventory/cluster.yaml");
@@ -358,13 +359,20 @@ fn line_with(text: &str, needle: &str) -> usize {
     found.unwrap_or_else(|| panic!("no line contains `{needle}`"))
 }
 
+/// Support windows are judged on the suite's fixed day, never the clock.
+fn pin_the_day() {
+    pin_today(Day::ymd(2026, 11, 23));
+}
+
 fn problems(text: String, files: FileChecks) -> Box<ConfigProblems> {
+    pin_the_day();
     Config::parse(Path::new("cluster.yaml"), text, files, "digest")
         .expect_err("config must be rejected")
 }
 
 #[test]
 fn shipped_config_is_valid() {
+    pin_the_day();
     let config = Config::parse(
         Path::new("cluster.yaml"),
         SHIPPED.into(),
