@@ -9,3 +9,10 @@ if ! "$venv/bin/check-jsonschema" --version >/dev/null 2>&1; then
   "$venv/bin/pip" install -q "check-jsonschema==0.39.0"
 fi
 "$venv/bin/check-jsonschema" --builtin-schema vendor.github-workflows "$ROOT"/.github/workflows/*.yml
+# Every action is pinned by a full commit SHA with its version in a comment (tags can move).
+unpinned="$(grep -nE '^\s*(-\s+)?uses:' "$ROOT"/.github/workflows/*.yml | grep -vE 'uses: [^@ ]+@[0-9a-f]{40} # \S' || true)"
+if [ -n "$unpinned" ]; then
+  echo "actions not pinned by commit SHA with a version comment:" >&2
+  echo "$unpinned" >&2
+  exit 1
+fi

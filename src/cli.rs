@@ -236,6 +236,16 @@ pub enum StateCommand {
     Init,
     /// Where the state is, its journal summary and the lock holder.
     Show,
+    /// Copy the remote journal and known_hosts into the local state directory (a local file
+    /// that differs is kept as `<name>.before-pull`), e.g. before going back to local state.
+    Pull,
+    /// Replace the remote journal and known_hosts with the local ones, under the remote lock
+    /// (the bucket's versioning keeps what was replaced).
+    Push {
+        /// Go ahead without asking (required without a terminal; ECOBOOT_YES=1 does the same).
+        #[arg(long, short, env = "ECOBOOT_YES", value_parser = clap::builder::FalseyValueParser::new())]
+        yes: bool,
+    },
 }
 
 /// `ecoboot init --topology`.

@@ -14,8 +14,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// How long a lock lives without renewal.
+/// How long a lock lives without renewal, by default.
 pub const LEASE: Duration = Duration::from_secs(120);
+
+/// The lease: `ECOBOOT_LOCK_LEASE_SECONDS` (5 to 3600) or [`LEASE`]. The holder renews it every
+/// third of it, so a run that is gone leaves a lock that expires one lease after its last renewal.
+pub fn lease() -> Duration {
+    std::env::var("ECOBOOT_LOCK_LEASE_SECONDS")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or(LEASE, |n| Duration::from_secs(n.clamp(5, 3600)))
+}
 
 /// Where the state lives: `s3://bucket/prefix`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +93,7 @@ impl LockInfo {
             id: format!("{:016x}", rand_u64()),
             holder,
             started: crate::state::now(),
-            expires: unix_now() + LEASE.as_secs(),
+            expires: unix_now() + lease().as_secs(),
         }
     }
 
@@ -373,8 +382,8 @@ fn hold(remote: Remote, info: LockInfo, etag: String) -> HeldLock {
     let renewer = tokio::spawn(async move {
         let mut info = i;
         loop {
-            tokio::time::sleep(LEASE / 3).await;
-            info.expires = unix_now() + LEASE.as_secs();
+            tokio::time::sleep(lease() / 3).await;
+            info.expires = unix_now() + lease().as_secs();
             let body = serde_json::to_vec_pretty(&info).expect("lock serializes");
             let current = e.lock().unwrap_or_else(|p| p.into_inner()).clone();
             match r.put(LOCK, body, &Expect::ETag(current)).await {

@@ -125,3 +125,77 @@ impl Synced {
         self.remote.url("")
     }
 }
+
+/// What [`pull`] or [`push`] did with one synced file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Copied {
+    /// Copied (its size in bytes).
+    Copied(usize),
+    /// Both sides already held the same bytes.
+    Same,
+    /// The source side has no such file.
+    Missing,
+}
+
+/// `ecoboot state pull`: copies the remote journal and known_hosts into `dir` (no lock: a read).
+/// A local file that differs is kept beside it as `<name>.before-pull`.
+pub async fn pull(remote: &Remote, dir: &Path) -> Result<Vec<(&'static str, Copied)>> {
+    fsutil::ensure_private_dir(dir)?;
+    let mut done = Vec::new();
+    for name in SYNCED {
+        let path = dir.join(name);
+        let copied = match remote.get(name).await? {
+            None => Copied::Missing,
+            Some((bytes, _)) => match std::fs::read(&path) {
+                Ok(local) if local == bytes => Copied::Same,
+                local => {
+                    if let Ok(local) = local {
+                        fsutil::write_atomic(&path.with_extension("before-pull"), &local, 0o600)?;
+                    }
+                    fsutil::write_atomic(&path, &bytes, 0o600)?;
+                    Copied::Copied(bytes.len())
+                }
+            },
+        };
+        done.push((*name, copied));
+    }
+    Ok(done)
+}
+
+/// `ecoboot state push`: replaces the remote journal and known_hosts with the files in `dir`,
+/// under the remote lock, each write conditional on the ETag read under that lock (the bucket's
+/// versioning keeps what it replaced).
+pub async fn push(remote: &Remote, dir: &Path, steal: bool) -> Result<Vec<(&'static str, Copied)>> {
+    let lock = remote_state::acquire(remote, steal).await?;
+    let mut done = Vec::new();
+    let mut result = Ok(());
+    for name in SYNCED {
+        let Ok(bytes) = std::fs::read(dir.join(name)) else {
+            done.push((*name, Copied::Missing));
+            continue;
+        };
+        let step = async {
+            let expect = match remote.get(name).await? {
+                Some((theirs, _)) if theirs == bytes => return Ok(Copied::Same),
+                Some((_, etag)) => Expect::ETag(etag),
+                None => Expect::Absent,
+            };
+            match remote.put(name, bytes.clone(), &expect).await? {
+                Some(_) => Ok(Copied::Copied(bytes.len())),
+                None => Err(Error::StateConflict {
+                    url: remote.url(name),
+                    reason: "it changed while it was being replaced".into(),
+                }),
+            }
+        };
+        match step.await {
+            Ok(c) => done.push((*name, c)),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    lock.release().await;
+    result.map(|()| done)
+}

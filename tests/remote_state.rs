@@ -1,7 +1,8 @@
 //! State in S3 (moto, which enforces `If-None-Match` and `If-Match` on PutObject and
 //! DeleteObject): `state init`, the lock against a second real process, kill -9 of the holder and
 //! `unlock --force`, a journal changed behind a run's back (exit 4, nothing overwritten), and a
-//! lost local directory with the S3 state intact (0 changes).
+//! lost local directory with the S3 state intact (0 changes), `state pull`/`push`, and an expired
+//! lease taken over only with `--steal-expired-lock`.
 
 mod common;
 
@@ -181,4 +182,71 @@ fn s3_state_locks_refuses_stale_writes_and_survives_a_lost_local_dir() {
         local.contains("\"instances\""),
         "the journal came back from S3"
     );
+
+    // `state pull` into an empty working copy, then `state push` of a changed one: refused
+    // without consent, then the remote object is exactly the local file.
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let (code, out, err) = eco(&sb, dir.path(), &config, &["state", "pull"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pulled state.json: s3://"), "{out}");
+    let pulled = std::fs::read_to_string(dir.path().join("state/remote/state.json")).unwrap();
+    assert_eq!(pulled, local, "the pulled journal is the remote one");
+    let (_, out, _) = eco(&sb, dir.path(), &config, &["state", "push"]);
+    assert!(out.contains("state.json: already the same"), "{out}");
+    let changed = format!("{}\n", pulled.trim_end());
+    std::fs::write(dir.path().join("state/remote/state.json"), format!("{changed}\n")).unwrap();
+    let mut cmd = ecoboot(&dir.path().join("state"));
+    sb.env(&mut cmd);
+    let (code, _, err) = run(cmd
+        .env_remove("ECOBOOT_YES")
+        .env("ECOBOOT_STATE", STATE)
+        .arg("-c")
+        .arg(&config)
+        .args(["state", "push"]));
+    assert_eq!(code, 2, "no consent, no push: {err}");
+    assert!(err.contains("pass --yes"), "{err}");
+    let (code, out, err) = eco(&sb, dir.path(), &config, &["state", "push", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pushed state.json"), "{out}");
+    let body = s3(
+        &sb,
+        "get_object(Bucket='ecoboot-state', Key='teams/platform/remote/state.json')['Body'].read().decode()",
+    );
+    assert_eq!(body.trim_end(), changed.trim_end(), "S3 holds the pushed file");
+
+    // A holder killed with kill -9 whose (short) lease then runs out: still refused without
+    // `--steal-expired-lock`, which then takes it over.
+    sb.faults(r#"{"delay": {"DescribeVpcs": 30}}"#);
+    let mut cmd = ecoboot(&dir.path().join("state"));
+    sb.env(&mut cmd);
+    let mut holder = cmd
+        .env("ECOBOOT_STATE", STATE)
+        .env("ECOBOOT_LOCK_LEASE_SECONDS", "5")
+        .arg("-c")
+        .arg(&config)
+        .args(["up", "--to", "network"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = wait_for_lock(&sb, dir.path(), &config);
+    assert!(lock.contains(&format!("pid {}", holder.id())), "{lock}");
+    holder.kill().unwrap();
+    let _ = holder.wait();
+    sb.faults("{}");
+    std::thread::sleep(Duration::from_secs(7));
+    let (_, show, _) = eco(&sb, dir.path(), &config, &["state", "show"]);
+    assert!(show.contains("(lease expired)"), "{show}");
+    let (code, _, err) = eco(&sb, dir.path(), &config, &["up", "--to", "network"]);
+    assert_eq!(code, 3, "an expired lock is never taken silently: {err}");
+    assert!(err.contains("its lease has expired"), "{err}");
+    let (code, _, err) = eco(
+        &sb,
+        dir.path(),
+        &config,
+        &["--steal-expired-lock", "up", "--to", "network"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, show, _) = eco(&sb, dir.path(), &config, &["state", "show"]);
+    assert!(show.contains("lock: free"), "{show}");
 }

@@ -61,6 +61,12 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::State {
             command: crate::cli::StateCommand::Show,
         } => state_cmd::show(g).await,
+        Command::State {
+            command: crate::cli::StateCommand::Pull,
+        } => state_cmd::pull(g).await,
+        Command::State {
+            command: crate::cli::StateCommand::Push { yes },
+        } => state_cmd::push(g, *yes).await,
         Command::Schema => info::schema(),
         Command::Version => info::version(g),
         Command::Completions { shell } => info::completions(*shell),

@@ -1,5 +1,5 @@
 //! Where the state lives (`spec.state`, `--state`), opening it for a command, and the commands
-//! about it: `unlock --force`, `state init`, `state show`.
+//! about it: `unlock --force`, `state init|show|pull|push`, `forget-host`.
 
 use std::path::PathBuf;
 
@@ -8,6 +8,9 @@ use crate::config::{Config, StateBackend};
 use crate::error::{Error, Result};
 use crate::remote_state::{self, Location, Remote};
 use crate::state::{Backend, Store};
+use crate::state_sync::{self, Copied};
+
+use super::confirm::{Consent, ask, consent};
 
 /// The local state directory and the backend for `config` (`--state` wins over `spec.state`);
 /// a bucket without a region of its own is in the cluster's region (`AWS_REGION` first).
@@ -128,6 +131,48 @@ pub(super) async fn show(g: &Global) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+fn print_copied(what: &str, from: &str, to: &str, done: &[(&str, Copied)]) {
+    for (name, c) in done {
+        match c {
+            Copied::Copied(n) => println!("{what} {name}: {from} -> {to} ({n} bytes)"),
+            Copied::Same => println!("{what} {name}: already the same"),
+            Copied::Missing => println!("{what} {name}: none at {from}"),
+        }
+    }
+}
+
+/// `ecoboot state pull`: remote → local working copy.
+pub(super) async fn pull(g: &Global) -> Result<()> {
+    let config = super::load_config(g, crate::config::FileChecks::Skip)?;
+    let loc = remote_location(g, &config)?;
+    let dir = Store::cluster_dir(&g.state_dir, config.name());
+    let _local = Store::lock(&g.state_dir, config.name())?;
+    let remote = Remote::connect(loc, config.name()).await;
+    let done = state_sync::pull(&remote, &dir).await?;
+    print_copied("pulled", &remote.url(""), &dir.display().to_string(), &done);
+    Ok(())
+}
+
+/// `ecoboot state push`: local working copy → remote, after consent.
+pub(super) async fn push(g: &Global, yes: bool) -> Result<()> {
+    let config = super::load_config(g, crate::config::FileChecks::Skip)?;
+    let loc = remote_location(g, &config)?;
+    let dir = Store::cluster_dir(&g.state_dir, config.name());
+    let remote = Remote::connect(loc, config.name()).await;
+    let question = format!(
+        "replace the journal and known_hosts at {} with those in {}?",
+        remote.url(""),
+        dir.display()
+    );
+    if consent("state push", yes)? == Consent::Ask && !ask(&question) {
+        return Err(Error::Usage("nothing pushed (not confirmed)".into()));
+    }
+    let _local = Store::lock(&g.state_dir, config.name())?;
+    let done = state_sync::push(&remote, &dir, g.steal_expired_lock).await?;
+    print_copied("pushed", &dir.display().to_string(), &remote.url(""), &done);
     Ok(())
 }
 
