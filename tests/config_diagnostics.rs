@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use ecoboot::config::support::{pin_today, Day};
+use ecoboot::config::support::{Day, pin_today};
 use ecoboot::config::{Config, ConfigProblems, FileChecks};
 
 const SHIPPED: &str = include_str!("../inventory/cluster.yaml");

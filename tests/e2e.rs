@@ -2,7 +2,10 @@
 //! AWS-like idempotent ClientTokens), 14 real sshd nodes with simulators, and the API double.
 //! kill -9 at 11 points spread over every stage with a rerun after each; convergence to exactly
 //! one cluster; an idempotent rerun; a lost state directory; a vanished node; a scan of every
-//! byte ecoboot wrote for secrets; GitHub Actions output; `down`.
+//! byte ecoboot wrote for secrets; GitHub Actions output; `down`. From join-workers on, the
+//! crash loop keeps its state in S3 (moto): the local journal is uploaded, each kill leaves a
+//! remote lock removed with `unlock --force`, and with the local directory lost the journal and
+//! the pinned host keys come back from S3 (a changed host key is refused, `forget-host` frees it).
 
 mod common;
 
@@ -18,6 +21,9 @@ use common::{ecoboot, run};
 
 const NODES: usize = 14;
 
+/// Where the second half of the crash loop keeps its state.
+const S3_STATE: &str = "s3://ecoboot-e2e-state/platform";
+
 struct World {
     aws: AwsSandbox,
     api: KubeApi,
@@ -27,14 +33,42 @@ struct World {
     _dir: tempfile::TempDir,
     /// Everything ecoboot printed, for the secret scan.
     printed: String,
+    /// The S3 state URL while the world runs on the S3 backend.
+    s3: Option<&'static str>,
 }
 
 impl World {
     fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = ecoboot(&self.state);
         self.aws.env(&mut cmd);
+        if let Some(url) = self.s3 {
+            cmd.env("ECOBOOT_STATE", url);
+        }
         cmd.arg("-c").arg(&self.config).args(args);
         cmd
+    }
+
+    /// On the S3 backend, removes a lock a killed run left, as an operator would: the id from
+    /// `state show`, then `unlock --force ID`. Returns whether there was one.
+    fn unlock_after_kill(&mut self) -> bool {
+        if self.s3.is_none() {
+            return false;
+        }
+        let (code, show, err) = self.run(&["state", "show"]);
+        assert_eq!(code, 0, "{err}");
+        let Some(id) = show
+            .lines()
+            .find_map(|l| l.strip_prefix("lock: "))
+            .filter(|l| l.contains(" held by "))
+            .and_then(|l| l.split_whitespace().next())
+            .map(str::to_string)
+        else {
+            return false;
+        };
+        let (code, out, err) = self.run(&["unlock", "--force", &id]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(&format!("removed lock {id}")), "{out}");
+        true
     }
 
     fn run(&mut self, args: &[&str]) -> (i32, String, String) {
@@ -399,6 +433,7 @@ fn crash_anywhere_then_converge_rerun_rebuild_scan_and_down() {
         state,
         _dir: dir,
         printed: String::new(),
+        s3: None,
     };
 
     // kill -9 at every point in turn, each run resuming the previous one.
@@ -407,6 +442,14 @@ fn crash_anywhere_then_converge_rerun_rebuild_scan_and_down() {
         "#", "stage", "trigger", "delay"
     )];
     for (n, point) in KILL_POINTS.iter().enumerate() {
+        if point.stage == "join-workers" {
+            // From here on the state lives in S3: the first locked run uploads the local journal,
+            // and every kill -9 leaves a remote lock that `unlock --force` removes.
+            let (code, _, err) = w.run(&["--state", S3_STATE, "state", "init"]);
+            assert_eq!(code, 0, "{err}");
+            w.s3 = Some(S3_STATE);
+            table.push("-   (state moves to S3)".into());
+        }
         if point.stage == "prepare-nodes" {
             // A node vanishes mid-run (its sshd stops): the run fails naming it, the others go on.
             let start = KillPoint {
@@ -435,7 +478,10 @@ fn crash_anywhere_then_converge_rerun_rebuild_scan_and_down() {
                 "-   prepare-nodes    node 7 sshd stopped    exit {code}, names k8s-api-image"
             ));
         }
-        let outcome = up_killed_at(&mut w, point);
+        let mut outcome = up_killed_at(&mut w, point);
+        if w.unlock_after_kill() {
+            outcome.push_str(", S3 lock removed by unlock --force");
+        }
         let trigger = if point.message.is_empty() {
             point.event
         } else {
@@ -524,6 +570,41 @@ fn crash_anywhere_then_converge_rerun_rebuild_scan_and_down() {
         "no API write after losing the state"
     );
     assert_one_cluster(&w);
+    let journal = w.run(&["state", "show"]).1;
+    assert!(
+        journal.contains("journal: "),
+        "the journal is in S3: {journal}"
+    );
+
+    // Host keys come from S3 and are verified strictly: a node whose key changed behind
+    // ecoboot's back is refused naming both fingerprints, and known_hosts is not rewritten.
+    std::fs::remove_dir_all(&w.state).unwrap();
+    w.fleet.rekey(4);
+    let (code, _, err) = w.run(&["up"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("HOST KEY CHANGED"), "{err}");
+    assert!(
+        err.matches("SHA256:").count() >= 2,
+        "both fingerprints: {err}"
+    );
+    // A deliberate replacement: forget-host (local and S3), then the new key is verified
+    // against the console and pinned again.
+    let rekeyed = console_fingerprints(&w.fleet, &w.config)[3].0.clone();
+    let (code, out, err) = w.run(&["forget-host", &rekeyed]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("forgot the host key"), "{out}");
+    w.aws.faults(&faults_with_console(&console_fingerprints(
+        &w.fleet, &w.config,
+    )));
+    let (code, _, err) = w.run(&["up"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        w.ssh_changes(),
+        ssh_before,
+        "a new host key changes nothing on the node"
+    );
+    // Back to local state: the working copy is complete.
+    w.s3 = None;
 
     // A node that disappears: a clear failure naming it; back again, the rerun has nothing to do.
     w.fleet.down(7);

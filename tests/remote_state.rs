@@ -194,7 +194,11 @@ fn s3_state_locks_refuses_stale_writes_and_survives_a_lost_local_dir() {
     let (_, out, _) = eco(&sb, dir.path(), &config, &["state", "push"]);
     assert!(out.contains("state.json: already the same"), "{out}");
     let changed = format!("{}\n", pulled.trim_end());
-    std::fs::write(dir.path().join("state/remote/state.json"), format!("{changed}\n")).unwrap();
+    std::fs::write(
+        dir.path().join("state/remote/state.json"),
+        format!("{changed}\n"),
+    )
+    .unwrap();
     let mut cmd = ecoboot(&dir.path().join("state"));
     sb.env(&mut cmd);
     let (code, _, err) = run(cmd
@@ -212,7 +216,11 @@ fn s3_state_locks_refuses_stale_writes_and_survives_a_lost_local_dir() {
         &sb,
         "get_object(Bucket='ecoboot-state', Key='teams/platform/remote/state.json')['Body'].read().decode()",
     );
-    assert_eq!(body.trim_end(), changed.trim_end(), "S3 holds the pushed file");
+    assert_eq!(
+        body.trim_end(),
+        changed.trim_end(),
+        "S3 holds the pushed file"
+    );
 
     // A holder killed with kill -9 whose (short) lease then runs out: still refused without
     // `--steal-expired-lock`, which then takes it over.
