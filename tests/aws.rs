@@ -315,6 +315,22 @@ fn instance_terminated_out_of_band_is_replaced_alone() {
         .find(|i| i["node"] == "k8s-redis")
         .unwrap();
     let id = victim["id"].as_str().unwrap();
+    // Host keys pinned for every node (the nodes' loopback addresses, 127.0.1.N:1).
+    let pub_key = std::fs::read_to_string(dir.path().join("id.pub")).unwrap();
+    let known_hosts = dir.path().join("state/oob/known_hosts");
+    let pinned: String = (1..=14)
+        .map(|n| format!("[127.0.1.{n}]:1 {}", pub_key.trim()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&known_hosts, format!("{pinned}\n")).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let redis_at = text
+        .split("- name: k8s-redis")
+        .nth(1)
+        .and_then(|rest| rest.split("address: \"").nth(1))
+        .and_then(|a| a.split(':').next())
+        .unwrap()
+        .to_string();
     let body = format!("Action=TerminateInstances&Version=2016-11-15&InstanceId.1={id}");
     let status = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-X", "POST", "-H", "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/ap-northeast-2/ec2/aws4_request", "-d", &body])
@@ -337,6 +353,16 @@ fn instance_terminated_out_of_band_is_replaced_alone() {
     assert_eq!(live.len(), 14);
     let redis = live.iter().find(|i| i["node"] == "k8s-redis").unwrap();
     assert_ne!(redis["id"], id, "a new instance, not the terminated one");
+    // ecoboot replaced k8s-redis's instance, so it forgot exactly that node's old host key.
+    let known = std::fs::read_to_string(&known_hosts).unwrap();
+    assert_eq!(known.lines().count(), 13, "{known}");
+    assert!(!known.contains(&format!("[{redis_at}]:1 ")), "{known}");
+    assert!(
+        ev.iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("its old host key is forgotten"))),
+        "the replacement is reported"
+    );
 
     // Terminated out of band a second time, and the journal (with its launch generations) is
     // lost: the rerun learns the spent tokens from AWS and launches a third instance.

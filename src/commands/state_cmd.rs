@@ -191,28 +191,9 @@ pub(super) async fn forget_host(g: &Global, node: &str) -> Result<()> {
     let out: Option<crate::nodes::InstancesOut> = state.output(crate::nodes::INSTANCES);
     let address = crate::nodes::ssh_address(&config, node, out.as_ref());
     let (host, port) = crate::nodes::host_port(&address, config.cluster.spec.ssh.port);
-    let entry = match port {
-        22 => host.clone(),
-        p => format!("[{host}]:{p}"),
-    };
-    let file = crate::nodes::known_hosts(store.dir());
-    let removed = match file.exists() {
-        false => false,
-        true => {
-            let out = std::process::Command::new("ssh-keygen")
-                .args(["-R", &entry, "-f"])
-                .arg(&file)
-                .output()
-                .map_err(|e| Error::io("run ssh-keygen -R on", &file, e))?;
-            let _ = std::fs::remove_file(file.with_extension("old"));
-            let said = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            out.status.success() && said.contains("updated")
-        }
-    };
+    let entry = crate::ssh::hostkeys::entry_name(&host, port);
+    let removed =
+        crate::ssh::hostkeys::forget(&crate::nodes::known_hosts(store.dir()), &host, port)?;
     store.save(&state)?;
     store.close().await?;
     match removed {

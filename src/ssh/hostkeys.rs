@@ -10,11 +10,36 @@ use super::Target;
 use crate::error::Error;
 
 fn host_pattern(target: &Target) -> String {
-    if target.port == 22 {
-        target.host.clone()
-    } else {
-        format!("[{}]:{}", target.host, target.port)
+    entry_name(&target.host, target.port)
+}
+
+/// How known_hosts names `host:port` (`host` alone on port 22).
+pub fn entry_name(host: &str, port: u16) -> String {
+    match port {
+        22 => host.to_string(),
+        p => format!("[{host}]:{p}"),
     }
+}
+
+/// Removes every key of `host:port` from `known_hosts` (`ssh-keygen -R`), for a deliberate
+/// replacement only: `forget-host`, or an instance ecoboot itself replaced. True when an entry
+/// was there.
+pub fn forget(known_hosts: &Path, host: &str, port: u16) -> crate::error::Result<bool> {
+    if !known_hosts.exists() || host.is_empty() {
+        return Ok(false);
+    }
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-R", &entry_name(host, port), "-f"])
+        .arg(known_hosts)
+        .output()
+        .map_err(|e| Error::io("run ssh-keygen -R on", known_hosts, e))?;
+    let _ = std::fs::remove_file(known_hosts.with_extension("old"));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out.status.success() && said.contains("updated"))
 }
 
 async fn fingerprints_known(target: &Target, known_hosts: &Path) -> Vec<String> {

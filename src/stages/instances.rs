@@ -90,6 +90,9 @@ impl Stage for Instances {
         Ok(Found::Done {
             summary,
             commit: Some(Box::new(move |cx: &Ctx| {
+                if cx.writable() {
+                    forget_replaced(cx, &out)?;
+                }
                 cx.update_state(|s| s.set_output(ID, &out))?;
                 if cx.writable() {
                     crate::inventory::write(&cx.config, &cx.state_dir(), &out)?;
@@ -296,4 +299,41 @@ impl Stage for Instances {
             }
         }
     }
+}
+
+/// Forgets the pinned host key of every node whose recorded instance was replaced (another
+/// instance id now): ecoboot launched the new one, so the old key is known to be stale, and the
+/// next contact verifies the new instance by the configured policy.
+fn forget_replaced(cx: &Ctx, now: &InstancesOut) -> Result<()> {
+    let Some(before) = cx.state().output::<InstancesOut>(ID) else {
+        return Ok(());
+    };
+    let file = crate::nodes::known_hosts(&cx.state_dir());
+    let port = cx.config.cluster.spec.ssh.port;
+    for (node, old) in &before.nodes {
+        let replaced = now
+            .nodes
+            .get(node)
+            .is_some_and(|new| !old.instance_id.is_empty() && new.instance_id != old.instance_id);
+        if !replaced {
+            continue;
+        }
+        let mut forgot = false;
+        for out in [&before, now] {
+            let address = crate::nodes::ssh_address(&cx.config, node, Some(out));
+            let (host, port) = crate::nodes::host_port(&address, port);
+            forgot |= crate::ssh::hostkeys::forget(&file, &host, port)?;
+        }
+        if forgot {
+            cx.events.progress(
+                ID,
+                Some(node),
+                format!(
+                    "instance replaced ({} → {}): its old host key is forgotten",
+                    old.instance_id, now.nodes[node].instance_id
+                ),
+            );
+        }
+    }
+    Ok(())
 }
