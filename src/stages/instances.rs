@@ -104,67 +104,27 @@ impl Stage for Instances {
 
     async fn apply(&self, cx: &Ctx, plan: InstancesPlan) -> Result<()> {
         let aws = cx.aws().await;
-        let config = &cx.config;
         let net: NetworkOut = needs(cx, network::ID, "the subnets and security group")?;
         let iam: IamOut = needs(cx, iam::ID, "the node instance profile")?;
         let found = plan.existing;
-        let key = config.cluster.spec.aws.key_pair.name.value.clone();
         if found.key == KeyState::Missing {
-            let (material, digest) = public_key(config)?;
-            aws.pace().await;
-            aws.ec2
-                .import_key_pair()
-                .key_name(&key)
-                .public_key_material(Blob::new(material.into_bytes()))
-                .tag_specifications(aws.tags.spec(
-                    ResourceType::KeyPair,
-                    &key,
-                    &[(KEY_TAG, &digest)],
-                ))
-                .send()
-                .await
-                .map_err(|e| aws_error("ImportKeyPair", &format!("key-pair/{key}"), e))?;
-            cx.events
-                .progress(ID, Some(&format!("key-pair/{key}")), "imported");
+            import_key_pair(cx, aws).await?;
         }
         let ami = match found.ami.clone() {
             Some(ami) => ami,
-            None => newest_ami(aws, config).await?,
+            None => newest_ami(aws, &cx.config).await?,
         };
         cx.update_state(|s| {
             let mut out: InstancesOut = s.output(ID).unwrap_or_default();
             out.ami_id = ami.clone();
             s.set_output(ID, &out);
         })?;
-        for node in config.nodes() {
-            let Some([one]) = found.nodes.get(node.name.as_str()).map(Vec::as_slice) else {
-                continue;
-            };
-            let id = one.instance_id().unwrap_or_default();
-            let want = iam.profile_for(node);
-            if !wears_profile(&found.associated, one, want) {
-                switch_profile(aws, id, want).await?;
-                cx.events.progress(
-                    ID,
-                    Some(node.name.as_str()),
-                    format!("{id}: instance profile {want}"),
-                );
-            }
-            if !metadata_drift(one, node) {
+        fix_in_place(cx, aws, &found, &iam).await?;
+        let mut launches = Vec::new();
+        for node in cx.config.nodes() {
+            if found.nodes.contains_key(node.name.as_str()) {
                 continue;
             }
-            require_imdsv2(aws, id, node).await?;
-            cx.events.progress(
-                ID,
-                Some(node.name.as_str()),
-                format!("{id}: IMDSv2 required"),
-            );
-        }
-        let mut launches = tokio::task::JoinSet::new();
-        for node in config
-            .nodes()
-            .filter(|n| !found.nodes.contains_key(n.name.as_str()))
-        {
             let subnet =
                 net.subnets
                     .get(node.subnet.as_str())
@@ -173,130 +133,168 @@ impl Stage for Instances {
                         what: format!("subnet `{}`", node.subnet.value),
                         needs: network::ID,
                     })?;
-            let launch = Launch {
+            launches.push(Launch {
                 aws: aws.clone(),
                 node: node.clone(),
                 ami: ami.clone(),
                 subnet_id: subnet.id.clone(),
                 sg: net.security_group_id.clone(),
                 profile: iam.profile_for(node).to_string(),
-                key: key.clone(),
-            };
-            let cluster = config.name().to_string();
-            let name = node.name.value.clone();
-            let generation = cx
-                .state()
-                .output::<InstancesOut>(ID)
-                .and_then(|o| o.generations.get(&name).copied())
-                .unwrap_or(0);
-            let token = client_token(&cluster, node, &ami, &subnet.id, generation);
-            journal_token(cx, &name, &token, generation)?;
-            cx.events.progress(
-                ID,
-                Some(&name),
-                format!("launching {} (token {})", node.instance_type, &token[..12]),
-            );
-            launches.spawn(async move {
-                let instance = launch.run(&token).await?;
-                Ok::<_, Error>((launch, cluster, generation, instance))
+                key: cx.config.cluster.spec.aws.key_pair.name.value.clone(),
             });
         }
-        let mut launched = Vec::new();
-        let mut failures = Vec::new();
-        while let Some(joined) = launches.join_next().await {
-            let (launch, cluster, generation, mut instance) = match joined.expect("launch task") {
-                Ok(done) => done,
-                Err(e) => {
-                    failures.push(e);
-                    continue;
+        let results = crate::fanout::each(launches, 0, |l| launch_node(cx, l)).await;
+        let (launched, failures): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+        let launched: Vec<String> = launched.into_iter().filter_map(Result::ok).collect();
+        wait_running(cx, aws, &launched).await?;
+        let failures: Vec<Error> = failures.into_iter().filter_map(Result::err).collect();
+        launch_failures(failures)
+    }
+}
+
+/// Imports the configured public key as the cluster's key pair (tagged with its digest).
+async fn import_key_pair(cx: &Ctx, aws: &crate::aws::Aws) -> Result<()> {
+    let key = cx.config.cluster.spec.aws.key_pair.name.value.clone();
+    let (material, digest) = public_key(&cx.config)?;
+    aws.pace().await;
+    aws.ec2
+        .import_key_pair()
+        .key_name(&key)
+        .public_key_material(Blob::new(material.into_bytes()))
+        .tag_specifications(
+            aws.tags
+                .spec(ResourceType::KeyPair, &key, &[(KEY_TAG, &digest)]),
+        )
+        .send()
+        .await
+        .map_err(|e| aws_error("ImportKeyPair", &format!("key-pair/{key}"), e))?;
+    cx.events
+        .progress(ID, Some(&format!("key-pair/{key}")), "imported");
+    Ok(())
+}
+
+/// Fixes running instances in place: the instance profile their role calls for, and IMDSv2.
+async fn fix_in_place(
+    cx: &Ctx,
+    aws: &crate::aws::Aws,
+    found: &Existing,
+    iam: &IamOut,
+) -> Result<()> {
+    for node in cx.config.nodes() {
+        let Some([one]) = found.nodes.get(node.name.as_str()).map(Vec::as_slice) else {
+            continue;
+        };
+        let id = one.instance_id().unwrap_or_default();
+        let want = iam.profile_for(node);
+        if !wears_profile(&found.associated, one, want) {
+            switch_profile(aws, id, want).await?;
+            let what = format!("{id}: instance profile {want}");
+            cx.events.progress(ID, Some(node.name.as_str()), what);
+        }
+        if metadata_drift(one, node) {
+            require_imdsv2(aws, id, node).await?;
+            let what = format!("{id}: IMDSv2 required");
+            cx.events.progress(ID, Some(node.name.as_str()), what);
+        }
+    }
+    Ok(())
+}
+
+/// Launches one node's instance with its journaled token. AWS answers a spent token with the
+/// instance it launched then, terminated out of band since: try the next generation, as often
+/// as AWS reports spent ones (a lost journal starts again at 0, so the generation is learnt
+/// from AWS, never reused). Returns the new instance id.
+async fn launch_node(cx: &Ctx, launch: Launch) -> Result<String> {
+    let cluster = cx.config.name().to_string();
+    let name = launch.node.name.value.clone();
+    let mut generation = cx
+        .state()
+        .output::<InstancesOut>(ID)
+        .and_then(|o| o.generations.get(&name).copied())
+        .unwrap_or(0);
+    let token_for = |generation: u32| {
+        client_token(
+            &cluster,
+            &launch.node,
+            &launch.ami,
+            &launch.subnet_id,
+            generation,
+        )
+    };
+    let token = token_for(generation);
+    journal_token(cx, &name, &token, generation)?;
+    let what = format!(
+        "launching {} (token {})",
+        launch.node.instance_type,
+        &token[..12]
+    );
+    cx.events.progress(ID, Some(&name), what);
+    let mut instance = launch.run(&token).await?;
+    while matches!(
+        state_name(&instance),
+        InstanceStateName::Terminated | InstanceStateName::ShuttingDown
+    ) {
+        generation += 1;
+        if generation > MAX_GENERATIONS {
+            return Err(Error::StageFailed {
+                stage: ID.into(),
+                message: format!("{name}: {MAX_GENERATIONS} launch tokens in a row answered with terminated instances"),
+                help: "something keeps terminating this node's instances (an ASG, a cleanup job?): stop it, then rerun".into(),
+            });
+        }
+        let token = token_for(generation);
+        journal_token(cx, &name, &token, generation)?;
+        let what = format!("a previous instance was terminated; launching generation {generation}");
+        cx.events.progress(ID, Some(&name), what);
+        instance = launch.run(&token).await?;
+    }
+    let id = instance.instance_id().unwrap_or_default().to_string();
+    cx.events
+        .progress(ID, Some(&name), format!("launched {id}"));
+    Ok(id)
+}
+
+/// Waits until every launched instance is running.
+async fn wait_running(cx: &Ctx, aws: &crate::aws::Aws, launched: &[String]) -> Result<()> {
+    if launched.is_empty() {
+        return Ok(());
+    }
+    let what = format!("waiting for {} instance(s) to be running", launched.len());
+    cx.events.progress(ID, None, what);
+    aws.ec2
+        .wait_until_instance_running()
+        .set_instance_ids(Some(launched.to_vec()))
+        .wait(RUNNING_TIMEOUT)
+        .await
+        .map_err(|e| Error::StageFailed {
+            stage: ID.into(),
+            message: format!(
+                "instances {} did not reach running: {e}",
+                launched.join(", ")
+            ),
+            help: "check the instances in the EC2 console; rerun `ecoboot up` to continue".into(),
+        })?;
+    Ok(())
+}
+
+/// One error for every failed launch (the launched instances are kept).
+fn launch_failures(mut failures: Vec<Error>) -> Result<()> {
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.remove(0)),
+        n => {
+            let lines: Vec<String> = failures.iter().map(|e| format!("  {e}")).collect();
+            let help = match &failures[0] {
+                Error::Aws { help, .. } => format!("{help} (launched instances are kept)"),
+                _ => {
+                    "fix the first error and rerun `ecoboot up`; launched instances are kept".into()
                 }
             };
-            let name = launch.node.name.value.clone();
-            // AWS answers a spent token with the instance it launched then, terminated out of band
-            // since: try the next generation, as often as AWS reports spent ones (a lost journal
-            // starts again at 0, so the generation is learnt from AWS, never reused).
-            let mut generation = generation;
-            let mut failed = None;
-            while matches!(
-                state_name(&instance),
-                InstanceStateName::Terminated | InstanceStateName::ShuttingDown
-            ) && failed.is_none()
-            {
-                generation += 1;
-                if generation > MAX_GENERATIONS {
-                    failed = Some(Error::StageFailed {
-                        stage: ID.into(),
-                        message: format!("{name}: {MAX_GENERATIONS} launch tokens in a row answered with terminated instances"),
-                        help: "something keeps terminating this node's instances (an ASG, a cleanup job?): stop it, then rerun".into(),
-                    });
-                    break;
-                }
-                let token = client_token(
-                    &cluster,
-                    &launch.node,
-                    &launch.ami,
-                    &launch.subnet_id,
-                    generation,
-                );
-                journal_token(cx, &name, &token, generation)?;
-                cx.events.progress(
-                    ID,
-                    Some(&name),
-                    format!(
-                        "a previous instance was terminated; launching generation {generation}"
-                    ),
-                );
-                match launch.run(&token).await {
-                    Ok(i) => instance = i,
-                    Err(e) => failed = Some(e),
-                }
-            }
-            if let Some(e) = failed {
-                failures.push(e);
-                continue;
-            }
-            let id = instance.instance_id().unwrap_or_default().to_string();
-            cx.events
-                .progress(ID, Some(&name), format!("launched {id}"));
-            launched.push(id);
-        }
-        if !launched.is_empty() {
-            cx.events.progress(
-                ID,
-                None,
-                format!("waiting for {} instance(s) to be running", launched.len()),
-            );
-            aws.ec2
-                .wait_until_instance_running()
-                .set_instance_ids(Some(launched.clone()))
-                .wait(RUNNING_TIMEOUT)
-                .await
-                .map_err(|e| Error::StageFailed {
-                    stage: ID.into(),
-                    message: format!(
-                        "instances {} did not reach running: {e}",
-                        launched.join(", ")
-                    ),
-                    help: "check the instances in the EC2 console; rerun `ecoboot up` to continue"
-                        .into(),
-                })?;
-        }
-        match failures.len() {
-            0 => Ok(()),
-            1 => Err(failures.remove(0)),
-            n => {
-                let lines: Vec<String> = failures.iter().map(|e| format!("  {e}")).collect();
-                let help = match &failures[0] {
-                    Error::Aws { help, .. } => format!("{help} (launched instances are kept)"),
-                    _ => "fix the first error and rerun `ecoboot up`; launched instances are kept"
-                        .into(),
-                };
-                Err(Error::StageFailed {
-                    stage: ID.into(),
-                    message: format!("{n} launches failed:\n{}", lines.join("\n")),
-                    help,
-                })
-            }
+            Err(Error::StageFailed {
+                stage: ID.into(),
+                message: format!("{n} launches failed:\n{}", lines.join("\n")),
+                help,
+            })
         }
     }
 }
