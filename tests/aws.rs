@@ -131,6 +131,63 @@ fn fresh_provision_rerun_status_inventory_and_down() {
     }
     assert_eq!(inv["subnets"], 3);
 
+    // The tags the Kubernetes AWS integrations look for, set at creation.
+    let tagged = |key: &str, value: &str| -> Vec<(String, String)> {
+        let found = sb.boto(
+            "ec2",
+            &format!("describe_tags(Filters=[{{'Name': 'key', 'Values': ['{key}']}}, {{'Name': 'value', 'Values': ['{value}']}}])"),
+        );
+        let mut out: Vec<(String, String)> = found["Tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let kind = t["ResourceType"].as_str().unwrap().to_string();
+                (kind, t["ResourceId"].as_str().unwrap().to_string())
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let owned = tagged("kubernetes.io/cluster/fresh", "owned");
+    let kinds =
+        |list: &[(String, String)], kind: &str| list.iter().filter(|(k, _)| k == kind).count();
+    assert_eq!(
+        (
+            kinds(&owned, "vpc"),
+            kinds(&owned, "subnet"),
+            kinds(&owned, "security-group"),
+            kinds(&owned, "instance")
+        ),
+        (1, 3, 1, 14),
+        "{owned:?}"
+    );
+    let elb = tagged("kubernetes.io/role/elb", "1");
+    assert_eq!(kinds(&elb, "subnet"), 3, "{elb:?}");
+    // Tags removed out of band: the probe plans them back, one CreateTags per set of missing
+    // tags (the network's resources) plus one per untagged instance, and then nothing again.
+    let subnet = elb[0].1.clone();
+    let instance = owned
+        .iter()
+        .find(|(k, _)| k == "instance")
+        .unwrap()
+        .1
+        .clone();
+    sb.boto(
+        "ec2",
+        &format!("delete_tags(Resources=['{subnet}', '{instance}'], Tags=[{{'Key': 'kubernetes.io/cluster/fresh'}}, {{'Key': 'kubernetes.io/role/elb'}}])"),
+    );
+    let (code, ev, err) = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
+    assert_eq!(code, 0, "{err}");
+    let tag_calls: u64 = ev
+        .iter()
+        .filter_map(|e| e["aws_calls"]["CreateTags"].as_u64())
+        .sum();
+    assert_eq!(tag_calls, 2, "one for the subnet, one for the instance");
+    assert_eq!(aws_calls(&ev).0, 2, "and nothing else mutating");
+    assert_eq!(tagged("kubernetes.io/cluster/fresh", "owned"), owned);
+    assert_eq!(tagged("kubernetes.io/role/elb", "1"), elb);
+
     let (code, ev, err) = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
     assert_eq!(code, 0, "{err}");
     let (mutating, read) = aws_calls(&ev);

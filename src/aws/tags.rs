@@ -13,6 +13,10 @@ pub const NODE: &str = "ecoboot.io/node";
 /// Tag key naming the config subnet a subnet stands for.
 pub const SUBNET: &str = "ecoboot.io/subnet";
 
+/// Tag key marking public subnets the AWS Load Balancer Controller may place internet-facing
+/// load balancers in.
+pub const ROLE_ELB: &str = "kubernetes.io/role/elb";
+
 /// Tags for one cluster: the cluster tag plus the user's tags from config.
 #[derive(Debug, Clone)]
 pub struct Tags {
@@ -50,10 +54,46 @@ impl Tags {
         out
     }
 
-    /// An EC2 tag specification for a resource created by one call.
+    /// `kubernetes.io/cluster/<cluster>`: the ownership tag the Kubernetes AWS integrations
+    /// (cloud provider, Load Balancer Controller, EBS CSI driver) look for.
+    pub fn kubernetes_cluster_key(&self) -> String {
+        format!("kubernetes.io/cluster/{}", self.cluster)
+    }
+
+    /// The Kubernetes integration tags a resource of `kind` carries: the ownership tag on the
+    /// VPC, subnets, security group and instances, and `kubernetes.io/role/elb=1` on the
+    /// (public) subnets; none on other kinds.
+    pub fn kubernetes(&self, kind: &ResourceType) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if matches!(
+            kind,
+            ResourceType::Vpc
+                | ResourceType::Subnet
+                | ResourceType::SecurityGroup
+                | ResourceType::Instance
+        ) {
+            out.push((self.kubernetes_cluster_key(), "owned".to_string()));
+        }
+        if *kind == ResourceType::Subnet {
+            out.push((ROLE_ELB.to_string(), "1".to_string()));
+        }
+        out
+    }
+
+    /// The [`Tags::kubernetes`] pairs of `kind` that `tags` lacks (or holds with another value).
+    pub fn kubernetes_missing(&self, kind: &ResourceType, tags: &[Tag]) -> Vec<(String, String)> {
+        self.kubernetes(kind)
+            .into_iter()
+            .filter(|(k, v)| ec2_tag_value(tags, k) != Some(v.as_str()))
+            .collect()
+    }
+
+    /// An EC2 tag specification for a resource created by one call (with the Kubernetes
+    /// integration tags its kind carries).
     pub fn spec(&self, kind: ResourceType, name: &str, extra: &[(&str, &str)]) -> TagSpecification {
-        let tags = self
-            .pairs(name, extra)
+        let mut pairs = self.pairs(name, extra);
+        pairs.extend(self.kubernetes(&kind));
+        let tags = pairs
             .into_iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect();

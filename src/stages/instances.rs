@@ -46,7 +46,8 @@ impl StagePlan for InstancesPlan {
 }
 
 use super::instances_found::{
-    Existing, KeyState, discover, needs, node_out, plan, public_key, state_name,
+    Existing, KeyState, discover, kubernetes_tags_missing, needs, node_out, plan, public_key,
+    state_name,
 };
 use super::instances_launch::{Launch, client_token, journal_token, newest_ami};
 
@@ -189,6 +190,12 @@ async fn fix_in_place(
         if !wears_profile(&found.associated, one, want) {
             switch_profile(aws, id, want).await?;
             let what = format!("{id}: instance profile {want}");
+            cx.events.progress(ID, Some(node.name.as_str()), what);
+        }
+        let untagged = kubernetes_tags_missing(cx, one);
+        if !untagged.is_empty() {
+            super::network_ensure::add_tags(aws, &[id], &untagged).await?;
+            let what = format!("{id}: tagged for Kubernetes");
             cx.events.progress(ID, Some(node.name.as_str()), what);
         }
         if metadata_drift(one, node) {

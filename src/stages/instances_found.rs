@@ -170,6 +170,12 @@ pub(super) fn node_out(i: &Instance) -> NodeOut {
 }
 
 /// Actions left, plus drift notes (reported, never acted on).
+/// The Kubernetes integration tags `instance` lacks.
+pub(super) fn kubernetes_tags_missing(cx: &Ctx, instance: &Instance) -> Vec<(String, String)> {
+    crate::aws::Tags::for_cluster(&cx.config)
+        .kubernetes_missing(&aws_sdk_ec2::types::ResourceType::Instance, instance.tags())
+}
+
 pub(super) fn plan(
     cx: &Ctx,
     found: &Existing,
@@ -223,6 +229,19 @@ pub(super) fn plan(
                         format!(
                             "require IMDSv2 with hop limit {} on {} (in place, no relaunch)",
                             hop_limit(node),
+                            one.instance_id().unwrap_or_default()
+                        ),
+                    ));
+                }
+                let untagged = kubernetes_tags_missing(cx, one);
+                if !untagged.is_empty() {
+                    let pairs: Vec<String> =
+                        untagged.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    todo.push(Action::new(
+                        name,
+                        format!(
+                            "add tags {} to {}",
+                            pairs.join(", "),
                             one.instance_id().unwrap_or_default()
                         ),
                     ));

@@ -48,14 +48,56 @@ pub(super) struct Existing {
     pub(super) vpc: Option<String>,
     pub(super) dns_hostnames: bool,
     pub(super) dns_support: bool,
-    pub(super) subnets: BTreeMap<String, (String, String, bool)>,
-    pub(super) igw: Option<(String, Option<String>)>,
-    pub(super) route_table: Option<(String, bool, BTreeSet<String>)>,
-    pub(super) sg: Option<(String, BTreeSet<Rule>)>,
+    pub(super) subnets: BTreeMap<String, FoundSubnet>,
+    pub(super) igw: Option<FoundGateway>,
+    pub(super) route_table: Option<FoundRouteTable>,
+    pub(super) sg: Option<FoundGroup>,
     /// Empty VPCs of this cluster besides the chosen one (left by a run killed mid-call).
     pub(super) orphan_vpcs: Vec<String>,
-    /// Extra internet gateways of this cluster (id, attached VPC).
-    pub(super) orphan_igws: Vec<(String, Option<String>)>,
+    /// Extra internet gateways of this cluster.
+    pub(super) orphan_igws: Vec<FoundGateway>,
+    /// Resources (VPC, subnets, security group) missing tags the Kubernetes AWS integrations
+    /// look for, with the missing pairs.
+    pub(super) untagged: Vec<Untagged>,
+}
+
+/// A subnet found by its `ecoboot.io/subnet` tag.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct FoundSubnet {
+    pub(super) id: String,
+    pub(super) az: String,
+    pub(super) public_ip_on_launch: bool,
+}
+
+/// An internet gateway and the VPC it is attached to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct FoundGateway {
+    pub(super) id: String,
+    pub(super) attached_vpc: Option<String>,
+}
+
+/// The public route table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct FoundRouteTable {
+    pub(super) id: String,
+    /// 0.0.0.0/0 goes to the cluster's gateway.
+    pub(super) default_route: bool,
+    /// Subnet ids associated with it.
+    pub(super) associated: BTreeSet<String>,
+}
+
+/// The cluster security group and its ingress rules.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct FoundGroup {
+    pub(super) id: String,
+    pub(super) rules: BTreeSet<Rule>,
+}
+
+/// A resource that lacks some of the tags it should carry.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Untagged {
+    pub(super) id: String,
+    pub(super) missing: Vec<(String, String)>,
 }
 
 /// One ingress rule, normalised for comparison.
@@ -117,9 +159,9 @@ pub(super) fn wanted_rules(config: &Config, sg: &str) -> BTreeSet<Rule> {
 fn plan(config: &Config, f: &Existing) -> Vec<Action> {
     let aws = &config.cluster.spec.aws;
     let mut out = Vec::new();
-    for (id, _) in &f.orphan_igws {
+    for g in &f.orphan_igws {
         out.push(Action::new(
-            id.clone(),
+            g.id.clone(),
             "delete: an extra internet gateway left by an interrupted run",
         ));
     }
@@ -148,8 +190,8 @@ fn plan(config: &Config, f: &Existing) -> Vec<Action> {
                 format!("subnet/{}", s.name),
                 format!("create public subnet {} in {}", s.cidr.value, s.az),
             )),
-            Some((id, _, false)) => {
-                out.push(Action::new(id.clone(), "turn on public IPs at launch"))
+            Some(sub) if !sub.public_ip_on_launch => {
+                out.push(Action::new(sub.id.clone(), "turn on public IPs at launch"))
             }
             Some(_) => {}
         }
@@ -159,8 +201,8 @@ fn plan(config: &Config, f: &Existing) -> Vec<Action> {
             "internet-gateway",
             "create and attach to the VPC",
         )),
-        Some((id, attached)) if attached.is_none() || attached != &f.vpc => {
-            out.push(Action::new(id.clone(), "attach to the VPC"))
+        Some(g) if g.attached_vpc.is_none() || g.attached_vpc != f.vpc => {
+            out.push(Action::new(g.id.clone(), "attach to the VPC"))
         }
         Some(_) => {}
     }
@@ -169,10 +211,10 @@ fn plan(config: &Config, f: &Existing) -> Vec<Action> {
             "route-table",
             "create public route table 0.0.0.0/0 -> internet gateway, associate every subnet",
         )),
-        Some((id, default_route, associated)) => {
-            if !default_route {
+        Some(rt) => {
+            if !rt.default_route {
                 out.push(Action::new(
-                    id.clone(),
+                    rt.id.clone(),
                     "add route 0.0.0.0/0 -> internet gateway",
                 ));
             }
@@ -182,12 +224,12 @@ fn plan(config: &Config, f: &Existing) -> Vec<Action> {
                 .filter(|s| {
                     f.subnets
                         .get(s.name.as_str())
-                        .is_none_or(|(sid, _, _)| !associated.contains(sid))
+                        .is_none_or(|sub| !rt.associated.contains(&sub.id))
                 })
                 .count();
             if missing > 0 {
                 out.push(Action::new(
-                    id.clone(),
+                    rt.id.clone(),
                     format!("associate {missing} subnet(s)"),
                 ));
             }
@@ -195,21 +237,28 @@ fn plan(config: &Config, f: &Existing) -> Vec<Action> {
     }
     match &f.sg {
         None => out.push(Action::new("security-group", "create cluster security group: SSH 22 and API 6443 from the allowed CIDRs, all traffic within the group")),
-        Some((id, have)) => {
-            let wanted = wanted_rules(config, id);
-            let missing = wanted.difference(have).count();
+        Some(g) => {
+            let wanted = wanted_rules(config, &g.id);
+            let missing = wanted.difference(&g.rules).count();
             if missing > 0 {
-                out.push(Action::new(id.clone(), format!("add {missing} ingress rule(s)")));
+                out.push(Action::new(g.id.clone(), format!("add {missing} ingress rule(s)")));
             }
             // The group is ecoboot's own (created and tagged by it): every rule the config no
             // longer lists is revoked, so narrowing a CIDR really closes the old opening.
-            for r in have.difference(&wanted) {
+            for r in g.rules.difference(&wanted) {
                 out.push(Action::new(
-                    id.clone(),
+                    g.id.clone(),
                     format!("revoke ingress {} {}-{} from {}", r.protocol, r.from, r.to, r.source),
                 ));
             }
         }
+    }
+    for u in &f.untagged {
+        let pairs: Vec<String> = u.missing.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push(Action::new(
+            u.id.clone(),
+            format!("add tags {}", pairs.join(", ")),
+        ));
     }
     out
 }
@@ -222,12 +271,12 @@ fn output(config: &Config, f: &Existing) -> Option<NetworkOut> {
         .subnets
         .iter()
         .map(|s| {
-            f.subnets.get(s.name.as_str()).map(|(id, az, _)| {
+            f.subnets.get(s.name.as_str()).map(|sub| {
                 (
                     s.name.value.clone(),
                     SubnetOut {
-                        id: id.clone(),
-                        az: az.clone(),
+                        id: sub.id.clone(),
+                        az: sub.az.clone(),
                     },
                 )
             })
@@ -236,9 +285,9 @@ fn output(config: &Config, f: &Existing) -> Option<NetworkOut> {
     Some(NetworkOut {
         vpc_id: f.vpc.clone()?,
         subnets,
-        igw_id: f.igw.as_ref()?.0.clone(),
-        route_table_id: f.route_table.as_ref()?.0.clone(),
-        security_group_id: f.sg.as_ref()?.0.clone(),
+        igw_id: f.igw.as_ref()?.id.clone(),
+        route_table_id: f.route_table.as_ref()?.id.clone(),
+        security_group_id: f.sg.as_ref()?.id.clone(),
     })
 }
 
@@ -295,6 +344,7 @@ impl Stage for Network {
         ensure::subnets(cx, aws, &mut f, &vpc).await?;
         ensure::route_table(cx, aws, &f, &vpc, &igw).await?;
         ensure::security_group(cx, aws, &f, &vpc).await?;
+        ensure::kubernetes_tags(cx, aws, &f).await?;
         ensure::delete_orphans(cx, aws, &f).await
     }
 }

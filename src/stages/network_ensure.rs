@@ -5,7 +5,10 @@ use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, IpPermission, ResourceType};
 
-use super::network::{Existing, ID, Network, detach_igw, permission, wanted_rules};
+use super::network::{
+    Existing, FoundGroup, FoundRouteTable, FoundSubnet, ID, Network, detach_igw, permission,
+    wanted_rules,
+};
 use crate::aws::tags::SUBNET;
 use crate::aws::{Aws, aws_error};
 use crate::engine::Ctx;
@@ -77,11 +80,11 @@ pub(super) async fn internet_gateway(
 ) -> Result<String> {
     let ec2 = &aws.ec2;
     let (igw, attached) = match f.igw.clone() {
-        Some((id, attached)) => {
-            if let Some(other) = attached.as_deref().filter(|a| *a != vpc) {
-                detach_igw(aws, &id, other).await?;
+        Some(g) => {
+            if let Some(other) = g.attached_vpc.as_deref().filter(|a| *a != vpc) {
+                detach_igw(aws, &g.id, other).await?;
             }
-            (id, attached)
+            (g.id, g.attached_vpc)
         }
         None => {
             aws.pace().await;
@@ -128,8 +131,8 @@ pub(super) async fn subnets(cx: &Ctx, aws: &Aws, f: &mut Existing, vpc: &str) ->
     let ec2 = &aws.ec2;
     for s in &cx.config.cluster.spec.aws.subnets {
         let id = match f.subnets.get(s.name.as_str()) {
-            Some((_, _, true)) => continue,
-            Some((id, _, _)) => id.clone(),
+            Some(sub) if sub.public_ip_on_launch => continue,
+            Some(sub) => sub.id.clone(),
             None => {
                 aws.pace().await;
                 let what = format!("subnet/{}", s.name);
@@ -162,8 +165,12 @@ pub(super) async fn subnets(cx: &Ctx, aws: &Aws, f: &mut Existing, vpc: &str) ->
             .send()
             .await
             .map_err(|e| aws_error("ModifySubnetAttribute", &id, e))?;
-        f.subnets
-            .insert(s.name.value.clone(), (id, s.az.value.clone(), true));
+        let found = FoundSubnet {
+            id,
+            az: s.az.value.clone(),
+            public_ip_on_launch: true,
+        };
+        f.subnets.insert(s.name.value.clone(), found);
     }
     Ok(())
 }
@@ -177,7 +184,7 @@ pub(super) async fn route_table(
     igw: &str,
 ) -> Result<()> {
     let ec2 = &aws.ec2;
-    let (rt, default_route, associated) = match f.route_table.clone() {
+    let found = match f.route_table.clone() {
         Some(found) => found,
         None => {
             aws.pace().await;
@@ -198,10 +205,14 @@ pub(super) async fn route_table(
                 .unwrap_or_default()
                 .to_string();
             created(cx, "route-table", &id);
-            (id, false, BTreeSet::new())
+            FoundRouteTable {
+                id,
+                ..FoundRouteTable::default()
+            }
         }
     };
-    if !default_route {
+    let rt = found.id;
+    if !found.default_route {
         aws.pace().await;
         ec2.create_route()
             .route_table_id(&rt)
@@ -211,8 +222,8 @@ pub(super) async fn route_table(
             .await
             .map_err(|e| aws_error("CreateRoute", &rt, e))?;
     }
-    for (subnet, _, _) in f.subnets.values() {
-        if !associated.contains(subnet) {
+    for subnet in f.subnets.values().map(|s| &s.id) {
+        if !found.associated.contains(subnet) {
             aws.pace().await;
             ec2.associate_route_table()
                 .route_table_id(&rt)
@@ -230,7 +241,10 @@ pub(super) async fn route_table(
 pub(super) async fn security_group(cx: &Ctx, aws: &Aws, f: &Existing, vpc: &str) -> Result<()> {
     let ec2 = &aws.ec2;
     let config = &cx.config;
-    let (sg, have) = match f.sg.clone() {
+    let FoundGroup {
+        id: sg,
+        rules: have,
+    } = match f.sg.clone() {
         Some(found) => found,
         None => {
             aws.pace().await;
@@ -249,7 +263,10 @@ pub(super) async fn security_group(cx: &Ctx, aws: &Aws, f: &Existing, vpc: &str)
                 .map_err(|e| aws_error("CreateSecurityGroup", &name, e))?;
             let id = out.group_id().unwrap_or_default().to_string();
             created(cx, "security-group", &id);
-            (id, BTreeSet::new())
+            FoundGroup {
+                id,
+                rules: BTreeSet::new(),
+            }
         }
     };
     let wanted = wanted_rules(config, &sg);
@@ -281,11 +298,45 @@ pub(super) async fn security_group(cx: &Ctx, aws: &Aws, f: &Existing, vpc: &str)
     Ok(())
 }
 
+/// Adds the Kubernetes integration tags that existing resources lack: one CreateTags per set
+/// of missing tags, covering every resource that lacks exactly that set.
+pub(super) async fn kubernetes_tags(cx: &Ctx, aws: &Aws, f: &Existing) -> Result<()> {
+    let mut by_set: std::collections::BTreeMap<&[(String, String)], Vec<&str>> = Default::default();
+    for u in &f.untagged {
+        by_set.entry(&u.missing).or_default().push(&u.id);
+    }
+    for (missing, ids) in by_set {
+        add_tags(aws, &ids, missing).await?;
+        for id in ids {
+            cx.events.progress(ID, Some(id), "tagged for Kubernetes");
+        }
+    }
+    Ok(())
+}
+
+/// One CreateTags of `pairs` on `ids`.
+pub(super) async fn add_tags(aws: &Aws, ids: &[&str], pairs: &[(String, String)]) -> Result<()> {
+    let tags = pairs
+        .iter()
+        .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build())
+        .collect();
+    aws.pace().await;
+    aws.ec2
+        .create_tags()
+        .set_resources(Some(ids.iter().map(|s| s.to_string()).collect()))
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| aws_error("CreateTags", &ids.join(","), e))
+}
+
 /// Deletes the extra gateways and empty VPCs an interrupted run left behind.
 pub(super) async fn delete_orphans(cx: &Ctx, aws: &Aws, f: &Existing) -> Result<()> {
     let ec2 = &aws.ec2;
-    for (id, attached) in &f.orphan_igws {
-        if let Some(other) = attached {
+    for g in &f.orphan_igws {
+        let id = &g.id;
+        if let Some(other) = &g.attached_vpc {
             detach_igw(aws, id, other).await?;
         }
         aws.pace().await;

@@ -147,6 +147,25 @@ impl AwsSandbox {
         assert_eq!(http(&self.endpoint, "POST", "/_proxy/config", json).0, 200);
     }
 
+    /// Another client: one boto3 call on `service` straight against moto (signed, as any real
+    /// client; out of band for ecoboot), printed as JSON.
+    pub fn boto(&self, service: &str, call: &str) -> serde_json::Value {
+        let code = format!(
+            "import boto3, json\nc = boto3.client('{service}', endpoint_url='{}', region_name='ap-northeast-2', aws_access_key_id='testing', aws_secret_access_key='testing')\nr = c.{call}\nprint(json.dumps(r, default=str))",
+            self.moto_url
+        );
+        let out = std::process::Command::new(venv_python())
+            .args(["-c", &code])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     /// Per-action counts seen by the proxy.
     pub fn stats(&self) -> serde_json::Value {
         serde_json::from_str(&http(&self.endpoint, "GET", "/_proxy/stats", "").1).unwrap()
