@@ -111,6 +111,7 @@ fn events_for(g: &Global, detail: bool) -> Events {
 }
 
 /// `up`, `stage` and `plan`: the engine over a range of stages.
+// Long by design: the one place where config, state, guards, consent and runner meet.
 async fn run_stages(
     g: &Global,
     command: &str,

@@ -78,6 +78,7 @@ async fn cluster_view(cx: &Ctx) -> Result<(Vec<NodeRow>, Vec<crate::stages::root
 }
 
 /// Runs `ecoboot status`.
+// Long by design: gathers the journal, live probes, nodes, apps and warnings for one view.
 pub(super) async fn status(g: &Global) -> Result<()> {
     let config = load_config(g, FileChecks::Skip)?;
     crate::output::init_tracing(g.verbose, None, "status");

@@ -186,6 +186,7 @@ impl Config {
     }
 
     /// Parses and validates config text (`path` is used for messages and relative paths).
+    // Long by design: read → YAML with spans → unknown keys → types → validation, in order.
     pub fn parse(
         path: &Path,
         source: String,

@@ -132,6 +132,8 @@ pub fn validate(c: &Cluster, source: &str, base: &Path, files: FileChecks) -> Ve
 }
 
 /// Returns the VPC CIDR if valid, for the overlap checks.
+// Long by design: one check per field of `spec.aws`, in the order of the file, so the
+// diagnostics come out in the order a reader meets them.
 fn check_aws(ck: &mut Checker, c: &Cluster, base: &Path, files: FileChecks) -> Option<Cidr> {
     let aws = &c.spec.aws;
     if ck.required(&aws.region, "spec.aws.region") {

@@ -24,6 +24,7 @@ const KUBELET_ALLOWED_LABELS: [&str; 8] = [
     "failure-domain.beta.kubernetes.io/zone",
 ];
 
+// Long by design: one check per field of `spec.argocd`, in file order (see `check_aws`).
 pub(super) fn check_argocd(ck: &mut Checker, c: &Cluster) {
     let a = &c.spec.argocd;
     for t in &a.placement.tolerations {
@@ -184,6 +185,7 @@ fn check_selector(ck: &mut Checker, key_path: &str, key: &str, value: &Located<S
     }
 }
 
+// Long by design: one check per node field, then the cross-node rules, in file order.
 pub(super) fn check_nodes(ck: &mut Checker, c: &Cluster) {
     let nodes = &c.spec.nodes;
     let subnets: HashSet<&str> = c.spec.aws.subnets.iter().map(|s| s.name.as_str()).collect();

@@ -70,6 +70,8 @@ impl<'a> Runner<'a> {
         self.cx.update_state(|s| f(s.record_mut(id)))
     }
 
+    /// One stage: probe; done → commit and skip; else plan, and in apply mode apply, verify by
+    /// probing again, and journal the outcome.
     async fn run_stage(&self, stage: &dyn DynStage, mode: RunMode) -> Result<()> {
         let id = stage.id();
         let events = &self.cx.events;
@@ -89,22 +91,7 @@ impl<'a> Runner<'a> {
         };
         let (todo, plan) = match stage.probe(self.cx).await {
             Ok(Probe::Done { summary, commit }) => {
-                if let Some(commit) = commit {
-                    commit(self.cx).map_err(&fail)?;
-                }
-                if mode == RunMode::Apply && self.cx.state().record(id).status != StageStatus::Done
-                {
-                    self.record(id, |r| {
-                        r.status = StageStatus::Done;
-                        r.finished.get_or_insert_with(now);
-                    })?;
-                }
-                events.emit(Event::StageSkipped {
-                    stage: id.into(),
-                    message: summary,
-                    aws_calls: self.cx.take_aws_calls(),
-                });
-                return Ok(());
+                return self.skip(id, mode, summary, commit).map_err(&fail);
             }
             Ok(Probe::Todo { actions, plan }) => (actions, plan),
             Err(Error::Prerequisite { needs, what, .. }) if mode == RunMode::Plan => {
@@ -145,54 +132,8 @@ impl<'a> Runner<'a> {
         })?;
         self.cx.take_counters();
         let probe_calls = self.cx.take_aws_calls();
-        let result = match stage.apply(self.cx, plan).await {
-            Ok(()) => match stage.probe(self.cx).await {
-                Ok(Probe::Done { commit, .. }) => match commit {
-                    Some(commit) => commit(self.cx),
-                    None => Ok(()),
-                },
-                Ok(Probe::Todo { actions: left, .. }) => Err(Error::Unverified {
-                    stage: id.into(),
-                    remaining: left
-                        .iter()
-                        .map(|a| format!("{}: {}", a.target, a.what))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                }),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => {
-                self.record(id, |r| {
-                    r.status = StageStatus::Done;
-                    r.finished = Some(now());
-                    r.last_error = None;
-                })?;
-                let mut aws_calls = probe_calls;
-                for (op, n) in self.cx.take_aws_calls() {
-                    *aws_calls.entry(op).or_default() += n;
-                }
-                let mut counters = self.cx.take_counters();
-                if !aws_calls.is_empty() {
-                    let mutating: u64 = aws_calls
-                        .iter()
-                        .filter(|(op, _)| is_mutating(op))
-                        .map(|(_, n)| n)
-                        .sum();
-                    let total: u64 = aws_calls.values().sum();
-                    counters.insert("aws_calls.mutating".into(), mutating);
-                    counters.insert("aws_calls.read".into(), total - mutating);
-                }
-                events.emit(Event::StageDone {
-                    stage: id.into(),
-                    duration_ms: millis(started.elapsed()),
-                    counters,
-                    aws_calls,
-                });
-                Ok(())
-            }
+        match self.apply_and_verify(stage, plan).await {
+            Ok(()) => self.done(id, started, probe_calls),
             Err(err) => {
                 let message = err.to_string();
                 self.record(id, |r| {
@@ -203,6 +144,88 @@ impl<'a> Runner<'a> {
                 Err(fail(err))
             }
         }
+    }
+
+    /// A stage its probe found done: its commit runs, the journal says done, it is skipped.
+    fn skip(
+        &self,
+        id: &str,
+        mode: RunMode,
+        summary: String,
+        commit: Option<super::Commit>,
+    ) -> Result<()> {
+        if let Some(commit) = commit {
+            commit(self.cx)?;
+        }
+        if mode == RunMode::Apply && self.cx.state().record(id).status != StageStatus::Done {
+            self.record(id, |r| {
+                r.status = StageStatus::Done;
+                r.finished.get_or_insert_with(now);
+            })?;
+        }
+        self.cx.events.emit(Event::StageSkipped {
+            stage: id.into(),
+            message: summary,
+            aws_calls: self.cx.take_aws_calls(),
+        });
+        Ok(())
+    }
+
+    /// Applies `plan`, then probes again: only a probe that finds the stage done (its commit
+    /// run) counts as success; anything left is [`Error::Unverified`].
+    async fn apply_and_verify(
+        &self,
+        stage: &dyn DynStage,
+        plan: Box<dyn std::any::Any + Send + Sync>,
+    ) -> Result<()> {
+        stage.apply(self.cx, plan).await?;
+        match stage.probe(self.cx).await? {
+            Probe::Done { commit, .. } => commit.map_or(Ok(()), |commit| commit(self.cx)),
+            Probe::Todo { actions: left, .. } => Err(Error::Unverified {
+                stage: stage.id().into(),
+                remaining: left
+                    .iter()
+                    .map(|a| format!("{}: {}", a.target, a.what))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }),
+        }
+    }
+
+    /// Journals a stage done and reports its duration, counters and AWS calls.
+    fn done(
+        &self,
+        id: &str,
+        started: Instant,
+        probe_calls: std::collections::BTreeMap<String, u64>,
+    ) -> Result<()> {
+        self.record(id, |r| {
+            r.status = StageStatus::Done;
+            r.finished = Some(now());
+            r.last_error = None;
+        })?;
+        let mut aws_calls = probe_calls;
+        for (op, n) in self.cx.take_aws_calls() {
+            *aws_calls.entry(op).or_default() += n;
+        }
+        let mut counters = self.cx.take_counters();
+        if !aws_calls.is_empty() {
+            let mutating: u64 = aws_calls
+                .iter()
+                .filter(|(op, _)| is_mutating(op))
+                .map(|(_, n)| n)
+                .sum();
+            let total: u64 = aws_calls.values().sum();
+            counters.insert("aws_calls.mutating".into(), mutating);
+            counters.insert("aws_calls.read".into(), total - mutating);
+        }
+        self.cx.events.emit(Event::StageDone {
+            stage: id.into(),
+            duration_ms: millis(started.elapsed()),
+            counters,
+            aws_calls,
+        });
+        Ok(())
     }
 }
 

@@ -163,6 +163,7 @@ fn gh_escape(text: &str) -> String {
 }
 
 impl Reporter for LineReporter {
+    // Long by design: one match arm per event kind, each a line or two of output.
     fn event(&self, event: &Event) {
         match event {
             Event::RunStarted {

@@ -70,6 +70,7 @@ impl TtyReporter {
 }
 
 impl Reporter for TtyReporter {
+    // Long by design: one match arm per event kind (bars started, moved, finished).
     fn event(&self, event: &Event) {
         let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
         match event {

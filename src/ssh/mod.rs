@@ -124,6 +124,8 @@ pub struct Conn {
 impl Conn {
     /// Connects to `target`, retrying with backoff until `opts.connect_timeout`; a changed or
     /// (with `strict`) unknown host key fails at once. Then waits for cloud-init where present.
+    // Long by design: the ssh options in one builder, then connect-with-retry and the
+    // cloud-init wait, which share the host-key diagnosis.
     pub async fn connect(target: &Target, opts: &Options) -> Result<Conn> {
         crate::fsutil::ensure_private_dir(&opts.control_dir)?;
         crate::fsutil::ensure_private_dir(&opts.log_dir)?;

@@ -115,6 +115,7 @@ pub async fn apply(
     summary
 }
 
+// Long by design: one node's playbook loop (check, apply, verify per step, with its log).
 async fn run_node(
     config: &Config,
     events: &crate::event::Events,

@@ -21,6 +21,7 @@ fn toleration(spec: &str) -> Value {
 
 /// Parses the install manifest and renders it with `cfg`: the namespace first, then the
 /// manifest's objects (NetworkPolicies only when kept), then the AppProjects.
+// Long by design: the render steps in order (namespace, objects, policies, projects).
 pub fn render(text: &str, cfg: &ArgoCd) -> Result<Vec<DynamicObject>> {
     let source = "the ArgoCD install manifest";
     let ns = cfg.namespace.as_str();

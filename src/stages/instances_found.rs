@@ -62,6 +62,7 @@ pub(super) fn public_key(config: &Config) -> Result<(String, String)> {
     Ok((material, digest))
 }
 
+// Long by design: one DescribeX per thing the plan compares, read once, in one place.
 pub(super) async fn discover(cx: &Ctx, aws: &Aws) -> Result<Existing> {
     let config = &cx.config;
     let key_name = &config.cluster.spec.aws.key_pair.name.value;
@@ -176,6 +177,7 @@ pub(super) fn kubernetes_tags_missing(cx: &Ctx, instance: &Instance) -> Vec<(Str
         .kubernetes_missing(&aws_sdk_ec2::types::ResourceType::Instance, instance.tags())
 }
 
+// Long by design: per node, one check per property (state, profile, IMDS, tags, drift).
 pub(super) fn plan(
     cx: &Ctx,
     found: &Existing,

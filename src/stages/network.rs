@@ -156,6 +156,7 @@ pub(super) fn wanted_rules(config: &Config, sg: &str) -> BTreeSet<Rule> {
     out
 }
 
+// Long by design: one block per resource kind, in the order apply creates them.
 fn plan(config: &Config, f: &Existing) -> Vec<Action> {
     let aws = &config.cluster.spec.aws;
     let mut out = Vec::new();

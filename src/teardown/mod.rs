@@ -178,6 +178,7 @@ impl Teardown<'_> {
         }
     }
 
+    // Long by design: IAM deletes in the order IAM demands (profiles, policies, role).
     async fn iam(&mut self, name: &str) {
         let aws = self.aws;
         let iam = &aws.iam;

@@ -28,6 +28,7 @@ pub(super) enum NetworkKind {
 impl NetworkKind {
     /// The cluster's resources of this kind, each with what must be released first (route
     /// table associations, gateway attachments).
+    // Long by design: one match arm per kind, each one Describe call and its dependents.
     pub(super) async fn find(self, aws: &Aws) -> Result<Vec<(String, Vec<String>)>> {
         let ec2 = &aws.ec2;
         let filter = aws.tags.filter();

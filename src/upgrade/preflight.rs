@@ -14,6 +14,7 @@ use crate::engine::Ctx;
 use crate::error::{Error, Result};
 
 /// Fails with every problem found, or returns when the upgrade may start.
+// Long by design: every preflight check in turn, all read-only, all problems collected.
 pub async fn check(
     cx: &Ctx,
     client: &kube::Client,
