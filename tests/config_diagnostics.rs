@@ -326,6 +326,51 @@ const CASES: &[Case] = &[
         "unknown variant `ssh`, expected one of tunnel, direct",
         "apiAccess: ssh",
     ),
+    case(
+        "gitops token from a bad environment variable name",
+        &[(
+            "\n  argocd:\n",
+            "\n  gitops:\n    repositories:\n      - name: backend\n        url: https://github.com/SeSACTHON/backend\n        password: { env: \"GITOPS-TOKEN\" }\n  argocd:\n",
+        )],
+        "`GITOPS-TOKEN` is not an environment variable name",
+        "GITOPS-TOKEN",
+    ),
+    case(
+        "gitops repository with a password and an ssh key",
+        &[(
+            "\n  argocd:\n",
+            "\n  gitops:\n    repositories:\n      - name: backend\n        url: https://github.com/SeSACTHON/backend\n        password: { env: TOKEN }\n        sshPrivateKey: { file: key }\n  argocd:\n",
+        )],
+        "needs exactly one of `password` (https) or `sshPrivateKey` (ssh)",
+        "url: https://github.com/SeSACTHON/backend",
+    ),
+    case(
+        "gitops ssh key on an https url",
+        &[(
+            "\n  argocd:\n",
+            "\n  gitops:\n    repositories:\n      - name: backend\n        url: https://github.com/SeSACTHON/backend\n        sshPrivateKey: { file: key }\n  argocd:\n",
+        )],
+        "SSH credentials do not fit this URL",
+        "url: https://github.com/SeSACTHON/backend",
+    ),
+    case(
+        "pull secret without namespaces and with a value source missing",
+        &[(
+            "\n  argocd:\n",
+            "\n  gitops:\n    imagePullSecrets:\n      - name: ghcr\n        registry: ghcr.io\n        username: bot\n        password: {}\n  argocd:\n",
+        )],
+        "`spec.gitops.imagePullSecrets[0].namespaces` is empty",
+        "- name: ghcr",
+    ),
+    case(
+        "pull secret name not a DNS label",
+        &[(
+            "\n  argocd:\n",
+            "\n  gitops:\n    imagePullSecrets:\n      - name: GHCR_Pull\n        registry: ghcr.io\n        username: bot\n        password: { env: GHCR_TOKEN }\n        namespaces: [api]\n  argocd:\n",
+        )],
+        "`GHCR_Pull` is not a DNS label",
+        "GHCR_Pull",
+    ),
 ];
 
 fn apply(case: &Case) -> String {

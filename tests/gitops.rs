@@ -172,6 +172,8 @@ fn argocd_and_the_root_app_converge_and_failures_are_named() {
         "the admin password is in the state dir"
     );
 
+    bootstrap_secrets_from_env_and_files(&api, &config, &state);
+
     if api.hooks.is_none() {
         return;
     }
@@ -358,4 +360,117 @@ fn argocd_ui_forwards_through_the_control_plane(api: &KubeApi, config: &Path, st
         Some(0),
         "Ctrl-C/SIGTERM closes the UI tunnel cleanly"
     );
+}
+
+/// `spec.gitops`: an HTTPS token from an environment variable, an SSH deploy key from a file and
+/// a registry token become ArgoCD repository Secrets and dockerconfigjson pull secrets (their
+/// namespaces created); a missing variable is named; a rerun writes nothing; a rotated token is
+/// applied again; no value shows in output, the state directory or the double's log.
+fn bootstrap_secrets_from_env_and_files(api: &KubeApi, config: &Path, state: &Path) {
+    const TOKEN: &str = "ghp_TestToken0123456789abcdefABCDEF";
+    const REGISTRY: &str = "ghcr_RegistryToken9876543210zyx";
+    let key = config.with_file_name("deploy_key");
+    std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\nZmFrZSBkZXBsb3kga2V5\n-----END OPENSSH PRIVATE KEY-----\n").unwrap();
+    let gitops = edit(
+        config,
+        "\n  argocd:\n",
+        "\n  gitops:\n    repositories:\n      - name: backend\n        url: https://github.com/SeSACTHON/backend\n        username: ecoboot\n        password: { env: ECOBOOT_TEST_GITOPS_TOKEN }\n      - name: infra\n        url: git@github.com:SeSACTHON/infra.git\n        sshPrivateKey: { file: deploy_key }\n    imagePullSecrets:\n      - name: ghcr\n        registry: ghcr.io\n        username: sesacthon-bot\n        password: { env: ECOBOOT_TEST_GHCR_TOKEN }\n        namespaces: [api, workers]\n  argocd:\n",
+    );
+    let with_env = |args: &[&str], token: &str| {
+        run(ecoboot(state)
+            .env("ECOBOOT_TEST_GITOPS_TOKEN", token)
+            .env("ECOBOOT_TEST_GHCR_TOKEN", REGISTRY)
+            .arg("-c")
+            .arg(&gitops)
+            .args(args))
+    };
+    let mut printed = String::new();
+    let (code, _, err) = ecoboot_with(&gitops, state, &["up", "--from", "root-app"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("environment variable ECOBOOT_TEST_GITOPS_TOKEN is not set"),
+        "{err}"
+    );
+    let (code, out, err) = with_env(&["plan", "--from", "root-app", "--detail"], TOKEN);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("apply Secret argocd/repo-backend"), "{out}");
+    assert!(out.contains("create namespace api"), "{out}");
+    printed.push_str(&(out + &err));
+    let (code, out, err) = with_env(&["up", "--from", "root-app"], TOKEN);
+    assert_eq!(code, 0, "{err}");
+    printed.push_str(&(out + &err));
+
+    if let Some(secrets) = api.objects("Secret") {
+        let find = |ns: &str, name: &str| {
+            secrets
+                .iter()
+                .find(|s| s["metadata"]["namespace"] == ns && s["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("secret {ns}/{name}"))
+                .clone()
+        };
+        let b64 = |v: &serde_json::Value| {
+            use base64::Engine as _;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap();
+            String::from_utf8(raw).unwrap()
+        };
+        let repo = find("argocd", "repo-backend");
+        assert_eq!(
+            repo["metadata"]["labels"]["argocd.argoproj.io/secret-type"],
+            "repository"
+        );
+        assert_eq!(b64(&repo["data"]["password"]), TOKEN);
+        assert_eq!(b64(&repo["data"]["username"]), "ecoboot");
+        assert_eq!(
+            b64(&repo["data"]["url"]),
+            "https://github.com/SeSACTHON/backend"
+        );
+        let infra = find("argocd", "repo-infra");
+        assert!(b64(&infra["data"]["sshPrivateKey"]).contains("ZmFrZSBkZXBsb3kga2V5"));
+        for ns in ["api", "workers"] {
+            let pull = find(ns, "ghcr");
+            assert_eq!(pull["type"], "kubernetes.io/dockerconfigjson");
+            let docker: serde_json::Value =
+                serde_json::from_str(&b64(&pull["data"][".dockerconfigjson"])).unwrap();
+            assert_eq!(docker["auths"]["ghcr.io"]["password"], REGISTRY);
+        }
+        let namespaces = api.objects("Namespace").unwrap();
+        assert!(
+            namespaces
+                .iter()
+                .any(|n| n["metadata"]["name"] == "workers")
+        );
+        let log = api.stats().unwrap()["log"].to_string();
+        assert!(
+            !log.contains(TOKEN) && !log.contains(REGISTRY),
+            "the double's log"
+        );
+    }
+    // A rerun writes nothing; a rotated token is applied again (and only that Secret).
+    let writes = || api.stats().map(|s| s["applies_changed"].as_u64().unwrap());
+    let before = writes();
+    let (code, out, err) = with_env(&["up", "--from", "root-app"], TOKEN);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("root-app") && !out.contains("applied 1 Secret"),
+        "{out}"
+    );
+    assert_eq!(writes(), before, "a rerun writes nothing");
+    printed.push_str(&(out + &err));
+    let rotated = "ghp_RotatedToken0123456789abcdefXYZ";
+    let (code, out, err) = with_env(&["up", "--from", "root-app"], rotated);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("applied 1 Secret(s) from spec.gitops"),
+        "{out}{err}"
+    );
+    printed.push_str(&(out + &err));
+    let written = format!("{printed}{}", common::read_tree(state));
+    for secret in [TOKEN, REGISTRY, rotated, "ZmFrZSBkZXBsb3kga2V5"] {
+        assert!(
+            !written.contains(secret),
+            "a secret value leaked into output or state"
+        );
+    }
 }

@@ -6,11 +6,13 @@ mod cidr;
 mod locate;
 mod model;
 mod model_argocd;
+mod model_gitops;
 mod model_state;
 mod strings;
 pub mod support;
 pub mod syntax;
 mod validate;
+mod validate_gitops;
 mod validate_nodes;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +25,7 @@ pub use cidr::Cidr;
 pub use locate::Seg;
 pub use model::*;
 pub use model_argocd::*;
+pub use model_gitops::{Gitops, PullSecret, Repository, SecretSource};
 pub use model_state::{State as StateConfig, StateBackend};
 pub use syntax::{Effect, Taint};
 

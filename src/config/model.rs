@@ -52,6 +52,8 @@ pub struct Spec {
     pub nodes: Vec<Located<Node>>,
     /// Where the journal, host keys and lock live.
     pub state: super::model_state::State,
+    /// Repository credentials and pull secrets the GitOps tree needs (values from env/files).
+    pub gitops: super::model_gitops::Gitops,
 }
 
 /// `spec.aws`.

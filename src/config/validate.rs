@@ -286,6 +286,7 @@ fn check_kubernetes(ck: &mut Checker, c: &Cluster, vpc: Option<Cidr>) {
     }
     check_runtime(ck, k);
     check_state(ck, c);
+    super::validate_gitops::check_gitops(ck, &c.spec.gitops);
     let pod = ck.cidr(&k.pod_cidr, "spec.kubernetes.podCidr");
     let svc = ck.cidr(&k.service_cidr, "spec.kubernetes.serviceCidr");
     let pairs = [

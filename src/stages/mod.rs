@@ -2,6 +2,7 @@
 
 mod applications;
 mod argocd_render;
+mod bootstrap_secrets;
 pub mod iam;
 pub mod init_master;
 mod init_master_steps;

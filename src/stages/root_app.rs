@@ -113,9 +113,11 @@ async fn not_served(client: &kube::Client) -> bool {
     kube::discovery::pinned_kind(client, &gvk).await.is_err()
 }
 
-/// What root-app found: objects to apply, and the Applications not settled yet.
+/// What root-app found: Secrets and objects to apply, and the Applications not settled yet.
 pub struct RootPlan {
     changes: Vec<Action>,
+    /// `spec.gitops` Secrets that are missing or differ (applied before the root app).
+    secrets: Vec<super::bootstrap_secrets::Wanted>,
     objects: Vec<DynamicObject>,
     unsettled: Vec<AppStatus>,
     /// No Application exists yet (and nothing is left to apply).
@@ -159,7 +161,9 @@ impl Stage for RootApp {
         }
         let ns = &cx.config.cluster.spec.argocd.namespace;
         let objects = objects(cx)?;
-        let changes = Applier::new(&client, ns).plan(&objects, ID).await?;
+        let wanted = super::bootstrap_secrets::wanted(&cx.config, ID)?;
+        let (secrets, mut changes) = super::bootstrap_secrets::diff(&client, &wanted, ID).await?;
+        changes.extend(Applier::new(&client, ns).plan(&objects, ID).await?);
         let (mut unsettled, mut none_yet) = (Vec::new(), false);
         if !cx.no_wait {
             let apps = app_statuses(&client, ns)
@@ -176,6 +180,7 @@ impl Stage for RootApp {
         } else {
             Found::Todo(RootPlan {
                 changes,
+                secrets,
                 objects,
                 unsettled,
                 none_yet,
@@ -189,6 +194,12 @@ impl Stage for RootApp {
         let client = cx.kube(ID).await?;
         let a = &cx.config.cluster.spec.argocd;
         let timeout = Duration::from_secs(a.wait_seconds);
+        if !plan.secrets.is_empty() {
+            // Repository credentials first: the root app's first sync may need them.
+            let n = super::bootstrap_secrets::apply(&client, &plan.secrets).await?;
+            cx.events
+                .progress(ID, None, format!("applied {n} Secret(s) from spec.gitops"));
+        }
         if !plan.changes.is_empty() {
             wait_for_project(&client, cx, timeout).await?;
             let progress = |m: String| cx.events.progress(ID, None, m);
