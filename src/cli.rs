@@ -220,11 +220,18 @@ pub enum Command {
     },
     /// Print the man page (roff) on stdout (e.g. `ecoboot man > ecoboot.1`).
     Man,
-    /// Delete every resource tagged with this cluster.
+    /// Delete every resource tagged with this cluster, and what in-cluster controllers left in
+    /// its VPC (load balancers, target groups, their security groups, detached interfaces).
     Down {
         /// Go ahead without asking (required without a terminal; ECOBOOT_YES=1 does the same).
         #[arg(long, short, env = "ECOBOOT_YES", value_parser = clap::builder::FalseyValueParser::new())]
         yes: bool,
+        /// List what would be deleted (and the volumes kept); delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also delete the EBS volumes the CSI driver created for the cluster (their data is lost).
+        #[arg(long)]
+        delete_volumes: bool,
     },
 }
 

@@ -230,8 +230,90 @@ fn fresh_provision_rerun_status_inventory_and_down() {
             .starts_with("done: 14 instances running")
     );
 
+    // What the in-cluster controllers would leave in the VPC, made out of band: an ALB with a
+    // target group and its own security group, a detached interface, and a CSI volume.
+    let net: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("state/fresh/state.json")).unwrap(),
+    )
+    .unwrap();
+    let net = &net["outputs"]["network"];
+    let vpc = net["vpc_id"].as_str().unwrap().to_string();
+    let subnets: Vec<String> = (net["subnets"].as_object().unwrap().values())
+        .map(|s| format!("'{}'", s["id"].as_str().unwrap()))
+        .collect();
+    let lb_sg = sb.boto("ec2", &format!("create_security_group(GroupName='k8s-traefik-lb', Description='lb', VpcId='{vpc}', TagSpecifications=[{{'ResourceType': 'security-group', 'Tags': [{{'Key': 'elbv2.k8s.aws/cluster', 'Value': 'fresh'}}]}}])"))["GroupId"].as_str().unwrap().to_string();
+    sb.boto("elbv2", &format!("create_load_balancer(Name='k8s-api-ingress', Subnets=[{}], SecurityGroups=['{lb_sg}'], Tags=[{{'Key': 'elbv2.k8s.aws/cluster', 'Value': 'fresh'}}])", subnets.join(", ")));
+    sb.boto("elbv2", &format!("create_target_group(Name='k8s-api-tg', Protocol='HTTP', Port=80, VpcId='{vpc}', TargetType='ip')"));
+    sb.boto(
+        "ec2",
+        &format!(
+            "create_network_interface(SubnetId={}, Description='left by a controller')",
+            subnets[0]
+        ),
+    );
+    let volume = sb.boto("ec2", "create_volume(AvailabilityZone='ap-northeast-2a', Size=8, TagSpecifications=[{'ResourceType': 'volume', 'Tags': [{'Key': 'kubernetes.io/cluster/fresh', 'Value': 'owned'}, {'Key': 'kubernetes.io/created-for/pvc/name', 'Value': 'data-postgresql-0'}]}])")["VolumeId"].as_str().unwrap().to_string();
+    let (code, out, err) = run(sb.env(
+        ecoboot(&dir.path().join("state"))
+            .arg("-c")
+            .arg(&config)
+            .args(["down", "--dry-run"]),
+    ));
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "delete load balancer k8s-api-ingress",
+        "delete target group k8s-api-tg",
+        "delete controller security group k8s-traefik-lb",
+        "delete detached network interface left by a controller",
+        "keep volume (pass --delete-volumes to delete it) 8 GiB",
+        "terminate instance of k8s-master",
+    ] {
+        assert!(out.contains(line), "{line} in {out}");
+    }
+    assert_eq!(
+        sb.live_instances("fresh").len(),
+        14,
+        "--dry-run deleted nothing"
+    );
+
     let (code, out, err) = down(&sb, dir.path(), &config);
     assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("{volume}: kept")), "{out}");
+    let left = |call: &str, key: &str| sb.boto("elbv2", call)[key].as_array().unwrap().len();
+    assert_eq!(left("describe_load_balancers()", "LoadBalancers"), 0);
+    assert_eq!(left("describe_target_groups()", "TargetGroups"), 0);
+    let in_vpc = sb.boto(
+        "ec2",
+        &format!(
+            "describe_network_interfaces(Filters=[{{'Name': 'vpc-id', 'Values': ['{vpc}']}}, {{'Name': 'status', 'Values': ['available']}}])"
+        ),
+    );
+    assert_eq!(
+        in_vpc["NetworkInterfaces"].as_array().unwrap().len(),
+        0,
+        "{in_vpc}"
+    );
+    let vols = |id: &str| {
+        sb.boto(
+            "ec2",
+            &format!("describe_volumes(Filters=[{{'Name': 'volume-id', 'Values': ['{id}']}}])"),
+        )["Volumes"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(
+        vols(&volume),
+        1,
+        "the CSI volume is kept without --delete-volumes"
+    );
+    let (code, out, err) = run(sb.env(
+        ecoboot(&dir.path().join("state"))
+            .arg("-c")
+            .arg(&config)
+            .args(["down", "--yes", "--delete-volumes"]),
+    ));
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(vols(&volume), 0, "deleted with --delete-volumes");
     let inv = sb.inventory("fresh");
     assert!(sb.live_instances("fresh").is_empty());
     for key in [

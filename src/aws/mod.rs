@@ -31,6 +31,8 @@ pub struct Aws {
     pub ec2: aws_sdk_ec2::Client,
     /// IAM.
     pub iam: aws_sdk_iam::Client,
+    /// ELBv2 (only `down` uses it: load balancers the in-cluster controller made).
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
     /// Tags every resource of this cluster carries.
     pub tags: Tags,
     pace: Arc<Mutex<Instant>>,
@@ -56,11 +58,15 @@ impl Aws {
             .interceptor(counter.clone())
             .build();
         let iam = aws_sdk_iam::config::Builder::from(&shared)
+            .interceptor(counter.clone())
+            .build();
+        let elb = aws_sdk_elasticloadbalancingv2::config::Builder::from(&shared)
             .interceptor(counter)
             .build();
         Aws {
             ec2: aws_sdk_ec2::Client::from_conf(ec2),
             iam: aws_sdk_iam::Client::from_conf(iam),
+            elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb),
             tags: Tags::for_cluster(config),
             pace: Arc::new(Mutex::new(Instant::now())),
         }

@@ -11,41 +11,51 @@ use std::time::Instant;
 
 use super::{confirm, events_for, finish_run, load_config};
 
-/// Runs `ecoboot down`.
-pub(super) async fn down(g: &Global, yes: bool) -> Result<()> {
+/// Runs `ecoboot down`: the plan first (every resource it would delete, the volumes it keeps),
+/// then, with consent, the deletes. `dry_run` stops after the plan.
+pub(super) async fn down(g: &Global, yes: bool, dry_run: bool, delete_volumes: bool) -> Result<()> {
     let config = load_config(g, FileChecks::Skip)?;
-    if confirm::consent("down", yes)? == confirm::Consent::Ask
-        && !confirm::ask(&format!(
-            "Delete every AWS resource of cluster `{}`?",
-            config.name()
-        ))
-    {
-        return Err(Error::Usage("cancelled; nothing was deleted".into()));
-    }
-    let store = super::state_cmd::open(g, &config, true).await?;
+    let consent = match dry_run {
+        true => None,
+        false => Some(confirm::consent("down", yes)?),
+    };
+    let store = super::state_cmd::open(g, &config, !dry_run).await?;
     let log = crate::output::init_tracing(g.verbose, Some(&store.dir().join("logs")), "down");
     let state = store.load(config.name())?;
     let events = events_for(g, false);
     let cx = Ctx::new(config.clone(), events.clone(), store, state);
+    let roles = [
+        crate::stages::iam::node_role_name(&config),
+        crate::stages::iam::controller_role_name(&config),
+    ];
     events.emit(Event::RunStarted {
         command: "down".into(),
         cluster: config.name().into(),
         ecoboot: crate::build_info::BUILD,
     });
+    let actions = teardown::plan(cx.aws().await, &roles, delete_volumes).await?;
+    events.emit(Event::StagePlan {
+        stage: teardown::ID.into(),
+        actions,
+    });
+    if dry_run {
+        return cx.close_state().await;
+    }
+    if consent == Some(confirm::Consent::Ask)
+        && !confirm::ask(&format!(
+            "Delete these AWS resources of cluster `{}`?",
+            config.name()
+        ))
+    {
+        let _ = cx.close_state().await;
+        return Err(Error::Usage("cancelled; nothing was deleted".into()));
+    }
     let started = Instant::now();
     events.emit(Event::StageStarted {
         stage: teardown::ID.into(),
         title: "Delete every resource tagged with the cluster".into(),
     });
-    let result = teardown::down(
-        cx.aws().await,
-        &events,
-        &[
-            crate::stages::iam::node_role_name(&config),
-            crate::stages::iam::controller_role_name(&config),
-        ],
-    )
-    .await;
+    let result = teardown::down(cx.aws().await, &events, &roles, delete_volumes).await;
     let aws_calls = cx.take_aws_calls();
     match &result {
         Ok(0) => events.emit(Event::StageSkipped {

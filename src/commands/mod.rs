@@ -71,7 +71,11 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Version => info::version(g),
         Command::Completions { shell } => info::completions(*shell),
         Command::Man => info::man(),
-        Command::Down { yes } => down::down(g, *yes).await,
+        Command::Down {
+            yes,
+            dry_run,
+            delete_volumes,
+        } => down::down(g, *yes, *dry_run, *delete_volumes).await,
         Command::Inventory => inventory(g).await,
         Command::Kubeconfig { file } => kubeconfig(g, file.as_deref()).await,
         Command::Argocd {

@@ -1,0 +1,171 @@
+//! What in-cluster controllers leave in the cluster's VPC, which `down` must remove before the
+//! VPC can go: load balancers and target groups (AWS Load Balancer Controller), the security
+//! groups those controllers tagged, and network interfaces left `available`. EBS volumes the
+//! CSI driver created (tag `kubernetes.io/cluster/<cluster>` or `KubernetesCluster`) hold data:
+//! they are listed always and deleted only when asked (`down --delete-volumes`).
+
+use aws_sdk_ec2::types::Filter;
+
+use crate::aws::tags::CLUSTER;
+use crate::aws::{Aws, aws_error, ec2_filter, ec2_tag_value};
+use crate::error::Result;
+use crate::event::Action;
+
+/// One leftover: its id (an ARN for ELBv2) and a short description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Leftover {
+    pub(super) id: String,
+    pub(super) what: String,
+}
+
+/// Everything controllers left behind, by kind, in deletion order.
+#[derive(Debug, Default)]
+pub(super) struct Leftovers {
+    pub(super) load_balancers: Vec<Leftover>,
+    pub(super) target_groups: Vec<Leftover>,
+    pub(super) security_groups: Vec<Leftover>,
+    pub(super) interfaces: Vec<Leftover>,
+    pub(super) volumes: Vec<Leftover>,
+}
+
+impl Leftovers {
+    /// The plan lines of `down`: what it will delete, and the volumes it keeps unless asked.
+    pub(super) fn actions(&self, delete_volumes: bool) -> Vec<Action> {
+        let mut out = Vec::new();
+        for (list, verb) in [
+            (&self.load_balancers, "delete load balancer"),
+            (&self.target_groups, "delete target group"),
+            (&self.security_groups, "delete controller security group"),
+            (&self.interfaces, "delete detached network interface"),
+        ] {
+            out.extend(
+                list.iter()
+                    .map(|l| Action::new(&l.id, format!("{verb} {}", l.what))),
+            );
+        }
+        let verb = match delete_volumes {
+            true => "delete volume",
+            false => "keep volume (pass --delete-volumes to delete it)",
+        };
+        out.extend((self.volumes.iter()).map(|v| Action::new(&v.id, format!("{verb} {}", v.what))));
+        out
+    }
+}
+
+/// The cluster's VPCs (by ecoboot's tag).
+pub(super) async fn vpcs(aws: &Aws) -> Result<Vec<String>> {
+    let out = (aws
+        .ec2
+        .describe_vpcs()
+        .filters(aws.tags.filter())
+        .send()
+        .await)
+        .map_err(|e| aws_error("DescribeVpcs", "vpc", e))?;
+    Ok(out
+        .vpcs()
+        .iter()
+        .filter_map(|v| v.vpc_id())
+        .map(str::to_string)
+        .collect())
+}
+
+fn in_vpcs(vpcs: &[String]) -> Filter {
+    Filter::builder()
+        .name("vpc-id")
+        .set_values(Some(vpcs.to_vec()))
+        .build()
+}
+
+/// Finds what controllers left in `vpcs`.
+pub(super) async fn find(aws: &Aws, vpcs: &[String]) -> Result<Leftovers> {
+    let mut found = Leftovers {
+        volumes: volumes(aws).await?,
+        ..Leftovers::default()
+    };
+    if vpcs.is_empty() {
+        return Ok(found);
+    }
+    let in_ours = |vpc: Option<&str>| vpc.is_some_and(|v| vpcs.iter().any(|o| o == v));
+    let lbs = (aws.elb.describe_load_balancers().send().await)
+        .map_err(|e| aws_error("DescribeLoadBalancers", "load balancers", e))?;
+    found.load_balancers = (lbs.load_balancers().iter())
+        .filter(|lb| in_ours(lb.vpc_id()))
+        .map(|lb| Leftover {
+            id: lb.load_balancer_arn().unwrap_or_default().to_string(),
+            what: lb.load_balancer_name().unwrap_or_default().to_string(),
+        })
+        .collect();
+    let tgs = (aws.elb.describe_target_groups().send().await)
+        .map_err(|e| aws_error("DescribeTargetGroups", "target groups", e))?;
+    found.target_groups = (tgs.target_groups().iter())
+        .filter(|tg| in_ours(tg.vpc_id()))
+        .map(|tg| Leftover {
+            id: tg.target_group_arn().unwrap_or_default().to_string(),
+            what: tg.target_group_name().unwrap_or_default().to_string(),
+        })
+        .collect();
+    let k8s = aws.tags.kubernetes_cluster_key();
+    let groups = (aws
+        .ec2
+        .describe_security_groups()
+        .filters(in_vpcs(vpcs))
+        .send()
+        .await)
+        .map_err(|e| aws_error("DescribeSecurityGroups", "controller security groups", e))?;
+    found.security_groups = (groups.security_groups().iter())
+        .filter(|g| ec2_tag_value(g.tags(), CLUSTER).is_none())
+        .filter(|g| {
+            ec2_tag_value(g.tags(), "elbv2.k8s.aws/cluster") == Some(aws.tags.cluster.as_str())
+                || ec2_tag_value(g.tags(), &k8s).is_some()
+        })
+        .map(|g| Leftover {
+            id: g.group_id().unwrap_or_default().to_string(),
+            what: g.group_name().unwrap_or_default().to_string(),
+        })
+        .collect();
+    let enis = aws
+        .ec2
+        .describe_network_interfaces()
+        .filters(in_vpcs(vpcs))
+        .filters(ec2_filter("status", "available"))
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeNetworkInterfaces", "network interfaces", e))?;
+    found.interfaces = (enis.network_interfaces().iter())
+        .map(|n| Leftover {
+            id: n.network_interface_id().unwrap_or_default().to_string(),
+            what: n.description().unwrap_or("(no description)").to_string(),
+        })
+        .collect();
+    Ok(found)
+}
+
+/// Volumes the CSI driver made for this cluster (never ecoboot's own root volumes, which go
+/// with their instances).
+async fn volumes(aws: &Aws) -> Result<Vec<Leftover>> {
+    let mut out = Vec::new();
+    for filter in [
+        ec2_filter("tag-key", &aws.tags.kubernetes_cluster_key()),
+        ec2_filter("tag:KubernetesCluster", &aws.tags.cluster),
+    ] {
+        let vols = (aws.ec2.describe_volumes().filters(filter).send().await)
+            .map_err(|e| aws_error("DescribeVolumes", "volumes", e))?;
+        for v in vols.volumes() {
+            let id = v.volume_id().unwrap_or_default().to_string();
+            if ec2_tag_value(v.tags(), CLUSTER).is_some()
+                || out.iter().any(|l: &Leftover| l.id == id)
+            {
+                continue;
+            }
+            let claim =
+                ec2_tag_value(v.tags(), "kubernetes.io/created-for/pvc/name").unwrap_or("-");
+            let what = format!(
+                "{} GiB, {}, claim {claim}",
+                v.size().unwrap_or(0),
+                v.state().map_or("?", |s| s.as_str())
+            );
+            out.push(Leftover { id, what });
+        }
+    }
+    Ok(out)
+}
