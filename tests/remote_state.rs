@@ -37,22 +37,12 @@ fn spawn(sb: &AwsSandbox, dir: &Path, config: &Path, args: &[&str]) -> std::proc
         .unwrap()
 }
 
-/// Another writer: one boto3 S3 call against moto (signed, as any real client), printed.
+/// Another writer: one boto3 S3 call against moto; a string result as it is.
 fn s3(sb: &AwsSandbox, call: &str) -> String {
-    let code = format!(
-        "import boto3\nc = boto3.client('s3', endpoint_url='{}', region_name='ap-northeast-2', aws_access_key_id='testing', aws_secret_access_key='testing')\nprint(c.{call})",
-        sb.moto_url
-    );
-    let out = std::process::Command::new(common::aws::venv_python())
-        .args(["-c", &code])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    match sb.boto("s3", call) {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    }
 }
 
 /// Waits until `state show` reports a lock; returns its line.
