@@ -27,6 +27,7 @@ pub mod retry;
 pub mod ssh;
 pub mod stages;
 pub mod state;
+mod state_bucket;
 pub mod state_sync;
 pub mod teardown;
 #[cfg(test)]

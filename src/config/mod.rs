@@ -4,6 +4,7 @@
 
 mod cidr;
 mod locate;
+mod located;
 mod model;
 mod model_argocd;
 mod model_gitops;
@@ -11,7 +12,9 @@ mod model_state;
 mod strings;
 pub mod support;
 pub mod syntax;
+mod syntax_aws;
 mod validate;
+mod validate_access;
 mod validate_gitops;
 mod validate_nodes;
 
@@ -397,22 +400,4 @@ fn segments(path: &serde_ignored::Path) -> Option<Vec<Seg>> {
 
 /// A config for unit tests: the shipped `inventory/cluster.yaml`.
 #[cfg(test)]
-pub mod tests_support {
-    use super::*;
-
-    /// The day the unit tests run on (never the clock).
-    pub const TODAY: support::Day = support::Day::ymd(2026, 11, 23);
-
-    /// The shipped config, parsed without file checks, on [`TODAY`].
-    pub fn config() -> Config {
-        support::pin_today(TODAY);
-        let text = include_str!("../../inventory/cluster.yaml").to_string();
-        Config::parse(
-            Path::new("inventory/cluster.yaml"),
-            text,
-            FileChecks::Skip,
-            "test",
-        )
-        .expect("shipped config is valid")
-    }
-}
+pub mod tests_support;

@@ -2,11 +2,14 @@
 //! Kubernetes grammar for keys and values, POSIX user names, hosts, AWS regions, zones and tags,
 //! strict versions and git references. Each returns `Err(reason)` naming what is wrong.
 
+pub use super::syntax_aws::{
+    ami_owner, aws_tag, bucket_name, image_name_filter, policy_arn, region, zone,
+};
 use std::fmt;
 use std::str::FromStr;
 
 /// `Ok` when `ok`, else "`value` is not {what}" (the value clipped).
-fn verdict(ok: bool, value: &str, what: &str) -> Result<(), String> {
+pub(super) fn verdict(ok: bool, value: &str, what: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
@@ -15,7 +18,7 @@ fn verdict(ok: bool, value: &str, what: &str) -> Result<(), String> {
 }
 
 /// 1 to `max` characters, each an ASCII letter or digit or one of `extra`.
-fn ascii_charset(value: &str, max: usize, extra: &str) -> bool {
+pub(super) fn ascii_charset(value: &str, max: usize, extra: &str) -> bool {
     !value.is_empty()
         && value.len() <= max
         && value
@@ -211,44 +214,6 @@ pub fn jump_host(jump: &str) -> Result<(), String> {
     host_port(rest)
 }
 
-/// An AWS region such as `ap-northeast-2` or `us-gov-west-1`.
-pub fn region(region: &str) -> Result<(), String> {
-    let parts: Vec<&str> = region.split('-').collect();
-    let ok = parts.len() >= 3
-        && region.len() <= 32
-        && parts[..parts.len() - 1]
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
-        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
-        && !parts[parts.len() - 1].is_empty();
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("`{}` is not an AWS region", clip(region)))
-    }
-}
-
-/// An availability zone of `region`: the region followed by a zone letter (or a local zone
-/// suffix such as `-lax-1a`).
-pub fn zone(az: &str, region: &str) -> Result<(), String> {
-    let ok = az.len() <= 48
-        && az.starts_with(region)
-        && az.len() > region.len()
-        && az.ends_with(|c: char| c.is_ascii_lowercase())
-        && az
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{}` is not an availability zone of {}",
-            clip(az),
-            clip(region)
-        ))
-    }
-}
-
 /// A strict Kubernetes version: `1.MINOR` or `1.MINOR.PATCH`, an optional leading `v`.
 pub fn kubernetes_version(version: &str) -> Result<(), String> {
     let v = version.strip_prefix('v').unwrap_or(version);
@@ -273,49 +238,6 @@ pub fn release_version(version: &str) -> Result<(), String> {
             clip(version)
         ))
     }
-}
-
-/// An S3 bucket name (DNS-compatible: 3-63 characters of a-z, 0-9, '.' and '-', starting and
-/// ending with a letter or digit).
-pub fn bucket_name(name: &str) -> Result<(), String> {
-    let ok = (3..=63).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
-        && !name.contains("..");
-    verdict(ok, name, "an S3 bucket name")
-}
-
-/// An AWS tag key and value as EC2 and IAM accept them; `aws:` keys and the keys ecoboot sets
-/// itself are refused.
-pub fn aws_tag(key: &str, value: &str) -> Result<(), String> {
-    let allowed = |c: char| c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c);
-    if key.is_empty() || key.chars().count() > 128 || !key.chars().all(allowed) {
-        return Err(format!(
-            "tag key `{}` must be 1-128 letters, digits, spaces or _.:/=+-@",
-            clip(key)
-        ));
-    }
-    if key.to_ascii_lowercase().starts_with("aws:") {
-        return Err(format!(
-            "tag key `{}` uses the reserved `aws:` prefix",
-            clip(key)
-        ));
-    }
-    if key == "Name" || key.starts_with("ecoboot.io/") || key.starts_with("kubernetes.io/cluster/")
-    {
-        return Err(format!("tag key `{}` is set by ecoboot itself", clip(key)));
-    }
-    if value.chars().count() > 256 || !value.chars().all(allowed) {
-        return Err(format!(
-            "tag value `{}` of `{}` must be at most 256 letters, digits, spaces or _.:/=+-@",
-            clip(value),
-            clip(key)
-        ));
-    }
-    Ok(())
 }
 
 /// A git URL ArgoCD can clone: `https://`, `ssh://` or `git@host:path`, no spaces or quotes.
@@ -355,33 +277,6 @@ pub fn plain_token(value: &str, max: usize) -> Result<(), String> {
         value,
         &format!("1-{max} characters of [A-Za-z0-9._-]"),
     )
-}
-
-/// An AMI owner: an AWS account id (12 digits), `amazon`, `self` or `aws-marketplace`.
-pub fn ami_owner(owner: &str) -> Result<(), String> {
-    let account = owner.len() == 12 && owner.chars().all(|c| c.is_ascii_digit());
-    verdict(
-        account || ["amazon", "self", "aws-marketplace"].contains(&owner),
-        owner,
-        "an image owner",
-    )
-}
-
-/// An image name pattern for DescribeImages (`*` and `?` are wildcards).
-pub fn image_name_filter(filter: &str) -> Result<(), String> {
-    verdict(
-        ascii_charset(filter, 256, "-._/*?()"),
-        filter,
-        "an image name pattern",
-    )
-}
-
-/// A managed IAM policy ARN.
-pub fn policy_arn(arn: &str) -> Result<(), String> {
-    let ok = arn.starts_with("arn:aws")
-        && arn.contains(":policy/")
-        && ascii_charset(arn, 2048, "-._:/+=,@");
-    verdict(ok, arn, "a managed policy ARN")
 }
 
 /// At most 60 characters of `s` for an error message (values echoed in errors are truncated).

@@ -6,8 +6,9 @@ use std::path::Path;
 
 use super::support;
 use super::syntax::{self, clip, is_dns_label};
+use super::validate_access::{check_exposure, check_ssh, check_state};
 use super::validate_nodes::{check_argocd, check_nodes};
-use super::{API_VERSION, ApiAccess, Cidr, Cluster, FileChecks, Kubernetes, Located, Problem, Seg};
+use super::{API_VERSION, Cidr, Cluster, FileChecks, Kubernetes, Located, Problem, Seg};
 
 /// Collects problems; shared by the validation modules.
 pub(super) struct Checker<'s> {
@@ -324,45 +325,6 @@ fn check_kubernetes(ck: &mut Checker, c: &Cluster, vpc: Option<Cidr>) {
     check_ssh(ck, c);
 }
 
-fn check_state(ck: &mut Checker, c: &Cluster) {
-    let st = &c.spec.state;
-    if st.backend == super::StateBackend::S3 {
-        match &st.bucket {
-            None => ck.problems.push(
-                Problem::new(
-                    c.metadata.name.span,
-                    "`spec.state.bucket` is required with `backend: s3`",
-                )
-                .help("name the bucket (create it once with `ecoboot state init`)"),
-            ),
-            Some(b) => {
-                ck.syntax(
-                    b,
-                    "spec.state.bucket",
-                    syntax::bucket_name,
-                    "an S3 bucket name: 3-63 lower-case letters, digits, '.' and '-'",
-                );
-            }
-        }
-    }
-    if let Some(k) = &st.key {
-        ck.syntax(
-            k,
-            "spec.state.key",
-            syntax::repo_path,
-            "a key prefix such as ecoboot/prod (no leading '/', no '..')",
-        );
-    }
-    if let Some(r) = &st.region {
-        ck.syntax(
-            r,
-            "spec.state.region",
-            syntax::region,
-            "an AWS region such as ap-northeast-2",
-        );
-    }
-}
-
 fn check_runtime(ck: &mut Checker, k: &Kubernetes) {
     for (a, key, example) in [
         (&k.containerd, "spec.kubernetes.containerd", "2.3.4"),
@@ -395,65 +357,6 @@ fn check_runtime(ck: &mut Checker, k: &Kubernetes) {
                 support::minor(&k.version)
             ),
             "pin a containerd 2.x release (url and sha256 of the same release)",
-        );
-    }
-}
-
-fn check_ssh(ck: &mut Checker, c: &Cluster) {
-    let ssh = &c.spec.ssh;
-    ck.syntax(
-        &ssh.user,
-        "spec.ssh.user",
-        syntax::posix_user,
-        "a POSIX user name such as ubuntu",
-    );
-    if let Some(bastion) = &ssh.bastion {
-        ck.syntax(
-            bastion,
-            "spec.ssh.bastion",
-            syntax::jump_host,
-            "write [user@]host[:port]",
-        );
-    }
-    let policy = &ssh.known_hosts;
-    if !["console", "accept-new", "strict"].contains(&policy.as_str()) {
-        ck.err(
-            policy,
-            format!("`knownHosts: {}` is not a host key policy", clip(policy)),
-            "use `console` (first contact verified against the instance's console output), `accept-new` (record on first contact) or `strict` (must already be known)",
-        );
-    }
-}
-
-/// Closed by default: SSH (and, with `apiAccess: direct`, the API) must name who may connect,
-/// and ArgoCD's plain-HTTP UI is never reachable from the whole internet.
-fn check_exposure(ck: &mut Checker, c: &Cluster) {
-    let aws = &c.spec.aws;
-    const FIND_IP: &str = "list the CIDRs that may connect, e.g. your address as `203.0.113.7/32` (`curl -s https://checkip.amazonaws.com`); GitHub-hosted runners change address on every run, so CI needs a self-hosted runner with a fixed address, a bastion, or a wider range you accept";
-    if aws.allowed_ssh_cidrs.is_empty() {
-        ck.err(
-            &aws.region,
-            "`spec.aws.allowedSshCidrs` is required: ecoboot opens port 22 to no one by default",
-            FIND_IP,
-        );
-    }
-    if c.spec.kubernetes.api_access == ApiAccess::Direct && aws.allowed_api_cidrs.is_empty() {
-        ck.err(
-            &aws.region,
-            "`spec.aws.allowedApiCidrs` is required with `apiAccess: direct`",
-            FIND_IP,
-        );
-    }
-    let a = &c.spec.argocd;
-    let exposed = a.service.kind.as_str() != "ClusterIP";
-    if a.server_insecure
-        && exposed
-        && let Some(cidr) = aws.node_port_cidrs.iter().find(|x| x.value.ends_with("/0"))
-    {
-        ck.err(
-            cidr,
-            "`serverInsecure: true` with a NodePort open to the whole internet serves the ArgoCD UI and API over plain HTTP to anyone",
-            "narrow spec.aws.nodePortCidrs to the load balancer's or your own range, set `serverInsecure: false`, or use `service: {type: ClusterIP}` and `ecoboot argocd ui`",
         );
     }
 }

@@ -6,10 +6,14 @@
 
 use aws_sdk_ec2::types::Filter;
 
+use std::time::Duration;
+
+use super::{DEPENDENCY_WAIT, ID};
 use crate::aws::tags::CLUSTER;
-use crate::aws::{Aws, aws_error, ec2_filter, ec2_tag_value};
-use crate::error::Result;
+use crate::aws::{Aws, aws_error, code_of, ec2_filter, ec2_tag_value};
+use crate::error::{Error, Result};
 use crate::event::Action;
+use crate::retry::{Backoff, Try, retry};
 
 /// One leftover: its id (an ARN for ELBv2) and a short description.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,4 +172,132 @@ async fn volumes(aws: &Aws) -> Result<Vec<Leftover>> {
         }
     }
     Ok(out)
+}
+
+impl super::Teardown<'_> {
+    /// What controllers left in the VPC: load balancers (waited until gone), target groups,
+    /// their security groups, detached interfaces; volumes only with `delete_volumes`, else
+    /// each is named as kept.
+    pub(super) async fn controllers(&mut self, delete_volumes: bool) {
+        let aws = self.aws;
+        let found = match vpcs(aws).await {
+            Ok(vpcs) => find(aws, &vpcs).await,
+            Err(e) => Err(e),
+        };
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => return self.fail(e),
+        };
+        for lb in &found.load_balancers {
+            let what = format!("load-balancer/{}", lb.what);
+            self.delete(&what, || async {
+                let sent = aws
+                    .elb
+                    .delete_load_balancer()
+                    .load_balancer_arn(&lb.id)
+                    .send()
+                    .await;
+                sent.map(drop)
+                    .map_err(|e| (code_of(&e), aws_error("DeleteLoadBalancer", &lb.id, e)))
+            })
+            .await;
+        }
+        if !found.load_balancers.is_empty() {
+            self.wait_load_balancers_gone(&found.load_balancers).await;
+        }
+        for tg in &found.target_groups {
+            let what = format!("target-group/{}", tg.what);
+            self.delete(&what, || async {
+                let sent = aws
+                    .elb
+                    .delete_target_group()
+                    .target_group_arn(&tg.id)
+                    .send()
+                    .await;
+                sent.map(drop)
+                    .map_err(|e| (code_of(&e), aws_error("DeleteTargetGroup", &tg.id, e)))
+            })
+            .await;
+        }
+        for eni in &found.interfaces {
+            self.delete(&eni.id, || async {
+                let sent = aws
+                    .ec2
+                    .delete_network_interface()
+                    .network_interface_id(&eni.id)
+                    .send()
+                    .await;
+                sent.map(drop)
+                    .map_err(|e| (code_of(&e), aws_error("DeleteNetworkInterface", &eni.id, e)))
+            })
+            .await;
+        }
+        for sg in &found.security_groups {
+            self.delete(&sg.id, || async {
+                let sent = aws
+                    .ec2
+                    .delete_security_group()
+                    .group_id(&sg.id)
+                    .send()
+                    .await;
+                sent.map(drop)
+                    .map_err(|e| (code_of(&e), aws_error("DeleteSecurityGroup", &sg.id, e)))
+            })
+            .await;
+        }
+        for v in &found.volumes {
+            if !delete_volumes {
+                let line = format!(
+                    "kept ({}); `ecoboot down --delete-volumes` deletes it",
+                    v.what
+                );
+                self.events.progress(ID, Some(&v.id), line);
+                continue;
+            }
+            self.delete(&v.id, || async {
+                let sent = aws.ec2.delete_volume().volume_id(&v.id).send().await;
+                sent.map(drop)
+                    .map_err(|e| (code_of(&e), aws_error("DeleteVolume", &v.id, e)))
+            })
+            .await;
+        }
+    }
+
+    /// Polls until the deleted load balancers are gone (AWS deletes them asynchronously, and
+    /// their interfaces hold the subnets until then).
+    async fn wait_load_balancers_gone(&mut self, lbs: &[Leftover]) {
+        let arns: Vec<String> = lbs.iter().map(|l| l.id.clone()).collect();
+        let backoff = Backoff::exponential(
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+            DEPENDENCY_WAIT,
+        );
+        let elb = &self.aws.elb;
+        let waited = retry(&backoff, |_| async {
+            match elb
+                .describe_load_balancers()
+                .set_load_balancer_arns(Some(arns.clone()))
+                .send()
+                .await
+            {
+                Ok(out) if out.load_balancers().is_empty() => Try::Done(()),
+                Ok(out) => Try::Again(Error::StageFailed {
+                    stage: ID.into(),
+                    message: format!(
+                        "{} load balancer(s) still deleting",
+                        out.load_balancers().len()
+                    ),
+                    help: "rerun `ecoboot down --yes` in a few minutes".into(),
+                }),
+                Err(e) if code_of(&e).is_some_and(|c| c.contains("LoadBalancerNotFound")) => {
+                    Try::Done(())
+                }
+                Err(e) => Try::Fail(aws_error("DescribeLoadBalancers", "load balancers", e)),
+            }
+        })
+        .await;
+        if let Err(e) = waited {
+            self.fail(e);
+        }
+    }
 }

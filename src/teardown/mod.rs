@@ -4,6 +4,9 @@
 
 mod controllers;
 mod network;
+mod plan;
+
+pub use plan::plan;
 
 use network::NETWORK_ORDER;
 use std::future::Future;
@@ -14,7 +17,7 @@ use aws_sdk_ec2::client::Waiters;
 use crate::aws::tags::CLUSTER;
 use crate::aws::{Aws, aws_error, code_of};
 use crate::error::{Error, Result};
-use crate::event::{Action, Events};
+use crate::event::Events;
 use crate::retry::{Backoff, Try, retry};
 
 /// Events of `down` are reported under this name.
@@ -23,50 +26,10 @@ pub const ID: &str = "down";
 const DEPENDENCY_WAIT: Duration = Duration::from_secs(300);
 const TERMINATE_WAIT: Duration = Duration::from_secs(900);
 
-type Failure = (Option<String>, Error);
+/// Instance states `down` terminates (and lists in its plan).
+const NOT_TERMINATED: [&str; 5] = ["pending", "running", "stopping", "stopped", "shutting-down"];
 
-/// Read-only: what [`down`] would delete (and the controller-made volumes it keeps unless
-/// `delete_volumes`), as plan actions.
-pub async fn plan(aws: &Aws, role_names: &[String], delete_volumes: bool) -> Result<Vec<Action>> {
-    let mut out = Vec::new();
-    let live = ["pending", "running", "stopping", "stopped", "shutting-down"];
-    for i in aws.instances(&live).await? {
-        let node = crate::aws::ec2_tag_value(i.tags(), crate::aws::tags::NODE).unwrap_or("?");
-        out.push(Action::new(
-            i.instance_id().unwrap_or_default(),
-            format!("terminate instance of {node}"),
-        ));
-    }
-    let vpcs = controllers::vpcs(aws).await?;
-    out.extend(controllers::find(aws, &vpcs).await?.actions(delete_volumes));
-    for kind in NETWORK_ORDER {
-        for (id, _) in kind.find(aws).await? {
-            out.push(Action::new(&id, "delete"));
-        }
-    }
-    for name in role_names {
-        if aws.iam.get_role().role_name(name).send().await.is_ok() {
-            out.push(Action::new(
-                format!("role/{name}"),
-                "delete with its instance profile",
-            ));
-        }
-    }
-    let pairs = (aws
-        .ec2
-        .describe_key_pairs()
-        .filters(aws.tags.filter())
-        .send()
-        .await)
-        .map_err(|e| aws_error("DescribeKeyPairs", "key pairs", e))?;
-    for p in pairs.key_pairs() {
-        out.push(Action::new(
-            format!("key-pair/{}", p.key_name().unwrap_or_default()),
-            "delete",
-        ));
-    }
-    Ok(out)
-}
+type Failure = (Option<String>, Error);
 
 /// Deletes everything (`role_names`: the IAM roles and same-named instance profiles ecoboot
 /// may have made for the cluster), including what in-cluster controllers left in the VPC;
@@ -161,10 +124,7 @@ impl Teardown<'_> {
 
     async fn instances(&mut self) {
         let aws = self.aws;
-        let ids: Vec<String> = match aws
-            .instances(&["pending", "running", "stopping", "stopped", "shutting-down"])
-            .await
-        {
+        let ids: Vec<String> = match aws.instances(&NOT_TERMINATED).await {
             Ok(list) => list
                 .iter()
                 .filter_map(|i| i.instance_id().map(str::to_string))
@@ -201,132 +161,6 @@ impl Teardown<'_> {
         }
         for id in ids {
             self.done(&id);
-        }
-    }
-
-    /// What controllers left in the VPC: load balancers (waited until gone), target groups,
-    /// their security groups, detached interfaces; volumes only with `delete_volumes`, else
-    /// each is named as kept.
-    async fn controllers(&mut self, delete_volumes: bool) {
-        let aws = self.aws;
-        let found = match controllers::vpcs(aws).await {
-            Ok(vpcs) => controllers::find(aws, &vpcs).await,
-            Err(e) => Err(e),
-        };
-        let found = match found {
-            Ok(found) => found,
-            Err(e) => return self.fail(e),
-        };
-        for lb in &found.load_balancers {
-            let what = format!("load-balancer/{}", lb.what);
-            self.delete(&what, || async {
-                let sent = aws
-                    .elb
-                    .delete_load_balancer()
-                    .load_balancer_arn(&lb.id)
-                    .send()
-                    .await;
-                sent.map(drop)
-                    .map_err(|e| (code_of(&e), aws_error("DeleteLoadBalancer", &lb.id, e)))
-            })
-            .await;
-        }
-        if !found.load_balancers.is_empty() {
-            self.wait_load_balancers_gone(&found.load_balancers).await;
-        }
-        for tg in &found.target_groups {
-            let what = format!("target-group/{}", tg.what);
-            self.delete(&what, || async {
-                let sent = aws
-                    .elb
-                    .delete_target_group()
-                    .target_group_arn(&tg.id)
-                    .send()
-                    .await;
-                sent.map(drop)
-                    .map_err(|e| (code_of(&e), aws_error("DeleteTargetGroup", &tg.id, e)))
-            })
-            .await;
-        }
-        for eni in &found.interfaces {
-            self.delete(&eni.id, || async {
-                let sent = aws
-                    .ec2
-                    .delete_network_interface()
-                    .network_interface_id(&eni.id)
-                    .send()
-                    .await;
-                sent.map(drop)
-                    .map_err(|e| (code_of(&e), aws_error("DeleteNetworkInterface", &eni.id, e)))
-            })
-            .await;
-        }
-        for sg in &found.security_groups {
-            self.delete(&sg.id, || async {
-                let sent = aws
-                    .ec2
-                    .delete_security_group()
-                    .group_id(&sg.id)
-                    .send()
-                    .await;
-                sent.map(drop)
-                    .map_err(|e| (code_of(&e), aws_error("DeleteSecurityGroup", &sg.id, e)))
-            })
-            .await;
-        }
-        for v in &found.volumes {
-            if !delete_volumes {
-                let line = format!(
-                    "kept ({}); `ecoboot down --delete-volumes` deletes it",
-                    v.what
-                );
-                self.events.progress(ID, Some(&v.id), line);
-                continue;
-            }
-            self.delete(&v.id, || async {
-                let sent = aws.ec2.delete_volume().volume_id(&v.id).send().await;
-                sent.map(drop)
-                    .map_err(|e| (code_of(&e), aws_error("DeleteVolume", &v.id, e)))
-            })
-            .await;
-        }
-    }
-
-    /// Polls until the deleted load balancers are gone (AWS deletes them asynchronously, and
-    /// their interfaces hold the subnets until then).
-    async fn wait_load_balancers_gone(&mut self, lbs: &[controllers::Leftover]) {
-        let arns: Vec<String> = lbs.iter().map(|l| l.id.clone()).collect();
-        let backoff = Backoff::exponential(
-            Duration::from_secs(2),
-            Duration::from_secs(10),
-            DEPENDENCY_WAIT,
-        );
-        let elb = &self.aws.elb;
-        let waited = retry(&backoff, |_| async {
-            match elb
-                .describe_load_balancers()
-                .set_load_balancer_arns(Some(arns.clone()))
-                .send()
-                .await
-            {
-                Ok(out) if out.load_balancers().is_empty() => Try::Done(()),
-                Ok(out) => Try::Again(Error::StageFailed {
-                    stage: ID.into(),
-                    message: format!(
-                        "{} load balancer(s) still deleting",
-                        out.load_balancers().len()
-                    ),
-                    help: "rerun `ecoboot down --yes` in a few minutes".into(),
-                }),
-                Err(e) if code_of(&e).is_some_and(|c| c.contains("LoadBalancerNotFound")) => {
-                    Try::Done(())
-                }
-                Err(e) => Try::Fail(aws_error("DescribeLoadBalancers", "load balancers", e)),
-            }
-        })
-        .await;
-        if let Err(e) = waited {
-            self.fail(e);
         }
     }
 

@@ -1,0 +1,19 @@
+//! A config for unit tests: the shipped `inventory/cluster.yaml`, on a fixed day.
+
+use super::*;
+
+/// The day the unit tests run on (never the clock).
+pub const TODAY: support::Day = support::Day::ymd(2026, 11, 23);
+
+/// The shipped config, parsed without file checks, on [`TODAY`].
+pub fn config() -> Config {
+    support::pin_today(TODAY);
+    let text = include_str!("../../inventory/cluster.yaml").to_string();
+    Config::parse(
+        Path::new("inventory/cluster.yaml"),
+        text,
+        FileChecks::Skip,
+        "test",
+    )
+    .expect("shipped config is valid")
+}
