@@ -38,6 +38,8 @@ manifests() { # the upstream files inside the test copies (their 4-line provenan
   for f in calico-v3.32.1.yaml argocd-install-v3.5.1.yaml; do
     [ -s "$SB/manifests/$f" ] || tail -n +5 "$(testdata "$f")" >"$SB/manifests/$f"
   done
+  f=aws-load-balancer-controller-iam-policy-v3.5.0.json # unmodified upstream, no header
+  [ -s "$SB/manifests/$f" ] || cp "$(testdata "$f")" "$SB/manifests/$f"
 }
 
 start_moto() {

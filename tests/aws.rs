@@ -65,9 +65,10 @@ fn fresh_provision_rerun_status_inventory_and_down() {
     let (mutating, read) = aws_calls(&ev);
     println!("fresh provision: {mutating} mutating + {read} read AWS calls");
     // 59 calls with one role; the controller role (for the master's AWS-facing controllers)
-    // adds its create, attach, profile and lookups.
+    // adds its create, attach, profile and lookups; the LB controller's inline policy and
+    // the control plane's Elastic IP a few more.
     assert!(
-        mutating + read <= 70,
+        mutating + read <= 85,
         "fresh provision took {} calls",
         mutating + read
     );
@@ -106,6 +107,25 @@ fn fresh_provision_rerun_status_inventory_and_down() {
             "{node}"
         );
     }
+    // The control plane's stable endpoint: one tagged Elastic IP on the master, recorded as
+    // its public address (the SAN, kubeconfig server and SSH address follow it).
+    let master = live.iter().find(|i| i["node"] == "k8s-master").unwrap();
+    let addresses = inv["addresses"].as_array().unwrap();
+    assert_eq!(addresses.len(), 1, "{addresses:?}");
+    assert_eq!(addresses[0]["instance"], master["id"]);
+    assert_eq!(addresses[0]["node"], "k8s-master");
+    let eip = addresses[0]["ip"].as_str().unwrap().to_string();
+    let recorded = |dir: &std::path::Path| -> String {
+        let state: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("state/fresh/state.json")).unwrap(),
+        )
+        .unwrap();
+        state["outputs"]["instances"]["nodes"]["k8s-master"]["public_ip"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(recorded(dir.path()), eip);
     let volumes = inv["volumes"].as_array().unwrap();
     assert_eq!(volumes.len(), 14);
     assert!(
@@ -177,14 +197,37 @@ fn fresh_provision_rerun_status_inventory_and_down() {
         "ec2",
         &format!("delete_tags(Resources=['{subnet}', '{instance}'], Tags=[{{'Key': 'kubernetes.io/cluster/fresh'}}, {{'Key': 'kubernetes.io/role/elb'}}])"),
     );
+    // ... and the Elastic IP loses its association: it is given back to the master.
+    let allocation = sb.boto(
+        "ec2",
+        &format!("describe_addresses(PublicIps=['{eip}'])"),
+    )["Addresses"][0]["AssociationId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sb.boto(
+        "ec2",
+        &format!("disassociate_address(AssociationId='{allocation}')"),
+    );
     let (code, ev, err) = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
     assert_eq!(code, 0, "{err}");
-    let tag_calls: u64 = ev
-        .iter()
-        .filter_map(|e| e["aws_calls"]["CreateTags"].as_u64())
-        .sum();
-    assert_eq!(tag_calls, 2, "one for the subnet, one for the instance");
-    assert_eq!(aws_calls(&ev).0, 2, "and nothing else mutating");
+    let calls = |name: &str| -> u64 {
+        ev.iter()
+            .filter_map(|e| e["aws_calls"][name].as_u64())
+            .sum()
+    };
+    assert_eq!(
+        calls("CreateTags"),
+        2,
+        "one for the subnet, one for the instance"
+    );
+    assert_eq!(calls("AssociateAddress"), 1);
+    assert_eq!(aws_calls(&ev).0, 3, "and nothing else mutating");
+    assert_eq!(
+        sb.inventory("fresh")["addresses"][0]["instance"],
+        master["id"]
+    );
+    assert_eq!(recorded(dir.path()), eip, "the same address, not a new one");
     assert_eq!(tagged("kubernetes.io/cluster/fresh", "owned"), owned);
     assert_eq!(tagged("kubernetes.io/role/elb", "1"), elb);
 
@@ -193,7 +236,9 @@ fn fresh_provision_rerun_status_inventory_and_down() {
     let (mutating, read) = aws_calls(&ev);
     println!("idempotent rerun: {mutating} mutating + {read} read AWS calls");
     assert_eq!(mutating, 0);
-    assert!(read <= 15, "{read} read calls");
+    // 15 before policy documents and the Elastic IP; they read inline policies (2 roles + 1
+    // document), the managed-policy path and the addresses.
+    assert!(read <= 20, "{read} read calls");
     assert_eq!(
         ev.iter().filter(|e| e["event"] == "stage_skipped").count(),
         3
@@ -328,6 +373,11 @@ fn fresh_provision_rerun_status_inventory_and_down() {
     ] {
         assert_eq!(inv[key], 0, "{key} left after down: {inv}");
     }
+    assert_eq!(
+        inv["addresses"],
+        serde_json::json!([]),
+        "the Elastic IP is released"
+    );
     let (code, out, _) = down(&sb, dir.path(), &config);
     assert_eq!(code, 0);
     assert!(out.contains("nothing to do"), "{out}");
@@ -755,6 +805,13 @@ fn imdsv2_required_rules_narrowed_and_policies_detached_in_place() {
             "{i}"
         );
     }
+    let docs = PolicyDocs { sb: &sb };
+    assert_eq!(docs.inline("controller"), ["aws-load-balancer-controller"]);
+    assert!(
+        docs.inline("node").is_empty(),
+        "controllerOnly stays off the node role"
+    );
+    assert!(docs.managed().is_empty(), "5,196 characters fit inline");
     let inv = sb.inventory("tight");
     let ingress: Vec<String> = serde_json::from_value(inv["ingress"].clone()).unwrap();
     assert!(
@@ -766,8 +823,16 @@ fn imdsv2_required_rules_narrowed_and_policies_detached_in_place() {
         "no API port with the tunnel: {ingress:?}"
     );
 
-    // Narrow SSH, drop a policy, and let an instance lose IMDSv2 behind ecoboot's back.
+    // Narrow SSH, drop a policy, add a ~6,000-character document for every node (inline on
+    // the node role; on the controller role, beside the LB policy, past the 10,240 limit:
+    // a managed policy), and let an instance lose IMDSv2 behind ecoboot's back.
+    let big = dir.path().join("big.json");
+    std::fs::write(&big, big_policy(300)).unwrap();
     let narrowed = text
+        .replace(
+            "    policyDocuments:                    # inline while a role's total fits 10,240 chars, else managed\n",
+            &format!("    policyDocuments:\n      - name: big\n        path: {}\n", big.display()),
+        )
         .replace(
             "allowedSshCidrs: [203.0.113.7/32]",
             "allowedSshCidrs: [198.51.100.0/24]",
@@ -803,6 +868,9 @@ fn imdsv2_required_rules_narrowed_and_policies_detached_in_place() {
         "{out}"
     );
     assert!(out.contains("require IMDSv2 with hop limit 1"), "{out}");
+    assert!(out.contains("put inline policy big"), "{out}");
+    assert!(out.contains("attach managed policy big"), "{out}");
+    assert!(out.contains("create managed policy"), "{out}");
     let (code, _, err) = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
     assert_eq!(code, 0, "{err}");
     let inv = sb.inventory("tight");
@@ -834,6 +902,15 @@ fn imdsv2_required_rules_narrowed_and_policies_detached_in_place() {
     let (code, ev, err) = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(aws_calls(&ev).0, 0, "converged: the rerun changes nothing");
+    assert_eq!(docs.inline("node"), ["big"]);
+    assert_eq!(docs.inline("controller"), ["aws-load-balancer-controller"]);
+    assert_eq!(docs.managed(), ["ecoboot-tight-big"]);
+    assert_eq!(docs.attached("controller").len(), 1);
+    // The document changes: a new default version of the managed policy, and the inline copy.
+    std::fs::write(&big, big_policy(299)).unwrap();
+    let (code, ev, err) = up(&sb, dir.path(), &config, &["up", "--to", "iam"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(aws_calls(&ev).0, 2, "PutRolePolicy + CreatePolicyVersion");
     // A node that stops running controllers moves to the node profile in place.
     let moved = narrowed.replace(
         "      awsControllers: true      # runs the load balancer / EBS CSI controllers: controller role, IMDS hop 2\n",
@@ -856,9 +933,67 @@ fn imdsv2_required_rules_narrowed_and_policies_detached_in_place() {
     );
     assert_eq!(master["hop_limit"], 1, "{master}");
     assert_eq!(sb.live_instances("tight").len(), 14);
+    assert!(
+        docs.managed().is_empty(),
+        "no role needs the managed copy any more"
+    );
+    // Back to the controller role: the managed policy is made again, and `down` deletes it.
+    std::fs::write(&config, &narrowed).unwrap();
+    let (code, _, err) = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(docs.managed(), ["ecoboot-tight-big"]);
     let (code, _, err) = down(&sb, dir.path(), &config);
     assert_eq!(code, 0, "{err}");
     let inv = sb.inventory("tight");
     assert_eq!(inv["controller_roles"], 0, "{inv}");
     assert_eq!(inv["controller_instance_profiles"], 0, "{inv}");
+    assert!(
+        docs.managed().is_empty(),
+        "down deletes the managed policies"
+    );
+}
+
+/// An IAM policy document of `n` made-up actions (~19 characters each).
+fn big_policy(n: usize) -> String {
+    let actions: Vec<String> = (0..n).map(|i| format!("\"ec2:DescribeX{i:04}\"")).collect();
+    format!(
+        "{{\n  \"Version\": \"2012-10-17\",\n  \"Statement\": [{{\"Effect\": \"Allow\", \"Resource\": \"*\", \"Action\": [\n    {}\n  ]}}]\n}}\n",
+        actions.join(",\n    ")
+    )
+}
+
+/// The policy documents of cluster `tight`'s roles, read from moto.
+struct PolicyDocs<'a> {
+    sb: &'a AwsSandbox,
+}
+
+impl PolicyDocs<'_> {
+    fn names(&self, call: &str, list: &str, key: &str) -> Vec<String> {
+        let out = self.sb.boto("iam", call);
+        let items = out[list].as_array().unwrap();
+        items
+            .iter()
+            .map(|i| match key {
+                "" => i.as_str().unwrap().to_string(),
+                key => i[key].as_str().unwrap().to_string(),
+            })
+            .collect()
+    }
+
+    fn inline(&self, role: &str) -> Vec<String> {
+        let call = format!("list_role_policies(RoleName='ecoboot-tight-{role}')");
+        self.names(&call, "PolicyNames", "")
+    }
+
+    fn attached(&self, role: &str) -> Vec<String> {
+        let call = format!(
+            "list_attached_role_policies(RoleName='ecoboot-tight-{role}', PathPrefix='/ecoboot/tight/')"
+        );
+        self.names(&call, "AttachedPolicies", "PolicyArn")
+    }
+
+    fn managed(&self) -> Vec<String> {
+        let call = "list_policies(Scope='Local', PathPrefix='/ecoboot/tight/')";
+        self.names(call, "Policies", "PolicyName")
+    }
 }

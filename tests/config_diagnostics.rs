@@ -371,6 +371,33 @@ const CASES: &[Case] = &[
         "`GHCR_Pull` is not a DNS label",
         "GHCR_Pull",
     ),
+    case(
+        "policy document url without sha256",
+        &[(
+            "        sha256: 16f232c9d9f79366fe949c4550ad517a202380058a9e48d45a4e215044a20a6a\n",
+            "",
+        )],
+        "has a `url` but no `sha256`",
+        "docs/install/iam_policy.json",
+    ),
+    case(
+        "policy document with a bad name",
+        &[(
+            "- name: aws-load-balancer-controller",
+            "- name: aws load balancer",
+        )],
+        "spec.aws.policyDocuments[].name",
+        "- name: aws load balancer",
+    ),
+    case(
+        "policy document from nowhere",
+        &[(
+            "        url: https://raw.githubusercontent.com/kubernetes-sigs/aws-load-balancer-controller/v3.5.0/docs/install/iam_policy.json\n",
+            "",
+        )],
+        "has neither `url` nor `path`",
+        "- name: aws-load-balancer-controller",
+    ),
 ];
 
 fn apply(case: &Case) -> String {
@@ -494,4 +521,38 @@ fn unreadable_public_key_is_reported_when_files_are_checked() {
         .expect("key problem");
     assert_eq!(report.line_of(p), Some(line_with(&text, "publicKeyPath:")));
     assert!(Config::parse(Path::new("c.yaml"), text, FileChecks::Skip, "d").is_ok());
+}
+
+#[test]
+fn a_policy_document_that_is_not_an_iam_policy_is_refused_at_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("broken.json"), "{\"Statement\": [\n").unwrap();
+    std::fs::write(dir.path().join("list.json"), "[1, 2]").unwrap();
+    let entry = |name: &str, file: &str| {
+        format!(
+            "      - name: {name}\n        path: {}\n",
+            dir.path().join(file).display()
+        )
+    };
+    let text = SHIPPED.replace(
+        "    policyDocuments:                    # inline while a role's total fits 10,240 chars, else managed\n",
+        &format!(
+            "    policyDocuments:\n{}{}",
+            entry("broken", "broken.json"),
+            entry("list", "list.json")
+        ),
+    );
+    let report = problems(text.clone(), FileChecks::Check);
+    for (file, says) in [
+        ("broken.json", "is not JSON"),
+        ("list.json", "not a JSON object"),
+    ] {
+        let p = report
+            .problems
+            .iter()
+            .find(|p| p.message.contains(file))
+            .unwrap_or_else(|| panic!("no problem for {file}: {:?}", report.problems));
+        assert!(p.message.contains(says), "{}", p.message);
+        assert_eq!(report.line_of(p), Some(line_with(&text, file)));
+    }
 }

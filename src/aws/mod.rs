@@ -5,6 +5,7 @@
 mod calls;
 pub mod console;
 mod errors;
+pub mod managed_policies;
 pub mod tags;
 
 use std::sync::Arc;

@@ -8,6 +8,7 @@ mod located;
 mod model;
 mod model_argocd;
 mod model_gitops;
+mod model_iam;
 mod model_state;
 mod strings;
 pub mod support;
@@ -16,6 +17,7 @@ mod syntax_aws;
 mod validate;
 mod validate_access;
 mod validate_gitops;
+mod validate_iam;
 mod validate_nodes;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +31,7 @@ pub use locate::Seg;
 pub use model::*;
 pub use model_argocd::*;
 pub use model_gitops::{Gitops, PullSecret, Repository, SecretSource};
+pub use model_iam::{PolicyDocument, policy_json};
 pub use model_state::{State as StateConfig, StateBackend};
 pub use syntax::{Effect, Taint};
 

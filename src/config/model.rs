@@ -83,6 +83,9 @@ pub struct Aws {
     /// Extra managed policy ARNs of the controller role, worn only by nodes with
     /// `awsControllers: true` (EBS CSI controller, load balancer controller).
     pub controller_iam_policies: Vec<Located<String>>,
+    /// Policy documents (files or pinned URLs) for the node role, or with `controllerOnly`
+    /// for the controller role; inline while they fit, customer-managed beyond.
+    pub policy_documents: Vec<Located<super::model_iam::PolicyDocument>>,
     /// Extra tags for every resource.
     pub tags: BTreeMap<String, Located<String>>,
 }
@@ -105,6 +108,7 @@ impl Default for Aws {
             controller_iam_policies: vec![plain(
                 "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy".into(),
             )],
+            policy_documents: Vec::new(),
             tags: BTreeMap::new(),
         }
     }

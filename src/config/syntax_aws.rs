@@ -110,3 +110,12 @@ pub fn policy_arn(arn: &str) -> Result<(), String> {
         && ascii_charset(arn, 2048, "-._:/+=,@");
     verdict(ok, arn, "a managed policy ARN")
 }
+
+/// An IAM policy name: 1-128 characters of `[A-Za-z0-9+=,.@_-]`.
+pub fn iam_name(name: &str) -> Result<(), String> {
+    verdict(
+        ascii_charset(name, 128, "+=,.@_-"),
+        name,
+        "1-128 characters of [A-Za-z0-9+=,.@_-]",
+    )
+}

@@ -236,6 +236,7 @@ fn check_aws(ck: &mut Checker, c: &Cluster, base: &Path, files: FileChecks) -> O
             "a managed policy ARN such as arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
         );
     }
+    super::validate_iam::check_policy_documents(ck, aws, base, files);
     if ck.required(&aws.key_pair.name, "spec.aws.keyPair.name") {
         ck.syntax(
             &aws.key_pair.name,

@@ -16,6 +16,9 @@ use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
 use crate::event::Action;
 
+use super::iam_documents::{self, DocsPlan, RoleDocsFound};
+use crate::aws::managed_policies as iam_managed;
+
 /// Stage id.
 pub const ID: &str = "iam";
 
@@ -59,8 +62,11 @@ pub fn controller_role_name(config: &Config) -> String {
 pub struct RoleSpec {
     /// Role and instance profile name.
     pub name: String,
-    /// The attached managed policy ARNs it must have, no more.
+    /// The attached managed policy ARNs it must have, no more (besides the ecoboot-managed
+    /// policies of [`super::iam_documents`]).
     pub policies: BTreeSet<String>,
+    /// Whether this is the controller role (it also gets `controllerOnly` documents).
+    pub controller: bool,
 }
 
 /// The roles the config asks for: the node role, plus the controller role when a node has
@@ -71,6 +77,7 @@ pub fn roles(config: &Config) -> Vec<RoleSpec> {
     let mut out = vec![RoleSpec {
         name: node_role_name(config),
         policies: base.clone(),
+        controller: false,
     }];
     if config.nodes().any(|n| n.aws_controllers) {
         let mut policies = base;
@@ -78,6 +85,7 @@ pub fn roles(config: &Config) -> Vec<RoleSpec> {
         out.push(RoleSpec {
             name: controller_role_name(config),
             policies,
+            controller: true,
         });
     }
     out
@@ -89,6 +97,7 @@ struct Existing {
     policies: BTreeSet<String>,
     profile: bool,
     profile_has_role: bool,
+    documents: RoleDocsFound,
 }
 
 /// The `iam` stage.
@@ -99,11 +108,14 @@ pub struct Iam;
 pub struct IamPlan {
     actions: Vec<Action>,
     roles: Vec<(RoleSpec, Existing)>,
+    documents: DocsPlan,
 }
 
 impl StagePlan for IamPlan {
     fn actions(&self) -> Vec<Action> {
-        self.actions.clone()
+        let mut out = self.actions.clone();
+        out.extend_from_slice(self.documents.actions());
+        out
     }
 }
 
@@ -138,11 +150,21 @@ async fn discover(aws: &Aws, name: &str) -> Result<Existing> {
                 .send()
                 .await
                 .map_err(|e| aws_error("ListAttachedRolePolicies", name, e))?;
-            found.policies = attached
+            for arn in attached
                 .attached_policies()
                 .iter()
-                .filter_map(|p| p.policy_arn().map(str::to_string))
-                .collect();
+                .filter_map(|p| p.policy_arn())
+            {
+                match iam_managed::config_name(cluster, arn) {
+                    Some(doc) => {
+                        found.documents.attached.insert(doc, arn.to_string());
+                    }
+                    None => {
+                        found.policies.insert(arn.to_string());
+                    }
+                }
+            }
+            found.documents.inline = iam_documents::discover_inline(aws, name).await?;
         }
         Err(e) if code_of(&e).as_deref() == Some("NoSuchEntity") => {}
         Err(e) => return Err(aws_error("GetRole", name, e)),
@@ -303,13 +325,19 @@ impl Stage for Iam {
             .zip(&existing)
             .flat_map(|(s, f)| plan(s, f))
             .collect();
-        if !actions.is_empty() {
+        let found: Vec<&RoleDocsFound> = existing.iter().map(|f| &f.documents).collect();
+        let documents = iam_documents::plan(cx, &specs, &found).await?;
+        if !actions.is_empty() || !documents.actions().is_empty() {
             return Ok(Found::Todo(IamPlan {
                 actions,
                 roles: specs.into_iter().zip(existing).collect(),
+                documents,
             }));
         }
-        let policies: usize = existing.iter().map(|f| f.policies.len()).sum();
+        let policies: usize = existing
+            .iter()
+            .map(|f| f.policies.len() + f.documents.inline.len() + f.documents.attached.len())
+            .sum();
         let out = IamOut {
             role: specs[0].name.clone(),
             instance_profile: specs[0].name.clone(),
@@ -331,6 +359,6 @@ impl Stage for Iam {
         for (spec, existing) in &plan.roles {
             converge(cx, spec, existing).await?;
         }
-        Ok(())
+        iam_documents::apply(cx, &plan.documents).await
     }
 }

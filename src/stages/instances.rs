@@ -37,6 +37,7 @@ pub struct Instances;
 pub struct InstancesPlan {
     actions: Vec<Action>,
     existing: Existing,
+    eip: Option<Eip>,
 }
 
 impl StagePlan for InstancesPlan {
@@ -45,6 +46,7 @@ impl StagePlan for InstancesPlan {
     }
 }
 
+use super::instances_eip::{self, Eip};
 use super::instances_found::{
     Existing, KeyState, discover, kubernetes_tags_missing, needs, node_out, plan, public_key,
     state_name,
@@ -67,7 +69,15 @@ impl Stage for Instances {
         let aws = cx.aws().await;
         let found = discover(cx, aws).await?;
         let net: Option<NetworkOut> = cx.state().output(network::ID);
-        let (actions, drift) = plan(cx, &found, net.as_ref())?;
+        let (mut actions, drift) = plan(cx, &found, net.as_ref())?;
+        let cp = cx.config.control_plane().name.value.clone();
+        let eip = instances_eip::find(aws, &cp).await?;
+        let cp_instance = found
+            .nodes
+            .get(&cp)
+            .and_then(|list| list.first())
+            .and_then(|i| i.instance_id());
+        actions.extend(instances_eip::actions(eip.as_ref(), cp_instance, &cp));
         for note in &drift {
             cx.events.progress(ID, None, format!("drift: {note}"));
         }
@@ -75,6 +85,7 @@ impl Stage for Instances {
             return Ok(Found::Todo(InstancesPlan {
                 actions,
                 existing: found,
+                eip,
             }));
         }
         let mut out: InstancesOut = cx.state().output(ID).unwrap_or_default();
@@ -84,7 +95,14 @@ impl Stage for Instances {
             .iter()
             .map(|(n, list)| (n.clone(), node_out(&list[0])))
             .collect();
+        // The control plane is reached at its Elastic IP (SAN, kubeconfig, SSH).
+        if let (Some(eip), Some(node)) = (&eip, out.nodes.get_mut(&cp)) {
+            node.public_ip = eip.public_ip.clone();
+        }
         let mut summary = format!("{} instances running, AMI {}", out.nodes.len(), out.ami_id);
+        if let Some(eip) = &eip {
+            summary.push_str(&format!(", control plane at Elastic IP {}", eip.public_ip));
+        }
         if !drift.is_empty() {
             summary.push_str(&format!("; drift: {}", drift.join("; ")));
         }
@@ -149,7 +167,8 @@ impl Stage for Instances {
         let launched: Vec<String> = launched.into_iter().filter_map(Result::ok).collect();
         wait_running(cx, aws, &launched).await?;
         let failures: Vec<Error> = failures.into_iter().filter_map(Result::err).collect();
-        launch_failures(failures)
+        launch_failures(failures)?;
+        instances_eip::ensure(cx, aws, plan.eip).await
     }
 }
 

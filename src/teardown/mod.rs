@@ -3,6 +3,7 @@
 //! and a second run finds nothing and says so.
 
 mod controllers;
+mod iam;
 mod network;
 mod plan;
 
@@ -14,7 +15,6 @@ use std::time::Duration;
 
 use aws_sdk_ec2::client::Waiters;
 
-use crate::aws::tags::CLUSTER;
 use crate::aws::{Aws, aws_error, code_of};
 use crate::error::{Error, Result};
 use crate::event::Events;
@@ -49,6 +49,7 @@ pub async fn down(
     td.instances().await;
     td.controllers(delete_volumes).await;
     td.ec2_network().await;
+    td.managed_policies().await;
     for name in role_names {
         td.iam(name).await;
     }
@@ -186,98 +187,6 @@ impl Teardown<'_> {
                 let aws = self.aws;
                 self.delete(&id, || kind.delete(aws, &id)).await;
             }
-        }
-    }
-
-    // Long by design: IAM deletes in the order IAM demands (profiles, policies, role).
-    async fn iam(&mut self, name: &str) {
-        let aws = self.aws;
-        let iam = &aws.iam;
-        let cluster = aws.tags.cluster.clone();
-        let ours = |tags: &[aws_sdk_iam::types::Tag]| {
-            tags.iter()
-                .any(|t| t.key() == CLUSTER && t.value() == cluster)
-        };
-        match iam
-            .get_instance_profile()
-            .instance_profile_name(name)
-            .send()
-            .await
-        {
-            Ok(out) => {
-                if let Some(profile) = out.instance_profile().filter(|p| ours(p.tags())) {
-                    for role in profile.roles() {
-                        self.aws.pace().await;
-                        if let Err(e) = iam
-                            .remove_role_from_instance_profile()
-                            .instance_profile_name(name)
-                            .role_name(role.role_name())
-                            .send()
-                            .await
-                            && !gone(&code_of(&e))
-                        {
-                            self.fail(aws_error("RemoveRoleFromInstanceProfile", name, e));
-                        }
-                    }
-                    let what = format!("instance-profile/{name}");
-                    self.delete(&what, || async {
-                        iam.delete_instance_profile()
-                            .instance_profile_name(name)
-                            .send()
-                            .await
-                            .map(drop)
-                            .map_err(|e| (code_of(&e), aws_error("DeleteInstanceProfile", name, e)))
-                    })
-                    .await;
-                }
-            }
-            Err(e) if gone(&code_of(&e)) => {}
-            Err(e) => self.fail(aws_error("GetInstanceProfile", name, e)),
-        }
-        match iam.get_role().role_name(name).send().await {
-            Ok(out) => {
-                if out.role().is_some_and(|r| ours(r.tags())) {
-                    match iam
-                        .list_attached_role_policies()
-                        .role_name(name)
-                        .send()
-                        .await
-                    {
-                        Ok(attached) => {
-                            for arn in attached
-                                .attached_policies()
-                                .iter()
-                                .filter_map(|p| p.policy_arn())
-                            {
-                                self.aws.pace().await;
-                                if let Err(e) = iam
-                                    .detach_role_policy()
-                                    .role_name(name)
-                                    .policy_arn(arn)
-                                    .send()
-                                    .await
-                                    && !gone(&code_of(&e))
-                                {
-                                    self.fail(aws_error("DetachRolePolicy", arn, e));
-                                }
-                            }
-                        }
-                        Err(e) => self.fail(aws_error("ListAttachedRolePolicies", name, e)),
-                    }
-                    let what = format!("role/{name}");
-                    self.delete(&what, || async {
-                        iam.delete_role()
-                            .role_name(name)
-                            .send()
-                            .await
-                            .map(drop)
-                            .map_err(|e| (code_of(&e), aws_error("DeleteRole", name, e)))
-                    })
-                    .await;
-                }
-            }
-            Err(e) if gone(&code_of(&e)) => {}
-            Err(e) => self.fail(aws_error("GetRole", name, e)),
         }
     }
 

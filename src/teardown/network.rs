@@ -1,5 +1,6 @@
 //! The EC2 network part of `down` as a table: each resource kind with how to find it (by the
-//! cluster tag), release what holds it, and delete it, in an order AWS accepts.
+//! cluster tag), release what holds it, and delete it, in an order AWS accepts. The control
+//! plane's Elastic IP is part of the table.
 
 use super::Failure;
 use crate::aws::{Aws, aws_error, code_of};
@@ -7,7 +8,8 @@ use crate::error::Result;
 
 /// The EC2 network resource kinds `down` deletes, in an order AWS accepts: each kind's
 /// dependents are gone before it.
-pub(super) const NETWORK_ORDER: [NetworkKind; 5] = [
+pub(super) const NETWORK_ORDER: [NetworkKind; 6] = [
+    NetworkKind::Address,
     NetworkKind::SecurityGroup,
     NetworkKind::RouteTable,
     NetworkKind::InternetGateway,
@@ -18,6 +20,8 @@ pub(super) const NETWORK_ORDER: [NetworkKind; 5] = [
 /// One kind of tagged EC2 network resource: how to find it, release what holds it, delete it.
 #[derive(Clone, Copy)]
 pub(super) enum NetworkKind {
+    /// The control plane's Elastic IP (released, its association first).
+    Address,
     SecurityGroup,
     RouteTable,
     InternetGateway,
@@ -39,6 +43,21 @@ impl NetworkKind {
                 .collect()
         };
         Ok(match self {
+            NetworkKind::Address => {
+                let out = ec2
+                    .describe_addresses()
+                    .filters(filter)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("DescribeAddresses", "elastic IPs", e))?;
+                out.addresses()
+                    .iter()
+                    .map(|a| {
+                        let held = a.association_id().map(str::to_string).into_iter().collect();
+                        (a.allocation_id().unwrap_or_default().to_string(), held)
+                    })
+                    .collect()
+            }
             NetworkKind::SecurityGroup => {
                 let out = ec2
                     .describe_security_groups()
@@ -118,6 +137,13 @@ impl NetworkKind {
     pub(super) async fn release(self, aws: &Aws, id: &str, dependent: &str) -> Result<(), Failure> {
         let ec2 = &aws.ec2;
         match self {
+            NetworkKind::Address => ec2
+                .disassociate_address()
+                .association_id(dependent)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| (code_of(&e), aws_error("DisassociateAddress", dependent, e))),
             NetworkKind::RouteTable => ec2
                 .disassociate_route_table()
                 .association_id(dependent)
@@ -146,6 +172,13 @@ impl NetworkKind {
     pub(super) async fn delete(self, aws: &Aws, id: &str) -> Result<(), Failure> {
         let ec2 = &aws.ec2;
         match self {
+            NetworkKind::Address => ec2
+                .release_address()
+                .allocation_id(id)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| (code_of(&e), aws_error("ReleaseAddress", id, e))),
             NetworkKind::SecurityGroup => ec2
                 .delete_security_group()
                 .group_id(id)

@@ -24,11 +24,20 @@ pub async fn plan(aws: &Aws, role_names: &[String], delete_volumes: bool) -> Res
             out.push(Action::new(&id, "delete"));
         }
     }
+    for m in crate::aws::managed_policies::list(aws, &aws.tags.cluster)
+        .await?
+        .values()
+    {
+        out.push(Action::new(
+            format!("policy/{}", m.arn),
+            "delete managed policy",
+        ));
+    }
     for name in role_names {
         if aws.iam.get_role().role_name(name).send().await.is_ok() {
             out.push(Action::new(
                 format!("role/{name}"),
-                "delete with its instance profile",
+                "delete with its instance profile and inline policies",
             ));
         }
     }

@@ -102,6 +102,14 @@ pub fn config_named(dir: &Path, name: &str) -> PathBuf {
         // fleet's real fingerprints served by the fault proxy.
         .replace("knownHosts: console ", "knownHosts: accept-new ");
     let text = sandbox_mirror(&text);
+    // The load balancer controller's policy from its upstream test copy (no download).
+    let lb = "        sha256: 16f232c9d9f79366fe949c4550ad517a202380058a9e48d45a4e215044a20a6a\n";
+    assert!(
+        text.contains(lb),
+        "the shipped config pins the LB controller policy"
+    );
+    let lb_path = kube::testdata("aws-load-balancer-controller-iam-policy-v3.5.0.json");
+    let text = text.replace(lb, &format!("{lb}        path: {}\n", lb_path.display()));
     // Every node gets a loopback SSH address (port 1: nothing listens), so no stage or probe
     // ever connects to the 10.x / public addresses the AWS emulator hands out.
     let mut out = String::new();

@@ -269,6 +269,9 @@ def inventory(cluster):
     out["volumes"] = [{"size": v["Size"], "type": v["VolumeType"], "encrypted": v["Encrypted"],
                        "node": {t["Key"]: t["Value"] for t in v.get("Tags", [])}.get("ecoboot.io/node")}
                       for v in ec2.describe_volumes(Filters=tag)["Volumes"]]
+    out["addresses"] = [{"ip": a.get("PublicIp"), "instance": a.get("InstanceId"),
+                         "node": {t["Key"]: t["Value"] for t in a.get("Tags", [])}.get("ecoboot.io/node")}
+                        for a in ec2.describe_addresses(Filters=tag)["Addresses"]]
     out["vpcs"] = len(ec2.describe_vpcs(Filters=tag)["Vpcs"])
     out["subnets"] = len(ec2.describe_subnets(Filters=tag)["Subnets"])
     out["internet_gateways"] = len(ec2.describe_internet_gateways(Filters=tag)["InternetGateways"])
