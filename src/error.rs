@@ -142,6 +142,33 @@ pub enum Error {
         needs: &'static str,
     },
 
+    /// The account's vCPU quota cannot hold the instances the config still has to launch.
+    #[error(
+        "not enough vCPU quota: launching {launch} instance(s) needs {needed} vCPUs, the account has {available} of its {quota} On-Demand Standard vCPUs free ({running} running); the whole config needs {total}"
+    )]
+    #[diagnostic(
+        code(ecoboot::aws::vcpu_quota),
+        help(
+            "request an increase of Service Quotas code L-1216C47A (EC2, Running On-Demand Standard instances) to at least {wanted} vCPUs (`aws service-quotas request-service-quota-increase --service-code ec2 --quota-code L-1216C47A --desired-value {wanted}`), or use smaller instance types; nothing was created"
+        )
+    )]
+    VcpuQuota {
+        /// Instances still to launch.
+        launch: usize,
+        /// Their vCPUs.
+        needed: i64,
+        /// Quota minus what is running.
+        available: i64,
+        /// The quota.
+        quota: i64,
+        /// Standard vCPUs running in the account and region.
+        running: i64,
+        /// vCPUs of every node in the config.
+        total: i64,
+        /// The quota that would fit (running + needed).
+        wanted: i64,
+    },
+
     /// A stage ran but failed.
     #[error("stage `{stage}` failed: {message}")]
     #[diagnostic(code(ecoboot::stage::failed), help("{help}"))]
@@ -248,6 +275,7 @@ impl Error {
             Error::PlanIncomplete { .. } => exit::INCOMPLETE_PLAN,
             Error::Io { .. }
             | Error::Prerequisite { .. }
+            | Error::VcpuQuota { .. }
             | Error::StageFailed { .. }
             | Error::Aws { .. }
             | Error::Ssh { .. }

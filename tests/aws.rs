@@ -997,3 +997,81 @@ impl PolicyDocs<'_> {
         self.names(call, "Policies", "PolicyName")
     }
 }
+
+/// The vCPU quota preflight (#16): the shipped topology needs 30 vCPUs (DescribeInstanceTypes);
+/// a shortfall is exit 1 with the numbers and the quota code before anything exists, what
+/// already runs in the account counts, and a quota that cannot be read is a warning.
+#[test]
+fn vcpu_quota_shortfall_stops_before_anything_is_created() {
+    let sb = AwsSandbox::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_named(dir.path(), "quota");
+    // The reference account's default quota: 16 vCPUs.
+    sb.faults(r#"{"quota": 16}"#);
+    for args in [&["plan"][..], &["up"][..]] {
+        let (code, _, err) = up(&sb, dir.path(), &config, args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(
+            err.contains("needs 30 vCPUs")
+                && err.contains("16 of its 16")
+                && err.contains("L-1216C47A")
+                && err.contains("--desired-value 30"),
+            "{err}"
+        );
+    }
+    let inv = sb.inventory("quota");
+    assert_eq!(inv["vpcs"], 0, "nothing was created: {inv}");
+    assert!(sb.stats()["GetServiceQuota"].as_u64().unwrap() >= 2);
+    // Someone else's 9 t3.xlarge (36 vCPUs) run in the account: 64 - 36 = 28 < 30.
+    let images = sb.boto("ec2", "describe_images(Owners=['099720109477'])");
+    let image = images["Images"][0]["ImageId"].as_str().unwrap().to_string();
+    let other = sb.boto(
+        "ec2",
+        &format!(
+            "run_instances(ImageId='{image}', InstanceType='t3.xlarge', MinCount=9, MaxCount=9)"
+        ),
+    );
+    sb.faults(r#"{"quota": 64}"#);
+    let (code, _, err) = up(&sb, dir.path(), &config, &["up"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("28 of its 64") || err.contains("(36 running)"),
+        "{err}"
+    );
+    let ids: Vec<String> = other["Instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| format!("'{}'", i["InstanceId"].as_str().unwrap()))
+        .collect();
+    sb.boto(
+        "ec2",
+        &format!("terminate_instances(InstanceIds=[{}])", ids.join(", ")),
+    );
+    // A principal that may not read quotas: a warning, and the run goes on.
+    sb.faults(r#"{"quota": "denied"}"#);
+    let (code, ev, err) = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
+    assert_eq!(code, 0, "{err}");
+    let warning = ev
+        .iter()
+        .find(|e| e["event"] == "warning" && e["subject"] == "vCPU quota L-1216C47A")
+        .unwrap_or_else(|| panic!("no quota warning: {ev:?}"));
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("need 30 vCPUs"),
+        "{warning}"
+    );
+    // Once the nodes exist the quota is not even asked: nothing is left to launch.
+    sb.faults(r#"{"quota": 1}"#);
+    let before = sb.stats()["GetServiceQuota"].as_u64().unwrap();
+    let (code, _, err) = up(&sb, dir.path(), &config, &["up", "--to", "instances"]);
+    assert_eq!(
+        code, 0,
+        "all 14 run: nothing to launch, nothing to check: {err}"
+    );
+    assert_eq!(sb.stats()["GetServiceQuota"].as_u64().unwrap(), before);
+    let (code, _, err) = down(&sb, dir.path(), &config);
+    assert_eq!(code, 0, "{err}");
+}

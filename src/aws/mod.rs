@@ -6,6 +6,7 @@ mod calls;
 pub mod console;
 mod errors;
 pub mod managed_policies;
+pub mod quota;
 pub mod tags;
 
 use std::sync::Arc;
@@ -25,7 +26,7 @@ pub const MAX_ATTEMPTS: u32 = 13;
 /// Minimum spacing between mutating calls (client-side pace, 10 per second).
 const MUTATION_INTERVAL: Duration = Duration::from_millis(100);
 
-/// EC2 and IAM clients for one cluster.
+/// EC2, IAM, ELBv2 and Service Quotas clients for one cluster.
 #[derive(Clone)]
 pub struct Aws {
     /// EC2.
@@ -34,6 +35,8 @@ pub struct Aws {
     pub iam: aws_sdk_iam::Client,
     /// ELBv2 (only `down` uses it: load balancers the in-cluster controller made).
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    /// Service Quotas (the vCPU quota preflight; read-only).
+    pub quotas: aws_sdk_servicequotas::Client,
     /// Tags every resource of this cluster carries.
     pub tags: Tags,
     pace: Arc<Mutex<Instant>>,
@@ -62,12 +65,16 @@ impl Aws {
             .interceptor(counter.clone())
             .build();
         let elb = aws_sdk_elasticloadbalancingv2::config::Builder::from(&shared)
+            .interceptor(counter.clone())
+            .build();
+        let quotas = aws_sdk_servicequotas::config::Builder::from(&shared)
             .interceptor(counter)
             .build();
         Aws {
             ec2: aws_sdk_ec2::Client::from_conf(ec2),
             iam: aws_sdk_iam::Client::from_conf(iam),
             elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb),
+            quotas: aws_sdk_servicequotas::Client::from_conf(quotas),
             tags: Tags::for_cluster(config),
             pace: Arc::new(Mutex::new(Instant::now())),
         }

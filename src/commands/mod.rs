@@ -174,6 +174,15 @@ async fn run_stages(
             }
         }
     }
+    if selected
+        .iter()
+        .any(|s| s.id() == crate::stages::instances::ID)
+        && let Err(e) = crate::stages::vcpu_quota::preflight(&cx).await
+    {
+        cx.close_ssh().await;
+        finish_run(&events, false, Instant::now(), log.as_deref());
+        return Err(e);
+    }
     let started = Instant::now();
     let mut result = Ok(());
     if consent == Some(confirm::Consent::Ask) {

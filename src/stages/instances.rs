@@ -16,6 +16,7 @@ use crate::aws::aws_error;
 use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
 use crate::event::Action;
+use crate::retry::{Backoff, Try, retry};
 
 /// Stage id (also the journal key of [`InstancesOut`]).
 pub const ID: &str = crate::nodes::INSTANCES;
@@ -300,7 +301,31 @@ async fn wait_running(cx: &Ctx, aws: &crate::aws::Aws, launched: &[String]) -> R
             ),
             help: "check the instances in the EC2 console; rerun `ecoboot up` to continue".into(),
         })?;
-    Ok(())
+    // EC2 is eventually consistent: the waiter passes on the instances a describe returns, and
+    // a new instance may still be missing from the tag-filtered listing the re-probe reads.
+    let backoff = Backoff::poll(Duration::from_secs(1), RUNNING_TIMEOUT);
+    retry(&backoff, |_| async {
+        match aws.instances(&["running"]).await {
+            Ok(list) => {
+                let seen: Vec<&str> = list.iter().filter_map(|i| i.instance_id()).collect();
+                let missing: Vec<&String> = launched
+                    .iter()
+                    .filter(|id| !seen.contains(&id.as_str()))
+                    .collect();
+                if missing.is_empty() {
+                    Try::Done(())
+                } else {
+                    Try::Again(Error::StageFailed {
+                        stage: ID.into(),
+                        message: format!("instances {missing:?} are not listed as running yet"),
+                        help: "rerun `ecoboot up` to continue".into(),
+                    })
+                }
+            }
+            Err(e) => Try::Fail(e),
+        }
+    })
+    .await
 }
 
 /// One error for every failed launch (the launched instances are kept).

@@ -24,6 +24,7 @@ mod node_labels;
 pub mod preflight;
 pub mod prepare_nodes;
 pub mod root_app;
+pub mod vcpu_quota;
 
 use crate::engine::DynStage;
 

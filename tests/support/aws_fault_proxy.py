@@ -14,6 +14,8 @@ the AWS behaviours moto does not model, so ecoboot's handling of them is tested 
                              (EC2 eventual consistency)
   idempotent_tokens true     RunInstances ClientToken idempotency as in AWS: a repeated token
                              returns the original instance (with its current state)
+  quota N | "denied"         Service Quotas GetServiceQuota answers N vCPUs, or AccessDenied
+                             (moto offers no EC2 quota in this region)
   console {node: [fp, ...]}  GetConsoleOutput for the instance tagged ecoboot.io/node=node
                              answers a boot log with cloud-init's SSH host key fingerprint
                              block (moto's console text has none)
@@ -104,6 +106,9 @@ class Handler(BaseHTTPRequestHandler):
                 CONFIG.update(json.loads(body or b"{}"))
                 STATE["calls"] = 0
             return self.reply(200, b"{}", "application/json")
+        target = self.headers.get("X-Amz-Target", "")
+        if target.startswith("ServiceQuotas"):  # ServiceQuotasV20190624.GetServiceQuota
+            return self.service_quotas(target.split(".", 1)[1], body)
         form = urllib.parse.parse_qs(body.decode(errors="replace"))
         action = form.get("Action", [""])[0]
         iam = "/iam/" in self.headers.get("Authorization", "")
@@ -170,6 +175,27 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def service_quotas(self, action, body):
+        """Service Quotas (JSON protocol): moto answers GetServiceQuota for ec2 with
+        NoSuchResourceException in this region, so the quota is configured here: a number (the
+        applied value) or "denied" (a principal without servicequotas:GetServiceQuota)."""
+        with LOCK:
+            bump(action)
+            quota = CONFIG.get("quota")
+        kind = "application/x-amz-json-1.1"
+        if quota is None:
+            return self.forward(body)
+        if quota == "denied":
+            err = {"__type": "AccessDeniedException",
+                   "Message": "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: "
+                              "servicequotas:GetServiceQuota because no identity-based policy allows it"}
+            return self.reply(400, json.dumps(err).encode(), kind)
+        req = json.loads(body or b"{}")
+        out = {"Quota": {"ServiceCode": req.get("ServiceCode"), "QuotaCode": req.get("QuotaCode"),
+                         "QuotaName": "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances",
+                         "Value": float(quota), "Unit": "None", "Adjustable": True, "GlobalQuota": False}}
+        return self.reply(200, json.dumps(out).encode(), kind)
 
     def forward(self, body, send=True):
         req = urllib.request.Request(MOTO + self.path, data=body if self.command == "POST" else None,
