@@ -88,6 +88,10 @@ pub struct RunFlags {
     /// Apply the root app without waiting for the applications to be Synced and Healthy.
     #[arg(long)]
     pub no_wait: bool,
+    /// Remove nodes that left the config (drain, delete the Node, reset, terminate), after
+    /// every stage converged; without it they are only reported. Same as `spec.prune: true`.
+    #[arg(long)]
+    pub prune: bool,
 }
 
 /// Flags of the rolling operations (`upgrade`, `migrate-runtime`).

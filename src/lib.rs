@@ -21,6 +21,7 @@ pub mod kubeadm;
 pub mod nodes;
 pub mod output;
 pub mod playbook;
+pub mod prune;
 pub mod remote_state;
 pub mod report;
 pub mod retry;

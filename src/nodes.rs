@@ -44,6 +44,10 @@ pub struct NodeOut {
     pub instance_type: String,
     /// Current state.
     pub state: String,
+    /// The SSH address last configured for the node (`address`), kept after the node leaves
+    /// the config so `up --prune` can still reach it; empty: the public IP is the address.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ssh: String,
 }
 
 /// A node's SSH address as written: its configured `address` (`host[:port]`), else the public
@@ -53,11 +57,16 @@ pub fn ssh_address(config: &Config, node: &str, out: Option<&InstancesOut>) -> S
         .nodes()
         .find(|n| n.name.as_str() == node)
         .and_then(|n| n.address.as_ref());
+    let in_config = config.nodes().any(|n| n.name.as_str() == node);
     match configured {
         Some(addr) => addr.value.clone(),
         None => out
             .and_then(|o| o.nodes.get(node))
-            .map(|n| n.public_ip.clone())
+            .map(|n| match n.ssh.as_str() {
+                // A node no longer configured keeps the address it was last reached at.
+                ssh if !in_config && !ssh.is_empty() => ssh.to_string(),
+                _ => n.public_ip.clone(),
+            })
             .unwrap_or_default(),
     }
 }

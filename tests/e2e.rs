@@ -663,6 +663,8 @@ fn crash_anywhere_then_converge_rerun_rebuild_scan_and_down() {
     let (code, _, err) = w.run(&["up"]);
     assert_eq!(code, 0, "{err}");
 
+    prune_two_api_nodes_then_add_them_back(&mut w);
+
     // No join token, no admin key, no ArgoCD password in anything ecoboot printed or wrote.
     let (code, password, _) = run(&mut w.cmd(&["argocd", "password"]));
     assert_eq!(code, 0);
@@ -701,5 +703,171 @@ fn crash_anywhere_then_converge_rerun_rebuild_scan_and_down() {
         "instance_profiles",
     ] {
         assert_eq!(inv[what], 0, "{what}: {inv}");
+    }
+}
+
+/// `text` without the `spec.nodes` entries named `names` (each entry runs from its
+/// `- name:` line to the next one at the same indentation).
+fn without_nodes(text: &str, names: &[&str]) -> String {
+    let mut out = String::new();
+    let mut skipping: Option<usize> = None;
+    for line in text.split_inclusive('\n') {
+        let indent = line.len() - line.trim_start().len();
+        let entry = line.trim_start().strip_prefix("- name: ");
+        if let Some(name) = entry {
+            skipping = names
+                .contains(&name.trim().trim_matches('"'))
+                .then_some(indent);
+        } else if skipping.is_some_and(|i| indent <= i && !line.trim().is_empty()) {
+            skipping = None;
+        }
+        if skipping.is_none() {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// #15 scale-in: two API nodes leave the config. `plan` lists them, `up` only reports them,
+/// `up --prune` drains, deletes, resets and terminates them (killed -9 in the middle and
+/// resumed), and added back they join as fresh instances.
+fn prune_two_api_nodes_then_add_them_back(w: &mut World) {
+    let gone = ["k8s-api-chat", "k8s-api-scan"];
+    let original = std::fs::read_to_string(&w.config).unwrap();
+    // Fingerprints and fleet addresses by the full config's order (node i is 127.0.1.i).
+    let console = console_fingerprints(&w.fleet, &w.config);
+    let fleet_host = |node: &str| {
+        let i = console.iter().position(|(n, _)| n == node).unwrap() + 1;
+        format!("127.0.1.{i}]")
+    };
+    let smaller = without_nodes(&original, &gone);
+    assert_eq!(
+        smaller.matches("- name: k8s-").count() + 2,
+        original.matches("- name: k8s-").count()
+    );
+    std::fs::write(&w.config, &smaller).unwrap();
+    let ids = |w: &World| -> std::collections::BTreeMap<String, String> {
+        w.aws
+            .live_instances("sesacthon")
+            .iter()
+            .map(|i| {
+                (
+                    i["node"].as_str().unwrap().to_string(),
+                    i["id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let before = ids(w);
+    let node_names = |w: &World| -> Vec<String> {
+        let nodes = w.api.objects("Node").unwrap_or_default();
+        nodes
+            .iter()
+            .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (code, out, err) = w.run(&["plan", "--detail"]);
+    assert_eq!(code, 0, "{err}");
+    for n in gone {
+        let line = format!(
+            "[prune] {n}: would be removed by `up --prune` (node not in the config: drain, delete Node, kubeadm reset, terminate the instance"
+        );
+        assert!(out.contains(&line), "{out}");
+    }
+    let (code, out, err) = w.run(&["up", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let warned = common::aws::events(&out)
+        .iter()
+        .filter(|e| {
+            e["event"] == "warning" && e["message"].as_str().unwrap_or("").contains("left as is")
+        })
+        .count();
+    assert_eq!(warned, 2, "{out}");
+    assert_eq!(ids(w), before, "up without --prune terminates nothing");
+    if w.api.hooks.is_some() {
+        assert_eq!(node_names(w).len(), NODES);
+    }
+
+    // kill -9 while the first node's instance is being terminated (the call is slowed down).
+    let mut faults: serde_json::Value =
+        serde_json::from_str(&faults_with_console(&console)).unwrap();
+    faults["delay"] = serde_json::json!({"TerminateInstances": 3});
+    w.aws.faults(&faults.to_string());
+    let journal = w.state.join("sesacthon/state.json");
+    let phase = |node: &str| -> String {
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        let state: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        state["outputs"]["prune"]["nodes"][node]["phase"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut child = w
+        .cmd(&["up", "--prune"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..600 {
+        if phase("k8s-api-chat") == "reset" || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(phase("k8s-api-chat"), "reset", "killed mid-prune");
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(
+        ids(w).contains_key("k8s-api-scan"),
+        "the second node was not reached yet"
+    );
+    w.aws.faults(&faults_with_console(&console));
+    let (code, out, err) = w.run(&["up", "--prune"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let after = ids(w);
+    assert_eq!(after.len(), NODES - 2, "{after:?}");
+    for n in gone {
+        assert!(!after.contains_key(n), "{n} still runs");
+        assert_eq!(phase(n), "done");
+        let terminated = w.aws.boto(
+            "ec2",
+            &format!("describe_instances(InstanceIds=['{}'])", before[n]),
+        );
+        assert_eq!(
+            terminated["Reservations"][0]["Instances"][0]["State"]["Name"],
+            "terminated"
+        );
+    }
+    if w.api.hooks.is_some() {
+        let names = node_names(w);
+        assert_eq!(names.len(), NODES - 2, "{names:?}");
+        assert!(gone.iter().all(|n| !names.contains(&n.to_string())));
+    }
+    let known = std::fs::read_to_string(w.state.join("sesacthon/known_hosts")).unwrap();
+    for n in gone {
+        assert!(
+            !known.contains(&fleet_host(n)),
+            "{n}'s host key is forgotten:\n{known}"
+        );
+    }
+    assert!(
+        known.contains(&fleet_host("k8s-api-auth")),
+        "the others stay"
+    );
+    let (code, out, err) = w.run(&["up", "--prune"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("[prune]"), "nothing left to prune: {out}");
+
+    // Back in the config: fresh instances that join again.
+    std::fs::write(&w.config, &original).unwrap();
+    let (code, out, err) = w.run(&["up"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let back = ids(w);
+    assert_eq!(back.len(), NODES);
+    for n in gone {
+        assert_ne!(back[n], before[n], "{n} is a fresh instance");
+    }
+    if w.api.hooks.is_some() {
+        assert_eq!(node_names(w).len(), NODES);
     }
 }

@@ -202,5 +202,67 @@ fn cluster_converges_through_the_api_and_a_rerun_writes_nothing() {
             node(&nodes, "k8s-api-auth")["metadata"]["labels"]["domain"],
             "auth"
         );
+        coredns_blocked_by_taints_is_named(&api, &config, &state);
     }
+}
+
+/// #16: `label-nodes` waits for CoreDNS (kubeadm's kube-system/coredns), and when a taint
+/// keeps its pods off every node it fails naming the taint instead of leaving the later stages
+/// without cluster DNS.
+fn coredns_blocked_by_taints_is_named(api: &KubeApi, config: &Path, state: &Path) {
+    let coredns = |api: &KubeApi| -> serde_json::Value {
+        let all = api.objects("Deployment").unwrap();
+        all.into_iter()
+            .find(|d| d["metadata"]["name"] == "coredns")
+            .expect("kubeadm init created kube-system/coredns")
+    };
+    assert_eq!(coredns(api)["status"]["availableReplicas"], 2);
+    // Someone taints every node NoExecute (maintenance): CoreDNS's pods are evicted and stay
+    // Pending; label-nodes keeps foreign taints, so only the wait can tell.
+    let before = api.objects("Node").unwrap();
+    let edit = |name: &str, taints: &serde_json::Value| {
+        let body = serde_json::json!({"kind": "Node", "name": name, "merge": {"spec": {"taints": taints}}});
+        api.hook("POST", "/_double/edit", &body.to_string());
+    };
+    for n in &before {
+        let mut taints = n["spec"]["taints"].as_array().cloned().unwrap_or_default();
+        taints
+            .push(serde_json::json!({"key": "maintenance", "value": "now", "effect": "NoExecute"}));
+        edit(
+            n["metadata"]["name"].as_str().unwrap(),
+            &serde_json::Value::Array(taints),
+        );
+    }
+    let short = config.with_file_name("short-wait.yaml");
+    let text = std::fs::read_to_string(config).unwrap();
+    assert!(text.contains("    waitSeconds: 60\n"));
+    std::fs::write(
+        &short,
+        text.replacen("    waitSeconds: 60\n", "    waitSeconds: 3\n", 1),
+    )
+    .unwrap();
+    let (code, _, err) = run(ecoboot(state)
+        .arg("-c")
+        .arg(&short)
+        .args(["stage", "label-nodes"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("CoreDNS (deployment/kube-system/coredns) is not available")
+            && err.contains("14 node(s) have untolerated taint maintenance=now:NoExecute")
+            && err.contains("0/14 nodes are available"),
+        "{err}"
+    );
+    // The taints go away: the next run finds CoreDNS available and is done.
+    for n in &before {
+        edit(
+            n["metadata"]["name"].as_str().unwrap(),
+            &n["spec"]["taints"],
+        );
+    }
+    let (code, out, err) = run(ecoboot(state)
+        .arg("-c")
+        .arg(&short)
+        .args(["stage", "label-nodes"]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(coredns(api)["status"]["availableReplicas"], 2);
 }

@@ -68,8 +68,12 @@ const RULES: &[(&str, &[&str])] = &[
         &["crate::engine", "crate::stages", "crate::commands"],
     ),
     ("engine", &["crate::stages", "crate::commands"]),
-    ("stages", &["crate::commands", "crate::upgrade"]),
-    ("upgrade", &["crate::commands"]),
+    (
+        "stages",
+        &["crate::commands", "crate::upgrade", "crate::prune"],
+    ),
+    ("upgrade", &["crate::commands", "crate::prune"]),
+    ("prune", &["crate::commands"]),
 ];
 
 fn sources(path: &Path, out: &mut Vec<std::path::PathBuf>) {

@@ -6,6 +6,7 @@ mod down;
 mod info;
 mod init;
 mod operation;
+mod prune;
 mod state_cmd;
 mod status;
 mod upgrade;
@@ -193,6 +194,13 @@ async fn run_stages(
     }
     if result.is_ok() {
         result = Runner::new(selected, &cx).run(mode).await;
+    }
+    if result.is_ok()
+        && selected
+            .iter()
+            .any(|s| s.id() == crate::stages::instances::ID)
+    {
+        result = prune::orphans(&cx, mode, flags).await;
     }
     if result.is_ok() && command == "plan" {
         let blind = cx.blind_spots();

@@ -53,6 +53,9 @@ pub struct Spec {
     pub state: super::model_state::State,
     /// Repository credentials and pull secrets the GitOps tree needs (values from env/files).
     pub gitops: super::model_gitops::Gitops,
+    /// Remove nodes that left `nodes` on every `up`, as `up --prune` does (default: only report
+    /// them).
+    pub prune: bool,
 }
 
 /// `spec.aws`.

@@ -111,11 +111,12 @@ pub fn policy_arn(arn: &str) -> Result<(), String> {
     verdict(ok, arn, "a managed policy ARN")
 }
 
-/// An IAM policy name: 1-128 characters of `[A-Za-z0-9+=,.@_-]`.
+/// A policy document's name: 1-64 characters of `[A-Za-z0-9._-]` (a subset of IAM's policy
+/// names that leaves room for the `ecoboot-<cluster>-` prefix within IAM's 128).
 pub fn iam_name(name: &str) -> Result<(), String> {
     verdict(
-        ascii_charset(name, 128, "+=,.@_-"),
+        ascii_charset(name, 64, "._-"),
         name,
-        "1-128 characters of [A-Za-z0-9+=,.@_-]",
+        "1-64 characters of [A-Za-z0-9._-]",
     )
 }

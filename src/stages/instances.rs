@@ -94,7 +94,20 @@ impl Stage for Instances {
         out.nodes = found
             .nodes
             .iter()
-            .map(|(n, list)| (n.clone(), node_out(&list[0])))
+            .map(|(n, list)| {
+                let mut rec = node_out(&list[0]);
+                rec.ssh = match cx.config.nodes().find(|c| c.name.as_str() == n) {
+                    Some(c) => c
+                        .address
+                        .as_ref()
+                        .map(|a| a.value.clone())
+                        .unwrap_or_default(),
+                    None => (out.nodes.get(n))
+                        .map(|p| p.ssh.clone())
+                        .unwrap_or_default(),
+                };
+                (n.clone(), rec)
+            })
             .collect();
         // The control plane is reached at its Elastic IP (SAN, kubeconfig, SSH).
         if let (Some(eip), Some(node)) = (&eip, out.nodes.get_mut(&cp)) {

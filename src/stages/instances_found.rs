@@ -167,6 +167,7 @@ pub(super) fn node_out(i: &Instance) -> NodeOut {
             .map(|t| t.as_str().to_string())
             .unwrap_or_default(),
         state: state_name(i).as_str().into(),
+        ssh: String::new(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Stage `label-nodes`: reconciles every node's labels and taints through the API on every run
 //! (including `node-role.kubernetes.io/<role>`, which kubelet may not set itself), removes the
 //! ones ecoboot set earlier that the config no longer lists, then waits until every configured
-//! node is `Ready`. What ecoboot owns is recorded on the Node itself (annotations), so the
+//! node is `Ready` and CoreDNS is available (see [`super::coredns`]). What ecoboot owns is recorded on the Node itself (annotations), so the
 //! cluster stays the authority even without the state file.
 
 use std::collections::BTreeMap;
@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Node as KubeNode;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::Value;
 
+use super::coredns;
 pub use super::node_labels::{OWNED_LABELS, OWNED_TAINTS, not_ready, reconcile};
 use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
@@ -45,9 +46,11 @@ pub struct NodeTodo {
     waiting: Option<String>,
 }
 
-/// The nodes that need a patch or are not Ready yet.
+/// The nodes that need a patch or are not Ready yet, and whether CoreDNS is still unavailable.
 pub struct LabelPlan {
     nodes: Vec<NodeTodo>,
+    /// Why CoreDNS is not available yet.
+    dns: Option<String>,
 }
 
 impl StagePlan for LabelPlan {
@@ -64,6 +67,12 @@ impl StagePlan for LabelPlan {
                 Some(why) => out.push(Action::new(&n.name, format!("wait until Ready ({why})"))),
                 None => {}
             }
+        }
+        if let Some(why) = &self.dns {
+            out.push(Action::new(
+                format!("deployment/{}/{}", coredns::NAMESPACE, coredns::NAME),
+                format!("wait until available ({why})"),
+            ));
         }
         out
     }
@@ -101,13 +110,14 @@ impl Stage for LabelNodes {
                 });
             }
         }
-        Ok(if todo.is_empty() {
+        let dns = coredns::waiting(&client).await?.map(|(why, _)| why);
+        Ok(if todo.is_empty() && dns.is_none() {
             Found::done(format!(
-                "{} node(s) labelled, tainted and Ready",
+                "{} node(s) labelled, tainted and Ready; CoreDNS available",
                 live.len()
             ))
         } else {
-            Found::Todo(LabelPlan { nodes: todo })
+            Found::Todo(LabelPlan { nodes: todo, dns })
         })
     }
 
@@ -153,15 +163,48 @@ impl Stage for LabelNodes {
             }
         })
         .await?;
-        match last {
-            None => Ok(()),
-            Some(waiting) => Err(Error::StageFailed {
+        if let Some(waiting) = last {
+            return Err(Error::StageFailed {
                 stage: ID.into(),
                 message: format!("not every node is Ready after {}s: {waiting}", timeout.as_secs()),
                 help: "a node that never registered did not join (`ecoboot stage join-workers`); a NotReady node usually has no CNI yet: check calico-node on it and the kubelet log".into(),
-            }),
+            });
         }
+        wait_for_dns(cx, &client, timeout).await
     }
+}
+
+/// Waits until CoreDNS is available; on timeout names what keeps its pods off every node.
+async fn wait_for_dns(cx: &Ctx, client: &kube::Client, timeout: Duration) -> Result<()> {
+    let subject = format!("deployment/{}/{}", coredns::NAMESPACE, coredns::NAME);
+    let stuck = std::sync::Mutex::new(None);
+    let last = crate::api::wait::until(timeout, Duration::from_secs(1), || {
+        let stuck = &stuck;
+        async move {
+            let found = coredns::waiting(client).await?;
+            let why = found.as_ref().map(|(why, _)| why.clone());
+            *stuck.lock().unwrap_or_else(|p| p.into_inner()) = found.map(|(_, d)| d);
+            Ok(why)
+        }
+    })
+    .await?;
+    let Some(why) = last else {
+        cx.events.progress(ID, Some(&subject), "available");
+        return Ok(());
+    };
+    let deployment = stuck.into_inner().unwrap_or_else(|p| p.into_inner());
+    let live: Vec<KubeNode> = nodes(client).await?.into_values().collect();
+    let blockers = deployment
+        .map(|d| coredns::blockers(&d, &live))
+        .unwrap_or_default();
+    Err(Error::StageFailed {
+        stage: ID.into(),
+        message: format!(
+            "CoreDNS ({subject}) is not available after {}s: {why}; {blockers}",
+            timeout.as_secs()
+        ),
+        help: "leave at least one node without NoSchedule/NoExecute taints (or with taints CoreDNS tolerates) and uncordoned; everything after this stage needs cluster DNS".into(),
+    })
 }
 
 /// Sends one node's merge patch (field manager ecoboot) and reports what it changed.

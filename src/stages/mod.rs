@@ -3,6 +3,7 @@
 mod applications;
 mod argocd_render;
 mod bootstrap_secrets;
+mod coredns;
 pub mod iam;
 mod iam_documents;
 pub mod init_master;

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::error::{Error, Result};
 use crate::retry::{Backoff, Try, retry};
 
-/// Node annotation: the upgrade target ecoboot cordoned the node for (a node cordoned with it is
+/// Node annotation: the upgrade target (or `prune`) ecoboot cordoned the node for (a node cordoned with it is
 /// ecoboot's own, from an interrupted run; any other cordon is someone else's).
 pub const CORDONED_FOR: &str = "ecoboot.io/cordoned-for-upgrade";
 
@@ -81,12 +81,22 @@ async fn budgets_of(client: &kube::Client, pod: &Pod) -> Vec<String> {
         .collect()
 }
 
+/// Which operation drains, for its diagnostics: the event stage and the command that resumes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Op {
+    /// Event stage id (`upgrade`, `prune`).
+    pub stage: &'static str,
+    /// The command that continues the operation (`ecoboot upgrade`).
+    pub rerun: &'static str,
+}
+
 /// Evicts every evictable pod on `node` until none is left; a pod whose budget keeps refusing
 /// past `timeout` fails the drain naming the pod and the budget. Returns how many were evicted.
 pub async fn drain(
     client: &kube::Client,
     node: &str,
     timeout: Duration,
+    op: Op,
     progress: &(dyn Fn(String) + Sync),
 ) -> Result<usize> {
     let evicted = AtomicUsize::new(0);
@@ -148,13 +158,16 @@ pub async fn drain(
                 })
                 .collect();
             Err(Error::StageFailed {
-                stage: "upgrade".into(),
+                stage: op.stage.into(),
                 message: format!(
                     "draining {node} did not finish within {}s (the node stays cordoned):\n{}",
                     timeout.as_secs(),
                     lines.join("\n")
                 ),
-                help: "relax the budget or scale the workload so another replica is healthy, then rerun `ecoboot upgrade`: it continues at this node".into(),
+                help: format!(
+                    "relax the budget or scale the workload so another replica is healthy, then rerun `{}`: it continues at this node",
+                    op.rerun
+                ),
             })
         }
     }

@@ -4,7 +4,7 @@
 //! a crash anywhere resumes at the node in progress. Kubelets never run newer than the API
 //! server: the control plane's `kubeadm upgrade apply` comes before any kubelet moves.
 
-mod drain;
+pub mod drain;
 mod journal;
 mod node;
 pub mod plan;
@@ -195,7 +195,11 @@ async fn upgrade_one(
         journal.set(name, Phase::Draining)?;
         drain::cordon(client, name, Some(&target)).await?;
         say("cordoned; draining".into());
-        let evicted = drain::drain(client, name, opts.drain_timeout, &say).await?;
+        let op = drain::Op {
+            stage: ID,
+            rerun: "ecoboot upgrade",
+        };
+        let evicted = drain::drain(client, name, opts.drain_timeout, op, &say).await?;
         journal.drained(name)?;
         say(format!("drained ({evicted} pod(s) evicted)"));
         let (_, conn) = connect(cx, name).await?;

@@ -90,7 +90,11 @@ pub async fn migrate(cx: &Ctx, batches: &[Vec<String>], opts: &Options) -> Resul
                     journal.set(&name, Phase::Draining)?;
                     drain::cordon(client, &name, Some("runtime")).await?;
                     let say = |m: String| cx.events.progress(ID, Some(&name), m);
-                    drain::drain(client, &name, opts.drain_timeout, &say).await?;
+                    let op = drain::Op {
+                        stage: super::ID,
+                        rerun: "ecoboot migrate-runtime",
+                    };
+                    drain::drain(client, &name, opts.drain_timeout, op, &say).await?;
                     journal.drained(&name)?;
                     let (_, conn) = super::connect(cx, &name).await?;
                     let stop = "set -e\nsystemctl stop kubelet\nexport DEBIAN_FRONTEND=noninteractive\nif dpkg-query -W -f='${Status}' containerd 2>/dev/null | grep -q 'install ok installed'; then systemctl stop containerd || true; apt-get remove -y -q containerd; fi";

@@ -826,6 +826,40 @@ def pdb_controller():
             set_status(key, st, "kube-controller-manager")
 
 
+def tolerates(tolerations, taint):
+    """The scheduler's toleration match (k8s.io/api core/v1 Toleration.ToleratesTaint)."""
+    for t in tolerations or []:
+        if t.get("effect") and t["effect"] != taint.get("effect"):
+            continue
+        if t.get("operator") == "Exists":
+            if not t.get("key") or t["key"] == taint.get("key"):
+                return True
+        elif t.get("key") == taint.get("key") and (t.get("value") or "") == (taint.get("value") or ""):
+            return True
+    return False
+
+
+def schedulable_nodes(workload, node_keys):
+    """Ready, schedulable Nodes matching the pod template's nodeSelector whose NoSchedule and
+    NoExecute taints the template tolerates (what kube-scheduler's filters would leave)."""
+    spec = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
+    out = []
+    for key in node_keys:
+        n = OBJECTS[key]
+        conds = (n.get("status") or {}).get("conditions") or []
+        if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
+            continue
+        if (n.get("spec") or {}).get("unschedulable"):
+            continue
+        labels = n["metadata"].get("labels") or {}
+        if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+            continue
+        taints = [t for t in (n.get("spec") or {}).get("taints") or [] if t.get("effect") in ("NoSchedule", "NoExecute")]
+        if all(tolerates(spec.get("tolerations"), t) for t in taints):
+            out.append(key[3])
+    return out
+
+
 def reconcile():
     pdb_controller()
     nodes = [k for k in OBJECTS if k[:2] == ("", "nodes")]
@@ -837,6 +871,8 @@ def reconcile():
         if g == "apps" and plural in ("deployments", "statefulsets"):
             want = (o.get("spec") or {}).get("replicas", 1)
             ready = 0 if h.get("ready") is False else want
+            if ns == "kube-system" and name == "coredns" and not schedulable_nodes(o, nodes):
+                ready = 0  # its pods stay Pending: no Ready node they tolerate
             st = {"observedGeneration": o["metadata"].get("generation", 1), "replicas": want,
                   "readyReplicas": ready, "availableReplicas": ready, "updatedReplicas": want}
             if plural == "deployments":
