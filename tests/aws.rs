@@ -320,8 +320,26 @@ fn fresh_provision_rerun_status_inventory_and_down() {
         "--dry-run deleted nothing"
     );
 
+    // The controller lets its load balancers' group into the nodes' group; AWS then refuses to
+    // delete the load balancers' group until that rule is gone (the proxy models it).
+    let cluster_sg = net["security_group_id"].as_str().unwrap();
+    sb.boto("ec2", &format!("authorize_security_group_ingress(GroupId='{cluster_sg}', IpPermissions=[{{'IpProtocol': 'tcp', 'FromPort': 30000, 'ToPort': 32767, 'UserIdGroupPairs': [{{'GroupId': '{lb_sg}'}}]}}])"));
+    sb.faults(r#"{"sg_references": true}"#);
+    let started = std::time::Instant::now();
     let (code, out, err) = down(&sb, dir.path(), &config);
     assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("revoked 1 rule(s) of other groups that referenced it"),
+        "{out}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "no DependencyViolation retries"
+    );
+    assert!(
+        sb.stats().get("fault:DeleteSecurityGroup").is_none(),
+        "never refused"
+    );
     assert!(out.contains(&format!("{volume}: kept")), "{out}");
     let left = |call: &str, key: &str| sb.boto("elbv2", call)[key].as_array().unwrap().len();
     assert_eq!(left("describe_load_balancers()", "LoadBalancers"), 0);

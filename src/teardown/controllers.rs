@@ -4,7 +4,7 @@
 //! CSI driver created (tag `kubernetes.io/cluster/<cluster>` or `KubernetesCluster`) hold data:
 //! they are listed always and deleted only when asked (`down --delete-volumes`).
 
-use aws_sdk_ec2::types::Filter;
+use aws_sdk_ec2::types::{Filter, IpPermission, UserIdGroupPair};
 
 use std::time::Duration;
 
@@ -233,6 +233,16 @@ impl super::Teardown<'_> {
             .await;
         }
         for sg in &found.security_groups {
+            // AWS refuses to delete a group another group's rule points at (the LB controller
+            // lets its load balancers' group into the nodes' group): revoke those rules first.
+            match release_references(aws, &sg.id).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    let line = format!("revoked {n} rule(s) of other groups that referenced it");
+                    self.events.progress(ID, Some(&sg.id), line);
+                }
+                Err(e) => self.fail(e),
+            }
             self.delete(&sg.id, || async {
                 let sent = aws
                     .ec2
@@ -300,4 +310,75 @@ impl super::Teardown<'_> {
             self.fail(e);
         }
     }
+}
+
+/// Revokes the ingress and egress rules of other security groups that name `group` as their
+/// source or destination; returns how many rules were revoked.
+async fn release_references(aws: &Aws, group: &str) -> Result<usize> {
+    let mut revoked = 0;
+    for egress in [false, true] {
+        let filter = match egress {
+            false => "ip-permission.group-id",
+            true => "egress.ip-permission.group-id",
+        };
+        let out = (aws.ec2.describe_security_groups())
+            .filters(ec2_filter(filter, group))
+            .send()
+            .await
+            .map_err(|e| aws_error("DescribeSecurityGroups", group, e))?;
+        for g in out.security_groups() {
+            let id = g.group_id().unwrap_or_default();
+            if id == group {
+                continue; // its own rules go with it
+            }
+            let rules = if egress {
+                g.ip_permissions_egress()
+            } else {
+                g.ip_permissions()
+            };
+            let pointing: Vec<IpPermission> = rules
+                .iter()
+                .filter_map(|p| only_pairs_to(p, group))
+                .collect();
+            if pointing.is_empty() {
+                continue;
+            }
+            revoked += pointing.len();
+            aws.pace().await;
+            if egress {
+                let call = aws.ec2.revoke_security_group_egress().group_id(id);
+                let sent = call.set_ip_permissions(Some(pointing)).send().await;
+                sent.map_err(|e| aws_error("RevokeSecurityGroupEgress", id, e))?;
+            } else {
+                let call = aws.ec2.revoke_security_group_ingress().group_id(id);
+                let sent = call.set_ip_permissions(Some(pointing)).send().await;
+                sent.map_err(|e| aws_error("RevokeSecurityGroupIngress", id, e))?;
+            }
+        }
+    }
+    Ok(revoked)
+}
+
+/// `rule` narrowed to its group pairs that name `group` (None if it names none).
+fn only_pairs_to(rule: &IpPermission, group: &str) -> Option<IpPermission> {
+    let pairs: Vec<UserIdGroupPair> = (rule.user_id_group_pairs().iter())
+        .filter(|p| p.group_id() == Some(group))
+        .map(|p| {
+            UserIdGroupPair::builder()
+                .group_id(group)
+                .set_user_id(p.user_id().map(str::to_string))
+                .build()
+        })
+        .collect();
+    if pairs.is_empty() {
+        return None;
+    }
+    Some(
+        IpPermission::builder()
+            .set_ip_protocol(rule.ip_protocol().map(str::to_string))
+            .set_from_port(rule.from_port())
+            .set_to_port(rule.to_port())
+            .set_user_id_group_pairs(Some(pairs))
+            .build(),
+    )
 }

@@ -14,6 +14,8 @@ the AWS behaviours moto does not model, so ecoboot's handling of them is tested 
                              (EC2 eventual consistency)
   idempotent_tokens true     RunInstances ClientToken idempotency as in AWS: a repeated token
                              returns the original instance (with its current state)
+  sg_references true         DeleteSecurityGroup answers DependencyViolation while another
+                             group's rule references the group, as AWS does (moto deletes it)
   quota N | "denied"         Service Quotas GetServiceQuota answers N vCPUs, or AccessDenied
                              (moto offers no EC2 quota in this region)
   console {node: [fp, ...]}  GetConsoleOutput for the instance tagged ecoboot.io/node=node
@@ -144,6 +146,16 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(*fault)
         if delay:
             time.sleep(delay)
+        if action == "DeleteSecurityGroup" and CONFIG.get("sg_references"):
+            gid = form.get("GroupId", [""])[0]
+            ec2, _ = clients()
+            refs = [g["GroupId"] for f in ("ip-permission.group-id", "egress.ip-permission.group-id")
+                    for g in ec2.describe_security_groups(Filters=[{"Name": f, "Values": [gid]}])["SecurityGroups"]
+                    if g["GroupId"] != gid]
+            if refs:
+                with LOCK:
+                    bump("fault:DeleteSecurityGroup")
+                return self.reply(*ec2_error("DependencyViolation", f"resource {gid} has a dependent object"))
         if action == "GetConsoleOutput" and CONFIG.get("console"):
             reply = console_output(form.get("InstanceId", [""])[0], CONFIG["console"])
             if reply:
