@@ -13,6 +13,9 @@ pub struct NodeFacts {
     pub private_ip: String,
     /// Address ecoboot reaches the node at (goes into the API server certificate).
     pub public_address: String,
+    /// The node's public IPv4 as AWS reports it (the control plane's Elastic IP), also in the
+    /// certificate when it differs from `public_address` (a configured DNS name or bastion).
+    pub public_ip: String,
     /// `aws:///<az>/<instance-id>` when the instance is known.
     pub provider_id: Option<String>,
 }
@@ -85,6 +88,7 @@ pub fn init_config(config: &Config, node: &Node, facts: &NodeFacts) -> String {
     };
     let mut sans = vec![
         facts.public_address.clone(),
+        facts.public_ip.clone(),
         facts.private_ip.clone(),
         "127.0.0.1".to_string(),
         "localhost".to_string(),
@@ -149,7 +153,19 @@ mod tests {
         NodeFacts {
             private_ip: "10.0.1.10".into(),
             public_address: "54.180.0.10".into(),
+            public_ip: "54.180.0.10".into(),
             provider_id: Some("aws:///ap-northeast-2a/i-0123456789abcdef0".into()),
+        }
+    }
+
+    #[test]
+    fn the_elastic_ip_joins_the_sans_when_ecoboot_reaches_the_node_elsewhere() {
+        let config = crate::config::tests_support::config();
+        let mut f = facts();
+        f.public_address = "api.example.com".into();
+        let text = init_config(&config, config.control_plane(), &f);
+        for san in ["api.example.com", "54.180.0.10", "10.0.1.10"] {
+            assert!(text.contains(san), "{san} in\n{text}");
         }
     }
 

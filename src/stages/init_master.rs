@@ -103,6 +103,7 @@ pub fn facts(cx: &Ctx, target: &Target) -> kubeadm::NodeFacts {
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| target.host.clone()),
         public_address: target.host.clone(),
+        public_ip: node.map(|n| n.public_ip.clone()).unwrap_or_default(),
         provider_id: node
             .filter(|n| !n.instance_id.is_empty())
             .map(|n| format!("aws:///{}/{}", n.az, n.instance_id)),
