@@ -50,6 +50,9 @@ prepare() {
     if [ -n "${FLEET_KUBECONFIG:-}" ]; then
       # The cluster API the node simulators register with (API double or real kube-apiserver).
       install -D -m 600 "$FLEET_KUBECONFIG" "$d/ov/var/upper/lib/ecoboot-sim/cluster-admin.conf"
+      # The API double's loopback hook port (it issues renewed admin certificates).
+      hp="$(dirname "$FLEET_KUBECONFIG")/hook_port"
+      [ -f "$hp" ] && install -m 600 "$hp" "$d/ov/var/upper/lib/ecoboot-sim/cluster-hook-port"
     fi
     local host="$(addr "$n")"
     [ "$FLEET_PORT" = 22 ] || host="[$host]:$FLEET_PORT"

@@ -206,6 +206,13 @@ pub enum Command {
         #[arg(long, value_name = "LOCK_ID")]
         force: String,
     },
+    /// Control-plane certificates: `renew` renews them all (kubeadm), restarts the static pods
+    /// one at a time and fetches the renewed admin.conf. `status` shows their expiry.
+    Certs {
+        /// What to do.
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
     /// Remote state: `init` creates the bucket (versioning, no public access, encryption,
     /// tags); `show` prints where the state is and who holds the lock.
     State {
@@ -236,6 +243,21 @@ pub enum Command {
         /// Also delete the EBS volumes the CSI driver created for the cluster (their data is lost).
         #[arg(long)]
         delete_volumes: bool,
+    },
+}
+
+/// `ecoboot certs ...`.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// `kubeadm certs renew all`, then etcd, kube-apiserver, kube-controller-manager and
+    /// kube-scheduler restarted one at a time, `/readyz` waited for, admin.conf fetched again.
+    Renew {
+        /// Show the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Go ahead without asking (required without a terminal; ECOBOOT_YES=1 does the same).
+        #[arg(long, short, env = "ECOBOOT_YES", value_parser = clap::builder::FalseyValueParser::new())]
+        yes: bool,
     },
 }
 

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod aws;
 pub mod build_info;
+pub mod certs;
 pub mod cli;
 pub mod commands;
 pub mod config;

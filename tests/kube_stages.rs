@@ -204,6 +204,127 @@ fn cluster_converges_through_the_api_and_a_rerun_writes_nothing() {
         );
         coredns_blocked_by_taints_is_named(&api, &config, &state);
     }
+    certificates_expiry_shown_and_renewed(&fleet, &config, &state);
+}
+
+/// #15: the control plane's certificate expiry in `status` (a warning below 30 days, as a
+/// GitHub annotation and in the step summary too), and `certs renew` pushing it out with the
+/// API reachable afterwards through the renewed admin.conf. Kubelets rotate their own client
+/// certificates: the KubeletConfiguration kubeadm wrote says so.
+fn certificates_expiry_shown_and_renewed(fleet: &Fleet, config: &Path, state: &Path) {
+    let kubelet = fleet
+        .file(1, "/var/lib/kubelet/config.yaml")
+        .expect("kubeadm init wrote it");
+    assert!(kubelet.contains("rotateCertificates: true"), "{kubelet}");
+    assert!(kubelet.contains("cgroupDriver: systemd"), "{kubelet}");
+    // The API server's certificate is 10 days from expiry.
+    fleet.ssh(
+        1,
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /etc/kubernetes/pki/apiserver.key -out /etc/kubernetes/pki/apiserver.crt -days 10 -subj /CN=kube-apiserver 2>/dev/null",
+    );
+    let status = |extra: &[&str]| {
+        let (code, out, err) = run(ecoboot(state)
+            .arg("-c")
+            .arg(config)
+            .args(extra)
+            .arg("status"));
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let json: serde_json::Value = serde_json::from_str(&status(&["--output", "json"])).unwrap();
+    let certs = json["certificates"].as_array().unwrap();
+    assert!(certs.len() >= 10, "{certs:?}");
+    assert_eq!(
+        certs[0]["file"], "/etc/kubernetes/pki/apiserver.crt",
+        "soonest first"
+    );
+    let days = certs[0]["days_left"].as_i64().unwrap();
+    assert!((9..=10).contains(&days), "{days}");
+    assert_eq!(
+        json["certificate_warnings"].as_array().unwrap().len(),
+        1,
+        "{json}"
+    );
+    let summary = state.with_file_name("summary.md");
+    let (code, out, err) = run(ecoboot(state)
+        .arg("-c")
+        .arg(config)
+        .arg("status")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary));
+    assert_eq!(code, 0, "{err}");
+    let line = format!("/etc/kubernetes/pki/apiserver.crt expires in {days} day(s)");
+    assert!(
+        out.contains(&format!(
+            "::warning title=ecoboot certificate expiry::{line}"
+        )),
+        "{out}"
+    );
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.contains(&line) && md.contains("ecoboot certs renew"),
+        "{md}"
+    );
+
+    // A dry run changes nothing; the renewal pushes every certificate out a year.
+    let before = fleet.file(1, "/etc/kubernetes/pki/apiserver.crt").unwrap();
+    let (code, out, err) =
+        run(ecoboot(state)
+            .arg("-c")
+            .arg(config)
+            .args(["certs", "renew", "--dry-run"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("kubeadm certs renew all") && out.contains("apiserver.crt"),
+        "{out}"
+    );
+    assert_eq!(
+        fleet.file(1, "/etc/kubernetes/pki/apiserver.crt").unwrap(),
+        before
+    );
+    let admin = state.join("sesacthon/admin.conf");
+    let _ = std::fs::remove_file(&admin);
+    let (code, out, err) = run(ecoboot(state)
+        .arg("-c")
+        .arg(config)
+        .args(["certs", "renew"]));
+    assert_eq!(code, 0, "{out}{err}");
+    for said in [
+        "kube-apiserver restarted",
+        "kube-scheduler restarted",
+        "/readyz ok",
+        "export them again",
+    ] {
+        assert!(out.contains(said), "{said} in {out}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&admin)
+        .expect("admin.conf fetched again")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let json: serde_json::Value = serde_json::from_str(&status(&["--output", "json"])).unwrap();
+    assert_eq!(
+        json["api"], "reachable",
+        "through the renewed admin.conf: {json}"
+    );
+    assert!(
+        json["certificate_warnings"].as_array().unwrap().is_empty(),
+        "{json}"
+    );
+    let apiserver = (json["certificates"].as_array().unwrap().iter())
+        .find(|c| c["file"] == "/etc/kubernetes/pki/apiserver.crt")
+        .unwrap();
+    assert!(
+        apiserver["days_left"].as_i64().unwrap() >= 364,
+        "{apiserver}"
+    );
+    assert!(
+        fleet
+            .file(1, "/etc/kubernetes/manifests/kube-apiserver.yaml")
+            .is_some(),
+        "manifest back"
+    );
 }
 
 /// #16: `label-nodes` waits for CoreDNS (kubeadm's kube-system/coredns), and when a taint

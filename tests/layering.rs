@@ -74,6 +74,10 @@ const RULES: &[(&str, &[&str])] = &[
     ),
     ("upgrade", &["crate::commands", "crate::prune"]),
     ("prune", &["crate::commands"]),
+    (
+        "certs",
+        &["crate::commands", "crate::upgrade", "crate::prune"],
+    ),
 ];
 
 fn sources(path: &Path, out: &mut Vec<std::path::PathBuf>) {

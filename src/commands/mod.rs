@@ -54,6 +54,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::MigrateRuntime { rolling } => {
             upgrade::migrate(g, options(None, rolling), rolling).await
         }
+        Command::Certs {
+            command: crate::cli::CertsCommand::Renew { dry_run, yes },
+        } => upgrade::certs_renew(g, *dry_run, *yes).await,
         Command::Unlock { force } => state_cmd::unlock(g, force).await,
         Command::ForgetHost { node } => state_cmd::forget_host(g, node).await,
         Command::State {

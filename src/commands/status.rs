@@ -115,7 +115,13 @@ pub(super) async fn status(g: &Global) -> Result<()> {
             Err(_) => Err("no answer".into()),
         },
     };
+    let certs = control_plane_certs(&cx).await;
     cx.close_ssh().await;
+    let cert_warnings = match &certs {
+        Some(Ok(list)) => crate::certs::warnings(list),
+        _ => Vec::new(),
+    };
+    github_cert_warnings(&cert_warnings, g.output != Output::Json);
     let notices = support_notices(&config, view.as_ref().ok().map(|(n, _)| n.as_slice()));
     if g.output == Output::Json {
         let (nodes, apps, api) = match &view {
@@ -130,7 +136,12 @@ pub(super) async fn status(g: &Global) -> Result<()> {
                 serde_json::json!(format!("unreachable: {e}")),
             ),
         };
-        let doc = serde_json::json!({ "cluster": config.name(), "stages": rows, "api": api, "nodes": nodes, "apps": apps, "support": notices });
+        let certificates = match &certs {
+            Some(Ok(list)) => serde_json::json!(list),
+            Some(Err(e)) => serde_json::json!({ "error": e }),
+            None => serde_json::json!([]),
+        };
+        let doc = serde_json::json!({ "cluster": config.name(), "stages": rows, "api": api, "nodes": nodes, "apps": apps, "support": notices, "certificates": certificates, "certificate_warnings": cert_warnings });
         println!("{doc}");
         return Ok(());
     }
@@ -174,6 +185,22 @@ pub(super) async fn status(g: &Global) -> Result<()> {
             }
         }
     }
+    match &certs {
+        None => {}
+        Some(Err(e)) => println!("\nCERTIFICATES: cannot read them: {e}"),
+        Some(Ok(list)) => {
+            println!("\nCERTIFICATES (control plane, {} files)", list.len());
+            if let Some(e) = list.iter().find(|e| !e.ca) {
+                println!(
+                    "soonest: {} expires in {} day(s) ({})",
+                    e.file, e.days_left, e.not_after
+                );
+            }
+            for w in &cert_warnings {
+                println!("warning: {w}; renew with `ecoboot certs renew`");
+            }
+        }
+    }
     if !notices.is_empty() {
         println!("\nSUPPORT");
         let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
@@ -205,4 +232,51 @@ fn support_notices(
         versions.push((Component::Kubernetes, live));
     }
     support::notices(&versions, support::Day::today())
+}
+
+/// The control plane's certificate expiry, once the cluster has an admin.conf (None before).
+async fn control_plane_certs(cx: &Ctx) -> Option<Result<Vec<crate::certs::Expiry>, String>> {
+    if !crate::nodes::admin_conf(&cx.state_dir()).exists() {
+        return None;
+    }
+    let read = async {
+        let (_, conn) = cx.control_plane("status").await?;
+        crate::certs::read(&conn).await
+    };
+    Some(
+        match tokio::time::timeout(STATUS_PROBE_TIMEOUT, read).await {
+            Ok(Ok(list)) => Ok(list),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer".into()),
+        },
+    )
+}
+
+/// In GitHub Actions: one warning annotation per certificate close to expiry (`annotate`: not
+/// with `--output json`, whose stdout is one JSON document), and a section in the step summary.
+fn github_cert_warnings(warnings: &[String], annotate: bool) {
+    if warnings.is_empty() || std::env::var("GITHUB_ACTIONS").map_or(true, |v| v != "true") {
+        return;
+    }
+    for w in warnings.iter().filter(|_| annotate) {
+        println!(
+            "::warning title=ecoboot certificate expiry::{}",
+            crate::report::gh_escape(&crate::report::sanitize(w))
+        );
+    }
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else {
+        return;
+    };
+    let mut md = String::from("\n### Certificates close to expiry\n\n");
+    for w in warnings {
+        md.push_str(&format!(
+            "- :warning: {w} (renew with `ecoboot certs renew`)\n"
+        ));
+    }
+    let written = crate::fsutil::append_nofollow()
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, md.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("warning: cannot write the step summary: {e}");
+    }
 }

@@ -1,5 +1,5 @@
-//! `ecoboot upgrade` and `ecoboot migrate-runtime`: the rolling operations of `crate::upgrade`
-//! in the common operation frame.
+//! `ecoboot upgrade`, `ecoboot migrate-runtime` and `ecoboot certs renew`: the day-2
+//! operations of `crate::upgrade` and `crate::certs` in the common operation frame.
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -111,4 +111,40 @@ pub(super) async fn migrate(g: &Global, opts: Options, f: &RollingFlags) -> Resu
         },
     )
     .await
+}
+
+struct Renew {
+    plan: Option<crate::certs::RenewPlan>,
+}
+
+impl Work for Renew {
+    fn plan<'c>(&'c mut self, cx: &'c Ctx) -> BoxFuture<'c, Result<(Vec<Action>, String)>> {
+        async move {
+            let (plan, actions) = crate::certs::plan(cx).await?;
+            self.plan = Some(plan);
+            let question = "Renew the control plane's certificates and restart its static pods?";
+            Ok((actions, question.to_string()))
+        }
+        .boxed()
+    }
+
+    fn apply<'c>(&'c mut self, cx: &'c Ctx) -> BoxFuture<'c, Result<()>> {
+        async move {
+            let plan = self.plan.take().expect("planned first");
+            crate::certs::renew(cx, &plan).await
+        }
+        .boxed()
+    }
+}
+
+/// Runs `ecoboot certs renew`.
+pub(super) async fn certs_renew(g: &Global, dry_run: bool, yes: bool) -> Result<()> {
+    let op = Operation {
+        command: "certs renew",
+        stage: crate::certs::ID,
+        title: "Renew the control plane's certificates",
+        dry_run,
+        yes,
+    };
+    operation::run(g, op, &mut Renew { plan: None }).await
 }

@@ -156,7 +156,7 @@ pub fn sanitize(text: &str) -> String {
 }
 
 /// Escapes a message for a GitHub workflow command (`%`, CR, LF).
-fn gh_escape(text: &str) -> String {
+pub fn gh_escape(text: &str) -> String {
     text.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")

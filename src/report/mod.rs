@@ -9,7 +9,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 pub use json::JsonReporter;
-pub use lines::LineReporter;
+pub use lines::{LineReporter, gh_escape, sanitize};
 pub use tty::TtyReporter;
 
 use crate::event::Reporter;

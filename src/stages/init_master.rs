@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use super::init_master_steps::fetch_admin;
 use super::init_master_steps::{Steps, delete_init_tokens};
 use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
@@ -25,8 +26,8 @@ pub(super) const KUBE_PROXY_MARKER: &str = "/etc/kubernetes/ecoboot/kube-proxy-a
 pub(super) const INIT_STARTED: &str = "/etc/kubernetes/ecoboot/init-started";
 pub(super) const INIT_DONE: &str = "/etc/kubernetes/ecoboot/init-done";
 pub(super) const INIT_FAILED: &str = "/etc/kubernetes/ecoboot/init-failed";
-pub(super) const HEALTHZ: &str =
-    "kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /healthz";
+/// The API server's health as the control plane's own kubectl sees it.
+pub const HEALTHZ: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /healthz";
 pub(super) const HEALTHZ_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The `init-master` stage.

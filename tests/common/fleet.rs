@@ -187,7 +187,7 @@ pub fn is_mutating(call: &str) -> bool {
     let words: Vec<&str> = call.split_whitespace().collect();
     match words.as_slice() {
         ["dpkg-query", ..] | ["apt-mark", "showhold", ..] | ["stat", ..] => false,
-        ["modprobe", "-n", ..] | ["containerd", "--version", ..] => false,
+        ["modprobe", "-n", ..] | ["containerd", "--version", ..] | ["crictl", "ps", ..] => false,
         ["systemctl", rest @ ..] => !rest.iter().any(|w| *w == "is-active" || *w == "is-enabled"),
         _ => true,
     }

@@ -27,6 +27,8 @@ Test hooks on a second, plain-HTTP port (loopback only):
                                   a hand edit (an Update by manager kubectl-edit)
   POST /_double/delete            {"kind","name","namespace"?}
   POST /_double/create            {"object": {...}}: store an object as a controller would
+  POST /_double/issue-admin       a new admin client certificate (one year) as an admin.conf,
+                                  for the simulated `kubeadm certs renew`
   GET  /_double/events            API server version, kubelet version, cordon and eviction changes,
                                   in order (what upgrade tests replay)
 
@@ -1010,6 +1012,8 @@ class Hooks(BaseHTTPRequestHandler):
             if path == "/_double/unhold":
                 HOLDS.pop((body["kind"], body["name"]), None)
                 return self.reply(200, {"held": len(HOLDS)})
+            if path == "/_double/issue-admin":
+                return self.reply(200, {"admin_conf": issue_admin()})
             if path == "/_double/create":
                 # What a workload controller would create (pods, budgets) for drain tests.
                 obj = body["object"]
@@ -1037,7 +1041,8 @@ def gen_certs(d):
     def sh(*args):
         subprocess.run(args, check=True, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    sh("openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+    # kubeadm's lifetimes: the CA ten years, the server and admin certificates one year.
+    sh("openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "3650",
        "-subj", "/CN=kubernetes-ca", "-addext", "basicConstraints=critical,CA:TRUE",
        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature")
     for name, subj, ext in (
@@ -1050,12 +1055,53 @@ def gen_certs(d):
         with open(os.path.join(d, f"{name}.ext"), "w") as f:
             f.write(ext + "\n")
         sh("openssl", "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-           "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext")
+           "-CAcreateserial", "-out", f"{name}.crt", "-days", "365", "-extfile", f"{name}.ext")
 
 
 def b64(path):
     with open(path, "rb") as f:
         return base64.b64encode(f.read()).decode()
+
+
+ISSUER = {}
+
+
+def admin_conf(d, port, name):
+    """An admin.conf like kubeadm's, with the client certificate NAME.crt/NAME.key of DIR."""
+    return f"""apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority-data: {b64(os.path.join(d, 'ca.crt'))}
+    server: https://127.0.0.1:{port}
+  name: kubernetes
+contexts:
+- context:
+    cluster: kubernetes
+    user: kubernetes-admin
+  name: kubernetes-admin@kubernetes
+current-context: kubernetes-admin@kubernetes
+users:
+- name: kubernetes-admin
+  user:
+    client-certificate-data: {b64(os.path.join(d, name + '.crt'))}
+    client-key-data: {b64(os.path.join(d, name + '.key'))}
+"""
+
+
+def issue_admin():
+    """A new admin client certificate from the cluster CA, one year from now (what `kubeadm
+    certs renew` writes into admin.conf), returned as an admin.conf."""
+    d = ISSUER["dir"]
+    n = len([f for f in os.listdir(d) if f.startswith("admin-") and f.endswith(".crt")]) + 1
+    name = f"admin-{n}"
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run = lambda *a: subprocess.run(a, check=True, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run("openssl", "req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+        "-subj", "/O=kubeadm:cluster-admins/CN=kubernetes-admin")
+    run("openssl", "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", f"{name}.crt", "-days", "365", "-extfile", "admin.ext")
+    return admin_conf(d, ISSUER["port"], name)
 
 
 def main():
@@ -1083,25 +1129,8 @@ def main():
     hooks = ThreadingHTTPServer(("127.0.0.1", 0), Hooks)
     hooks.daemon_threads = True
     port, hook_port = api.server_address[1], hooks.server_address[1]
-    conf = f"""apiVersion: v1
-kind: Config
-clusters:
-- cluster:
-    certificate-authority-data: {b64(os.path.join(d, 'ca.crt'))}
-    server: https://127.0.0.1:{port}
-  name: kubernetes
-contexts:
-- context:
-    cluster: kubernetes
-    user: kubernetes-admin
-  name: kubernetes-admin@kubernetes
-current-context: kubernetes-admin@kubernetes
-users:
-- name: kubernetes-admin
-  user:
-    client-certificate-data: {b64(os.path.join(d, 'admin.crt'))}
-    client-key-data: {b64(os.path.join(d, 'admin.key'))}
-"""
+    ISSUER.update(dir=d, port=port)
+    conf = admin_conf(d, port, "admin")
     for name, text in (("admin.conf", conf), ("port", str(port)), ("hook_port", str(hook_port))):
         tmp = os.path.join(d, name + ".tmp")
         with open(tmp, "w") as f:
