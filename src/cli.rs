@@ -206,6 +206,29 @@ pub enum Command {
         #[arg(long, value_name = "LOCK_ID")]
         force: String,
     },
+    /// etcd snapshot plus /etc/kubernetes/pki to S3 (encrypted, tagged), keeping the newest
+    /// spec.backup.keep; no lock on the cluster's nodes is needed.
+    Backup {
+        /// `s3://bucket[/prefix]` (default: spec.backup.to).
+        #[arg(long, value_name = "S3_URL")]
+        to: Option<String>,
+        /// Show the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Restore a backup onto a fresh control-plane instance (the old one lost): pki and etcd
+    /// data put back, kubeadm init on them, the workers registered again.
+    Restore {
+        /// `s3://bucket/key` of one backup (`ecoboot backup` prints it).
+        #[arg(long, value_name = "S3_URL")]
+        from: String,
+        /// Show the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Go ahead without asking (required without a terminal; ECOBOOT_YES=1 does the same).
+        #[arg(long, short, env = "ECOBOOT_YES", value_parser = clap::builder::FalseyValueParser::new())]
+        yes: bool,
+    },
     /// Control-plane certificates: `renew` renews them all (kubeadm), restarts the static pods
     /// one at a time and fetches the renewed admin.conf. `status` shows their expiry.
     Certs {

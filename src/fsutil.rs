@@ -35,6 +35,35 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     })
 }
 
+/// The sha256 of a file's bytes (hex), read in chunks.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut file = File::open(path).map_err(|e| Error::io("read", path, e))?;
+    let (mut hash, mut buf) = (Sha256::new(), vec![0u8; 1 << 16]);
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Error::io("read", path, e))?;
+        if n == 0 {
+            return Ok(hex::encode(hash.finalize()));
+        }
+        hash.update(&buf[..n]);
+    }
+}
+
+/// Creates `path` new (never an existing file, never through a symlink) with mode 0600, for
+/// large secret payloads written as a stream (etcd snapshots).
+pub fn create_private(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io("create", path, e))
+}
+
 /// Creates `dir` and its parents with mode 0700 if missing, then checks that `dir` is a real
 /// directory (not a symlink) owned by this user that nobody else can write to: ecoboot
 /// keeps control sockets, logs and state there, so a directory someone else prepared is refused.

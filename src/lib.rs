@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 pub mod api;
 pub mod aws;
+pub mod backup;
 pub mod build_info;
 pub mod certs;
 pub mod cli;

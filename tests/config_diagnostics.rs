@@ -372,6 +372,18 @@ const CASES: &[Case] = &[
         "GHCR_Pull",
     ),
     case(
+        "backup location that is not s3",
+        &[("\nspec:\n", "\nspec:\n  backup:\n    to: https://backups.example.com/x\n")],
+        "spec.backup.to",
+        "to: https://backups.example.com/x",
+    ),
+    case(
+        "backup keep of zero",
+        &[("\nspec:\n", "\nspec:\n  backup:\n    keep: 0\n")],
+        "`spec.backup.keep` must be at least 1",
+        "keep: 0",
+    ),
+    case(
         "policy document url without sha256",
         &[(
             "        sha256: 16f232c9d9f79366fe949c4550ad517a202380058a9e48d45a4e215044a20a6a\n",

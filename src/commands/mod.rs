@@ -1,6 +1,7 @@
 //! One function per CLI command; each loads what it needs and hands work to the engine.
 
 mod argocd;
+mod backup;
 mod confirm;
 mod down;
 mod info;
@@ -57,6 +58,10 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Certs {
             command: crate::cli::CertsCommand::Renew { dry_run, yes },
         } => upgrade::certs_renew(g, *dry_run, *yes).await,
+        Command::Backup { to, dry_run } => backup::backup(g, to.clone(), *dry_run).await,
+        Command::Restore { from, dry_run, yes } => {
+            backup::restore(g, from.clone(), *dry_run, *yes).await
+        }
         Command::Unlock { force } => state_cmd::unlock(g, force).await,
         Command::ForgetHost { node } => state_cmd::forget_host(g, node).await,
         Command::State {

@@ -25,6 +25,8 @@ pub(super) struct Operation {
     pub dry_run: bool,
     /// `--yes`.
     pub yes: bool,
+    /// It changes the cluster: ask on a terminal, require `--yes` elsewhere (a backup does not).
+    pub destructive: bool,
 }
 
 /// What an operation does: `plan` reads and returns its plan as actions plus a confirmation
@@ -39,7 +41,7 @@ pub(super) trait Work: Send + Sync {
 /// Runs `work` in the frame of `op`.
 pub(super) async fn run(g: &Global, op: Operation, work: &mut dyn Work) -> Result<()> {
     let config = load_config(g, FileChecks::Skip)?;
-    let consent = match op.dry_run {
+    let consent = match op.dry_run || !op.destructive {
         true => None,
         false => Some(confirm::consent(op.command, op.yes)?),
     };

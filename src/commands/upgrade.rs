@@ -1,5 +1,6 @@
 //! `ecoboot upgrade`, `ecoboot migrate-runtime` and `ecoboot certs renew`: the day-2
-//! operations of `crate::upgrade` and `crate::certs` in the common operation frame.
+//! operations of `crate::upgrade` and `crate::certs` in the common operation frame
+//! (`backup` and `restore` are in `backup.rs`).
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -58,6 +59,7 @@ pub(super) async fn upgrade(g: &Global, opts: Options, f: &RollingFlags) -> Resu
         title: "Upgrade Kubernetes: control plane first, then the nodes in batches",
         dry_run: f.dry_run,
         yes: f.yes,
+        destructive: true,
     };
     operation::run(g, op, &mut Upgrade { opts, ready: None }).await
 }
@@ -101,6 +103,7 @@ pub(super) async fn migrate(g: &Global, opts: Options, f: &RollingFlags) -> Resu
         title: "Migrate nodes on containerd 1.x to containerd 2.x, batch by batch",
         dry_run: f.dry_run,
         yes: f.yes,
+        destructive: true,
     };
     operation::run(
         g,
@@ -145,6 +148,7 @@ pub(super) async fn certs_renew(g: &Global, dry_run: bool, yes: bool) -> Result<
         title: "Renew the control plane's certificates",
         dry_run,
         yes,
+        destructive: true,
     };
     operation::run(g, op, &mut Renew { plan: None }).await
 }

@@ -53,6 +53,8 @@ pub struct Spec {
     pub state: super::model_state::State,
     /// Repository credentials and pull secrets the GitOps tree needs (values from env/files).
     pub gitops: super::model_gitops::Gitops,
+    /// etcd backups: where they go and how many are kept.
+    pub backup: super::model_state::Backup,
     /// Remove nodes that left `nodes` on every `up`, as `up --prune` does (default: only report
     /// them).
     pub prune: bool,

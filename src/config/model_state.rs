@@ -1,4 +1,5 @@
-//! `spec.state`: where the cluster's journal, host keys and lock live.
+//! `spec.state`: where the cluster's journal, host keys and lock live; `spec.backup`: where
+//! etcd snapshots go and how many are kept.
 
 use serde::Deserialize;
 
@@ -28,4 +29,28 @@ pub struct State {
     pub key: Option<Located<String>>,
     /// The bucket's region (default: the SDK's).
     pub region: Option<Located<String>>,
+}
+
+/// `spec.backup`: `ecoboot backup` (etcd snapshot plus the control plane's pki) to S3.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+#[schemars(deny_unknown_fields)]
+pub struct Backup {
+    /// Where backups go: `s3://bucket[/prefix]` (objects under `<prefix>/<cluster>/`);
+    /// `ecoboot backup --to` overrides it.
+    pub to: Option<Located<String>>,
+    /// How many backups to keep (older ones are deleted after each backup); at least 1.
+    pub keep: Located<u32>,
+}
+
+impl Default for Backup {
+    fn default() -> Self {
+        Backup {
+            to: None,
+            keep: Located {
+                value: 7,
+                ..Default::default()
+            },
+        }
+    }
 }

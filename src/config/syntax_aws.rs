@@ -54,6 +54,20 @@ pub fn bucket_name(name: &str) -> Result<(), String> {
     verdict(ok, name, "an S3 bucket name")
 }
 
+/// `s3://bucket[/prefix]`: a valid bucket name and a clean key prefix.
+pub fn s3_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url.strip_prefix("s3://") else {
+        return verdict(false, url, "an s3:// URL");
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    bucket_name(bucket)?;
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    super::syntax::repo_path(prefix)
+}
+
 /// An AWS tag key and value as EC2 and IAM accept them; `aws:` keys and the keys ecoboot sets
 /// itself are refused.
 pub fn aws_tag(key: &str, value: &str) -> Result<(), String> {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::support;
 use super::syntax::{self, clip, is_dns_label};
-use super::validate_access::{check_exposure, check_ssh, check_state};
+use super::validate_access::{check_backup, check_exposure, check_ssh, check_state};
 use super::validate_nodes::{check_argocd, check_nodes};
 use super::{API_VERSION, Cidr, Cluster, FileChecks, Kubernetes, Located, Problem, Seg};
 
@@ -288,6 +288,7 @@ fn check_kubernetes(ck: &mut Checker, c: &Cluster, vpc: Option<Cidr>) {
     }
     check_runtime(ck, k);
     check_state(ck, c);
+    check_backup(ck, c);
     super::validate_gitops::check_gitops(ck, &c.spec.gitops);
     let pod = ck.cidr(&k.pod_cidr, "spec.kubernetes.podCidr");
     let svc = ck.cidr(&k.service_cidr, "spec.kubernetes.serviceCidr");

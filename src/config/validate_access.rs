@@ -44,6 +44,24 @@ pub(super) fn check_state(ck: &mut Checker, c: &Cluster) {
     }
 }
 
+pub(super) fn check_backup(ck: &mut Checker, c: &Cluster) {
+    let b = &c.spec.backup;
+    if let Some(to) = &b.to {
+        ck.syntax(
+            to,
+            "spec.backup.to",
+            syntax::s3_url,
+            "an S3 location such as s3://my-backups/ecoboot",
+        );
+    }
+    if b.keep.value == 0 {
+        ck.problems.push(
+            Problem::new(b.keep.span, "`spec.backup.keep` must be at least 1")
+                .help("keep 7 (the default) or more backups"),
+        );
+    }
+}
+
 pub(super) fn check_ssh(ck: &mut Checker, c: &Cluster) {
     let ssh = &c.spec.ssh;
     ck.syntax(

@@ -6,6 +6,7 @@ mod options;
 pub mod redact;
 pub mod run;
 pub mod script;
+mod stream;
 
 pub use options::Options;
 

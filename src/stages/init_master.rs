@@ -26,6 +26,9 @@ pub(super) const KUBE_PROXY_MARKER: &str = "/etc/kubernetes/ecoboot/kube-proxy-a
 pub(super) const INIT_STARTED: &str = "/etc/kubernetes/ecoboot/init-started";
 pub(super) const INIT_DONE: &str = "/etc/kubernetes/ecoboot/init-done";
 pub(super) const INIT_FAILED: &str = "/etc/kubernetes/ecoboot/init-failed";
+/// Left by `ecoboot restore` once the backup's pki and etcd data directory are in place: the
+/// next init uses them (`DirAvailable--var-lib-etcd` ignored) instead of calling them leftovers.
+pub const RESTORED: &str = "/etc/kubernetes/ecoboot/restored";
 /// The API server's health as the control plane's own kubectl sees it.
 pub const HEALTHZ: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /healthz";
 pub(super) const HEALTHZ_TIMEOUT: Duration = Duration::from_secs(300);
@@ -50,6 +53,8 @@ pub struct MasterState {
     pub done: bool,
     /// ... and ecoboot saw it fail.
     pub failed: bool,
+    /// `ecoboot restore` put a backup's pki and etcd data in place for the next init.
+    pub restored: bool,
 }
 
 impl MasterState {
@@ -60,7 +65,7 @@ impl MasterState {
 
     /// A failed init, or leftovers of someone else's: a human decides (`--force-reset`).
     pub fn half_initialised(&self) -> bool {
-        self.failed || (!self.started && !self.done && self.pki && !self.admin)
+        self.failed || (!self.started && !self.done && self.pki && !self.admin && !self.restored)
     }
 
     /// The control plane was initialised (by ecoboot, or before ecoboot managed it).
@@ -72,7 +77,7 @@ impl MasterState {
 /// Probes the control-plane node in one round trip.
 pub async fn inspect(conn: &Conn) -> Result<MasterState> {
     let script = format!(
-        "[ -e /etc/kubernetes/admin.conf ] && echo admin\n[ -e /etc/kubernetes/pki/ca.crt ] && echo pki\n[ -e {KUBE_PROXY_MARKER} ] && echo kube-proxy\n[ -e {INIT_STARTED} ] && echo started\n[ -e {INIT_DONE} ] && echo done\n[ -e {INIT_FAILED} ] && echo failed\n{HEALTHZ} >/dev/null 2>&1 && echo healthy\ntrue"
+        "[ -e /etc/kubernetes/admin.conf ] && echo admin\n[ -e /etc/kubernetes/pki/ca.crt ] && echo pki\n[ -e {KUBE_PROXY_MARKER} ] && echo kube-proxy\n[ -e {INIT_STARTED} ] && echo started\n[ -e {INIT_DONE} ] && echo done\n[ -e {INIT_FAILED} ] && echo failed\n[ -e {RESTORED} ] && echo restored\n{HEALTHZ} >/dev/null 2>&1 && echo healthy\ntrue"
     );
     let out = conn
         .run(
@@ -91,6 +96,7 @@ pub async fn inspect(conn: &Conn) -> Result<MasterState> {
         started: has("started"),
         done: has("done"),
         failed: has("failed"),
+        restored: has("restored"),
     })
 }
 
@@ -227,6 +233,13 @@ impl Stage for InitMaster {
             return Err(steps.fail(
                 "half-initialised control plane: an earlier kubeadm init failed or was left unfinished by someone else".into(),
                 "recover with `sudo kubeadm reset -f` on the node, or rerun with `--force-reset` to let ecoboot do it",
+            ));
+        }
+        if m.interrupted() && m.restored {
+            // A reset would delete the restored etcd data: the restore itself must run again.
+            return Err(steps.fail(
+                "the kubeadm init of a restore was interrupted".into(),
+                "run the same `ecoboot restore --from s3://...` again: it puts the backup back in place and initialises the control plane from it",
             ));
         }
         if m.interrupted() || (m.half_initialised() && cx.force_reset) {

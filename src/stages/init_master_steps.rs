@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::init_master::{
     HEALTHZ, HEALTHZ_TIMEOUT, ID, INIT_CONFIG, INIT_DONE, INIT_FAILED, INIT_STARTED,
-    KUBE_PROXY_MARKER, facts, local_admin,
+    KUBE_PROXY_MARKER, RESTORED, facts, local_admin,
 };
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
@@ -112,7 +112,7 @@ impl Steps<'_> {
         let config =
             kubeadm::init_config(&cx.config, cx.config.control_plane(), &facts(cx, target));
         let script = format!(
-            "mkdir -p /etc/kubernetes/ecoboot\n{write}\nsed -i \"s/{VERSION_PLACEHOLDER}/$(kubeadm version -o short)/\" {INIT_CONFIG}\ntouch {INIT_STARTED}\nkubeadm init --config {INIT_CONFIG} && touch {INIT_DONE}",
+            "mkdir -p /etc/kubernetes/ecoboot\n{write}\nsed -i \"s/{VERSION_PLACEHOLDER}/$(kubeadm version -o short)/\" {INIT_CONFIG}\ntouch {INIT_STARTED}\nignore=''\n[ -e {RESTORED} ] && ignore=--ignore-preflight-errors=DirAvailable--var-lib-etcd\nkubeadm init --config {INIT_CONFIG} $ignore && touch {INIT_DONE} && rm -f {RESTORED}",
             write = script::write_file(INIT_CONFIG, config.as_bytes(), 0o600)
         );
         cx.events.progress(ID, Some(self.node), "kubeadm init");

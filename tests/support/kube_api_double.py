@@ -27,6 +27,8 @@ Test hooks on a second, plain-HTTP port (loopback only):
                                   a hand edit (an Update by manager kubectl-edit)
   POST /_double/delete            {"kind","name","namespace"?}
   POST /_double/create            {"object": {...}}: store an object as a controller would
+  GET  /_double/snapshot          the object store (what the simulated etcdctl snapshot saves)
+  POST /_double/restore           replace the object store with a snapshot (a restored etcd)
   POST /_double/issue-admin       a new admin client certificate (one year) as an admin.conf,
                                   for the simulated `kubeadm certs renew`
   GET  /_double/events            API server version, kubelet version, cordon and eviction changes,
@@ -997,6 +999,12 @@ class Hooks(BaseHTTPRequestHandler):
                 return self.reply(200, STATS)
             if url.path == "/_double/events":
                 return self.reply(200, EVENTS)
+            if url.path == "/_double/snapshot":
+                # The object store as etcd would hold it (what `etcdctl snapshot save` saves).
+                owners = [[list(k), {m: dict(v, paths=[list(p) for p in v["paths"]])
+                                     for m, v in o.items()}] for k, o in OWNERS.items()]
+                return self.reply(200, {"revision": RV[0], "objects": [[list(k), o] for k, o in OBJECTS.items()],
+                                        "owners": owners})
             if url.path == "/_double/objects":
                 kind = q.get("kind")
                 return self.reply(200, [o for o in OBJECTS.values() if not kind or o.get("kind") == kind])
@@ -1012,6 +1020,18 @@ class Hooks(BaseHTTPRequestHandler):
             if path == "/_double/unhold":
                 HOLDS.pop((body["kind"], body["name"]), None)
                 return self.reply(200, {"held": len(HOLDS)})
+            if path == "/_double/restore":
+                # An API server started on a restored etcd data directory: exactly the saved
+                # objects, at their saved resource versions (later revisions continue from there).
+                OBJECTS.clear()
+                OWNERS.clear()
+                for k, o in body["objects"]:
+                    OBJECTS[tuple(k)] = o
+                for k, o in body.get("owners", []):
+                    OWNERS[tuple(k)] = {m: dict(v, paths={tuple(p) for p in v["paths"]})
+                                        for m, v in o.items()}
+                RV[0] = max(RV[0], int(body.get("revision", 0)))
+                return self.reply(200, {"objects": len(OBJECTS)})
             if path == "/_double/issue-admin":
                 return self.reply(200, {"admin_conf": issue_admin()})
             if path == "/_double/create":
