@@ -1090,6 +1090,36 @@ fn vcpu_quota_shortfall_stops_before_anything_is_created() {
         "all 14 run: nothing to launch, nothing to check: {err}"
     );
     assert_eq!(sb.stats()["GetServiceQuota"].as_u64().unwrap(), before);
+    // Instances carry their role; a config that renames the control plane is refused before
+    // anything is launched (a second control plane would be a second cluster).
+    let roles = sb.boto("ec2", "describe_instances(Filters=[{'Name': 'tag:ecoboot.io/role', 'Values': ['control-plane']}, {'Name': 'tag:ecoboot.io/cluster', 'Values': ['quota']}])");
+    assert_eq!(
+        roles["Reservations"].as_array().unwrap().len(),
+        1,
+        "{roles}"
+    );
+    let renamed = dir.path().join("renamed.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("- name: k8s-master\n"));
+    std::fs::write(
+        &renamed,
+        text.replace("- name: k8s-master\n", "- name: k8s-master-2\n"),
+    )
+    .unwrap();
+    let calls = sb.stats()["RunInstances"].as_u64().unwrap_or(0);
+    for args in [&["plan"][..], &["up"][..]] {
+        let (code, _, err) = up(&sb, dir.path(), &renamed, args);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("control plane is `k8s-master`") && err.contains("names `k8s-master-2`"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        sb.stats()["RunInstances"].as_u64().unwrap_or(0),
+        calls,
+        "nothing launched"
+    );
     let (code, _, err) = down(&sb, dir.path(), &config);
     assert_eq!(code, 0, "{err}");
 }

@@ -373,7 +373,10 @@ const CASES: &[Case] = &[
     ),
     case(
         "backup location that is not s3",
-        &[("\nspec:\n", "\nspec:\n  backup:\n    to: https://backups.example.com/x\n")],
+        &[(
+            "\nspec:\n",
+            "\nspec:\n  backup:\n    to: https://backups.example.com/x\n",
+        )],
         "spec.backup.to",
         "to: https://backups.example.com/x",
     ),

@@ -10,6 +10,9 @@ use crate::config::Config;
 pub const CLUSTER: &str = "ecoboot.io/cluster";
 /// Tag key naming the node an instance or volume belongs to.
 pub const NODE: &str = "ecoboot.io/node";
+/// Tag key naming an instance's role (`control-plane` or `worker`): how a control plane that
+/// left the config is still recognised (never pruned, never silently replaced).
+pub const ROLE: &str = "ecoboot.io/role";
 /// Tag key naming the config subnet a subnet stands for.
 pub const SUBNET: &str = "ecoboot.io/subnet";
 

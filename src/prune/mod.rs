@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 pub use run::prune;
 
-use crate::aws::{ec2_tag_value, tags::NODE};
+use crate::aws::ec2_tag_value;
+use crate::aws::tags::{NODE, ROLE};
 use crate::engine::Ctx;
 use crate::error::Result;
 use crate::event::Action;
@@ -133,6 +134,7 @@ pub async fn find(cx: &Ctx) -> Result<Vec<Orphan>> {
             ..Default::default()
         });
         o.instance_id = i.instance_id().map(str::to_string);
+        o.control_plane |= ec2_tag_value(i.tags(), ROLE) == Some("control-plane");
         if o.address.is_empty() {
             o.address = crate::nodes::ssh_address(&cx.config, node, instances_out.as_ref());
         }

@@ -225,7 +225,7 @@ async fn fix_in_place(
             let what = format!("{id}: instance profile {want}");
             cx.events.progress(ID, Some(node.name.as_str()), what);
         }
-        let untagged = kubernetes_tags_missing(cx, one);
+        let untagged = kubernetes_tags_missing(cx, node, one);
         if !untagged.is_empty() {
             super::network_ensure::add_tags(aws, &[id], &untagged).await?;
             let what = format!("{id}: tagged for Kubernetes");

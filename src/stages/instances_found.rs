@@ -12,7 +12,7 @@ use super::instance_settings::{
     current_association, hop_limit, metadata_drift, profile_arn_is, wears_profile,
 };
 use super::network::NetworkOut;
-use crate::aws::tags::NODE;
+use crate::aws::tags::{NODE, ROLE};
 use crate::aws::{Aws, aws_error, code_of, ec2_tag_value};
 use crate::config::Config;
 use crate::engine::Ctx;
@@ -172,10 +172,19 @@ pub(super) fn node_out(i: &Instance) -> NodeOut {
 }
 
 /// Actions left, plus drift notes (reported, never acted on).
-/// The Kubernetes integration tags `instance` lacks.
-pub(super) fn kubernetes_tags_missing(cx: &Ctx, instance: &Instance) -> Vec<(String, String)> {
-    crate::aws::Tags::for_cluster(&cx.config)
-        .kubernetes_missing(&aws_sdk_ec2::types::ResourceType::Instance, instance.tags())
+/// The Kubernetes integration tags and the role tag `instance` of `node` lacks.
+pub(super) fn kubernetes_tags_missing(
+    cx: &Ctx,
+    node: &crate::config::Node,
+    instance: &Instance,
+) -> Vec<(String, String)> {
+    let mut missing = crate::aws::Tags::for_cluster(&cx.config)
+        .kubernetes_missing(&aws_sdk_ec2::types::ResourceType::Instance, instance.tags());
+    if ec2_tag_value(instance.tags(), ROLE).is_none() {
+        let role = node.role.unwrap_or_default().as_str();
+        missing.push((ROLE.to_string(), role.to_string()));
+    }
+    missing
 }
 
 // Long by design: per node, one check per property (state, profile, IMDS, tags, drift).
@@ -236,7 +245,7 @@ pub(super) fn plan(
                         ),
                     ));
                 }
-                let untagged = kubernetes_tags_missing(cx, one);
+                let untagged = kubernetes_tags_missing(cx, node, one);
                 if !untagged.is_empty() {
                     let pairs: Vec<String> =
                         untagged.iter().map(|(k, v)| format!("{k}={v}")).collect();

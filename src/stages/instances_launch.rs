@@ -10,7 +10,7 @@ use aws_sdk_ec2::types::{
 use sha2::{Digest, Sha256};
 
 use super::instance_settings::metadata_options;
-use crate::aws::tags::NODE;
+use crate::aws::tags::{NODE, ROLE};
 use crate::aws::{Aws, aws_error, ec2_filter};
 use crate::config::{Config, Node};
 use crate::engine::Ctx;
@@ -180,11 +180,14 @@ impl Launch {
             )
             .metadata_options(metadata_options(&self.node))
             .user_data(user_data(&self.node))
-            .tag_specifications(
-                self.aws
-                    .tags
-                    .spec(ResourceType::Instance, name, &[(NODE, name)]),
-            )
+            .tag_specifications(self.aws.tags.spec(
+                ResourceType::Instance,
+                name,
+                &[
+                    (NODE, name),
+                    (ROLE, self.node.role.unwrap_or_default().as_str()),
+                ],
+            ))
             .tag_specifications(self.aws.tags.spec(
                 ResourceType::Volume,
                 &format!("{name}-root"),

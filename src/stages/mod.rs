@@ -3,6 +3,7 @@
 mod applications;
 mod argocd_render;
 mod bootstrap_secrets;
+mod control_plane_guard;
 mod coredns;
 pub mod iam;
 mod iam_documents;

@@ -1,4 +1,5 @@
-//! The vCPU quota preflight `plan` and `up` run before the first stage that creates anything:
+//! The vCPU quota preflight `plan` and `up` run before the first stage that creates anything
+//! (after [`super::control_plane_guard`], on the same instance listing):
 //! the vCPUs of the nodes still to launch (DescribeInstanceTypes) against the account's
 //! On-Demand Standard quota (L-1216C47A) minus what already runs in the region. A shortfall
 //! stops the run before the VPC exists; a quota that cannot be read is a warning.
@@ -44,9 +45,14 @@ impl Demand {
 /// Runs the check: nothing to launch means nothing to check (one DescribeInstances).
 pub async fn preflight(cx: &Ctx) -> Result<()> {
     let aws = cx.aws().await;
-    let present: BTreeSet<String> = aws
+    let listed = aws
         .instances(&["pending", "running", "stopping", "stopped"])
-        .await?
+        .await?;
+    // The same listing tells whether the config still names the cluster's control plane.
+    if let Some(e) = super::control_plane_guard::moved(&cx.config, &listed) {
+        return Err(e);
+    }
+    let present: BTreeSet<String> = listed
         .iter()
         .filter_map(|i| ec2_tag_value(i.tags(), NODE).map(str::to_string))
         .collect();
