@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::aws::{AwsSandbox, venv_python};
+use common::aws::AwsSandbox;
 use common::fleet::Fleet;
 use common::kube::KubeApi;
 use common::{ecoboot, run};
@@ -48,9 +48,8 @@ fn backups(sb: &AwsSandbox) -> Vec<String> {
 /// A copy of backup `key` whose etcd snapshot has a flipped byte (the archive itself intact).
 fn damaged_copy(sb: &AwsSandbox, key: &str) -> String {
     let damaged = "e2e/sesacthon/backups/00000000T000000Z-damaged.tar.gz";
-    let code = format!(
-        r#"import boto3, io, tarfile
-c = boto3.client('s3', endpoint_url='{url}', region_name='ap-northeast-2', aws_access_key_id='testing', aws_secret_access_key='testing')
+    let body = format!(
+        r#"import tarfile
 src = tarfile.open(fileobj=io.BytesIO(c.get_object(Bucket='{BUCKET}', Key='{key}')['Body'].read()), mode='r:gz')
 out = io.BytesIO()
 with tarfile.open(fileobj=out, mode='w:gz') as dst:
@@ -59,18 +58,9 @@ with tarfile.open(fileobj=out, mode='w:gz') as dst:
         if m.name.endswith('etcd.db'):
             data = bytearray(data); data[len(data) // 2] ^= 0xFF; data = bytes(data)
         dst.addfile(m, io.BytesIO(data) if data is not None else None)
-c.put_object(Bucket='{BUCKET}', Key='{damaged}', Body=out.getvalue())"#,
-        url = sb.moto_url
+c.put_object(Bucket='{BUCKET}', Key='{damaged}', Body=out.getvalue())"#
     );
-    let out = std::process::Command::new(venv_python())
-        .args(["-c", &code])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sb.boto_script("s3", &body);
     format!("s3://{BUCKET}/{damaged}")
 }
 

@@ -69,17 +69,8 @@ pub struct Done {
 }
 
 async fn run(conn: &Conn, label: &str, script: &str, help: &str) -> Result<String> {
-    let out = conn
-        .run(label, script, Duration::from_secs(600), true)
-        .await?;
-    if out.ok() {
-        return Ok(out.stdout);
-    }
-    Err(Error::StageFailed {
-        stage: ID.into(),
-        message: format!("{}: `{label}` failed: {}", conn.node, out.tail(5)),
-        help: help.into(),
-    })
+    conn.run_ok(ID, label, script, Duration::from_secs(600), help)
+        .await
 }
 
 /// The backup location: `--to`, else `spec.backup.to`.

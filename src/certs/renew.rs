@@ -74,17 +74,9 @@ pub async fn plan(cx: &Ctx) -> Result<(RenewPlan, Vec<Action>)> {
 }
 
 async fn run(conn: &Conn, label: &str, text: &str, secs: u64) -> Result<String> {
-    let out = conn
-        .run(label, text, Duration::from_secs(secs), true)
-        .await?;
-    if out.ok() {
-        return Ok(out.stdout);
-    }
-    Err(Error::StageFailed {
-        stage: ID.into(),
-        message: format!("{}: `{label}` failed: {}", conn.node, out.tail(5)),
-        help: "see the node log in <state-dir>/<cluster>/logs/nodes/; rerun `ecoboot certs renew` (every step is safe to repeat)".into(),
-    })
+    let help = "see the node log in <state-dir>/<cluster>/logs/nodes/; rerun `ecoboot certs renew` (every step is safe to repeat)";
+    conn.run_ok(ID, label, text, Duration::from_secs(secs), help)
+        .await
 }
 
 /// Moves `component`'s manifest out until kubelet stopped its container, then back until it

@@ -241,6 +241,32 @@ impl Conn {
         self.exec(label, script, timeout, elevate, true).await
     }
 
+    /// Runs `script` elevated and returns its stdout, or a [`Error::StageFailed`] of `stage`
+    /// naming this node, the step and the last lines it printed, with `help`.
+    pub async fn run_ok(
+        &self,
+        stage: &str,
+        label: &str,
+        script: &str,
+        timeout: Duration,
+        help: &str,
+    ) -> Result<String> {
+        let out = self.run(label, script, timeout, true).await?;
+        if out.ok() {
+            return Ok(out.stdout);
+        }
+        Err(Error::StageFailed {
+            stage: stage.into(),
+            message: format!(
+                "{}: `{label}` failed (exit {:?}): {}",
+                self.node,
+                out.code,
+                out.tail(5)
+            ),
+            help: help.into(),
+        })
+    }
+
     /// Like [`Conn::run`], for commands whose output is secret (a kubeconfig with client keys,
     /// a join command): the output is returned unredacted but never written to the node log.
     pub async fn run_secret(

@@ -20,23 +20,9 @@ fn apt_version(to: Version) -> String {
 }
 
 async fn run(conn: &Conn, label: &str, script: &str, secs: u64) -> Result<String> {
-    let out = conn
-        .run(label, script, Duration::from_secs(secs), true)
-        .await?;
-    if out.ok() {
-        Ok(out.stdout)
-    } else {
-        Err(Error::StageFailed {
-            stage: "upgrade".into(),
-            message: format!(
-                "{}: `{label}` failed (exit {:?}): {}",
-                conn.node,
-                out.code,
-                out.tail(5)
-            ),
-            help: "see the node log in <state-dir>/<cluster>/logs/nodes/; fix the cause and rerun `ecoboot upgrade`: it continues at this node".into(),
-        })
-    }
+    let help = "see the node log in <state-dir>/<cluster>/logs/nodes/; fix the cause and rerun `ecoboot upgrade`: it continues at this node";
+    conn.run_ok("upgrade", label, script, Duration::from_secs(secs), help)
+        .await
 }
 
 /// Points apt at the target minor's repository and upgrades kubeadm; returns the kubeadm

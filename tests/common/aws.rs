@@ -150,8 +150,18 @@ impl AwsSandbox {
     /// Another client: one boto3 call on `service` straight against moto (signed, as any real
     /// client; out of band for ecoboot), printed as JSON.
     pub fn boto(&self, service: &str, call: &str) -> serde_json::Value {
+        let out = self.boto_script(
+            service,
+            &format!("r = c.{call}\nprint(json.dumps(r, default=str))"),
+        );
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// A Python script with `c`, a boto3 client of `service` against moto (and `json`, `io`
+    /// imported); returns what it printed.
+    pub fn boto_script(&self, service: &str, body: &str) -> String {
         let code = format!(
-            "import boto3, json\nc = boto3.client('{service}', endpoint_url='{}', region_name='ap-northeast-2', aws_access_key_id='testing', aws_secret_access_key='testing')\nr = c.{call}\nprint(json.dumps(r, default=str))",
+            "import boto3, io, json\nc = boto3.client('{service}', endpoint_url='{}', region_name='ap-northeast-2', aws_access_key_id='testing', aws_secret_access_key='testing')\n{body}",
             self.moto_url
         );
         let out = std::process::Command::new(venv_python())
@@ -163,7 +173,7 @@ impl AwsSandbox {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).unwrap()
+        String::from_utf8(out.stdout).unwrap()
     }
 
     /// Per-action counts seen by the proxy.

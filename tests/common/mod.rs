@@ -30,6 +30,10 @@ pub fn ecoboot(state_dir: &Path) -> Command {
         // Commands that change things need consent; the tests give it once here (the refusal
         // without it is tested with this variable removed).
         .env("ECOBOOT_YES", "1")
+        // Loopback only: no instance-metadata probe, and AWS calls go nowhere unless the test
+        // points them at its sandbox (`AwsSandbox::env` overrides both).
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
         .stdin(std::process::Stdio::null());
     cmd
 }
