@@ -80,7 +80,9 @@ fn backup_to_s3_then_restore_onto_a_replaced_control_plane() {
     assert!(text.contains("\nspec:\n"));
     let text = text.replacen(
         "\nspec:\n",
-        &format!("\nspec:\n  backup:\n    to: s3://{BUCKET}/e2e\n    keep: 2\n"),
+        &format!(
+            "\nspec:\n  backup:\n    to: s3://{BUCKET}/e2e\n    keep: 2\n    schedule: daily\n"
+        ),
         1,
     );
     std::fs::write(&config, text).unwrap();
@@ -127,6 +129,7 @@ fn backup_to_s3_then_restore_onto_a_replaced_control_plane() {
     );
     assert_eq!(tags["TagSet"][0]["Key"], "ecoboot.io/cluster", "{tags}");
     assert_eq!(tags["TagSet"][0]["Value"], "sesacthon");
+    scheduled_backup_runs_on_the_node(&sb, &fleet);
     let local = std::fs::read_dir(state.join("sesacthon/backups"))
         .unwrap()
         .count();
@@ -197,4 +200,135 @@ fn backup_to_s3_then_restore_onto_a_replaced_control_plane() {
     assert_eq!(code, 0, "{err}");
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(status["api"], "reachable", "{status}");
+}
+
+/// A metadata service on loopback answering IMDSv2 as EC2 does: a session token (PUT), the
+/// instance profile's role and its temporary credentials, the region. Serves `n` requests
+/// (or stops after 60 s).
+fn fake_imds(n: usize) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        listener.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while seen.len() < n && std::time::Instant::now() < deadline {
+            let mut stream = match listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(_) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    continue;
+                }
+            };
+            stream.set_nonblocking(false).unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            reader.read_line(&mut first).unwrap();
+            let mut token = false;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                token |= line
+                    .to_ascii_lowercase()
+                    .starts_with("x-aws-ec2-metadata-token: imds-token");
+            }
+            let path = first
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_string();
+            let body = match path.as_str() {
+                "/latest/api/token" if first.starts_with("PUT") => "imds-token".to_string(),
+                _ if !token => String::new(),
+                "/latest/meta-data/iam/security-credentials/" => {
+                    "ecoboot-sesacthon-controller".into()
+                }
+                "/latest/meta-data/iam/security-credentials/ecoboot-sesacthon-controller" => {
+                    r#"{"Code":"Success","AccessKeyId":"ASIATESTING","SecretAccessKey":"testing","Token":"session","Expiration":"2030-01-01T00:00:00Z"}"#.into()
+                }
+                "/latest/meta-data/placement/region" => "ap-northeast-2".into(),
+                _ => String::new(),
+            };
+            let status = if body.is_empty() {
+                "401 Unauthorized"
+            } else {
+                "200 OK"
+            };
+            write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            seen.push(format!(
+                "{} {path}",
+                first.split_whitespace().next().unwrap_or_default()
+            ));
+        }
+        seen
+    });
+    (url, handle)
+}
+
+/// spec.backup.schedule: init-master installed the timer and its uploader on the control
+/// plane; run as the timer would (metadata service and S3 endpoint pointed at loopback), it
+/// uploads a backup with the instance profile's credentials and keeps the newest two.
+fn scheduled_backup_runs_on_the_node(sb: &AwsSandbox, fleet: &Fleet) {
+    let timer = fleet
+        .file(1, "/etc/systemd/system/ecoboot-backup.timer")
+        .expect("timer installed");
+    assert!(
+        timer.contains("OnCalendar=daily") && timer.contains("Persistent=true"),
+        "{timer}"
+    );
+    assert!(
+        fleet
+            .file(1, "/var/lib/ecoboot-sim/units/ecoboot-backup.timer.enabled")
+            .is_some()
+    );
+    let service = fleet
+        .file(1, "/etc/systemd/system/ecoboot-backup.service")
+        .unwrap();
+    let exec = service
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap()
+        .to_string();
+    assert!(
+        exec.contains("ecoboot-backups") && exec.contains("e2e/sesacthon/backups/"),
+        "{exec}"
+    );
+    let before = backups(sb);
+    let (imds, served) = fake_imds(4);
+    fleet.ssh(
+        1,
+        &format!(
+            "ECOBOOT_IMDS={imds} ECOBOOT_S3_ENDPOINT={} {exec}",
+            sb.moto_url
+        ),
+    );
+    let seen = served.join().unwrap();
+    assert_eq!(seen[0], "PUT /latest/api/token", "IMDSv2: {seen:?}");
+    let after = backups(sb);
+    assert_eq!(after.len(), 2, "keep: 2 -> {after:?}");
+    let newest = after.last().unwrap();
+    assert!(
+        !before.contains(newest),
+        "a new backup: {before:?} -> {after:?}"
+    );
+    let head = sb.boto(
+        "s3",
+        &format!("head_object(Bucket='{BUCKET}', Key='{newest}')"),
+    );
+    assert_eq!(head["ServerSideEncryption"], "AES256", "{head}");
+    let tags = sb.boto(
+        "s3",
+        &format!("get_object_tagging(Bucket='{BUCKET}', Key='{newest}')"),
+    );
+    assert_eq!(tags["TagSet"][0]["Value"], "sesacthon", "{tags}");
+    assert!(fleet.file(1, "/var/lib/etcd/ecoboot-snapshot.db").is_none());
 }

@@ -381,6 +381,21 @@ const CASES: &[Case] = &[
         "to: https://backups.example.com/x",
     ),
     case(
+        "backup schedule that is no calendar expression",
+        &[(
+            "\nspec:\n",
+            "\nspec:\n  backup:\n    to: s3://my-backups\n    schedule: \"daily; rm -rf /\"\n",
+        )],
+        "spec.backup.schedule",
+        "schedule: \"daily; rm -rf /\"",
+    ),
+    case(
+        "backup schedule without a location",
+        &[("\nspec:\n", "\nspec:\n  backup:\n    schedule: daily\n")],
+        "`spec.backup.schedule` needs `spec.backup.to`",
+        "schedule: daily",
+    ),
+    case(
         "backup keep of zero",
         &[("\nspec:\n", "\nspec:\n  backup:\n    keep: 0\n")],
         "`spec.backup.keep` must be at least 1",

@@ -41,12 +41,17 @@ pub struct Backup {
     pub to: Option<Located<String>>,
     /// How many backups to keep (older ones are deleted after each backup); at least 1.
     pub keep: Located<u32>,
+    /// A systemd `OnCalendar` expression (`daily`, `*-*-* 03:00:00`): `up` installs a timer on
+    /// the control plane that takes the same backup with the instance profile's credentials
+    /// (the node role then may write exactly this prefix). Needs `to`.
+    pub schedule: Option<Located<String>>,
 }
 
 impl Default for Backup {
     fn default() -> Self {
         Backup {
             to: None,
+            schedule: None,
             keep: Located {
                 value: 7,
                 ..Default::default()

@@ -3,7 +3,8 @@
 //! strict versions and git references. Each returns `Err(reason)` naming what is wrong.
 
 pub use super::syntax_aws::{
-    ami_owner, aws_tag, bucket_name, iam_name, image_name_filter, policy_arn, region, s3_url, zone,
+    ami_owner, aws_tag, bucket_name, iam_name, image_name_filter, on_calendar, policy_arn, region,
+    s3_url, zone,
 };
 use std::fmt;
 use std::str::FromStr;

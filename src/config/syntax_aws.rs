@@ -54,6 +54,17 @@ pub fn bucket_name(name: &str) -> Result<(), String> {
     verdict(ok, name, "an S3 bucket name")
 }
 
+/// A systemd `OnCalendar` expression: 1-64 characters of letters, digits, space and
+/// `*:,./~-` (no newline, no `=`: it goes into a unit file as one value).
+pub fn on_calendar(value: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&value.len())
+        && value.trim() == value
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || " *:,./~-".contains(c));
+    verdict(ok, value, "a systemd OnCalendar expression")
+}
+
 /// `s3://bucket[/prefix]`: a valid bucket name and a clean key prefix.
 pub fn s3_url(url: &str) -> Result<(), String> {
     let Some(rest) = url.strip_prefix("s3://") else {

@@ -54,6 +54,23 @@ pub(super) fn check_backup(ck: &mut Checker, c: &Cluster) {
             "an S3 location such as s3://my-backups/ecoboot",
         );
     }
+    if let Some(schedule) = &b.schedule {
+        ck.syntax(
+            schedule,
+            "spec.backup.schedule",
+            syntax::on_calendar,
+            "a systemd OnCalendar expression such as daily or *-*-* 03:00:00",
+        );
+        if b.to.is_none() {
+            ck.problems.push(
+                Problem::new(
+                    schedule.span,
+                    "`spec.backup.schedule` needs `spec.backup.to`",
+                )
+                .help("name the bucket the timer uploads to: to: s3://bucket/prefix"),
+            );
+        }
+    }
     if b.keep.value == 0 {
         ck.problems.push(
             Problem::new(b.keep.span, "`spec.backup.keep` must be at least 1")

@@ -22,6 +22,13 @@ pub(super) fn check_policy_documents(ck: &mut Checker, aws: &Aws, base: &Path, f
                 syntax::iam_name,
                 "an IAM policy name such as aws-load-balancer-controller",
             );
+            if name.value == "ecoboot-backup" {
+                ck.err(
+                    name,
+                    "`ecoboot-backup` is the name of the policy ecoboot generates for spec.backup.schedule".to_string(),
+                    "pick another name",
+                );
+            }
             if !seen.insert(name.value.clone()) {
                 ck.err(
                     name,

@@ -128,6 +128,8 @@ pub struct InitPlan {
     unreachable: Option<String>,
     master: Option<MasterState>,
     fetch_admin: bool,
+    /// What the scheduled-backup timer still needs ([`super::backup_timer`]).
+    timer: Option<Action>,
 }
 
 impl StagePlan for InitPlan {
@@ -165,6 +167,7 @@ impl StagePlan for InitPlan {
                 "fetch admin.conf into the state directory (0600)",
             ));
         }
+        todo.extend(self.timer.clone());
         todo
     }
 }
@@ -191,18 +194,21 @@ impl Stage for InitMaster {
                     unreachable: Some(message),
                     master: None,
                     fetch_admin: true,
+                    timer: None,
                 }));
             }
             Err(e) => return Err(e),
         };
         let m = inspect(&conn).await?;
         let fetch_admin = !local_admin(cx).exists();
+        let timer = super::backup_timer::probe(&cx.config, &conn).await?;
         let done = !m.interrupted()
             && !m.half_initialised()
             && m.initialised()
             && m.healthy
             && m.kube_proxy
-            && !fetch_admin;
+            && !fetch_admin
+            && timer.is_none();
         Ok(if done {
             Found::done(format!(
                 "control plane {} initialised and healthy",
@@ -214,6 +220,7 @@ impl Stage for InitMaster {
                 unreachable: None,
                 master: Some(m),
                 fetch_admin,
+                timer,
             })
         })
     }
@@ -256,6 +263,10 @@ impl Stage for InitMaster {
         if !m.initialised() {
             // This run ran `kubeadm init`; a run killed before here leaves the token to its TTL.
             delete_init_tokens(&conn).await?;
+        }
+        if let Some(todo) = super::backup_timer::probe(&cx.config, &conn).await? {
+            super::backup_timer::apply(&cx.config, &conn, ID).await?;
+            cx.events.progress(ID, Some(&target.node), todo.what);
         }
         cx.events.progress(
             ID,

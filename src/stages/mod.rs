@@ -2,6 +2,7 @@
 
 mod applications;
 mod argocd_render;
+mod backup_timer;
 mod bootstrap_secrets;
 mod control_plane_guard;
 mod coredns;
