@@ -205,6 +205,42 @@ fn cluster_converges_through_the_api_and_a_rerun_writes_nothing() {
         coredns_blocked_by_taints_is_named(&api, &config, &state);
     }
     certificates_expiry_shown_and_renewed(&fleet, &config, &state);
+    worker_joined_elsewhere_is_joined_again(&fleet, &config, &state);
+}
+
+/// A worker whose kubelet talks to another API server than the control plane's (what a
+/// control plane restored onto a new address leaves behind) is reset and joined again.
+fn worker_joined_elsewhere_is_joined_again(fleet: &Fleet, config: &Path, state: &Path) {
+    let right = fleet.file(2, "/etc/kubernetes/kubelet.conf").unwrap();
+    assert!(right.contains("server: https://"), "{right}");
+    fleet.ssh(
+        2,
+        "sed -i 's#server: https://.*#server: https://10.9.9.9:6443#' /etc/kubernetes/kubelet.conf",
+    );
+    let (code, out, err) = run(ecoboot(state)
+        .arg("-c")
+        .arg(config)
+        .args(["stage", "join-workers"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("joined to https://10.9.9.9:6443, not to this control plane"),
+        "{out}"
+    );
+    assert_eq!(
+        fleet.file(2, "/etc/kubernetes/kubelet.conf").unwrap(),
+        right
+    );
+    let calls = fleet.calls(2);
+    assert!(
+        calls.iter().any(|c| c.starts_with("kubeadm reset")),
+        "{calls:?}"
+    );
+    let (code, out, err) = run(ecoboot(state)
+        .arg("-c")
+        .arg(config)
+        .args(["stage", "join-workers"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("14") || out.contains("joined"), "{out}");
 }
 
 /// #15: the control plane's certificate expiry in `status` (a warning below 30 days, as a

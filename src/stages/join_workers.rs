@@ -19,7 +19,9 @@ use crate::ssh::{Conn, Target, redact, script};
 /// Stage id.
 pub const ID: &str = "join-workers";
 const JOIN_CONFIG: &str = "/etc/kubernetes/ecoboot/kubeadm-join.yaml";
-const STATE_CHECK: &str = "if [ -e /etc/kubernetes/kubelet.conf ]; then echo joined; elif [ -e /etc/kubernetes/pki/ca.crt ]; then echo half; else echo new; fi";
+const STATE_CHECK: &str = "if [ -e /etc/kubernetes/kubelet.conf ]; then echo \"joined $(sed -n 's/^ *server: *//p' /etc/kubernetes/kubelet.conf | head -n1)\"; elif [ -e /etc/kubernetes/pki/ca.crt ]; then echo half; else echo new; fi";
+/// The API server the control plane's own kubeconfig names (where kubelets must point).
+const SERVER_CHECK: &str = "sed -n 's/^ *server: *//p' /etc/kubernetes/admin.conf | head -n1";
 
 /// The `join-workers` stage.
 pub struct JoinWorkers;
@@ -62,6 +64,9 @@ pub enum JoinState {
     New,
     /// pki present, no kubelet.conf: reset, then join.
     HalfJoined,
+    /// Joined to another API server than the control plane's (a control plane restored onto a
+    /// new address): reset, then join.
+    Elsewhere(String),
 }
 
 /// The nodes that have not joined, by name.
@@ -78,6 +83,12 @@ impl StagePlan for JoinPlan {
                 JoinState::HalfJoined => Action::new(
                     node,
                     "half-joined (pki present, no kubelet.conf): kubeadm reset -f, then join",
+                ),
+                JoinState::Elsewhere(server) => Action::new(
+                    node,
+                    format!(
+                        "joined to {server}, not to this control plane: kubeadm reset -f, then join"
+                    ),
                 ),
             })
             .collect()
@@ -103,6 +114,7 @@ impl Stage for JoinWorkers {
             .map(|f| (f.node, JoinState::Unreachable(f.tail)))
             .collect();
         let joined = conns.len();
+        let server = control_plane_server(cx).await;
         let states = crate::fanout::each(conns, 0, |(target, conn)| async move {
             let out = conn
                 .run(
@@ -117,8 +129,13 @@ impl Stage for JoinWorkers {
         .await;
         for (node, out) in states {
             match out?.stdout.trim() {
-                "joined" => {}
                 "half" => nodes.push((node, JoinState::HalfJoined)),
+                joined if joined.starts_with("joined") => {
+                    let at = joined.trim_start_matches("joined").trim();
+                    if server.as_deref().is_some_and(|s| !at.is_empty() && s != at) {
+                        nodes.push((node, JoinState::Elsewhere(at.to_string())));
+                    }
+                }
                 _ => nodes.push((node, JoinState::New)),
             }
         }
@@ -206,7 +223,25 @@ struct Joining<'a> {
     ca_hash: &'a str,
 }
 
-/// Joins one node (reset first when half-joined; nothing when it joined meanwhile).
+/// The control plane's API server URL from its admin.conf (None when it cannot be read: the
+/// workers' own servers are then not compared).
+async fn control_plane_server(cx: &Ctx) -> Option<String> {
+    let (_, conn) = cx.control_plane(ID).await.ok()?;
+    let out = conn
+        .run(
+            "control plane server",
+            SERVER_CHECK,
+            Duration::from_secs(60),
+            true,
+        )
+        .await
+        .ok()?;
+    let server = out.stdout.trim().trim_matches('"').to_string();
+    (out.ok() && !server.is_empty()).then_some(server)
+}
+
+/// Joins one node (reset first when half-joined or joined elsewhere; nothing when it joined
+/// this control plane meanwhile).
 async fn join_one(
     cx: &Ctx,
     joining: &Joining<'_>,
@@ -224,7 +259,11 @@ async fn join_one(
         joining.ca_hash,
     );
     let script = format!(
-        "if [ -e /etc/kubernetes/kubelet.conf ]; then exit {SKIPPED}; fi\nif [ -e /etc/kubernetes/pki/ca.crt ]; then kubeadm reset -f; fi\nmkdir -p /etc/kubernetes/ecoboot\n{write}\nkubeadm join --config {JOIN_CONFIG}\nrc=$?\nrm -f {JOIN_CONFIG}\nexit $rc",
+        "if [ -e /etc/kubernetes/kubelet.conf ] && grep -Eq {here} /etc/kubernetes/kubelet.conf; then exit {SKIPPED}; fi\nif [ -e /etc/kubernetes/kubelet.conf ] || [ -e /etc/kubernetes/pki/ca.crt ]; then kubeadm reset -f; fi\nmkdir -p /etc/kubernetes/ecoboot\n{write}\nkubeadm join --config {JOIN_CONFIG}\nrc=$?\nrm -f {JOIN_CONFIG}\nexit $rc",
+        here = script::quote(&format!(
+            "^ *server: *\"?https://{}\"?$",
+            joining.endpoint.replace('.', "\\.")
+        )),
         write = script::write_file(JOIN_CONFIG, join.as_bytes(), 0o600)
     );
     cx.events.progress(ID, Some(&target.node), "kubeadm join");
