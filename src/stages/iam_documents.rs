@@ -64,42 +64,8 @@ pub async fn load(cx: &Ctx) -> Result<Vec<Doc>> {
             controller_only: doc.controller_only,
         });
     }
-    out.extend(backup_policy(&cx.config));
+    out.extend(super::backup_timer::backup_policy(&cx.config));
     Ok(out)
-}
-
-/// Name of the generated document that lets the control plane's scheduled backup write its
-/// prefix (reserved: a configured document may not use it).
-pub const BACKUP_POLICY: &str = "ecoboot-backup";
-
-/// With `spec.backup.schedule`: put, tag and delete objects under the backups prefix and list
-/// that prefix, nothing else. On the role the control plane wears (the controller role when it
-/// runs the AWS controllers, else the node role every node wears).
-pub fn backup_policy(config: &crate::config::Config) -> Option<Doc> {
-    let (bucket, prefix) = super::backup_timer::target(config)?;
-    let json = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "EcobootBackupObjects",
-                "Effect": "Allow",
-                "Action": ["s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject"],
-                "Resource": format!("arn:aws:s3:::{bucket}/{prefix}*"),
-            },
-            {
-                "Sid": "EcobootBackupList",
-                "Effect": "Allow",
-                "Action": "s3:ListBucket",
-                "Resource": format!("arn:aws:s3:::{bucket}"),
-                "Condition": {"StringLike": {"s3:prefix": format!("{prefix}*")}},
-            },
-        ],
-    });
-    Some(Doc {
-        name: BACKUP_POLICY.into(),
-        json: json.to_string(),
-        controller_only: config.control_plane().aws_controllers,
-    })
 }
 
 /// Places `docs` for one role: inline while the role's total stays within [`INLINE_LIMIT`],
@@ -387,40 +353,6 @@ mod tests {
             json: "x".repeat(size),
             controller_only: false,
         }
-    }
-
-    #[test]
-    fn the_backup_policy_allows_only_the_backups_prefix() {
-        let mut config = crate::config::tests_support::config();
-        assert!(backup_policy(&config).is_none(), "no schedule, no policy");
-        let b = &mut config.cluster.spec.backup;
-        b.to = Some(crate::config::Located {
-            value: "s3://my-backups/ecoboot".into(),
-            span: None,
-        });
-        b.schedule = Some(crate::config::Located {
-            value: "daily".into(),
-            span: None,
-        });
-        let doc = backup_policy(&config).unwrap();
-        let json: serde_json::Value = serde_json::from_str(&doc.json).unwrap();
-        let objects = &json["Statement"][0];
-        let prefix = format!(
-            "arn:aws:s3:::my-backups/ecoboot/{}/backups/*",
-            config.name()
-        );
-        assert_eq!(objects["Resource"], prefix);
-        assert!(
-            !objects["Action"].to_string().contains("GetObject"),
-            "write-only"
-        );
-        let list = &json["Statement"][1];
-        assert_eq!(list["Resource"], "arn:aws:s3:::my-backups");
-        assert_eq!(
-            list["Condition"]["StringLike"]["s3:prefix"],
-            format!("ecoboot/{}/backups/*", config.name())
-        );
-        assert_eq!(doc.controller_only, config.control_plane().aws_controllers);
     }
 
     #[test]
