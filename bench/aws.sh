@@ -28,7 +28,12 @@ endpoint="http://127.0.0.1:$proxy_port"
 curl -sf "$endpoint/_proxy/inventory?cluster=warmup" >/dev/null   # moto's first EC2 call sets up the region
 
 ssh-keygen -q -t ed25519 -N '' -f "$work/id"
-sed -e "s#~/.ssh/sesacthon.pub#$work/id.pub#" -e 's/^  name: sesacthon$/  name: bench/' inventory/cluster.yaml >"$work/cluster.yaml"
+# The load balancer controller's policy from its upstream test copy: no download (loopback only).
+testdata="${ECOBOOT_TESTDATA:-$PWD/../shared/testdata}"
+[ -f "$testdata/aws-load-balancer-controller-iam-policy-v3.5.0.json" ] || testdata=/work/shared/testdata
+sed -e "s#~/.ssh/sesacthon.pub#$work/id.pub#" -e 's/^  name: sesacthon$/  name: bench/' \
+    -e "s#^\(        sha256: 16f232c9d9f79366fe949c4550ad517a202380058a9e48d45a4e215044a20a6a\)\$#\1\n        path: $testdata/aws-load-balancer-controller-iam-policy-v3.5.0.json#" \
+    inventory/cluster.yaml >"$work/cluster.yaml"
 export AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
        AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 unset AWS_PROFILE AWS_REGION
