@@ -85,6 +85,16 @@ impl Aws {
         &self,
         states: &[&str],
     ) -> crate::error::Result<Vec<aws_sdk_ec2::types::Instance>> {
+        self.instances_where(states, Some(self.tags.filter())).await
+    }
+
+    /// Instances in one of `states` (of every owner unless `filter` narrows them), across all
+    /// result pages.
+    pub async fn instances_where(
+        &self,
+        states: &[&str],
+        filter: Option<aws_sdk_ec2::types::Filter>,
+    ) -> crate::error::Result<Vec<aws_sdk_ec2::types::Instance>> {
         let states = aws_sdk_ec2::types::Filter::builder()
             .name("instance-state-name")
             .set_values(Some(states.iter().map(|s| s.to_string()).collect()))
@@ -92,8 +102,7 @@ impl Aws {
         let pages = self
             .ec2
             .describe_instances()
-            .filters(self.tags.filter())
-            .filters(states)
+            .set_filters(Some(filter.into_iter().chain([states]).collect()))
             .into_paginator()
             .send()
             .try_collect()

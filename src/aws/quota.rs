@@ -100,24 +100,9 @@ pub async fn vcpus_of(aws: &Aws, types: &BTreeSet<String>) -> Result<BTreeMap<St
 /// The account's pending and running on-demand instances of standard families in the region
 /// (every instance, not only this cluster's): their types, one entry per instance.
 pub async fn running_standard(aws: &Aws) -> Result<Vec<String>> {
-    let states = aws_sdk_ec2::types::Filter::builder()
-        .name("instance-state-name")
-        .values("pending")
-        .values("running")
-        .build();
-    let pages = aws
-        .ec2
-        .describe_instances()
-        .filters(states)
-        .into_paginator()
-        .send()
-        .try_collect()
-        .await
-        .map_err(|e| aws_error("DescribeInstances", "running instances", e))?;
-    Ok(pages
+    let all = aws.instances_where(&["pending", "running"], None).await?;
+    Ok(all
         .iter()
-        .flat_map(|p| p.reservations())
-        .flat_map(|r| r.instances())
         .filter(|i| i.instance_lifecycle().is_none()) // spot and scheduled do not count
         .filter_map(|i| i.instance_type().map(|t| t.as_str().to_string()))
         .filter(|t| is_standard(t))

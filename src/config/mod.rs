@@ -10,6 +10,7 @@ mod model_argocd;
 mod model_gitops;
 mod model_iam;
 mod model_state;
+mod problems;
 mod strings;
 pub mod support;
 pub mod syntax;
@@ -22,9 +23,8 @@ mod validate_nodes;
 
 use std::path::{Path, PathBuf};
 
-use miette::{Diagnostic, NamedSource, SourceSpan};
+use miette::SourceSpan;
 use sha2::{Digest, Sha256};
-use thiserror::Error;
 
 pub use cidr::Cidr;
 pub use locate::Seg;
@@ -33,6 +33,7 @@ pub use model_argocd::*;
 pub use model_gitops::{Gitops, PullSecret, Repository, SecretSource};
 pub use model_iam::{PolicyDocument, policy_json};
 pub use model_state::{State as StateConfig, StateBackend};
+pub use problems::{ConfigProblems, Problem};
 pub use syntax::{Effect, Taint};
 
 /// The largest config file ecoboot reads.
@@ -63,103 +64,6 @@ pub enum FileChecks {
     Check,
     /// Skip file checks (plan, status, listing commands).
     Skip,
-}
-
-/// One problem found in the config.
-#[derive(Debug, Error, Diagnostic, Clone)]
-#[error("{message}")]
-pub struct Problem {
-    /// What is wrong, naming the key.
-    pub message: String,
-    /// Where in the file.
-    #[label("{label}")]
-    pub span: Option<SourceSpan>,
-    /// The label text under the span.
-    pub label: String,
-    /// What to do about it.
-    #[help]
-    pub help: Option<String>,
-}
-
-impl Problem {
-    /// A problem at `span` (if known).
-    pub fn new(span: Option<SourceSpan>, message: impl Into<String>) -> Self {
-        let mut message: String = message.into();
-        if message.chars().count() > 300 {
-            // Values echoed in messages (parser errors included) stay short.
-            message = message.chars().take(300).collect::<String>() + "…";
-        }
-        Problem {
-            message,
-            span,
-            label: "here".into(),
-            help: None,
-        }
-    }
-
-    /// Adds a help line.
-    pub fn help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
-        self
-    }
-
-    /// Sets the label shown under the span.
-    pub fn label(mut self, label: impl Into<String>) -> Self {
-        self.label = label.into();
-        self
-    }
-}
-
-/// Every problem found in one config file, rendered together.
-#[derive(Debug, Error, Diagnostic)]
-#[error("{} in {}", count(problems.len()), path.display())]
-#[diagnostic(
-    code(ecoboot::config),
-    help("fix the problems above; nothing was changed")
-)]
-pub struct ConfigProblems {
-    /// The config file.
-    pub path: PathBuf,
-    /// Its text, for spans.
-    #[source_code]
-    pub source_code: NamedSource<String>,
-    /// The problems, in file order.
-    #[related]
-    pub problems: Vec<Problem>,
-}
-
-fn count(n: usize) -> String {
-    if n == 1 {
-        "1 problem".into()
-    } else {
-        format!("{n} problems")
-    }
-}
-
-impl ConfigProblems {
-    fn new(path: &Path, source: String, mut problems: Vec<Problem>) -> Box<Self> {
-        problems.sort_by_key(|p| p.span.map_or(usize::MAX, |s| s.offset()));
-        if problems.len() > MAX_PROBLEMS {
-            let more = problems.len() - MAX_PROBLEMS;
-            problems.truncate(MAX_PROBLEMS);
-            problems.push(
-                Problem::new(None, format!("and {more} more problems"))
-                    .help("fix the ones above first"),
-            );
-        }
-        Box::new(ConfigProblems {
-            path: path.to_path_buf(),
-            source_code: NamedSource::new(path.display().to_string(), source),
-            problems,
-        })
-    }
-
-    /// 1-based line number of a problem's span, for tests and plain output.
-    pub fn line_of(&self, problem: &Problem) -> Option<usize> {
-        let span = problem.span?;
-        let text = self.source_code.inner();
-        Some(text[..span.offset().min(text.len())].matches('\n').count() + 1)
-    }
 }
 
 impl Config {

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{InstanceStateName, ResourceType};
 
@@ -16,7 +15,6 @@ use crate::aws::aws_error;
 use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
 use crate::event::Action;
-use crate::retry::{Backoff, Try, retry};
 
 /// Stage id (also the journal key of [`InstancesOut`]).
 pub const ID: &str = crate::nodes::INSTANCES;
@@ -24,8 +22,6 @@ pub const ID: &str = crate::nodes::INSTANCES;
 const MAX_GENERATIONS: u32 = 64;
 /// How long `RunInstances` is retried while IAM has not propagated the new instance profile.
 pub(super) const PROFILE_PROPAGATION: Duration = Duration::from_secs(120);
-/// How long to wait for launched instances to be running.
-const RUNNING_TIMEOUT: Duration = Duration::from_secs(600);
 pub(super) const KEY_TAG: &str = "ecoboot.io/public-key-sha256";
 
 pub use crate::nodes::{InstancesOut, NodeOut};
@@ -52,7 +48,9 @@ use super::instances_found::{
     Existing, KeyState, discover, kubernetes_tags_missing, needs, node_out, plan, public_key,
     state_name,
 };
-use super::instances_launch::{Launch, client_token, journal_token, newest_ami};
+use super::instances_launch::{
+    Launch, client_token, journal_token, launch_failures, newest_ami, wait_running,
+};
 
 #[async_trait]
 impl Stage for Instances {
@@ -292,75 +290,6 @@ async fn launch_node(cx: &Ctx, launch: Launch) -> Result<String> {
     cx.events
         .progress(ID, Some(&name), format!("launched {id}"));
     Ok(id)
-}
-
-/// Waits until every launched instance is running.
-async fn wait_running(cx: &Ctx, aws: &crate::aws::Aws, launched: &[String]) -> Result<()> {
-    if launched.is_empty() {
-        return Ok(());
-    }
-    let what = format!("waiting for {} instance(s) to be running", launched.len());
-    cx.events.progress(ID, None, what);
-    aws.ec2
-        .wait_until_instance_running()
-        .set_instance_ids(Some(launched.to_vec()))
-        .wait(RUNNING_TIMEOUT)
-        .await
-        .map_err(|e| Error::StageFailed {
-            stage: ID.into(),
-            message: format!(
-                "instances {} did not reach running: {e}",
-                launched.join(", ")
-            ),
-            help: "check the instances in the EC2 console; rerun `ecoboot up` to continue".into(),
-        })?;
-    // EC2 is eventually consistent: the waiter passes on the instances a describe returns, and
-    // a new instance may still be missing from the tag-filtered listing the re-probe reads.
-    let backoff = Backoff::poll(Duration::from_secs(1), RUNNING_TIMEOUT);
-    retry(&backoff, |_| async {
-        match aws.instances(&["running"]).await {
-            Ok(list) => {
-                let seen: Vec<&str> = list.iter().filter_map(|i| i.instance_id()).collect();
-                let missing: Vec<&String> = launched
-                    .iter()
-                    .filter(|id| !seen.contains(&id.as_str()))
-                    .collect();
-                if missing.is_empty() {
-                    Try::Done(())
-                } else {
-                    Try::Again(Error::StageFailed {
-                        stage: ID.into(),
-                        message: format!("instances {missing:?} are not listed as running yet"),
-                        help: "rerun `ecoboot up` to continue".into(),
-                    })
-                }
-            }
-            Err(e) => Try::Fail(e),
-        }
-    })
-    .await
-}
-
-/// One error for every failed launch (the launched instances are kept).
-fn launch_failures(mut failures: Vec<Error>) -> Result<()> {
-    match failures.len() {
-        0 => Ok(()),
-        1 => Err(failures.remove(0)),
-        n => {
-            let lines: Vec<String> = failures.iter().map(|e| format!("  {e}")).collect();
-            let help = match &failures[0] {
-                Error::Aws { help, .. } => format!("{help} (launched instances are kept)"),
-                _ => {
-                    "fix the first error and rerun `ecoboot up`; launched instances are kept".into()
-                }
-            };
-            Err(Error::StageFailed {
-                stage: ID.into(),
-                message: format!("{n} launches failed:\n{}", lines.join("\n")),
-                help,
-            })
-        }
-    }
 }
 
 /// Forgets the pinned host key of every node whose recorded instance was replaced (another

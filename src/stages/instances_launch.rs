@@ -1,8 +1,10 @@
 //! Launching one node's instance: the deterministic ClientToken (journaled first), the user
-//! data, the newest AMI, and RunInstances retried while IAM propagates the instance profile.
+//! data, the newest AMI, RunInstances retried while IAM propagates the instance profile, the
+//! wait until the new instances are listed as running, and one error for all failed launches.
 
 use std::time::Duration;
 
+use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification, Instance, InstanceType,
     ResourceType, VolumeType,
@@ -16,6 +18,9 @@ use crate::config::{Config, Node};
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::retry::{Backoff, Try, retry};
+
+/// How long to wait for launched instances to be running.
+const RUNNING_TIMEOUT: Duration = Duration::from_secs(600);
 
 use super::instances::{ID, InstancesOut, PROFILE_PROPAGATION};
 
@@ -208,5 +213,74 @@ pub(super) fn profile_not_ready<E: aws_sdk_ec2::error::ProvideErrorMetadata, R>(
                 && (msg.contains("iaminstanceprofile") || msg.contains("instance profile"))
         }
         _ => false,
+    }
+}
+
+/// Waits until every launched instance is running.
+pub(super) async fn wait_running(cx: &Ctx, aws: &Aws, launched: &[String]) -> Result<()> {
+    if launched.is_empty() {
+        return Ok(());
+    }
+    let what = format!("waiting for {} instance(s) to be running", launched.len());
+    cx.events.progress(ID, None, what);
+    aws.ec2
+        .wait_until_instance_running()
+        .set_instance_ids(Some(launched.to_vec()))
+        .wait(RUNNING_TIMEOUT)
+        .await
+        .map_err(|e| Error::StageFailed {
+            stage: ID.into(),
+            message: format!(
+                "instances {} did not reach running: {e}",
+                launched.join(", ")
+            ),
+            help: "check the instances in the EC2 console; rerun `ecoboot up` to continue".into(),
+        })?;
+    // EC2 is eventually consistent: the waiter passes on the instances a describe returns, and
+    // a new instance may still be missing from the tag-filtered listing the re-probe reads.
+    let backoff = Backoff::poll(Duration::from_secs(1), RUNNING_TIMEOUT);
+    retry(&backoff, |_| async {
+        match aws.instances(&["running"]).await {
+            Ok(list) => {
+                let seen: Vec<&str> = list.iter().filter_map(|i| i.instance_id()).collect();
+                let missing: Vec<&String> = launched
+                    .iter()
+                    .filter(|id| !seen.contains(&id.as_str()))
+                    .collect();
+                if missing.is_empty() {
+                    Try::Done(())
+                } else {
+                    Try::Again(Error::StageFailed {
+                        stage: ID.into(),
+                        message: format!("instances {missing:?} are not listed as running yet"),
+                        help: "rerun `ecoboot up` to continue".into(),
+                    })
+                }
+            }
+            Err(e) => Try::Fail(e),
+        }
+    })
+    .await
+}
+
+/// One error for every failed launch (the launched instances are kept).
+pub(super) fn launch_failures(mut failures: Vec<Error>) -> Result<()> {
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.remove(0)),
+        n => {
+            let lines: Vec<String> = failures.iter().map(|e| format!("  {e}")).collect();
+            let help = match &failures[0] {
+                Error::Aws { help, .. } => format!("{help} (launched instances are kept)"),
+                _ => {
+                    "fix the first error and rerun `ecoboot up`; launched instances are kept".into()
+                }
+            };
+            Err(Error::StageFailed {
+                stage: ID.into(),
+                message: format!("{n} launches failed:\n{}", lines.join("\n")),
+                help,
+            })
+        }
     }
 }
