@@ -15,6 +15,8 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# libfaketime: the lock test runs a stealer whose clock is an hour ahead.
+command -v faketime >/dev/null 2>&1 || need_apt+=(faketime)
 # The node simulators read kubeadm configs with a real YAML parser (Debian's python3).
 /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || need_apt+=(python3-yaml)
 if [ ${#need_apt[@]} -gt 0 ]; then

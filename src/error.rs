@@ -97,6 +97,19 @@ pub enum Error {
         url: String,
     },
 
+    /// This run lost the remote state lock while it worked and stopped.
+    #[error("this run lost the state lock and stopped: {reason}")]
+    #[diagnostic(
+        code(ecoboot::state::lock_lost),
+        help(
+            "nothing more was written after the lock was lost; another run may be working on the cluster now. Wait for it (`ecoboot state show`), then rerun: every stage probes the real world again"
+        )
+    )]
+    LockLost {
+        /// Why the lock counts as lost.
+        reason: String,
+    },
+
     /// Someone else changed the remote state since this run read it.
     #[error("the state at {url} changed since this run read it: {reason}")]
     #[diagnostic(
@@ -269,7 +282,9 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::Usage(_) => exit::USAGE,
-            Error::Locked { .. } | Error::RemoteLocked { .. } => exit::LOCKED,
+            Error::Locked { .. } | Error::RemoteLocked { .. } | Error::LockLost { .. } => {
+                exit::LOCKED
+            }
             Error::StateUnusable { .. } | Error::StateConflict { .. } => exit::STATE,
             Error::Interrupted => exit::INTERRUPTED,
             Error::PlanIncomplete { .. } => exit::INCOMPLETE_PLAN,

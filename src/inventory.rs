@@ -24,6 +24,17 @@ struct Host<'a> {
     instance_type: &'a str,
 }
 
+/// A value as hosts.ini may carry it: Ansible splits a host line on spaces and reads every
+/// `key=value` as a variable (`ansible_ssh_common_args` runs commands), so anything but a
+/// plain token (`[A-Za-z0-9._:-]`) is written as `invalid` instead.
+fn ini_value(v: &str) -> &str {
+    let plain = !v.is_empty()
+        && !v.starts_with('-')
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
+    if plain { v } else { "invalid" }
+}
+
 /// Renders `hosts.ini`.
 pub fn render_ini(config: &Config, out: &InstancesOut) -> String {
     let mut text = format!(
@@ -42,11 +53,11 @@ pub fn render_ini(config: &Config, out: &InstancesOut) -> String {
             };
             text.push_str(&format!(
                 "{name} ansible_host={} private_ip={} instance_id={} az={} instance_type={}\n",
-                ssh_address(config, name, Some(out)),
-                i.private_ip,
-                i.instance_id,
-                i.az,
-                i.instance_type
+                ini_value(&ssh_address(config, name, Some(out))),
+                ini_value(&i.private_ip),
+                ini_value(&i.instance_id),
+                ini_value(&i.az),
+                ini_value(&i.instance_type)
             ));
         }
     }
@@ -123,5 +134,10 @@ mod tests {
         );
         assert_eq!(ini.matches("ansible_host=").count(), 14);
         assert!(render_yaml(&config, &out).contains("k8s-monitoring:"));
+        out.nodes.get_mut("k8s-master").unwrap().private_ip =
+            "1.2.3.4 ansible_ssh_common_args='-o ProxyCommand=x'".into();
+        let ini = render_ini(&config, &out);
+        assert!(!ini.contains("ProxyCommand"), "{ini}");
+        assert!(ini.contains("k8s-master ansible_host=54.0.0.0 private_ip=invalid"));
     }
 }

@@ -19,7 +19,9 @@ pub mod fanout;
 pub mod fetch;
 pub mod fsutil;
 pub mod inventory;
+pub mod journal_check;
 pub mod kubeadm;
+pub mod lock_health;
 pub mod nodes;
 pub mod output;
 pub mod playbook;
@@ -85,13 +87,23 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
         );
     }));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        runtime.block_on(commands::dispatch(cli))
+        runtime.block_on(async {
+            // Losing the remote state lock cancels the command where it stands: its future
+            // is dropped (SSH channels, API and AWS calls with it) and the run exits 3.
+            tokio::select! {
+                result = commands::dispatch(cli) => result,
+                reason = lock_health::wait_lost() => Err(error::Error::LockLost { reason }),
+            }
+        })
     }));
     match result {
         Ok(Ok(())) => exit::SUCCESS,
         Ok(Err(err)) => {
             let code = err.exit_code();
-            eprintln!("{:?}", miette::Report::new(err));
+            // The one output point for the final error: its text may quote node output or
+            // journal values, so it is cleaned like every other line (colours kept).
+            let rendered = format!("{:?}", miette::Report::new(err));
+            eprintln!("{}", report::sanitize::clean_with(&rendered, true));
             code
         }
         Err(_) => exit::INTERNAL,

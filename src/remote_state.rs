@@ -68,8 +68,15 @@ pub struct LockInfo {
     pub holder: String,
     /// RFC 3339.
     pub started: String,
-    /// Unix seconds after which the lease has expired.
+    /// Unix seconds after which the lease has expired (the holder's clock: a hint only).
     pub expires: u64,
+    /// The holder's lease: a stealer must see the lock's ETag unchanged this long.
+    #[serde(default = "default_lease_seconds")]
+    pub lease_seconds: u64,
+}
+
+fn default_lease_seconds() -> u64 {
+    LEASE.as_secs()
 }
 
 fn unix_now() -> u64 {
@@ -94,10 +101,12 @@ impl LockInfo {
             holder,
             started: crate::state::now(),
             expires: unix_now() + lease().as_secs(),
+            lease_seconds: lease().as_secs(),
         }
     }
 
-    /// The lease has run out.
+    /// The lease has run out by this machine's clock: a hint for messages and the trigger
+    /// to start watching, never enough to take the lock.
     pub fn expired(&self) -> bool {
         unix_now() > self.expires
     }
@@ -270,7 +279,25 @@ pub async fn acquire(remote: &Remote, steal_expired: bool) -> Result<HeldLock> {
         let theirs: Option<LockInfo> = serde_json::from_slice(&text).ok();
         match theirs {
             Some(t) if t.expired() && steal_expired => {
-                remote.delete(LOCK, &etag).await?;
+                let watch = Duration::from_secs(t.lease_seconds.clamp(5, 3600));
+                match unchanged_for(remote, &etag, watch).await? {
+                    Watch::Unchanged => {
+                        remote.delete(LOCK, &etag).await?;
+                    }
+                    Watch::Gone => {}
+                    Watch::Changed => {
+                        return Err(Error::RemoteLocked {
+                            cluster: remote.cluster.clone(),
+                            holder: format!(
+                                "{}, since {} (it renewed its lease while this run watched: it is alive)",
+                                t.holder, t.started
+                            ),
+                            id: t.id.clone(),
+                            expired: false,
+                            url: remote.url(LOCK),
+                        });
+                    }
+                }
             }
             other => {
                 return Err(Error::RemoteLocked {
@@ -294,21 +321,60 @@ pub async fn acquire(remote: &Remote, steal_expired: bool) -> Result<HeldLock> {
     })
 }
 
+/// What the lock object did while a stealer watched it.
+enum Watch {
+    /// Same ETag for the whole lease: its holder stopped renewing.
+    Unchanged,
+    /// Renewed (or replaced): someone holds it.
+    Changed,
+    /// Released meanwhile.
+    Gone,
+}
+
+/// Watches the lock for `lease` (this process's monotonic clock; S3's ETag is the only
+/// witness, so neither side's wall clock matters).
+async fn unchanged_for(remote: &Remote, etag: &str, lease: Duration) -> Result<Watch> {
+    tracing::warn!(
+        "the state lock's lease looks expired: watching it for {}s before taking it over",
+        lease.as_secs()
+    );
+    let start = std::time::Instant::now();
+    let step = (lease / 5).max(Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(step).await;
+        match remote.get(LOCK).await? {
+            None => return Ok(Watch::Gone),
+            Some((_, now)) if now != etag => return Ok(Watch::Changed),
+            Some(_) if start.elapsed() >= lease => return Ok(Watch::Unchanged),
+            Some(_) => {}
+        }
+    }
+}
+
 fn hold(remote: Remote, info: LockInfo, etag: String) -> HeldLock {
     let etag = Arc::new(Mutex::new(etag));
     let (r, e, i) = (remote.clone(), etag.clone(), info.clone());
+    crate::lock_health::renewed(lease());
     let renewer = tokio::spawn(async move {
         let mut info = i;
         loop {
             tokio::time::sleep(lease() / 3).await;
+            // Stopped (SIGSTOP, a suspended laptop) or cut off for too long: a stealer may
+            // already hold it, so this run stops before renewing over it.
+            if crate::lock_health::still_held().is_err() {
+                return;
+            }
             info.expires = unix_now() + lease().as_secs();
             let body = serde_json::to_vec_pretty(&info).expect("lock serializes");
             let current = e.lock().unwrap_or_else(|p| p.into_inner()).clone();
             match r.put(LOCK, body, &Expect::ETag(current)).await {
-                Ok(Some(new)) => *e.lock().unwrap_or_else(|p| p.into_inner()) = new,
+                Ok(Some(new)) => {
+                    *e.lock().unwrap_or_else(|p| p.into_inner()) = new;
+                    crate::lock_health::renewed(lease());
+                }
                 Ok(None) => {
-                    tracing::error!(
-                        "the state lock was taken over by someone else (`unlock --force`)"
+                    crate::lock_health::lost(
+                        "the state lock was taken over by another run (`unlock --force` or `--steal-expired-lock`)".into(),
                     );
                     return;
                 }
@@ -328,6 +394,7 @@ impl HeldLock {
     /// Stops renewing and deletes the lock (if it is still ours).
     pub async fn release(self) {
         self.renewer.abort();
+        crate::lock_health::released();
         let etag = self.etag.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Err(e) = self.remote.delete(LOCK, &etag).await {
             tracing::warn!("could not release the state lock: {e}");

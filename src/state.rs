@@ -307,6 +307,19 @@ impl Store {
                 });
             }
         }
+        if let Some(outputs) = value.get("outputs").and_then(|o| o.as_object()) {
+            let problems = crate::journal_check::problems(outputs);
+            if !problems.is_empty() {
+                return Err(Error::StateUnusable {
+                    path,
+                    reason: format!(
+                        "{} value(s) outside their grammar (a journal ecoboot wrote never has them; was the state bucket written by someone else?): {}",
+                        problems.len(),
+                        problems.join("; ")
+                    ),
+                });
+            }
+        }
         let state: State = serde_json::from_value(value).map_err(|e| Error::StateUnusable {
             path: path.clone(),
             reason: format!("unexpected content ({e})"),

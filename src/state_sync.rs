@@ -71,6 +71,11 @@ impl Synced {
         if locked(&self.seen).get(name) == Some(&bytes) {
             return Ok(());
         }
+        if locked(&self.lock).is_some()
+            && let Err(why) = crate::lock_health::still_held()
+        {
+            return Err(Error::LockLost { reason: why });
+        }
         let etag = locked(&self.etags).get(name).cloned().unwrap_or_default();
         let expect = match etag.as_str() {
             "" => Expect::Absent,

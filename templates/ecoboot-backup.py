@@ -5,8 +5,10 @@ spec.backup.schedule is set and run by ecoboot-backup.timer. Python standard lib
 It does what `ecoboot backup` does from a workstation: etcdctl snapshot save with kubeadm's etcd
 client certificates, etcdutl snapshot status, a tar.gz of the snapshot and /etc/kubernetes/pki
 in a root-only directory, uploaded to s3://BUCKET/KEYPREFIX<time>-rev<revision>.tar.gz with
-SSE-S3, the cluster tag and sha256/revision metadata, then the newest KEEP kept. Credentials
-are the instance profile's, read through IMDSv2 (the node role allows exactly this prefix).
+SSE-S3, the cluster tag and sha256/revision metadata, never over an existing object. Credentials
+are the instance profile's, read through IMDSv2; they may add backups under this prefix and
+nothing else (no list, no delete): `ecoboot backup`, with the operator's credentials, keeps the
+newest KEEP.
 
 Usage: ecoboot-backup BUCKET KEYPREFIX CLUSTER KEEP
 ECOBOOT_IMDS and ECOBOOT_S3_ENDPOINT override the metadata service and the S3 endpoint (tests).
@@ -22,7 +24,6 @@ import sys
 import tempfile
 import urllib.parse
 import urllib.request
-import xml.etree.ElementTree as ET
 
 IMDS = os.environ.get("ECOBOOT_IMDS", "http://169.254.169.254")
 TOOLS = """certs="--endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key"
@@ -101,15 +102,12 @@ def main():
         s3("PUT", bucket, key, region, creds, body=body, headers={
             "x-amz-server-side-encryption": "AES256", "x-amz-tagging": tag,
             "x-amz-meta-sha256": hashlib.sha256(body).hexdigest(),
-            "x-amz-meta-etcd-revision": str(status["revision"]), "content-type": "application/gzip"})
+            "x-amz-meta-etcd-revision": str(status["revision"]), "content-type": "application/gzip",
+            "if-none-match": "*"})
         print(f"uploaded s3://{bucket}/{key} ({len(body)} bytes, revision {status['revision']})")
-        listing = ET.fromstring(s3("GET", bucket, "", region, creds,
-                                   query=urllib.parse.urlencode({"list-type": "2", "prefix": prefix})))
-        ns = listing.tag.split("}")[0] + "}" if listing.tag.startswith("{") else ""
-        keys = sorted((k.text for k in listing.iter(f"{ns}Key") if k.text.endswith(".tar.gz")), reverse=True)
-        for old in keys[keep:]:
-            s3("DELETE", bucket, old, region, creds)
-            print(f"deleted s3://{bucket}/{old} (keeping the newest {keep})")
+        # The node's credentials add backups and nothing else: no list, no delete, no
+        # overwrite (If-None-Match). `ecoboot backup`, run with the operator's credentials,
+        # prunes to the newest `keep`.
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

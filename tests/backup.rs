@@ -64,6 +64,63 @@ c.put_object(Bucket='{BUCKET}', Key='{damaged}', Body=out.getvalue())"#
     format!("s3://{BUCKET}/{damaged}")
 }
 
+/// Copies of backup `key`, each with one hostile member added: (s3 URL, what the refusal names).
+fn hostile_copies(sb: &AwsSandbox, key: &str) -> Vec<(String, &'static str)> {
+    let cases: [(&str, &str, &'static str); 6] = [
+        (
+            "symlink",
+            "m = tarfile.TarInfo('etc/kubernetes/pki/sa.key'); m.type = tarfile.SYMTYPE; m.linkname = '/etc/shadow'",
+            "symbolic link",
+        ),
+        (
+            "dirlink",
+            "m = tarfile.TarInfo('etc/kubernetes/pki/etcd2'); m.type = tarfile.SYMTYPE; m.linkname = '/'",
+            "symbolic link",
+        ),
+        (
+            "setuid",
+            "m = tarfile.TarInfo('etc/kubernetes/pki/helper'); m.mode = 0o4755; data = b'#!/bin/sh'",
+            "setuid",
+        ),
+        (
+            "device",
+            "m = tarfile.TarInfo('etc/kubernetes/pki/mem'); m.type = tarfile.CHRTYPE; m.devmajor = 1; m.devminor = 1",
+            "device node",
+        ),
+        (
+            "outside",
+            "m = tarfile.TarInfo('etc/cron.d/ecoboot'); data = b'* * * * * root touch /tmp/pwned'",
+            "outside",
+        ),
+        (
+            "escape",
+            "m = tarfile.TarInfo('../../root/.ssh/authorized_keys'); data = b'ssh-ed25519 AAAA evil'",
+            "`..`",
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, member, why) in cases {
+        let dest = format!("e2e/sesacthon/backups/00000000T000000Z-{name}.tar.gz");
+        let body = format!(
+            r#"import tarfile
+src = tarfile.open(fileobj=io.BytesIO(c.get_object(Bucket='{BUCKET}', Key='{key}')['Body'].read()), mode='r:gz')
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode='w:gz') as dst:
+    for m in src.getmembers():
+        dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+    data = None
+    {member}
+    if data is not None:
+        m.size = len(data)
+    dst.addfile(m, io.BytesIO(data) if data is not None else None)
+c.put_object(Bucket='{BUCKET}', Key='{dest}', Body=buf.getvalue())"#
+        );
+        sb.boto_script("s3", &body);
+        out.push((format!("s3://{BUCKET}/{dest}"), why));
+    }
+    out
+}
+
 #[test]
 fn backup_to_s3_then_restore_onto_a_replaced_control_plane() {
     let api = KubeApi::start();
@@ -130,6 +187,7 @@ fn backup_to_s3_then_restore_onto_a_replaced_control_plane() {
     assert_eq!(tags["TagSet"][0]["Key"], "ecoboot.io/cluster", "{tags}");
     assert_eq!(tags["TagSet"][0]["Value"], "sesacthon");
     scheduled_backup_runs_on_the_node(&sb, &fleet);
+    let newest = planted_keys_never_make_backup_delete_the_new_one(&sb, &config, &state);
     let local = std::fs::read_dir(state.join("sesacthon/backups"))
         .unwrap()
         .count();
@@ -165,6 +223,31 @@ fn backup_to_s3_then_restore_onto_a_replaced_control_plane() {
         "nothing touched"
     );
     assert!(fleet.file(1, "/etc/kubernetes/ecoboot/restored").is_none());
+
+    // Finding 6 of #25: hostile archives (a good backup plus one planted member each) are
+    // refused before a byte reaches the node.
+    let hostile = hostile_copies(&sb, &newest);
+    for (url, why) in &hostile {
+        let (code, out, err) = eco(&sb, &config, &state, &["restore", "--from", url]);
+        assert_eq!(code, 1, "{url}: {out}{err}");
+        assert!(
+            err.contains("not a backup ecoboot would write") && err.contains(why),
+            "{url}: {err}"
+        );
+        assert!(
+            fleet.file(1, "/etc/kubernetes/pki/ca.crt").is_none(),
+            "nothing touched"
+        );
+        assert!(
+            fleet.file(1, "/var/lib/ecoboot/restore/etcd.db").is_none(),
+            "nothing sent"
+        );
+    }
+    println!(
+        "hostile archives: {} tried, {} refused",
+        hostile.len(),
+        hostile.len()
+    );
 
     // The good backup: the five objects are back and all 14 nodes Ready.
     let (code, out, err) = eco(
@@ -277,6 +360,54 @@ fn fake_imds(n: usize) -> (String, std::thread::JoinHandle<Vec<String>>) {
 /// spec.backup.schedule: init-master installed the timer and its uploader on the control
 /// plane; run as the timer would (metadata service and S3 endpoint pointed at loopback), it
 /// uploads a backup with the instance profile's credentials and keeps the newest two.
+/// Finding 7 of #25: keys planted in the prefix (`zz-…` sorts last, an ecoboot-looking name
+/// from the far future sorts first) never make `ecoboot backup` delete the backup it just took,
+/// and a key outside ecoboot's own pattern is never touched.
+fn planted_keys_never_make_backup_delete_the_new_one(
+    sb: &AwsSandbox,
+    config: &Path,
+    state: &Path,
+) -> String {
+    let prefix = "e2e/sesacthon/backups/";
+    for planted in ["zz-evil.tar.gz", "99999999T999999Z-rev999.tar.gz"] {
+        sb.boto(
+            "s3",
+            &format!("put_object(Bucket='{BUCKET}', Key='{prefix}{planted}', Body=b'x')"),
+        );
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (code, out, err) = eco(sb, config, state, &["backup"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let keys = backups(sb);
+    let new = out
+        .split(&format!("uploaded s3://{BUCKET}/"))
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("the uploaded key")
+        .to_string();
+    assert!(
+        keys.contains(&new),
+        "the new backup survives its own pruning: {keys:?}"
+    );
+    assert!(
+        keys.contains(&format!("{prefix}zz-evil.tar.gz")),
+        "not ecoboot's pattern: never deleted: {keys:?}"
+    );
+    let ours: Vec<&String> = keys
+        .iter()
+        .filter(|k| !k.ends_with("zz-evil.tar.gz"))
+        .collect();
+    assert_eq!(ours.len(), 2, "keep: 2 of ecoboot's own names: {keys:?}");
+    // The far-future name counted by S3's time (planted before the new backup), not its name.
+    for planted in ["zz-evil.tar.gz", "99999999T999999Z-rev999.tar.gz"] {
+        sb.boto(
+            "s3",
+            &format!("delete_object(Bucket='{BUCKET}', Key='{prefix}{planted}')"),
+        );
+    }
+    new
+}
+
 fn scheduled_backup_runs_on_the_node(sb: &AwsSandbox, fleet: &Fleet) {
     let timer = fleet
         .file(1, "/etc/systemd/system/ecoboot-backup.timer")
@@ -314,7 +445,11 @@ fn scheduled_backup_runs_on_the_node(sb: &AwsSandbox, fleet: &Fleet) {
     let seen = served.join().unwrap();
     assert_eq!(seen[0], "PUT /latest/api/token", "IMDSv2: {seen:?}");
     let after = backups(sb);
-    assert_eq!(after.len(), 2, "keep: 2 -> {after:?}");
+    assert_eq!(
+        after.len(),
+        before.len() + 1,
+        "the node adds a backup and deletes nothing (its credentials cannot): {after:?}"
+    );
     let newest = after.last().unwrap();
     assert!(
         !before.contains(newest),

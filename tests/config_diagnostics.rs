@@ -428,6 +428,100 @@ const CASES: &[Case] = &[
         "has neither `url` nor `path`",
         "- name: aws-load-balancer-controller",
     ),
+    // Hostile configs (#25, finding 9 and 11): address space measured, not spelled.
+    case(
+        "insecure ArgoCD NodePorts open to the internet through two halves",
+        &[(
+            "nodePortCidrs: [10.0.0.0/16]",
+            "nodePortCidrs: [0.0.0.0/1, 128.0.0.0/1]",
+        )],
+        "serves the ArgoCD UI and API over plain HTTP beyond your private network",
+        "nodePortCidrs: [0.0.0.0/1",
+    ),
+    case(
+        "the world spelled with a leading zero",
+        &[(
+            "nodePortCidrs: [10.0.0.0/16]",
+            "nodePortCidrs: [0.0.0.0/00]",
+        )],
+        "is not a prefix length",
+        "nodePortCidrs: [0.0.0.0/00]",
+    ),
+    case(
+        "insecure NodePorts open to one public address",
+        &[(
+            "nodePortCidrs: [10.0.0.0/16]",
+            "nodePortCidrs: [10.0.0.0/16, 203.0.113.9/32]",
+        )],
+        "open to 1 internet address(es)",
+        "nodePortCidrs: [10.0.0.0/16, 203.0.113.9/32]",
+    ),
+    case(
+        "SSH open to the world without allowWorld",
+        &[(
+            "allowedSshCidrs: [203.0.113.7/32]",
+            "allowedSshCidrs: [0.0.0.0/0]",
+        )],
+        "`spec.aws.allowedSshCidrs` opens the port to",
+        "allowedSshCidrs: [0.0.0.0/0]",
+    ),
+    case(
+        "SSH open to the world in three pieces",
+        &[(
+            "allowedSshCidrs: [203.0.113.7/32]",
+            "allowedSshCidrs: [1.0.0.0/8, 64.0.0.0/2, 128.0.0.0/1]",
+        )],
+        "that is the whole internet",
+        "allowedSshCidrs: [1.0.0.0/8",
+    ),
+    case(
+        "a YAML tag",
+        &[(
+            "instanceType: t3.xlarge",
+            "instanceType: !ruby/object t3.xlarge",
+        )],
+        "the YAML tag `!ruby/object` is not accepted",
+        "instanceType: !ruby/object t3.xlarge",
+    ),
+    case(
+        "a binary YAML tag",
+        &[("  name: sesacthon", "  name: !!binary c2VzYWN0aG9u")],
+        "is not accepted",
+        "name: !!binary",
+    ),
+    case(
+        "credentials in a download URL",
+        &[(
+            "url: https://github.com/containerd/containerd/releases",
+            "url: https://user:pass@github.com/containerd/containerd/releases",
+        )],
+        "without credentials",
+        "url: https://user:pass@github.com/containerd",
+    ),
+    case(
+        "userinfo hiding the real host",
+        &[(
+            "url: https://raw.githubusercontent.com/projectcalico",
+            "url: https://raw.githubusercontent.com@evil.example/projectcalico",
+        )],
+        "without credentials",
+        "url: https://raw.githubusercontent.com@evil.example",
+    ),
+    case(
+        "a secret read from /proc",
+        &[(
+            "\n  argocd:\n",
+            "\n  gitops:\n    repositories:\n      - name: backend\n        url: https://github.com/SeSACTHON/backend\n        password: { file: /proc/self/environ }\n  argocd:\n",
+        )],
+        "is under /proc",
+        "password: { file: /proc/self/environ }",
+    ),
+    case(
+        "SSH port 0",
+        &[("    port: 22\n", "    port: 0\n")],
+        "`spec.ssh.port: 0` is not a port",
+        "port: 0",
+    ),
 ];
 
 fn apply(case: &Case) -> String {

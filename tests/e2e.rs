@@ -770,7 +770,7 @@ fn prune_two_api_nodes_then_add_them_back(w: &mut World) {
     assert_eq!(code, 0, "{err}");
     for n in gone {
         let line = format!(
-            "[prune] {n}: would be removed by `up --prune` (node not in the config: drain, delete Node, kubeadm reset, terminate the instance"
+            "[prune] {n}: would be removed by `up --prune` (node not in the config: drain, delete Node, kubeadm reset, terminate i-"
         );
         assert!(out.contains(&line), "{out}");
     }

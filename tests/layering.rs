@@ -67,6 +67,28 @@ const RULES: &[(&str, &[&str])] = &[
         "kubeadm.rs",
         &["crate::engine", "crate::stages", "crate::commands"],
     ),
+    (
+        "journal_check.rs",
+        &[
+            "crate::aws",
+            "crate::ssh",
+            "crate::api",
+            "crate::engine",
+            "crate::stages",
+            "crate::commands",
+        ],
+    ),
+    (
+        "lock_health.rs",
+        &[
+            "crate::aws",
+            "crate::ssh",
+            "crate::api",
+            "crate::engine",
+            "crate::stages",
+            "crate::commands",
+        ],
+    ),
     ("engine", &["crate::stages", "crate::commands"]),
     (
         "stages",
@@ -129,4 +151,106 @@ fn lower_layers_never_import_higher_ones() {
         "layer violations:\n{}",
         violations.join("\n")
     );
+}
+
+/// The stage a file under `src/stages/` belongs to (`None` for `stages/mod.rs`; `shared` for
+/// the shared module).
+fn stage_of(stages: &Path, file: &Path) -> Option<String> {
+    let rel = file.strip_prefix(stages).ok()?;
+    let first = rel.components().next()?.as_os_str().to_str()?.to_string();
+    match first.as_str() {
+        "mod.rs" => None,
+        f => Some(f.trim_end_matches(".rs").to_string()),
+    }
+}
+
+/// Stages named by `line` through `crate::stages::<x>` or a `super::<x>` that climbs out of
+/// the stage.
+fn named_stages(line: &str, climbs_out: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for prefix in ["crate::stages::", climbs_out] {
+        let mut rest = line;
+        while let Some(at) = rest.find(prefix) {
+            rest = &rest[at + prefix.len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_stage_scan_finds_a_planted_import() {
+    assert_eq!(
+        named_stages("use crate::stages::init_master::facts;", "super::"),
+        vec!["init_master"]
+    );
+    assert_eq!(
+        named_stages("let x = super::super::iam::ID;", "super::super::"),
+        vec!["iam"]
+    );
+}
+
+#[test]
+fn no_stage_imports_another_stage() {
+    let stages = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/stages");
+    let mut files = Vec::new();
+    sources(&stages, &mut files);
+    let mut violations = Vec::new();
+    for file in files {
+        let Some(own) = stage_of(&stages, &file) else {
+            continue;
+        };
+        // A single-file stage or a folder's mod.rs climbs out with `super::`; a part of a
+        // folder with `super::super::`.
+        let depth = file.strip_prefix(&stages).unwrap().components().count();
+        let is_mod = file.file_name().is_some_and(|n| n == "mod.rs");
+        let climbs_out = if depth == 1 || (depth == 2 && is_mod) {
+            "super::"
+        } else {
+            "super::super::"
+        };
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for other in named_stages(line, climbs_out) {
+                let allowed = other == own || (other == "shared" && own != "shared");
+                // `super::<item>` of a single-file stage names its parent's items (the list);
+                // only folder names count as stages there.
+                let is_stage =
+                    stages.join(&other).is_dir() || stages.join(format!("{other}.rs")).is_file();
+                if !allowed && is_stage {
+                    violations.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "a stage imports another stage (put what they share in stages/shared/):\n{}",
+        violations.join("\n")
+    );
+}
+
+#[test]
+fn stages_is_one_folder_per_stage() {
+    let stages = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/stages");
+    for entry in std::fs::read_dir(&stages).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                name == "mod.rs" || text.contains("pub const ID: &str = ids::"),
+                "{name}: only mod.rs and single-file stages live directly in src/stages/"
+            );
+        }
+    }
 }

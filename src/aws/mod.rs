@@ -116,9 +116,36 @@ impl Aws {
             .collect())
     }
 
+    /// Whether instance `id` is provably node `node` of this cluster, as EC2 itself answers
+    /// (never the journal's word): the cluster tag and the `ecoboot.io/node` tag must both
+    /// match before anything destroys it.
+    pub async fn ownership(&self, id: &str, node: &str) -> crate::error::Result<Ownership> {
+        let id_filter = aws_sdk_ec2::types::Filter::builder()
+            .name("instance-id")
+            .values(id)
+            .build();
+        let all = ["pending", "running", "stopping", "stopped", "shutting-down"];
+        let found = self.instances_where(&all, Some(id_filter)).await?;
+        let Some(i) = found.first() else {
+            return Ok(Ownership::Gone);
+        };
+        let cluster = ec2_tag_value(i.tags(), tags::CLUSTER);
+        let named = ec2_tag_value(i.tags(), tags::NODE);
+        if cluster == Some(self.tags.cluster.as_str()) && named == Some(node) {
+            return Ok(Ownership::Ours);
+        }
+        Ok(Ownership::Foreign(format!(
+            "its tags say cluster {:?} node {:?}, not cluster `{}` node `{node}`",
+            cluster.unwrap_or("(none)"),
+            named.unwrap_or("(none)"),
+            self.tags.cluster
+        )))
+    }
+
     /// Waits for the client-side pace before a mutating call, so a burst of 14 launches does
     /// not trip the account's API rate limit.
     pub async fn pace(&self) {
+        crate::lock_health::hold_or_park().await;
         let mut next = self.pace.lock().await;
         let now = Instant::now();
         if *next > now {
@@ -126,4 +153,15 @@ impl Aws {
         }
         *next = Instant::now().max(*next) + MUTATION_INTERVAL;
     }
+}
+
+/// What EC2 says about an instance ecoboot is about to destroy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ownership {
+    /// Tagged with this cluster and the expected node.
+    Ours,
+    /// Not there (or already terminated).
+    Gone,
+    /// Someone else's, or not tagged as expected (why).
+    Foreign(String),
 }

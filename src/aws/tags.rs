@@ -137,3 +137,26 @@ pub fn ec2_tag_value<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
         .find(|t| t.key() == Some(key))
         .and_then(|t| t.value())
 }
+
+impl crate::aws::Aws {
+    /// One CreateTags of `pairs` on `ids`.
+    pub async fn add_tags(
+        &self,
+        ids: &[&str],
+        pairs: &[(String, String)],
+    ) -> crate::error::Result<()> {
+        let tags = pairs
+            .iter()
+            .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build())
+            .collect();
+        self.pace().await;
+        self.ec2
+            .create_tags()
+            .set_resources(Some(ids.iter().map(|s| s.to_string()).collect()))
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| crate::aws::aws_error("CreateTags", &ids.join(","), e))
+    }
+}

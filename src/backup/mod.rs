@@ -4,6 +4,7 @@
 //! (encrypted, tagged) and keeps the newest `spec.backup.keep`. `ecoboot restore` ([`restore`])
 //! puts one back onto a fresh control-plane instance.
 
+pub mod archive;
 pub mod restore;
 mod store;
 
@@ -175,7 +176,7 @@ pub async fn backup(cx: &Ctx, to: Location) -> Result<Done> {
         &sha256[..12]
     ));
     let keep = cx.config.cluster.spec.backup.keep.value.max(1) as usize;
-    let pruned = store.prune(keep).await?;
+    let pruned = store.prune(keep, &key).await?;
     for old in &pruned {
         say(format!(
             "deleted {} (keeping the newest {keep})",

@@ -17,7 +17,7 @@ use crate::engine::{Ctx, RunMode, Runner};
 use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::remote_state::Location;
-use crate::stages::init_master::RESTORED;
+use crate::stages::shared::control_plane::RESTORED;
 
 /// Where the backup is unpacked on the node (root only, removed after).
 const NODE_DIR: &str = "/var/lib/ecoboot/restore";
@@ -129,8 +129,15 @@ pub async fn restore(cx: &Ctx, plan: &RestorePlan) -> Result<()> {
                 return Err(refuse(format!("its sha256 is {got}, the backup recorded {expected}")));
             }
         }
+        let checked = super::archive::check(&local).map_err(|why| refuse(format!("its archive is not a backup ecoboot would write: {why}")))?;
+        say(format!(
+            "archive checked: {} members, a {}-byte snapshot",
+            checked.members, checked.snapshot_bytes
+        ));
+        // Checked above; extracted without the archive's owners and modes all the same, and
+        // nothing but files and directories may come out of it.
         let receive = format!(
-            "set -e\numask 077\nrm -rf {NODE_DIR} && mkdir -p -m 700 {NODE_DIR}\ntar -xzf - -C {NODE_DIR}\n[ -s {NODE_DIR}/etcd.db ] && [ -e {NODE_DIR}/etc/kubernetes/pki/ca.crt ]"
+            "set -e\numask 077\nrm -rf {NODE_DIR} && mkdir -p -m 700 {NODE_DIR}\ntar --no-same-owner --no-same-permissions -xzf - -C {NODE_DIR}\n[ -z \"$(find {NODE_DIR} ! -type f ! -type d)\" ]\n[ -s {NODE_DIR}/etcd.db ] && [ -e {NODE_DIR}/etc/kubernetes/pki/ca.crt ]"
         );
         let out = conn
             .upload("receive backup", &receive, &local, Duration::from_secs(1800))
@@ -145,14 +152,26 @@ pub async fn restore(cx: &Ctx, plan: &RestorePlan) -> Result<()> {
             return Err(refuse(format!("the etcd snapshot is damaged: {}", out.tail(2))));
         };
         say(format!("snapshot ok: revision {}, {} keys", status.revision, status.total_key));
-        let facts = crate::stages::init_master::facts(cx, &target);
-        let peer = format!("https://{}:2380", facts.private_ip);
+        let facts = crate::stages::shared::control_plane::facts(cx, &target);
+        // The peer address goes into a root shell: it must be an IP address, and is quoted.
+        let private_ip: std::net::IpAddr = facts.private_ip.parse().map_err(|_| {
+            refuse(format!(
+                "the control plane's private address `{}` is not an IP address",
+                crate::config::syntax::clip(&facts.private_ip)
+            ))
+        })?;
+        let peer = match private_ip {
+            std::net::IpAddr::V4(ip) => format!("https://{ip}:2380"),
+            std::net::IpAddr::V6(ip) => format!("https://[{ip}]:2380"),
+        };
+        let initial = crate::ssh::script::quote(&format!("{}={peer}", target.node));
+        let peer = crate::ssh::script::quote(&peer);
         let reissued: Vec<String> = REISSUED
             .split_whitespace()
             .map(|c| format!("/etc/kubernetes/pki/{c}.crt /etc/kubernetes/pki/{c}.key"))
             .collect();
         let place = format!(
-            "set -e\numask 077\n{tools}\nrm -rf /etc/kubernetes/pki /var/lib/etcd /etc/kubernetes/ecoboot/init-started /etc/kubernetes/ecoboot/init-done /etc/kubernetes/ecoboot/init-failed\nmkdir -p /etc/kubernetes/ecoboot\ncp -a {NODE_DIR}/etc/kubernetes/pki /etc/kubernetes/pki\nrm -f {reissued}\netcdutl snapshot restore {NODE_DIR}/etcd.db --data-dir /var/lib/etcd --name {name} --initial-cluster {name}={peer} --initial-advertise-peer-urls {peer}\ntouch {RESTORED}\nrm -rf {NODE_DIR}",
+            "set -e\numask 077\n{tools}\nrm -rf /etc/kubernetes/pki /var/lib/etcd /etc/kubernetes/ecoboot/init-started /etc/kubernetes/ecoboot/init-done /etc/kubernetes/ecoboot/init-failed\nmkdir -p /etc/kubernetes/ecoboot\ncp -a {NODE_DIR}/etc/kubernetes/pki /etc/kubernetes/pki\nrm -f {reissued}\netcdutl snapshot restore {NODE_DIR}/etcd.db --data-dir /var/lib/etcd --name {name} --initial-cluster {initial} --initial-advertise-peer-urls {peer}\ntouch {RESTORED}\nrm -rf {NODE_DIR}",
             tools = super::ETCD_TOOLS,
             reissued = reissued.join(" "),
             name = crate::ssh::script::quote(&target.node),

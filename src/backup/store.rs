@@ -25,6 +25,28 @@ pub struct Stored {
     pub key: String,
     /// Size in bytes.
     pub size: i64,
+    /// When S3 stored it (seconds since the epoch, S3's own clock).
+    pub modified: i64,
+}
+
+/// Whether `name` (the part after `backups/`) is a backup name ecoboot writes:
+/// `YYYYMMDDTHHMMSSZ-rev<revision>.tar.gz`. Anything else in the prefix is not ours to list,
+/// restore from by default, or delete.
+pub fn is_backup_name(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".tar.gz") else {
+        return false;
+    };
+    let Some((time, rev)) = stem.split_once("-rev") else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    time.len() == 16
+        && digits(&time[..8])
+        && &time[8..9] == "T"
+        && digits(&time[9..15])
+        && &time[15..] == "Z"
+        && digits(rev)
+        && rev.len() <= 20
 }
 
 fn s3_error<E>(op: &str, target: &str, e: aws_sdk_s3::error::SdkError<E>) -> Error
@@ -109,20 +131,25 @@ impl Store {
             .flat_map(|p| p.contents())
             .filter_map(|o| {
                 let key = o.key()?.to_string();
-                key.ends_with(".tar.gz").then(|| Stored {
+                is_backup_name(key.strip_prefix(&prefix)?).then(|| Stored {
                     key,
                     size: o.size().unwrap_or_default(),
+                    modified: o.last_modified().map_or(0, |t| t.secs()),
                 })
             })
             .collect();
-        out.sort_by(|a, b| b.key.cmp(&a.key));
+        // Newest first by S3's own clock (a planted `zz-…` or `9999…` name sorts nowhere).
+        out.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| b.key.cmp(&a.key)));
         Ok(out)
     }
 
-    /// Deletes every backup but the newest `keep`; returns the deleted keys.
-    pub async fn prune(&self, keep: usize) -> Result<Vec<String>> {
+    /// Deletes ecoboot's own backups beyond the newest `keep` (by S3's LastModified), never
+    /// `just_written`; returns the deleted keys.
+    pub async fn prune(&self, keep: usize, just_written: &str) -> Result<Vec<String>> {
         let mut gone = Vec::new();
-        for old in self.list().await?.into_iter().skip(keep) {
+        let listed = self.list().await?;
+        let others = listed.into_iter().filter(|b| b.key != just_written);
+        for old in others.skip(keep.saturating_sub(1)) {
             self.remote
                 .s3
                 .delete_object()
@@ -161,4 +188,22 @@ pub async fn download(location: &Location, key: &str, dest: &Path) -> Result<Opt
         .await
         .map_err(|e| Error::io("write", dest, e))?;
     Ok(sha)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_ecoboots_own_names_are_backups() {
+        assert!(super::is_backup_name("20261205T010203Z-rev9.tar.gz"));
+        for bad in [
+            "zz-20261205T010203Z-rev9.tar.gz",
+            "99999999T999999Z-rev9.tar.gz.x",
+            "20261205T010203Z-rev.tar.gz",
+            "20261205T010203-rev9.tar.gz",
+            "../20261205T010203Z-rev9.tar.gz",
+            "9999.tar.gz",
+        ] {
+            assert!(!super::is_backup_name(bad), "{bad}");
+        }
+    }
 }

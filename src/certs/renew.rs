@@ -143,7 +143,7 @@ pub async fn renew(cx: &Ctx, plan: &RenewPlan) -> Result<()> {
     }
     wait_ready(&conn).await?;
     say("/readyz ok".into());
-    crate::stages::init_master::fetch_admin(cx, &conn, ID).await?;
+    crate::stages::shared::control_plane::fetch_admin(cx, &conn, ID).await?;
     let after = read(&conn).await?;
     let stale: Vec<String> = (after.iter().filter(|e| !e.ca))
         .filter(|e| {

@@ -169,6 +169,7 @@ async fn run_stages(
         ecoboot: crate::build_info::BUILD,
     });
     warn_support(&events, &config.versions());
+    warn_world(&events, &config);
     if selected
         .iter()
         .any(|s| s.id() == crate::stages::prepare_nodes::ID)
@@ -186,7 +187,7 @@ async fn run_stages(
     if selected
         .iter()
         .any(|s| s.id() == crate::stages::instances::ID)
-        && let Err(e) = crate::stages::vcpu_quota::preflight(&cx).await
+        && let Err(e) = crate::stages::instances::quota::preflight(&cx).await
     {
         cx.close_ssh().await;
         finish_run(&events, false, Instant::now(), log.as_deref());
@@ -305,6 +306,17 @@ fn warn_support(events: &Events, versions: &[(crate::config::support::Component,
             subject: n.subject,
             message: n.message,
             help: n.help,
+        });
+    }
+}
+
+/// With `allowWorld: true`, every run says which ports are open to the whole internet.
+fn warn_world(events: &Events, config: &crate::config::Config) {
+    for port in crate::config::world_open(&config.cluster) {
+        events.emit(Event::Warning {
+            subject: "spec.aws.allowWorld".into(),
+            message: format!("{port} is open to the whole internet (`allowWorld: true`)"),
+            help: "list the addresses that need it in spec.aws and remove `allowWorld`".into(),
         });
     }
 }

@@ -81,8 +81,8 @@ pub(super) async fn unlock(g: &Global, id: &str) -> Result<()> {
     let config = super::load_config(g, crate::config::FileChecks::Skip)?;
     let remote = Remote::connect(remote_location(g, &config)?, config.name()).await;
     match remote_state::force_unlock(&remote, id).await? {
-        true => println!("removed lock {id} of cluster {}", config.name()),
-        false => println!(
+        true => crate::say!("removed lock {id} of cluster {}", config.name()),
+        false => crate::say!(
             "no lock at {}: nothing to remove",
             remote.url(remote_state::LOCK)
         ),
@@ -96,7 +96,7 @@ pub(super) async fn init(g: &Global) -> Result<()> {
     let loc = remote_location(g, &config)?;
     let remote = Remote::connect(loc.clone(), config.name()).await;
     remote.create_bucket(&config).await?;
-    println!("{loc}: versioning on, public access blocked, default encryption, tagged");
+    crate::say!("{loc}: versioning on, public access blocked, default encryption, tagged");
     Ok(())
 }
 
@@ -105,29 +105,29 @@ pub(super) async fn show(g: &Global) -> Result<()> {
     let config = super::load_config(g, crate::config::FileChecks::Skip)?;
     let (dir, backend) = backend(g, &config);
     match backend {
-        Backend::Local => println!(
+        Backend::Local => crate::say!(
             "local: {}",
             Store::cluster_dir(&dir, config.name()).display()
         ),
         Backend::S3(loc) => {
             let remote = Remote::connect(loc, config.name()).await;
-            println!("s3: {}", remote.url(""));
+            crate::say!("s3: {}", remote.url(""));
             match remote.get(remote_state::LOCK).await? {
                 Some((text, _)) => match serde_json::from_slice::<remote_state::LockInfo>(&text) {
-                    Ok(l) => println!(
+                    Ok(l) => crate::say!(
                         "lock: {} held by {} since {}{}",
                         l.id,
                         l.holder,
                         l.started,
                         if l.expired() { " (lease expired)" } else { "" }
                     ),
-                    Err(_) => println!("lock: unreadable ({} bytes)", text.len()),
+                    Err(_) => crate::say!("lock: unreadable ({} bytes)", text.len()),
                 },
-                None => println!("lock: free"),
+                None => crate::say!("lock: free"),
             }
             match remote.get("state.json").await? {
-                Some((text, etag)) => println!("journal: {} bytes, ETag {etag}", text.len()),
-                None => println!("journal: none yet"),
+                Some((text, etag)) => crate::say!("journal: {} bytes, ETag {etag}", text.len()),
+                None => crate::say!("journal: none yet"),
             }
         }
     }
@@ -137,9 +137,9 @@ pub(super) async fn show(g: &Global) -> Result<()> {
 fn print_copied(what: &str, from: &str, to: &str, done: &[(&str, Copied)]) {
     for (name, c) in done {
         match c {
-            Copied::Copied(n) => println!("{what} {name}: {from} -> {to} ({n} bytes)"),
-            Copied::Same => println!("{what} {name}: already the same"),
-            Copied::Missing => println!("{what} {name}: none at {from}"),
+            Copied::Copied(n) => crate::say!("{what} {name}: {from} -> {to} ({n} bytes)"),
+            Copied::Same => crate::say!("{what} {name}: already the same"),
+            Copied::Missing => crate::say!("{what} {name}: none at {from}"),
         }
     }
 }
@@ -197,8 +197,8 @@ pub(super) async fn forget_host(g: &Global, node: &str) -> Result<()> {
     store.save(&state)?;
     store.close().await?;
     match removed {
-        true => println!("forgot the host key of {node} ({entry})"),
-        false => println!("no host key of {node} ({entry}) was pinned"),
+        true => crate::say!("forgot the host key of {node} ({entry})"),
+        false => crate::say!("no host key of {node} ({entry}) was pinned"),
     }
     Ok(())
 }

@@ -52,7 +52,7 @@ async fn cluster_view(cx: &Ctx) -> Result<(Vec<NodeRow>, Vec<crate::stages::root
             let labels = n.metadata.labels.clone().unwrap_or_default();
             NodeRow {
                 name: n.metadata.name.clone().unwrap_or_default(),
-                ready: crate::stages::label_nodes::not_ready(n).is_none(),
+                ready: crate::stages::shared::node_labels::not_ready(n).is_none(),
                 version: (n.status.as_ref())
                     .and_then(|s| s.node_info.as_ref())
                     .map(|i| i.kubelet_version.clone())
@@ -142,13 +142,13 @@ pub(super) async fn status(g: &Global) -> Result<()> {
             None => serde_json::json!([]),
         };
         let doc = serde_json::json!({ "cluster": config.name(), "stages": rows, "api": api, "nodes": nodes, "apps": apps, "support": notices, "certificates": certificates, "certificate_warnings": cert_warnings });
-        println!("{doc}");
+        crate::say!("{doc}");
         return Ok(());
     }
-    println!("cluster {}", config.name());
-    println!("{:<15} {:<12} {:>8}  probe", "STAGE", "STATUS", "ATTEMPTS");
+    crate::say!("cluster {}", config.name());
+    crate::say!("{:<15} {:<12} {:>8}  probe", "STAGE", "STATUS", "ATTEMPTS");
     for r in &rows {
-        println!(
+        crate::say!(
             "{:<15} {:<12} {:>8}  {}",
             r.id,
             r.status.as_str(),
@@ -156,7 +156,7 @@ pub(super) async fn status(g: &Global) -> Result<()> {
             r.probe
         );
         if let Some(err) = &r.last_error {
-            println!(
+            crate::say!(
                 "{:<15} last error: {}",
                 "",
                 err.lines().next().unwrap_or_default()
@@ -164,13 +164,13 @@ pub(super) async fn status(g: &Global) -> Result<()> {
         }
     }
     match view {
-        Err(e) => println!("\nKubernetes API: {e}"),
+        Err(e) => crate::say!("\nKubernetes API: {e}"),
         Ok((nodes, apps)) => {
             let ready = nodes.iter().filter(|n| n.ready).count();
-            println!("\nNODES ({ready}/{} Ready)", nodes.len());
+            crate::say!("\nNODES ({ready}/{} Ready)", nodes.len());
             let width = nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
             for n in &nodes {
-                println!(
+                crate::say!(
                     "{:<width$}  {:<9} {:<9} {:<22} {}",
                     n.name,
                     if n.ready { "Ready" } else { "NotReady" },
@@ -179,35 +179,41 @@ pub(super) async fn status(g: &Global) -> Result<()> {
                     n.labels
                 );
             }
-            println!("\nAPPLICATIONS ({})", apps.len());
+            crate::say!("\nAPPLICATIONS ({})", apps.len());
             if !apps.is_empty() {
-                println!("{}", crate::stages::root_app::table(&apps));
+                crate::say!("{}", crate::stages::root_app::table(&apps));
             }
         }
     }
     match &certs {
         None => {}
-        Some(Err(e)) => println!("\nCERTIFICATES: cannot read them: {e}"),
+        Some(Err(e)) => crate::say!("\nCERTIFICATES: cannot read them: {e}"),
         Some(Ok(list)) => {
-            println!("\nCERTIFICATES (control plane, {} files)", list.len());
+            crate::say!("\nCERTIFICATES (control plane, {} files)", list.len());
             if let Some(e) = list.iter().find(|e| !e.ca) {
-                println!(
+                crate::say!(
                     "soonest: {} expires in {} day(s) ({})",
-                    e.file, e.days_left, e.not_after
+                    e.file,
+                    e.days_left,
+                    e.not_after
                 );
             }
             for w in &cert_warnings {
-                println!("warning: {w}; renew with `ecoboot certs renew`");
+                crate::say!("warning: {w}; renew with `ecoboot certs renew`");
             }
         }
     }
     if !notices.is_empty() {
-        println!("\nSUPPORT");
+        crate::say!("\nSUPPORT");
         let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
         for n in &notices {
-            println!("warning: {}; {}", n.message, n.help);
+            crate::say!("warning: {}; {}", n.message, n.help);
             if github {
-                println!("::warning title=ecoboot support window::{}", n.message);
+                // ecoboot's own workflow command (its text is ecoboot's): not fenced.
+                println!(
+                    "::warning title=ecoboot support window::{}",
+                    crate::report::gh_escape(&crate::report::sanitize(&n.message))
+                );
             }
         }
     }
@@ -259,6 +265,7 @@ fn github_cert_warnings(warnings: &[String], annotate: bool) {
         return;
     }
     for w in warnings.iter().filter(|_| annotate) {
+        // ecoboot's own annotation: its message is escaped, so it cannot start another command.
         println!(
             "::warning title=ecoboot certificate expiry::{}",
             crate::report::gh_escape(&crate::report::sanitize(w))

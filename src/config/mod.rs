@@ -35,6 +35,7 @@ pub use model_iam::{PolicyDocument, policy_json};
 pub use model_state::{State as StateConfig, StateBackend};
 pub use problems::{ConfigProblems, Problem};
 pub use syntax::{Effect, Taint};
+pub use validate_access::world_open;
 
 /// The largest config file ecoboot reads.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -120,6 +121,10 @@ impl Config {
             )
             .help("config values are short single-line text; check that this is the right file");
             return Err(ConfigProblems::new(path, String::new(), vec![problem]));
+        }
+        let tags = yaml_tags(&source);
+        if !tags.is_empty() {
+            return Err(ConfigProblems::new(path, source, tags));
         }
         let mut unknown: Vec<Vec<Seg>> = Vec::new();
         let mut unknown_more = 0usize;
@@ -239,10 +244,14 @@ impl Config {
 pub fn read_regular(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
+    let real = std::fs::canonicalize(path)?;
+    if let Some(why) = pseudo_filesystem(&real) {
+        return Err(std::io::Error::other(why));
+    }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
+        .open(&real)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(std::io::Error::other("not a regular file"));
@@ -259,6 +268,59 @@ pub fn read_regular(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
         return Err(std::io::Error::other(format!("larger than {max} bytes")));
     }
     Ok(bytes)
+}
+
+/// Every explicit YAML tag beyond the core schema's (`!!str`, `!!int` …): `!ruby/object`,
+/// `!!binary`, `!custom`. A cluster config needs none, and a parser that silently ignores them would read something other than what the
+/// author (or an attacker who edited the file) meant.
+fn yaml_tags(source: &str) -> Vec<Problem> {
+    use granit_parser::{Event, Parser};
+    let mut problems = Vec::new();
+    // A tag starts with `!`: a config without one needs no second pass.
+    if !source.contains('!') {
+        return problems;
+    }
+    for item in Parser::new_from_str(source) {
+        let Ok((event, span)) = item else { break };
+        let tag = match &event {
+            Event::Scalar(_, _, _, Some(t))
+            | Event::SequenceStart(_, _, Some(t))
+            | Event::MappingStart(_, _, Some(t)) => t.to_string(),
+            _ => continue,
+        };
+        let core = ["str", "int", "bool", "null", "float", "map", "seq"];
+        if tag
+            .strip_prefix("tag:yaml.org,2002:")
+            .is_some_and(|t| core.contains(&t))
+        {
+            continue;
+        }
+        let at = span
+            .start
+            .byte_offset()
+            .map(|o| SourceSpan::from((o, span.byte_range().map_or(0, |r| r.len()))));
+        problems.push(
+            Problem::new(
+                at,
+                format!("the YAML tag `{}` is not accepted", syntax::clip(&tag)),
+            )
+            .label("a tag")
+            .help("remove the tag: every config value is a plain string, number, list or mapping"),
+        );
+        if problems.len() >= MAX_PROBLEMS {
+            break;
+        }
+    }
+    problems
+}
+
+/// Why a file under `/proc`, `/sys` or `/dev` is no config or secret file (process
+/// environments, kernel state and devices look like regular files there), if `path` is one.
+pub fn pseudo_filesystem(path: &Path) -> Option<String> {
+    ["/proc", "/sys", "/dev"]
+        .iter()
+        .find(|p| path.starts_with(p))
+        .map(|p| format!("{} is under {p}: not a file ecoboot reads", path.display()))
 }
 
 /// Resolves `raw` against `base`, expanding a leading `~/`.

@@ -82,6 +82,9 @@ pub struct Aws {
     pub allowed_api_cidrs: Vec<Located<String>>,
     /// CIDRs allowed to reach the NodePort range; empty means no rule.
     pub node_port_cidrs: Vec<Located<String>>,
+    /// Lets `allowedSshCidrs` (and `allowedApiCidrs` with `apiAccess: direct`) cover more
+    /// than a /8 of internet addresses; every run then warns.
+    pub allow_world: bool,
     /// Managed policy ARNs of the node role (every node); policies ecoboot attached earlier
     /// and no longer listed are detached.
     pub iam_policies: Vec<Located<String>>,
@@ -106,6 +109,7 @@ impl Default for Aws {
             allowed_ssh_cidrs: Vec::new(),
             allowed_api_cidrs: Vec::new(),
             node_port_cidrs: Vec::new(),
+            allow_world: false,
             iam_policies: vec![
                 plain("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore".into()),
                 plain("arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly".into()),

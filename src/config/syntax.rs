@@ -247,10 +247,28 @@ pub fn git_url(url: &str) -> Result<(), String> {
         .iter()
         .any(|p| url.starts_with(p));
     verdict(
-        scheme && ascii_charset(url, 2048, "-._~:/@%+"),
+        scheme && ascii_charset(url, 2048, "-._~:/@%+") && no_credentials(url),
         url,
-        "a git URL (https://, ssh:// or git@host:path)",
+        "a git URL (https://, ssh:// or git@host:path) without credentials in it",
     )
+}
+
+/// No password and no userinfo hiding the real host: `https://` URLs carry no `user@` at
+/// all (`https://github.com@evil.example/` goes to evil.example), `ssh://` at most a user name
+/// without a password.
+fn no_credentials(url: &str) -> bool {
+    let authority = |rest: &str| rest.split('/').next().unwrap_or_default().to_string();
+    if let Some(rest) = url.strip_prefix("https://") {
+        return !authority(rest).contains('@') && !authority(rest).contains('%');
+    }
+    if let Some(rest) = url.strip_prefix("ssh://") {
+        let a = authority(rest);
+        return match a.rsplit_once('@') {
+            Some((user, _)) => !user.contains(':') && !user.contains('@'),
+            None => true,
+        };
+    }
+    true
 }
 
 /// A relative repository path or a git revision: `[A-Za-z0-9._/-]`, not starting with '-' or
@@ -265,9 +283,11 @@ pub fn repo_path(path: &str) -> Result<(), String> {
 /// An HTTPS download URL without spaces, quotes or shell characters.
 pub fn https_url(url: &str) -> Result<(), String> {
     verdict(
-        url.starts_with("https://") && ascii_charset(url, 2048, "-._~:/@%+?=&"),
+        url.starts_with("https://")
+            && ascii_charset(url, 2048, "-._~:/@%+?=&")
+            && no_credentials(url),
         url,
-        "an https:// URL",
+        "an https:// URL without credentials in it",
     )
 }
 

@@ -45,6 +45,12 @@ impl Checker<'_> {
         }
     }
 
+    /// The span of the value at `path` in the config text, if it is there.
+    pub(super) fn span_of(&self, path: &[&str]) -> Option<miette::SourceSpan> {
+        let segs: Vec<Seg> = path.iter().map(|k| Seg::Key(k.to_string())).collect();
+        super::locate::locate(self.source, &segs)
+    }
+
     pub(super) fn required(&mut self, at: &Located<String>, key: &str) -> bool {
         if !at.trim().is_empty() {
             return true;

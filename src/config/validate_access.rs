@@ -1,6 +1,7 @@
 //! Checks of how the cluster is reached and where its state lives: `spec.ssh`, what is
 //! exposed to whom (closed by default), and `spec.state`.
 
+use super::cidr::{self, Cidr};
 use super::syntax::{self, clip};
 use super::validate::Checker;
 use super::{ApiAccess, Cluster, Problem};
@@ -81,6 +82,17 @@ pub(super) fn check_backup(ck: &mut Checker, c: &Cluster) {
 
 pub(super) fn check_ssh(ck: &mut Checker, c: &Cluster) {
     let ssh = &c.spec.ssh;
+    if ssh.port == 0 {
+        let at = crate::config::Located {
+            value: "0".to_string(),
+            span: ck.span_of(&["spec", "ssh", "port"]),
+        };
+        ck.err(
+            &at,
+            "`spec.ssh.port: 0` is not a port",
+            "use 1-65535 (22 unless sshd listens elsewhere)",
+        );
+    }
     ck.syntax(
         &ssh.user,
         "spec.ssh.user",
@@ -126,14 +138,62 @@ pub(super) fn check_exposure(ck: &mut Checker, c: &Cluster) {
     }
     let a = &c.spec.argocd;
     let exposed = a.service.kind.as_str() != "ClusterIP";
+    let blocks = |list: &[crate::config::Located<String>]| -> Vec<Cidr> {
+        list.iter().filter_map(|x| x.value.parse().ok()).collect()
+    };
+    let node_ports = blocks(&aws.node_port_cidrs);
     if a.server_insecure
         && exposed
-        && let Some(cidr) = aws.node_port_cidrs.iter().find(|x| x.value.ends_with("/0"))
+        && cidr::public_size(&node_ports) > 0
+        && let Some(first) = aws.node_port_cidrs.iter().find(|x| {
+            x.value
+                .parse::<Cidr>()
+                .is_ok_and(|b| cidr::public_size(&[b]) > 0)
+        })
     {
         ck.err(
-            cidr,
-            "`serverInsecure: true` with a NodePort open to the whole internet serves the ArgoCD UI and API over plain HTTP to anyone",
-            "narrow spec.aws.nodePortCidrs to the load balancer's or your own range, set `serverInsecure: false`, or use `service: {type: ClusterIP}` and `ecoboot argocd ui`",
+            first,
+            format!(
+                "`serverInsecure: true` with a NodePort open to {} internet address(es) serves the ArgoCD UI and API over plain HTTP beyond your private network",
+                cidr::public_size(&node_ports)
+            ),
+            "keep spec.aws.nodePortCidrs inside private ranges (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, e.g. the load balancer's subnets), set `serverInsecure: false`, or use `service: {type: ClusterIP}` and `ecoboot argocd ui`",
         );
     }
+    let api_direct = c.spec.kubernetes.api_access == ApiAccess::Direct;
+    for (key, list, applies) in [
+        ("allowedSshCidrs", &aws.allowed_ssh_cidrs, true),
+        ("allowedApiCidrs", &aws.allowed_api_cidrs, api_direct),
+    ] {
+        let open = cidr::public_size(&blocks(list));
+        if applies
+            && open > cidr::WORLD
+            && !aws.allow_world
+            && let Some(first) = list.first()
+        {
+            ck.err(
+                first,
+                format!("`spec.aws.{key}` opens the port to {open} internet addresses (more than a /8): that is the whole internet"),
+                "list the addresses that need it; if you really mean the world, add `allowWorld: true` under spec.aws (every run then warns)",
+            );
+        }
+    }
+}
+
+/// With `allowWorld: true`: which ports are open to the world (every run warns about them).
+pub fn world_open(c: &Cluster) -> Vec<&'static str> {
+    let aws = &c.spec.aws;
+    let blocks = |list: &[crate::config::Located<String>]| -> Vec<Cidr> {
+        list.iter().filter_map(|x| x.value.parse().ok()).collect()
+    };
+    let mut open = Vec::new();
+    if cidr::public_size(&blocks(&aws.allowed_ssh_cidrs)) > cidr::WORLD {
+        open.push("SSH (22)");
+    }
+    if c.spec.kubernetes.api_access == ApiAccess::Direct
+        && cidr::public_size(&blocks(&aws.allowed_api_cidrs)) > cidr::WORLD
+    {
+        open.push("the Kubernetes API (6443)");
+    }
+    open
 }

@@ -32,7 +32,15 @@ fn check_source(ck: &mut Checker, src: &SecretSource, at: &Located<String>, key:
             );
         }
         (None, Some(file)) => {
-            ck.required(file, &format!("{key}.file"));
+            if ck.required(file, &format!("{key}.file"))
+                && let Some(why) = super::pseudo_filesystem(std::path::Path::new(file.as_str()))
+            {
+                ck.err(
+                    file,
+                    format!("`{key}.file`: {why}"),
+                    "name a regular file that holds only the secret (mode 0600), e.g. ~/.config/ecoboot/gitops-token",
+                );
+            }
         }
         _ => ck.err(
             at,

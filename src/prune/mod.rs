@@ -82,9 +82,11 @@ impl Orphan {
         if self.phase < Phase::Reset && !self.address.is_empty() {
             steps.push("kubeadm reset");
         }
-        if self.instance_id.is_some() && self.phase < Phase::Terminated {
-            steps.push("terminate the instance");
-        }
+        let terminate = match &self.instance_id {
+            Some(id) if self.phase < Phase::Terminated => Some(format!("terminate {id}")),
+            _ => None,
+        };
+        steps.extend(terminate.as_deref());
         steps.push("forget host key");
         let what = steps.join(", ");
         let kind = if self.infrastructure {

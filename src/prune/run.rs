@@ -87,7 +87,7 @@ async fn remove(cx: &Ctx, mut orphan: Orphan, drain_timeout: Duration) -> Result
     }
     if orphan.phase < Phase::Terminated {
         let message = match &orphan.instance_id {
-            Some(id) => terminate(cx, id).await?,
+            Some(id) => terminate(cx, id, &orphan.node).await?,
             None => "no instance".into(),
         };
         step(cx, &mut orphan, Phase::Terminated, message).await?;
@@ -134,8 +134,21 @@ async fn reset(cx: &Ctx, orphan: &Orphan) -> Result<String> {
     Ok("kubeadm reset -f".into())
 }
 
-async fn terminate(cx: &Ctx, id: &str) -> Result<String> {
+/// Terminates `id` only when EC2 says it is `node` of this cluster (the id may come from a
+/// journal someone else wrote).
+async fn terminate(cx: &Ctx, id: &str, node: &str) -> Result<String> {
     let aws = cx.aws().await;
+    match aws.ownership(id, node).await? {
+        crate::aws::Ownership::Ours => {}
+        crate::aws::Ownership::Gone => return Ok(format!("{id} already gone")),
+        crate::aws::Ownership::Foreign(why) => {
+            return Err(Error::StageFailed {
+                stage: ID.into(),
+                message: format!("{node}: refused to terminate {id}: {why}"),
+                help: "ecoboot destroys only instances tagged with this cluster and the node's name; the journal named an instance that is not ours (was the state bucket written by someone else?). Nothing was terminated".into(),
+            });
+        }
+    }
     aws.pace().await;
     match aws.ec2.terminate_instances().instance_ids(id).send().await {
         Ok(_) => Ok(format!("terminated {id}")),

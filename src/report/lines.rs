@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use super::sanitize::{clean as sanitize, looks_like_command, neutralise};
 use crate::event::{Event, Reporter};
 
 /// One line per event: `[stage] node: message`. With `github`, stages are wrapped in
@@ -49,13 +50,15 @@ impl LineReporter {
     /// node printing `::add-mask::` or `::warning::` shows as plain text instead of acting.
     fn line(&self, text: &str) {
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        let fence = self.github && text.contains("::");
+        let fence = self.github && looks_like_command(text);
         let token = fence.then(stop_token);
         if let Some(t) = &token {
             let _ = writeln!(out, "::stop-commands::{t}");
         }
         for line in text.lines() {
-            let _ = writeln!(out, "{}", sanitize(line));
+            let line = sanitize(line);
+            let line = if self.github { neutralise(&line) } else { line };
+            let _ = writeln!(out, "{line}");
         }
         if let Some(t) = &token {
             let _ = writeln!(out, "::{t}::");
@@ -89,12 +92,15 @@ impl LineReporter {
         }
         let mut md = String::from("### ecoboot\n\n");
         for w in warnings.iter() {
-            md.push_str(&format!("> [!WARNING]\n> {w}\n\n"));
+            md.push_str(&format!("> [!WARNING]\n> {}\n\n", sanitize(w)));
         }
         if !rows.is_empty() {
             md.push_str("| stage | status | duration |\n|---|---|---|\n");
             for (stage, status, ms) in rows.iter() {
-                md.push_str(&format!("| {stage} | {status} | {} |\n", seconds(*ms)));
+                md.push_str(&sanitize(&format!(
+                    "| {stage} | {status} | {} |\n",
+                    seconds(*ms)
+                )));
             }
             md.push('\n');
         }
@@ -112,7 +118,7 @@ impl LineReporter {
 
 /// A fresh unpredictable token for `::stop-commands::` (a node cannot guess it to resume
 /// command processing early).
-fn stop_token() -> String {
+pub(super) fn stop_token() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -131,28 +137,6 @@ fn stop_token() -> String {
 
 fn seconds(ms: u64) -> String {
     format!("{:.1}s", ms as f64 / 1000.0)
-}
-
-/// Removes control characters (ANSI escapes, carriage returns) from a message.
-pub fn sanitize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // Skip an ANSI CSI sequence: ESC [ ... final byte in @..~
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-        } else if c == '\t' || !c.is_control() {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Escapes a message for a GitHub workflow command (`%`, CR, LF).

@@ -3,13 +3,15 @@
 mod json;
 mod lines;
 pub mod plan_view;
+pub mod sanitize;
 mod tty;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 pub use json::JsonReporter;
-pub use lines::{LineReporter, gh_escape, sanitize};
+pub use lines::{LineReporter, gh_escape};
+pub use sanitize::{clean as sanitize, print_line};
 pub use tty::TtyReporter;
 
 use crate::event::Reporter;

@@ -34,7 +34,7 @@ impl TtyReporter {
     }
 
     fn println(&self, text: &str) {
-        let _ = self.multi.println(text);
+        let _ = self.multi.println(super::sanitize::clean(text));
     }
 
     /// The line of one node (or application): a bar once steps are counted, else a spinner.
@@ -47,7 +47,7 @@ impl TtyReporter {
                     ProgressStyle::with_template("  {spinner} {prefix:<22} {wide_msg}")
                         .expect("valid template"),
                 );
-                bar.set_prefix(node.to_string());
+                bar.set_prefix(super::sanitize::clean(node));
                 bar
             })
             .clone()
@@ -86,7 +86,7 @@ impl Reporter for TtyReporter {
                         .expect("valid template"),
                 );
                 spinner.set_prefix(stage.clone());
-                spinner.set_message(title.clone());
+                spinner.set_message(super::sanitize::clean(title));
                 spinner.enable_steady_tick(Duration::from_millis(120));
                 bars.stage = Some(spinner);
             }
@@ -123,14 +123,14 @@ impl Reporter for TtyReporter {
                 if let Some(done) = done {
                     bar.set_position(*done);
                 }
-                bar.set_message(message.clone());
+                bar.set_message(super::sanitize::clean(message));
             }
             Event::Progress {
                 node: None,
                 message,
                 ..
             } => match &bars.stage {
-                Some(spinner) => spinner.set_message(message.clone()),
+                Some(spinner) => spinner.set_message(super::sanitize::clean(message)),
                 None => self.println(message),
             },
             Event::StageDone {

@@ -288,6 +288,7 @@ impl Conn {
         log_output: bool,
     ) -> Result<Output> {
         let _permit = self.channels.acquire().await.expect("semaphore open");
+        crate::lock_health::hold_or_park().await;
         let mut cmd = if elevate && self.sudo {
             let mut c = self.session.command("sudo");
             c.args(["-n", "bash", "-s"]);

@@ -47,6 +47,7 @@ impl Conn {
         timeout: Duration,
     ) -> Result<(Output, u64, String)> {
         let _permit = self.channels.acquire().await.expect("semaphore open");
+        crate::lock_health::hold_or_park().await;
         let mut file = crate::fsutil::create_private(dest)?;
         let mut cmd = self.stream_command(script);
         cmd.stdin(Stdio::null())
@@ -116,6 +117,7 @@ impl Conn {
         timeout: Duration,
     ) -> Result<Output> {
         let _permit = self.channels.acquire().await.expect("semaphore open");
+        crate::lock_health::hold_or_park().await;
         let mut cmd = self.stream_command(script);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())

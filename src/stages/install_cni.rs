@@ -8,13 +8,14 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::api::{Api, DynamicObject};
 use serde_json::{Value, json};
 
-use super::manifest_stage::{Bundle, ManifestStage};
 use crate::api::manifest;
 use crate::config::{Config, Manifest};
 use crate::error::{Error, Result};
+use crate::stages::shared::ids;
+use crate::stages::shared::manifest::{Bundle, ManifestStage};
 
 /// Stage id.
-pub const ID: &str = "install-cni";
+pub const ID: &str = ids::INSTALL_CNI;
 const NAMESPACE: &str = "kube-system";
 
 /// Parses the Calico manifest and renders it for VXLAN with `pod_cidr`.

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::init_master::{self, facts};
 use crate::config::Role;
 use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
@@ -15,9 +14,11 @@ use crate::event::Action;
 use crate::kubeadm;
 use crate::ssh::run::{NodeFailure, SKIPPED};
 use crate::ssh::{Conn, Target, redact, script};
+use crate::stages::shared::control_plane::{facts, inspect};
+use crate::stages::shared::ids;
 
 /// Stage id.
-pub const ID: &str = "join-workers";
+pub const ID: &str = ids::JOIN_WORKERS;
 const JOIN_CONFIG: &str = "/etc/kubernetes/ecoboot/kubeadm-join.yaml";
 const STATE_CHECK: &str = "if [ -e /etc/kubernetes/kubelet.conf ]; then echo \"joined $(sed -n 's/^ *server: *//p' /etc/kubernetes/kubelet.conf | head -n1)\"; elif [ -e /etc/kubernetes/pki/ca.crt ]; then echo half; else echo new; fi";
 /// The API server the control plane's own kubeconfig names (where kubelets must point).
@@ -150,11 +151,11 @@ impl Stage for JoinWorkers {
     /// Joins the planned nodes only, with one token created for this apply.
     async fn apply(&self, cx: &Ctx, plan: JoinPlan) -> Result<()> {
         let (_, master) = cx.control_plane(ID).await?;
-        if !init_master::inspect(&master).await?.admin {
+        if !inspect(&master).await?.admin {
             return Err(Error::Prerequisite {
                 stage: ID,
                 what: "an initialised control plane".into(),
-                needs: init_master::ID,
+                needs: ids::INIT_MASTER,
             });
         }
         let created = master
@@ -191,7 +192,7 @@ impl Stage for JoinWorkers {
         let deleted = master
             .run(
                 "delete bootstrap token",
-                &format!("kubeadm token delete {id}"),
+                &format!("kubeadm token delete {}", script::quote(id)),
                 Duration::from_secs(60),
                 true,
             )

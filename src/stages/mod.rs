@@ -1,33 +1,18 @@
-//! The ordered list of stages `ecoboot up` runs.
+//! The ordered list of stages `ecoboot up` runs: one folder per stage with more than one part
+//! (`mod.rs` holds the `Stage` impl and its plan), one file per single-part stage, and
+//! [`shared`] for what more than one stage needs. A stage never imports another stage.
 
-mod applications;
-mod argocd_render;
-mod backup_timer;
-mod bootstrap_secrets;
-mod control_plane_guard;
-mod coredns;
 pub mod iam;
-mod iam_documents;
 pub mod init_master;
-mod init_master_steps;
 pub mod install_argocd;
 pub mod install_cni;
-mod instance_settings;
 pub mod instances;
-mod instances_eip;
-mod instances_found;
-mod instances_launch;
 pub mod join_workers;
 pub mod label_nodes;
-pub mod manifest_stage;
 pub mod network;
-mod network_discover;
-mod network_ensure;
-mod node_labels;
-pub mod preflight;
 pub mod prepare_nodes;
 pub mod root_app;
-pub mod vcpu_quota;
+pub mod shared;
 
 use crate::engine::DynStage;
 

@@ -6,16 +6,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::preflight;
 use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::playbook::Playbook;
 use crate::ssh::Conn;
 use crate::ssh::run::{self, NodeFailure};
+use crate::stages::shared::ids;
+use crate::stages::shared::preflight;
 
 /// Stage id.
-pub const ID: &str = "prepare-nodes";
+pub const ID: &str = ids::PREPARE_NODES;
 
 /// The `prepare-nodes` stage.
 pub struct PrepareNodes;

@@ -277,7 +277,7 @@ async fn wait_ready(
                 .and_then(|s| s.node_info.as_ref())
                 .map(|i| i.kubelet_version.clone())
                 .unwrap_or_default();
-            let ready = crate::stages::label_nodes::not_ready(&n).is_none();
+            let ready = crate::stages::shared::node_labels::not_ready(&n).is_none();
             match (ready, to.is_none() || Version::parse(&version) == to) {
                 (true, true) => Try::Done(()),
                 _ => Try::Again(None),

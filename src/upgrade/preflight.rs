@@ -56,7 +56,7 @@ pub async fn check(
                 "{name}: cordoned by someone else (uncordon it, or finish what they are doing, first)"
             ));
         }
-        if let Some(why) = crate::stages::label_nodes::not_ready(l)
+        if let Some(why) = crate::stages::shared::node_labels::not_ready(l)
             && record.phase(name) == Phase::Pending
         {
             problems.push(format!("{name}: {why}"));
@@ -83,11 +83,11 @@ pub async fn check(
     let checked = crate::fanout::each(conns, 0, |(t, conn)| {
         let version = version.clone();
         async move {
-            let mut out: Vec<String> = match crate::stages::preflight::check(&conn, &version).await
-            {
-                Ok(p) => p.into_iter().map(|p| format!("{}: {p}", t.node)).collect(),
-                Err(tail) => vec![format!("{}: preflight could not run: {tail}", t.node)],
-            };
+            let mut out: Vec<String> =
+                match crate::stages::shared::preflight::check(&conn, &version).await {
+                    Ok(p) => p.into_iter().map(|p| format!("{}: {p}", t.node)).collect(),
+                    Err(tail) => vec![format!("{}: preflight could not run: {tail}", t.node)],
+                };
             if t.role == Role::ControlPlane
                 && let Err(e) = node::check_plan(&conn).await
             {

@@ -12,7 +12,7 @@ use crate::config::Role;
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::playbook::Playbook;
-use crate::stages::preflight;
+use crate::stages::shared::preflight;
 
 /// The journal key of a runtime migration, and its event stage.
 pub const KEY: &str = "runtime-migration";

@@ -8,16 +8,23 @@ use async_trait::async_trait;
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{InstanceStateName, ResourceType};
 
-use super::iam::{self, IamOut};
-use super::instance_settings::{metadata_drift, require_imdsv2, switch_profile, wears_profile};
-use super::network::{self, NetworkOut};
+mod discover;
+mod eip;
+mod guard;
+mod launch;
+pub mod quota;
+mod settings;
+
 use crate::aws::aws_error;
 use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
 use crate::event::Action;
+use crate::stages::shared::ids;
+use crate::stages::shared::outputs::{IamOut, NetworkOut};
+use settings::{metadata_drift, require_imdsv2, switch_profile, wears_profile};
 
 /// Stage id (also the journal key of [`InstancesOut`]).
-pub const ID: &str = crate::nodes::INSTANCES;
+pub const ID: &str = ids::INSTANCES;
 /// How many spent launch tokens (instances terminated out of band) one node may show.
 const MAX_GENERATIONS: u32 = 64;
 /// How long `RunInstances` is retried while IAM has not propagated the new instance profile.
@@ -43,14 +50,12 @@ impl StagePlan for InstancesPlan {
     }
 }
 
-use super::instances_eip::{self, Eip};
-use super::instances_found::{
+use discover::{
     Existing, KeyState, discover, kubernetes_tags_missing, needs, node_out, plan, public_key,
     state_name,
 };
-use super::instances_launch::{
-    Launch, client_token, journal_token, launch_failures, newest_ami, wait_running,
-};
+use eip::Eip;
+use launch::{Launch, client_token, journal_token, launch_failures, newest_ami, wait_running};
 
 #[async_trait]
 impl Stage for Instances {
@@ -67,16 +72,16 @@ impl Stage for Instances {
     async fn probe(&self, cx: &Ctx) -> Result<Found<InstancesPlan>> {
         let aws = cx.aws().await;
         let found = discover(cx, aws).await?;
-        let net: Option<NetworkOut> = cx.state().output(network::ID);
+        let net: Option<NetworkOut> = cx.state().output(ids::NETWORK);
         let (mut actions, drift) = plan(cx, &found, net.as_ref())?;
         let cp = cx.config.control_plane().name.value.clone();
-        let eip = instances_eip::find(aws, &cp).await?;
+        let eip = eip::find(aws, &cp).await?;
         let cp_instance = found
             .nodes
             .get(&cp)
             .and_then(|list| list.first())
             .and_then(|i| i.instance_id());
-        actions.extend(instances_eip::actions(eip.as_ref(), cp_instance, &cp));
+        actions.extend(eip::actions(eip.as_ref(), cp_instance, &cp));
         for note in &drift {
             cx.events.progress(ID, None, format!("drift: {note}"));
         }
@@ -135,8 +140,8 @@ impl Stage for Instances {
 
     async fn apply(&self, cx: &Ctx, plan: InstancesPlan) -> Result<()> {
         let aws = cx.aws().await;
-        let net: NetworkOut = needs(cx, network::ID, "the subnets and security group")?;
-        let iam: IamOut = needs(cx, iam::ID, "the node instance profile")?;
+        let net: NetworkOut = needs(cx, ids::NETWORK, "the subnets and security group")?;
+        let iam: IamOut = needs(cx, ids::IAM, "the node instance profile")?;
         let found = plan.existing;
         if found.key == KeyState::Missing {
             import_key_pair(cx, aws).await?;
@@ -162,7 +167,7 @@ impl Stage for Instances {
                     .ok_or_else(|| Error::Prerequisite {
                         stage: ID,
                         what: format!("subnet `{}`", node.subnet.value),
-                        needs: network::ID,
+                        needs: ids::NETWORK,
                     })?;
             launches.push(Launch {
                 aws: aws.clone(),
@@ -180,7 +185,7 @@ impl Stage for Instances {
         wait_running(cx, aws, &launched).await?;
         let failures: Vec<Error> = failures.into_iter().filter_map(Result::err).collect();
         launch_failures(failures)?;
-        instances_eip::ensure(cx, aws, plan.eip).await
+        eip::ensure(cx, aws, plan.eip).await
     }
 }
 
@@ -225,7 +230,7 @@ async fn fix_in_place(
         }
         let untagged = kubernetes_tags_missing(cx, node, one);
         if !untagged.is_empty() {
-            super::network_ensure::add_tags(aws, &[id], &untagged).await?;
+            aws.add_tags(&[id], &untagged).await?;
             let what = format!("{id}: tagged for Kubernetes");
             cx.events.progress(ID, Some(node.name.as_str()), what);
         }

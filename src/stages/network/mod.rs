@@ -3,44 +3,23 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+mod discover;
+mod ensure;
+
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{IpPermission, IpRange, UserIdGroupPair};
-use serde::{Deserialize, Serialize};
 
-use super::network_discover::discover;
-use super::network_ensure as ensure;
 use crate::aws::{Aws, aws_error};
 use crate::config::Config;
 use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::Result;
 use crate::event::Action;
+use crate::stages::shared::ids;
+use crate::stages::shared::outputs::{NetworkOut, SubnetOut};
+use discover::discover;
 
 /// Stage id.
-pub const ID: &str = "network";
-
-/// What the stage records in state.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct NetworkOut {
-    /// VPC id.
-    pub vpc_id: String,
-    /// Subnet id and AZ by config subnet name.
-    pub subnets: BTreeMap<String, SubnetOut>,
-    /// Internet gateway id.
-    pub igw_id: String,
-    /// Public route table id.
-    pub route_table_id: String,
-    /// Cluster security group id.
-    pub security_group_id: String,
-}
-
-/// One subnet in state.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct SubnetOut {
-    /// Subnet id.
-    pub id: String,
-    /// Availability zone.
-    pub az: String,
-}
+pub const ID: &str = ids::NETWORK;
 
 /// What exists now, as found by tags.
 #[derive(Debug, Clone, Default)]
@@ -363,5 +342,4 @@ pub(super) fn permission(rule: &Rule) -> IpPermission {
 }
 
 #[cfg(test)]
-#[path = "network_tests.rs"]
 mod tests;

@@ -10,9 +10,7 @@ use crate::aws::tags::SUBNET;
 use crate::aws::{Aws, aws_error, ec2_filter, ec2_tag_value};
 use crate::error::{Error, Result};
 
-use super::network::{
-    Existing, FoundGateway, FoundGroup, FoundRouteTable, FoundSubnet, ID, Rule, Untagged,
-};
+use super::{Existing, FoundGateway, FoundGroup, FoundRouteTable, FoundSubnet, ID, Rule, Untagged};
 
 /// Finds the network by tags. `hint` is the VPC id the journal remembers. Several tagged VPCs
 /// happen when a run dies while AWS still completes its CreateVpc: the one with subnets (else

@@ -13,17 +13,21 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::GroupVersionKind;
 use serde_json::Value;
 
-pub use super::applications::{AppStatus, app_statuses, applications, table};
+mod applications;
+mod bootstrap_secrets;
+
 use crate::api::{apply::Applier, manifest};
 use crate::config::Config;
 use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
 use crate::event::Action;
+use crate::stages::shared::ids;
+pub use applications::{AppStatus, app_statuses, applications, table};
 
 /// Stage id.
-pub const ID: &str = "root-app";
+pub const ID: &str = ids::ROOT_APP;
 /// The template built into ecoboot.
-pub const TEMPLATE: &str = include_str!("../../manifests/root-app.yaml");
+pub const TEMPLATE: &str = include_str!("../../../manifests/root-app.yaml");
 
 /// The `root-app` stage.
 pub struct RootApp;
@@ -117,7 +121,7 @@ async fn not_served(client: &kube::Client) -> bool {
 pub struct RootPlan {
     changes: Vec<Action>,
     /// `spec.gitops` Secrets that are missing or differ (applied before the root app).
-    secrets: Vec<super::bootstrap_secrets::Wanted>,
+    secrets: Vec<bootstrap_secrets::Wanted>,
     objects: Vec<DynamicObject>,
     unsettled: Vec<AppStatus>,
     /// No Application exists yet (and nothing is left to apply).
@@ -156,13 +160,13 @@ impl Stage for RootApp {
             return Err(Error::Prerequisite {
                 stage: ID,
                 what: "the Application kind (ArgoCD's CRDs)".into(),
-                needs: super::install_argocd::ID,
+                needs: ids::INSTALL_ARGOCD,
             });
         }
         let ns = &cx.config.cluster.spec.argocd.namespace;
         let objects = objects(cx)?;
-        let wanted = super::bootstrap_secrets::wanted(&cx.config, ID)?;
-        let (secrets, mut changes) = super::bootstrap_secrets::diff(&client, &wanted, ID).await?;
+        let wanted = bootstrap_secrets::wanted(&cx.config, ID)?;
+        let (secrets, mut changes) = bootstrap_secrets::diff(&client, &wanted, ID).await?;
         changes.extend(Applier::new(&client, ns).plan(&objects, ID).await?);
         let (mut unsettled, mut none_yet) = (Vec::new(), false);
         if !cx.no_wait {
@@ -196,7 +200,7 @@ impl Stage for RootApp {
         let timeout = Duration::from_secs(a.wait_seconds);
         if !plan.secrets.is_empty() {
             // Repository credentials first: the root app's first sync may need them.
-            let n = super::bootstrap_secrets::apply(&client, &plan.secrets).await?;
+            let n = bootstrap_secrets::apply(&client, &plan.secrets).await?;
             cx.events
                 .progress(ID, None, format!("applied {n} Secret(s) from spec.gitops"));
         }

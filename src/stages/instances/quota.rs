@@ -1,5 +1,5 @@
 //! The vCPU quota preflight `plan` and `up` run before the first stage that creates anything
-//! (after [`super::control_plane_guard`], on the same instance listing):
+//! (after [`super::guard`], on the same instance listing):
 //! the vCPUs of the nodes still to launch (DescribeInstanceTypes) against the account's
 //! On-Demand Standard quota (L-1216C47A) minus what already runs in the region. A shortfall
 //! stops the run before the VPC exists; a quota that cannot be read is a warning.
@@ -49,7 +49,7 @@ pub async fn preflight(cx: &Ctx) -> Result<()> {
         .instances(&["pending", "running", "stopping", "stopped"])
         .await?;
     // The same listing tells whether the config still names the cluster's control plane.
-    if let Some(e) = super::control_plane_guard::moved(&cx.config, &listed) {
+    if let Some(e) = super::guard::moved(&cx.config, &listed) {
         return Err(e);
     }
     let present: BTreeSet<String> = listed

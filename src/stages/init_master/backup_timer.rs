@@ -8,30 +8,16 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::iam_documents::Doc;
 use crate::config::Config;
 use crate::error::Result;
 use crate::event::Action;
-use crate::remote_state::Location;
 use crate::ssh::{Conn, script};
+use crate::stages::shared::backup_target::target;
 
-const SCRIPT: &str = include_str!("../../templates/ecoboot-backup.py");
+const SCRIPT: &str = include_str!("../../../templates/ecoboot-backup.py");
 const SCRIPT_PATH: &str = "/usr/local/sbin/ecoboot-backup";
 const SERVICE_PATH: &str = "/etc/systemd/system/ecoboot-backup.service";
 const TIMER_PATH: &str = "/etc/systemd/system/ecoboot-backup.timer";
-
-/// The key prefix the backups of `config` go under (`<prefix>/<cluster>/backups/`), and the
-/// bucket, when a schedule is configured.
-pub fn target(config: &Config) -> Option<(String, String)> {
-    let b = &config.cluster.spec.backup;
-    b.schedule.as_ref()?;
-    let location = Location::parse(&b.to.as_ref()?.value)?;
-    let prefix = match location.prefix.as_str() {
-        "" => format!("{}/backups/", config.name()),
-        p => format!("{p}/{}/backups/", config.name()),
-    };
-    Some((location.bucket, prefix))
-}
 
 /// The three files the timer needs, with their modes, when a schedule is configured.
 pub fn files(config: &Config) -> Option<Vec<(&'static str, String, u32)>> {
@@ -57,40 +43,6 @@ pub fn files(config: &Config) -> Option<Vec<(&'static str, String, u32)>> {
         (SERVICE_PATH, service, 0o644),
         (TIMER_PATH, timer, 0o644),
     ])
-}
-
-/// Name of the generated document that lets the control plane's scheduled backup write its
-/// prefix (reserved: a configured document may not use it).
-pub const BACKUP_POLICY: &str = "ecoboot-backup";
-
-/// With `spec.backup.schedule`: put, tag and delete objects under the backups prefix and list
-/// that prefix, nothing else. On the role the control plane wears (the controller role when it
-/// runs the AWS controllers, else the node role every node wears).
-pub fn backup_policy(config: &crate::config::Config) -> Option<Doc> {
-    let (bucket, prefix) = target(config)?;
-    let json = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "EcobootBackupObjects",
-                "Effect": "Allow",
-                "Action": ["s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject"],
-                "Resource": format!("arn:aws:s3:::{bucket}/{prefix}*"),
-            },
-            {
-                "Sid": "EcobootBackupList",
-                "Effect": "Allow",
-                "Action": "s3:ListBucket",
-                "Resource": format!("arn:aws:s3:::{bucket}"),
-                "Condition": {"StringLike": {"s3:prefix": format!("{prefix}*")}},
-            },
-        ],
-    });
-    Some(Doc {
-        name: BACKUP_POLICY.into(),
-        json: json.to_string(),
-        controller_only: config.control_plane().aws_controllers,
-    })
 }
 
 fn digest(text: &str) -> String {
@@ -163,43 +115,4 @@ pub async fn apply(config: &Config, conn: &Conn, stage: &str) -> Result<()> {
     )
     .await
     .map(drop)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_backup_policy_allows_only_the_backups_prefix() {
-        let mut config = crate::config::tests_support::config();
-        assert!(backup_policy(&config).is_none(), "no schedule, no policy");
-        let b = &mut config.cluster.spec.backup;
-        b.to = Some(crate::config::Located {
-            value: "s3://my-backups/ecoboot".into(),
-            span: None,
-        });
-        b.schedule = Some(crate::config::Located {
-            value: "daily".into(),
-            span: None,
-        });
-        let doc = backup_policy(&config).unwrap();
-        let json: serde_json::Value = serde_json::from_str(&doc.json).unwrap();
-        let objects = &json["Statement"][0];
-        let prefix = format!(
-            "arn:aws:s3:::my-backups/ecoboot/{}/backups/*",
-            config.name()
-        );
-        assert_eq!(objects["Resource"], prefix);
-        assert!(
-            !objects["Action"].to_string().contains("GetObject"),
-            "write-only"
-        );
-        let list = &json["Statement"][1];
-        assert_eq!(list["Resource"], "arn:aws:s3:::my-backups");
-        assert_eq!(
-            list["Condition"]["StringLike"]["s3:prefix"],
-            format!("ecoboot/{}/backups/*", config.name())
-        );
-        assert_eq!(doc.controller_only, config.control_plane().aws_controllers);
-    }
 }

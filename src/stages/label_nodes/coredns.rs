@@ -10,8 +10,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node as KubeNode, Taint, Toleration};
 use kube::api::Api;
 
-use super::node_labels::not_ready;
 use crate::error::Result;
+use crate::stages::shared::node_labels::not_ready;
 
 /// Namespace and name of kubeadm's CoreDNS Deployment.
 pub const NAMESPACE: &str = "kube-system";

@@ -11,7 +11,7 @@ use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::event::Action;
 
-use super::instances::ID;
+use super::ID;
 
 /// The control plane's address as it exists.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,7 +12,7 @@ use crate::error::Result;
 
 /// A toleration for a `key[=value]:Effect` taint.
 fn toleration(spec: &str) -> Value {
-    let t = super::node_labels::taint(spec);
+    let t = crate::stages::shared::node_labels::taint(spec);
     match t.value {
         Some(v) => json!({"key": t.key, "operator": "Equal", "value": v, "effect": t.effect}),
         None => json!({"key": t.key, "operator": "Exists", "effect": t.effect}),

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use super::init_master::{
+use super::{
     HEALTHZ, HEALTHZ_TIMEOUT, ID, INIT_CONFIG, INIT_DONE, INIT_FAILED, INIT_STARTED,
-    KUBE_PROXY_MARKER, RESTORED, facts, local_admin,
+    KUBE_PROXY_MARKER, RESTORED, facts,
 };
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
@@ -177,42 +177,10 @@ impl Steps<'_> {
         Ok(())
     }
 
-    /// Fetches `/etc/kubernetes/admin.conf` into the state directory (see [`fetch_admin`]).
+    /// Fetches `/etc/kubernetes/admin.conf` into the state directory (see [`super::fetch_admin`]).
     pub(super) async fn fetch_admin(&self) -> Result<()> {
-        fetch_admin(self.cx, self.conn, ID).await
+        super::fetch_admin(self.cx, self.conn, ID).await
     }
-}
-
-/// Fetches `/etc/kubernetes/admin.conf` from the control plane, refuses anything but
-/// kubeadm's shape, and writes it into the state directory (0600). `stage` names the
-/// operation in diagnostics (init-master, certs).
-pub async fn fetch_admin(cx: &Ctx, conn: &Conn, stage: &str) -> Result<()> {
-    let fail = |message: String, help: &str| Error::StageFailed {
-        stage: stage.into(),
-        message: format!("{}: {message}", conn.node),
-        help: help.into(),
-    };
-    let admin = conn
-        .run_secret(
-            "fetch admin.conf",
-            "cat /etc/kubernetes/admin.conf",
-            Duration::from_secs(60),
-            true,
-        )
-        .await?;
-    if !admin.ok() || admin.stdout.is_empty() {
-        return Err(fail(
-            "cannot read /etc/kubernetes/admin.conf".into(),
-            "check the node",
-        ));
-    }
-    let sanitized = crate::api::admin_conf::sanitize(&admin.stdout).map_err(|why| {
-        fail(
-            format!("refused the node's /etc/kubernetes/admin.conf: {why}"),
-            "kubeadm writes one cluster and one user with client certificate data; a node serving anything else (an exec plugin, a token file) may be compromised: inspect it before trusting it",
-        )
-    })?;
-    crate::fsutil::write_atomic(&local_admin(cx), sanitized.as_bytes(), 0o600)
 }
 
 #[cfg(test)]

@@ -9,13 +9,16 @@ use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::{Api, DynamicObject};
 
-use super::argocd_render::render;
-use super::manifest_stage::{Bundle, ManifestStage};
+mod render;
+
 use crate::config::{Config, Manifest};
 use crate::error::Result;
+use crate::stages::shared::ids;
+use crate::stages::shared::manifest::{Bundle, ManifestStage};
+use render::render;
 
 /// Stage id.
-pub const ID: &str = "install-argocd";
+pub const ID: &str = ids::INSTALL_ARGOCD;
 
 /// The ArgoCD install manifest as a [`Bundle`].
 pub struct Argocd;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, IpPermission, ResourceType};
 
-use super::network::{
+use super::{
     Existing, FoundGroup, FoundRouteTable, FoundSubnet, ID, Network, detach_igw, permission,
     wanted_rules,
 };
@@ -306,29 +306,12 @@ pub(super) async fn kubernetes_tags(cx: &Ctx, aws: &Aws, f: &Existing) -> Result
         by_set.entry(&u.missing).or_default().push(&u.id);
     }
     for (missing, ids) in by_set {
-        add_tags(aws, &ids, missing).await?;
+        aws.add_tags(&ids, missing).await?;
         for id in ids {
             cx.events.progress(ID, Some(id), "tagged for Kubernetes");
         }
     }
     Ok(())
-}
-
-/// One CreateTags of `pairs` on `ids`.
-pub(super) async fn add_tags(aws: &Aws, ids: &[&str], pairs: &[(String, String)]) -> Result<()> {
-    let tags = pairs
-        .iter()
-        .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build())
-        .collect();
-    aws.pace().await;
-    aws.ec2
-        .create_tags()
-        .set_resources(Some(ids.iter().map(|s| s.to_string()).collect()))
-        .set_tags(Some(tags))
-        .send()
-        .await
-        .map(drop)
-        .map_err(|e| aws_error("CreateTags", &ids.join(","), e))
 }
 
 /// Deletes the extra gateways and empty VPCs an interrupted run left behind.

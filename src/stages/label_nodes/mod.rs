@@ -1,7 +1,7 @@
 //! Stage `label-nodes`: reconciles every node's labels and taints through the API on every run
 //! (including `node-role.kubernetes.io/<role>`, which kubelet may not set itself), removes the
 //! ones ecoboot set earlier that the config no longer lists, then waits until every configured
-//! node is `Ready` and CoreDNS is available (see [`super::coredns`]). What ecoboot owns is recorded on the Node itself (annotations), so the
+//! node is `Ready` and CoreDNS is available (see [`coredns`]). What ecoboot owns is recorded on the Node itself (annotations), so the
 //! cluster stays the authority even without the state file.
 
 use std::collections::BTreeMap;
@@ -12,14 +12,16 @@ use k8s_openapi::api::core::v1::Node as KubeNode;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::Value;
 
-use super::coredns;
-pub use super::node_labels::{OWNED_LABELS, OWNED_TAINTS, not_ready, reconcile};
+mod coredns;
+
 use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
 use crate::event::Action;
+use crate::stages::shared::ids;
+use crate::stages::shared::node_labels::{not_ready, reconcile};
 
 /// Stage id.
-pub const ID: &str = "label-nodes";
+pub const ID: &str = ids::LABEL_NODES;
 
 /// The `label-nodes` stage.
 pub struct LabelNodes;

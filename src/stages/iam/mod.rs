@@ -7,7 +7,6 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
 use crate::aws::tags::CLUSTER;
 use crate::aws::{Aws, aws_error, code_of};
@@ -16,35 +15,18 @@ use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
 use crate::event::Action;
 
-use super::iam_documents::{self, DocsPlan, RoleDocsFound};
+mod backup_policy;
+mod documents;
+
 use crate::aws::managed_policies as iam_managed;
+use crate::stages::shared::ids;
+use crate::stages::shared::outputs::IamOut;
+use documents::{DocsPlan, RoleDocsFound};
 
 /// Stage id.
-pub const ID: &str = "iam";
+pub const ID: &str = ids::IAM;
 
 const TRUST_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-
-/// What the stage records in state.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct IamOut {
-    /// Role name.
-    pub role: String,
-    /// Instance profile name (what `RunInstances` takes).
-    pub instance_profile: String,
-    /// The controller role's instance profile, for nodes with `awsControllers: true`.
-    #[serde(default)]
-    pub controller_instance_profile: Option<String>,
-}
-
-impl IamOut {
-    /// The instance profile a node wears.
-    pub fn profile_for(&self, node: &crate::config::Node) -> &str {
-        match (&self.controller_instance_profile, node.aws_controllers) {
-            (Some(controller), true) => controller,
-            _ => &self.instance_profile,
-        }
-    }
-}
 
 /// Role and instance profile name of every node.
 pub fn node_role_name(config: &Config) -> String {
@@ -164,7 +146,7 @@ async fn discover(aws: &Aws, name: &str) -> Result<Existing> {
                     }
                 }
             }
-            found.documents.inline = iam_documents::discover_inline(aws, name).await?;
+            found.documents.inline = documents::discover_inline(aws, name).await?;
         }
         Err(e) if code_of(&e).as_deref() == Some("NoSuchEntity") => {}
         Err(e) => return Err(aws_error("GetRole", name, e)),
@@ -326,7 +308,7 @@ impl Stage for Iam {
             .flat_map(|(s, f)| plan(s, f))
             .collect();
         let found: Vec<&RoleDocsFound> = existing.iter().map(|f| &f.documents).collect();
-        let documents = iam_documents::plan(cx, &specs, &found).await?;
+        let documents = documents::plan(cx, &specs, &found).await?;
         if !actions.is_empty() || !documents.actions().is_empty() {
             return Ok(Found::Todo(IamPlan {
                 actions,
@@ -359,6 +341,6 @@ impl Stage for Iam {
         for (spec, existing) in &plan.roles {
             converge(cx, spec, existing).await?;
         }
-        iam_documents::apply(cx, &plan.documents).await
+        documents::apply(cx, &plan.documents).await
     }
 }

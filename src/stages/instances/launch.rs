@@ -11,7 +11,7 @@ use aws_sdk_ec2::types::{
 };
 use sha2::{Digest, Sha256};
 
-use super::instance_settings::metadata_options;
+use super::settings::metadata_options;
 use crate::aws::tags::{NODE, ROLE};
 use crate::aws::{Aws, aws_error, ec2_filter};
 use crate::config::{Config, Node};
@@ -22,7 +22,7 @@ use crate::retry::{Backoff, Try, retry};
 /// How long to wait for launched instances to be running.
 const RUNNING_TIMEOUT: Duration = Duration::from_secs(600);
 
-use super::instances::{ID, InstancesOut, PROFILE_PROPAGATION};
+use super::{ID, InstancesOut, PROFILE_PROPAGATION};
 
 /// Records a launch token (and its generation) in the journal before the launch call.
 pub(super) fn journal_token(cx: &Ctx, node: &str, token: &str, generation: u32) -> Result<()> {

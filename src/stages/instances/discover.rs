@@ -7,19 +7,19 @@ use aws_sdk_ec2::types::{Instance, InstanceStateName};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::iam::{self, IamOut};
-use super::instance_settings::{
+use super::settings::{
     current_association, hop_limit, metadata_drift, profile_arn_is, wears_profile,
 };
-use super::network::NetworkOut;
 use crate::aws::tags::{NODE, ROLE};
 use crate::aws::{Aws, aws_error, code_of, ec2_tag_value};
 use crate::config::Config;
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::event::Action;
+use crate::stages::shared::ids;
+use crate::stages::shared::outputs::{IamOut, NetworkOut};
 
-use super::instances::{ID, InstancesOut, KEY_TAG, NodeOut};
+use super::{ID, InstancesOut, KEY_TAG, NodeOut};
 
 #[derive(Clone)]
 pub(super) struct Existing {
@@ -121,7 +121,7 @@ pub(super) async fn discover(cx: &Ctx, aws: &Aws) -> Result<Existing> {
             .find_map(|i| i.image_id().map(str::to_string))
     });
     let mut associated = BTreeMap::new();
-    let iam: Option<IamOut> = cx.state().output(iam::ID);
+    let iam: Option<IamOut> = cx.state().output(ids::IAM);
     if let Some(iam) = iam {
         for node in config.nodes() {
             let Some([one]) = nodes.get(node.name.as_str()).map(Vec::as_slice) else {
@@ -193,7 +193,7 @@ pub(super) fn plan(
     found: &Existing,
     net: Option<&NetworkOut>,
 ) -> Result<(Vec<Action>, Vec<String>)> {
-    let iam: Option<IamOut> = cx.state().output(iam::ID);
+    let iam: Option<IamOut> = cx.state().output(ids::IAM);
     let config = &cx.config;
     let mut todo = Vec::new();
     let mut drift = Vec::new();

@@ -11,7 +11,7 @@ use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::event::Action;
 
-use super::iam::{ID, RoleSpec};
+use super::{ID, RoleSpec};
 use crate::aws::managed_policies::{self as managed, Managed};
 
 /// IAM's limit on the total size of a role's inline policies (characters, no whitespace).
@@ -64,7 +64,7 @@ pub async fn load(cx: &Ctx) -> Result<Vec<Doc>> {
             controller_only: doc.controller_only,
         });
     }
-    out.extend(super::backup_timer::backup_policy(&cx.config));
+    out.extend(super::backup_policy::backup_policy(&cx.config));
     Ok(out)
 }
 
