@@ -14,6 +14,22 @@ use crate::remote_state::{self, Expect, HeldLock, Remote};
 /// The files that live in the remote store.
 pub const SYNCED: &[&str] = &["state.json", "known_hosts"];
 
+/// What a file read from S3 may keep: known_hosts only its plain key lines (no
+/// `@cert-authority`, `@revoked`, wildcards or options a bucket writer could plant; see
+/// [`crate::ssh::verified::plain_lines`]); the journal is checked when it is loaded.
+fn untrusted(name: &str, bytes: &[u8]) -> Vec<u8> {
+    if name != "known_hosts" {
+        return bytes.to_vec();
+    }
+    let (kept, dropped) = crate::ssh::verified::plain_lines(&String::from_utf8_lossy(bytes));
+    if dropped > 0 {
+        tracing::warn!(
+            "dropped {dropped} line(s) of the remote known_hosts that are not plain host key lines"
+        );
+    }
+    kept.into_bytes()
+}
+
 /// A remote store attached to a local state directory.
 pub struct Synced {
     remote: Remote,
@@ -46,7 +62,7 @@ impl Synced {
             let path = dir.join(name);
             match synced.remote.get(name).await? {
                 Some((bytes, etag)) => {
-                    fsutil::write_atomic(&path, &bytes, 0o600)?;
+                    fsutil::write_atomic(&path, &untrusted(name, &bytes), 0o600)?;
                     locked(&synced.etags).insert(name.to_string(), etag);
                     locked(&synced.seen).insert(name.to_string(), bytes);
                 }
@@ -151,12 +167,13 @@ pub async fn pull(remote: &Remote, dir: &Path) -> Result<Vec<(&'static str, Copi
         let path = dir.join(name);
         let copied = match remote.get(name).await? {
             None => Copied::Missing,
-            Some((bytes, _)) => match std::fs::read(&path) {
-                Ok(local) if local == bytes => Copied::Same,
+            Some((bytes, _)) => match std::fs::read(&path).map(|l| (l, untrusted(name, &bytes))) {
+                Ok((local, bytes)) if local == bytes => Copied::Same,
                 local => {
-                    if let Ok(local) = local {
-                        fsutil::write_atomic(&path.with_extension("before-pull"), &local, 0o600)?;
+                    if let Ok((local, _)) = &local {
+                        fsutil::write_atomic(&path.with_extension("before-pull"), local, 0o600)?;
                     }
+                    let bytes = untrusted(name, &bytes);
                     fsutil::write_atomic(&path, &bytes, 0o600)?;
                     Copied::Copied(bytes.len())
                 }

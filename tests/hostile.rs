@@ -359,3 +359,71 @@ fn ssh_open_to_the_world_needs_allow_world_and_then_every_run_warns() {
         "{out}{err}"
     );
 }
+
+#[test]
+fn addresses_come_from_ec2_not_from_a_journal_that_points_elsewhere() {
+    let sb = AwsSandbox::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = config_with_key(dir.path());
+    let eco = |args: &[&str]| {
+        let mut cmd = ecoboot(&state);
+        sb.env(&mut cmd);
+        run(cmd.arg("-c").arg(&config).args(args))
+    };
+    let (code, _, err) = eco(&["up", "--to", "instances"]);
+    assert_eq!(code, 0, "{err}");
+    // Real AWS: nodes have no configured address, so ecoboot would connect to what it
+    // records. Nothing here connects anywhere: `inventory` only writes the addresses down.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let without: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("address: "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&config, without).unwrap();
+    let path = state.join("sesacthon/state.json");
+    let mut journal: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let cp = &mut journal["outputs"]["instances"]["nodes"]["k8s-master"];
+    let real = cp["public_ip"].as_str().unwrap().to_string();
+    cp["public_ip"] = "203.0.113.66".into();
+    cp["instance_id"] = "i-0aaaaaaaaaaaaaaaa".into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&journal).unwrap()).unwrap();
+    let (code, out, err) = eco(&["inventory"]);
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("k8s-master "))
+        .expect("the control plane's line");
+    assert!(
+        line.contains(&format!("ansible_host={real}")) && !line.contains("203.0.113.66"),
+        "EC2's address, not the journal's: {line}"
+    );
+    assert!(!line.contains("i-0aaaaaaaaaaaaaaaa"), "{line}");
+    let (code, _, err) = eco(&["down", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn known_hosts_from_the_bucket_keeps_only_plain_key_lines() {
+    let sb = AwsSandbox::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_key(dir.path());
+    let (code, _, err) = run(remote(&sb, dir.path(), &config).args(["state", "init"]));
+    assert_eq!(code, 0, "{err}");
+    let planted = "127.0.1.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOk\n@cert-authority * ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEvil\n* ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEvil\n@revoked 127.0.1.2 ssh-ed25519 AAAA\n127.0.1.3 ssh-ed25519 AAAA command=\"touch /tmp/x\"\n";
+    sb.boto(
+        "s3",
+        &format!(
+            "put_object(Bucket='ecoboot-state', Key='teams/hostile/sesacthon/known_hosts', Body={planted:?}.encode())"
+        ),
+    );
+    let (code, out, err) = run(remote(&sb, dir.path(), &config).args(["state", "pull"]));
+    assert_eq!(code, 0, "{out}{err}");
+    let known = std::fs::read_to_string(dir.path().join("state/sesacthon/known_hosts")).unwrap();
+    assert_eq!(
+        known, "127.0.1.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOk\n",
+        "{known}"
+    );
+}

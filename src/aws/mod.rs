@@ -5,6 +5,7 @@
 mod calls;
 pub mod console;
 mod errors;
+pub mod live;
 pub mod managed_policies;
 pub mod quota;
 pub mod tags;

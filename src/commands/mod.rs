@@ -354,17 +354,16 @@ async fn read_only_ctx(g: &Global, config: &Arc<Config>) -> Result<Ctx> {
 
 async fn inventory(g: &Global) -> Result<()> {
     let config = load_config(g, FileChecks::Skip)?;
-    let state = state_cmd::open(g, &config, false)
+    let cx = read_only_ctx(g, &config).await?;
+    let out: crate::nodes::InstancesOut = cx
+        .node_records()
         .await?
-        .load(config.name())?;
-    let out: crate::nodes::InstancesOut =
-        state
-            .output(crate::nodes::INSTANCES)
-            .ok_or(Error::Prerequisite {
-                stage: "inventory",
-                what: "the instance addresses".into(),
-                needs: crate::stages::instances::ID,
-            })?;
+        .filter(|o| !o.nodes.is_empty())
+        .ok_or(Error::Prerequisite {
+            stage: "inventory",
+            what: "the instance addresses".into(),
+            needs: crate::stages::instances::ID,
+        })?;
     if g.output == Output::Json {
         println!(
             "{}",
@@ -387,7 +386,8 @@ async fn kubeconfig(g: &Global, file: Option<&std::path::Path>) -> Result<()> {
         needs: crate::stages::init_master::ID,
     })?;
     let state = store.load(config.name())?;
-    let instances: Option<crate::nodes::InstancesOut> = state.output(crate::nodes::INSTANCES);
+    let cx = Ctx::new(config.clone(), Events::new(Arc::new(Silent)), store, state);
+    let instances = cx.node_records().await?;
     let cp = config.control_plane().name.value.clone();
     let address = crate::nodes::ssh_address(&config, &cp, instances.as_ref());
     let (host, _) = crate::nodes::host_port(&address, 22);
@@ -400,7 +400,7 @@ async fn kubeconfig(g: &Global, file: Option<&std::path::Path>) -> Result<()> {
         })?;
     let path = file
         .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| crate::nodes::kubeconfig(store.dir()));
+        .unwrap_or_else(|| crate::nodes::kubeconfig(&cx.state_dir()));
     crate::fsutil::write_atomic(&path, text.as_bytes(), 0o600)?;
     println!("{}", path.display());
     Ok(())

@@ -5,7 +5,6 @@ use crate::aws::{Aws, CallCounter};
 use crate::config::{ApiAccess, Config};
 use crate::error::{Error, Result};
 use crate::event::Events;
-use crate::retry::{Backoff, Try, retry};
 use crate::ssh::run::NodeFailure;
 use crate::ssh::{self, Conn, Target};
 use crate::state::{State, Store};
@@ -69,10 +68,13 @@ impl Ctx {
                 .control_dir
                 .join(format!("readonly-{}", std::process::id()));
             let known = scratch.join("known_hosts");
+            let verified = scratch.join("known_hosts.verified");
             if crate::fsutil::ensure_private_dir(&scratch).is_ok() && !known.exists() {
                 let _ = std::fs::copy(&opts.known_hosts, &known);
+                let _ = std::fs::copy(&opts.verified, &verified);
             }
             opts.known_hosts = known;
+            opts.verified = verified;
             opts.log_dir = scratch.join("logs");
         }
         let cap = match self.config.cluster.spec.ssh.concurrency {
@@ -103,7 +105,7 @@ impl Ctx {
                 );
                 let mut opts = opts;
                 let result = match &aws {
-                    Some(aws) => console_pins(aws, &target, &mut opts).await,
+                    Some(aws) => super::console_pins::console_pins(aws, &target, &mut opts).await,
                     None => Ok(()),
                 };
                 let result = match result {
@@ -184,8 +186,7 @@ impl Ctx {
                     }
                     ApiAccess::Direct => {
                         let cp = self.config.control_plane().name.value.clone();
-                        let out: Option<crate::nodes::InstancesOut> =
-                            self.state().output(crate::nodes::INSTANCES);
+                        let out = self.node_records().await?;
                         let address = crate::nodes::ssh_address(&self.config, &cp, out.as_ref());
                         let (host, _) = crate::nodes::host_port(&address, 22);
                         crate::api::connect(admin, crate::api::Route::Direct { host }).await
@@ -196,6 +197,22 @@ impl Ctx {
         Ok(access.client.clone())
     }
 
+    /// The nodes' instances and addresses to connect to: the journal's record when every node
+    /// has a configured `address` (nothing is read from it but instance ids), else what EC2
+    /// answers for the cluster's tags now (the journal may have come from S3; see
+    /// [`crate::aws::live`]).
+    pub async fn node_records(&self) -> Result<Option<crate::nodes::InstancesOut>> {
+        let journal: Option<crate::nodes::InstancesOut> =
+            self.state().output(crate::nodes::INSTANCES);
+        if self.config.nodes().all(|n| n.address.is_some()) {
+            return Ok(journal);
+        }
+        let aws = self.aws().await;
+        crate::aws::live::nodes(aws, journal.as_ref())
+            .await
+            .map(Some)
+    }
+
     /// Connects to the nodes `keep` selects (addresses from config or the `instances` record);
     /// unreachable nodes come back as failures, the others as open connections.
     pub async fn connect_nodes(
@@ -203,7 +220,7 @@ impl Ctx {
         stage: &'static str,
         keep: impl Fn(&Target) -> bool,
     ) -> Result<(Vec<(Target, Arc<Conn>)>, Vec<NodeFailure>)> {
-        let out: Option<crate::nodes::InstancesOut> = self.state().output(crate::nodes::INSTANCES);
+        let out = self.node_records().await?;
         let targets: Vec<_> = ssh::targets(&self.config, out.as_ref(), stage)?
             .into_iter()
             .filter(|t| keep(t))
@@ -317,47 +334,5 @@ impl Ctx {
 
     pub(super) fn take_counters(&self) -> BTreeMap<String, u64> {
         std::mem::take(&mut *self.counters.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
-/// `knownHosts: console`: for a node whose key is not known yet, reads the fingerprints its
-/// instance's console printed (waiting while the console has not printed them, up to the
-/// connect timeout) into `opts.pins`, so the first contact is verified out of band.
-async fn console_pins(aws: &Aws, target: &Target, opts: &mut ssh::Options) -> Result<()> {
-    if ssh::hostkeys::known(target, &opts.known_hosts).await {
-        return Ok(());
-    }
-    let Some(id) = &target.instance_id else {
-        return Err(Error::Ssh {
-            node: target.node.clone(),
-            message: "no EC2 instance is recorded for this node, so its host key cannot be checked against the instance console".into(),
-            help: "run the `instances` stage first; for nodes ecoboot did not launch (bring-your-own addresses) set `spec.ssh.knownHosts: accept-new` or add their keys to known_hosts".into(),
-        });
-    };
-    let polled = retry(
-        &Backoff::poll(std::time::Duration::from_secs(5), opts.connect_timeout),
-        |_| async {
-            match crate::aws::console::host_key_fingerprints(aws, id).await {
-                Ok(found) if !found.is_empty() => Try::Done(found),
-                Ok(_) => Try::Again(None),
-                Err(e) => Try::Fail(Some(e)),
-            }
-        },
-    )
-    .await;
-    match polled {
-        Ok(found) => {
-            opts.pins.insert(target.node.clone(), found);
-            Ok(())
-        }
-        Err(Some(e)) => Err(e),
-        Err(None) => Err(Error::Ssh {
-            node: target.node.clone(),
-            message: format!(
-                "the console of {id} printed no SSH host key fingerprints within {}s",
-                opts.connect_timeout.as_secs()
-            ),
-            help: "cloud-init prints them at first boot (check `aws ec2 get-console-output`); raise spec.ssh.connectTimeoutSeconds, or set `knownHosts: accept-new` to trust the first key seen".into(),
-        }),
     }
 }

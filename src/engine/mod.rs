@@ -1,6 +1,7 @@
 //! The stage engine: probe → skip if done → plan → apply → re-probe → record. The [`Ctx`]
 //! (`ctx.rs`) is everything a stage may use; the [`Runner`] (`runner.rs`) drives the stages.
 
+mod console_pins;
 mod ctx;
 mod runner;
 

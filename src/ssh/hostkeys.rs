@@ -28,6 +28,10 @@ pub fn forget(known_hosts: &Path, host: &str, port: u16) -> crate::error::Result
     if !known_hosts.exists() || host.is_empty() {
         return Ok(false);
     }
+    super::verified::forget(
+        &known_hosts.with_file_name("known_hosts.verified"),
+        &entry_name(host, port),
+    )?;
     let out = std::process::Command::new("ssh-keygen")
         .args(["-R", &entry_name(host, port), "-f"])
         .arg(known_hosts)
@@ -42,7 +46,8 @@ pub fn forget(known_hosts: &Path, host: &str, port: u16) -> crate::error::Result
     Ok(out.status.success() && said.contains("updated"))
 }
 
-async fn fingerprints_known(target: &Target, known_hosts: &Path) -> Vec<String> {
+/// The SHA256 fingerprints known_hosts holds for `target`.
+pub async fn fingerprints_known(target: &Target, known_hosts: &Path) -> Vec<String> {
     let out = Command::new("ssh-keygen")
         .arg("-l")
         .arg("-F")
@@ -148,6 +153,7 @@ pub enum Pinned {
 pub async fn pin(
     target: &Target,
     known_hosts: &Path,
+    verified: &Path,
     expected: &[String],
 ) -> Result<Pinned, Error> {
     let presented = scan(target).await;
@@ -172,10 +178,12 @@ pub async fn pin(
         });
     }
     let mut text = String::new();
-    for s in matching {
+    for s in &matching {
         text.push_str(&s.line);
         text.push('\n');
     }
+    let fingerprints: Vec<String> = matching.iter().map(|s| s.fingerprint.clone()).collect();
+    super::verified::record(verified, &host_pattern(target), &fingerprints)?;
     use std::io::Write;
     crate::fsutil::append_nofollow()
         .open(known_hosts)

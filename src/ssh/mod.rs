@@ -7,6 +7,7 @@ pub mod redact;
 pub mod run;
 pub mod script;
 mod stream;
+pub mod verified;
 
 pub use options::Options;
 
@@ -183,7 +184,7 @@ impl Conn {
                     // First contact under `knownHosts: console`: record the key only if it is
                     // one the instance's console printed; the connection below is then strict.
                     let expected = &opts.pins[&target.node];
-                    match hostkeys::pin(target, &opts.known_hosts, expected).await {
+                    match hostkeys::pin(target, &opts.known_hosts, &opts.verified, expected).await {
                         Ok(hostkeys::Pinned::Yes) => pinned.store(true, Ordering::Relaxed),
                         Ok(hostkeys::Pinned::NoAnswer) => {
                             return Try::Again(gave_up(

@@ -16,6 +16,8 @@ pub struct Options {
     pub identity: Option<PathBuf>,
     /// ecoboot's own known_hosts file.
     pub known_hosts: PathBuf,
+    /// The keys checked against a console on this machine ([`super::verified`]; never synced).
+    pub verified: PathBuf,
     /// Unknown host keys are refused (`strict` and `console`); `accept-new` records them.
     pub strict: bool,
     /// Per node, the host key fingerprints its instance's console printed (`knownHosts:
@@ -42,6 +44,7 @@ impl Options {
             user: ssh.user.value.clone(),
             identity: ssh.identity_file.as_ref().map(|p| config.resolve_path(p)),
             known_hosts: crate::nodes::known_hosts(state_dir),
+            verified: state_dir.join("known_hosts.verified"),
             strict: ssh.known_hosts.as_str() != "accept-new",
             pins: BTreeMap::new(),
             bastion: ssh.bastion.as_ref().map(|b| b.value.clone()),
