@@ -135,6 +135,8 @@ pub struct Remote {
     /// Where.
     pub location: Location,
     cluster: String,
+    /// The account id every bucket call expects to own the bucket (`ExpectedBucketOwner`).
+    pub(crate) owner: Option<String>,
 }
 
 /// Why a conditional request failed.
@@ -169,10 +171,25 @@ impl Remote {
                     || std::env::var_os("AWS_ENDPOINT_URL").is_some(),
             )
             .build();
+        // Every call names the account that must own the bucket: a deleted or mistyped bucket
+        // name that someone else registered is refused by S3 instead of receiving the journal,
+        // the lock or the cluster's CA keys.
+        let owner = aws_sdk_sts::Client::new(&shared)
+            .get_caller_identity()
+            .send()
+            .await
+            .ok()
+            .and_then(|id| id.account().map(str::to_string));
+        if owner.is_none() {
+            tracing::warn!(
+                "could not read this account's id (sts:GetCallerIdentity): S3 calls go without ExpectedBucketOwner"
+            );
+        }
         Remote {
             s3: aws_sdk_s3::Client::from_conf(conf),
             location,
             cluster: cluster.into(),
+            owner,
         }
     }
 
@@ -195,6 +212,7 @@ impl Remote {
             .s3
             .get_object()
             .bucket(&self.location.bucket)
+            .set_expected_bucket_owner(self.owner.clone())
             .key(self.key(name))
             .send()
             .await;
@@ -220,6 +238,7 @@ impl Remote {
             .s3
             .put_object()
             .bucket(&self.location.bucket)
+            .set_expected_bucket_owner(self.owner.clone())
             .key(self.key(name))
             .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
             .body(ByteStream::from(body));
@@ -240,6 +259,7 @@ impl Remote {
             .s3
             .delete_object()
             .bucket(&self.location.bucket)
+            .set_expected_bucket_owner(self.owner.clone())
             .key(self.key(name))
             .if_match(etag)
             .send()

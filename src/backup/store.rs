@@ -99,6 +99,7 @@ impl Store {
             .s3
             .put_object()
             .bucket(self.bucket())
+            .set_expected_bucket_owner(self.remote.owner.clone())
             .key(&key)
             .server_side_encryption(ServerSideEncryption::Aes256)
             .tagging(format!("{}={}", tag(CLUSTER), tag(&self.cluster)))
@@ -120,6 +121,7 @@ impl Store {
             .s3
             .list_objects_v2()
             .bucket(self.bucket())
+            .set_expected_bucket_owner(self.remote.owner.clone())
             .prefix(&prefix)
             .into_paginator()
             .send()
@@ -154,6 +156,7 @@ impl Store {
                 .s3
                 .delete_object()
                 .bucket(self.bucket())
+                .set_expected_bucket_owner(self.remote.owner.clone())
                 .key(&old.key)
                 .send()
                 .await
@@ -173,6 +176,7 @@ pub async fn download(location: &Location, key: &str, dest: &Path) -> Result<Opt
         .s3
         .get_object()
         .bucket(&location.bucket)
+        .set_expected_bucket_owner(remote.owner.clone())
         .key(key)
         .send()
         .await
