@@ -427,3 +427,76 @@ fn known_hosts_from_the_bucket_keeps_only_plain_key_lines() {
         "{known}"
     );
 }
+
+#[test]
+fn backup_credentials_are_add_only_on_the_control_planes_own_role_at_hop_limit_1() {
+    let sb = AwsSandbox::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = config_with_key(dir.path());
+    // The control plane without the AWS controllers, with a backup schedule.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text
+        .replacen(
+            "      awsControllers: true      # runs the load balancer / EBS CSI controllers: controller role, IMDS hop 2\n",
+            "",
+            1,
+        )
+        .replacen(
+            "\nspec:\n",
+            "\nspec:\n  backup:\n    to: s3://my-backups/ecoboot\n    schedule: daily\n",
+            1,
+        );
+    std::fs::write(&config, text).unwrap();
+    let eco = |args: &[&str]| {
+        let mut cmd = ecoboot(&state);
+        sb.env(&mut cmd);
+        run(cmd.arg("-c").arg(&config).args(args))
+    };
+    let (code, _, err) = eco(&["up", "--to", "instances"]);
+    assert_eq!(code, 0, "{err}");
+    let cp_role = "ecoboot-sesacthon-control-plane";
+    let inline = sb.boto("iam", &format!("list_role_policies(RoleName='{cp_role}')"));
+    assert_eq!(
+        inline["PolicyNames"],
+        serde_json::json!(["ecoboot-backup"]),
+        "{inline}"
+    );
+    let doc = sb.boto(
+        "iam",
+        &format!("get_role_policy(RoleName='{cp_role}', PolicyName='ecoboot-backup')"),
+    );
+    let actions = doc["PolicyDocument"].to_string();
+    assert!(actions.contains("s3:PutObject"), "{actions}");
+    for never in ["DeleteObject", "ListBucket", "GetObject"] {
+        assert!(!actions.contains(never), "add-only: {actions}");
+    }
+    let node = sb.boto(
+        "iam",
+        "list_role_policies(RoleName='ecoboot-sesacthon-node')",
+    );
+    assert!(
+        !node["PolicyNames"].to_string().contains("ecoboot-backup"),
+        "the role every node wears has no backup access: {node}"
+    );
+    let found = sb.boto(
+        "ec2",
+        "describe_instances(Filters=[{'Name': 'tag:ecoboot.io/node', 'Values': ['k8s-master']}, {'Name': 'instance-state-name', 'Values': ['running']}])",
+    );
+    let cp = &found["Reservations"][0]["Instances"][0];
+    assert!(
+        cp["IamInstanceProfile"]["Arn"]
+            .as_str()
+            .unwrap()
+            .ends_with(cp_role),
+        "{cp}"
+    );
+    assert_eq!(cp["MetadataOptions"]["HttpPutResponseHopLimit"], 1, "{cp}");
+    let (code, _, err) = eco(&["down", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    let roles = sb.boto("iam", "list_roles()");
+    assert!(
+        !roles.to_string().contains(cp_role),
+        "down deletes it: {roles}"
+    );
+}

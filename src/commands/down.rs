@@ -24,10 +24,7 @@ pub(super) async fn down(g: &Global, yes: bool, dry_run: bool, delete_volumes: b
     let state = store.load(config.name())?;
     let events = events_for(g, false);
     let cx = Ctx::new(config.clone(), events.clone(), store, state);
-    let roles = [
-        crate::stages::iam::node_role_name(&config),
-        crate::stages::iam::controller_role_name(&config),
-    ];
+    let roles = crate::stages::iam::all_role_names(&config);
     events.emit(Event::RunStarted {
         command: "down".into(),
         cluster: config.name().into(),

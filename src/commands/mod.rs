@@ -310,8 +310,17 @@ fn warn_support(events: &Events, versions: &[(crate::config::support::Component,
     }
 }
 
-/// With `allowWorld: true`, every run says which ports are open to the whole internet.
+/// With `allowWorld: true`, every run says which ports are open to the whole internet; with
+/// scheduled backups on a control plane that also runs the AWS controllers (IMDS hop limit 2),
+/// that pods there can reach the backup role's add-only credentials.
 fn warn_world(events: &Events, config: &crate::config::Config) {
+    if config.cluster.spec.backup.schedule.is_some() && config.control_plane().aws_controllers {
+        events.emit(Event::Warning {
+            subject: "spec.backup.schedule".into(),
+            message: "the control plane runs the AWS controllers (`awsControllers: true`, IMDS hop limit 2), so pods on it can use the scheduled backup's credentials (add-only: no read, list or delete)".into(),
+            help: "move `awsControllers: true` to another node to keep the control plane at hop limit 1".into(),
+        });
+    }
     for port in crate::config::world_open(&config.cluster) {
         events.emit(Event::Warning {
             subject: "spec.aws.allowWorld".into(),

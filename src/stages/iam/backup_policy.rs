@@ -9,7 +9,8 @@ use crate::stages::shared::backup_target::target;
 pub const BACKUP_POLICY: &str = "ecoboot-backup";
 
 /// With `spec.backup.schedule`: put and tag new objects under the backups prefix, nothing
-/// else (pruning runs with the operator's credentials in `ecoboot backup`). On the role the control plane wears (the controller role when it
+/// else (pruning runs with the operator's credentials in `ecoboot backup`). Only on the
+/// control plane's own role, which no other node wears. On the role the control plane wears (the controller role when it
 /// runs the AWS controllers, else the node role every node wears).
 pub fn backup_policy(config: &crate::config::Config) -> Option<Doc> {
     let (bucket, prefix) = target(config)?;
@@ -29,7 +30,8 @@ pub fn backup_policy(config: &crate::config::Config) -> Option<Doc> {
     Some(Doc {
         name: BACKUP_POLICY.into(),
         json: json.to_string(),
-        controller_only: config.control_plane().aws_controllers,
+        controller_only: false,
+        control_plane_only: true,
     })
 }
 
@@ -67,6 +69,6 @@ mod tests {
             "add-only: {objects}"
         );
         assert_eq!(json["Statement"].as_array().unwrap().len(), 1, "no listing");
-        assert_eq!(doc.controller_only, config.control_plane().aws_controllers);
+        assert!(doc.control_plane_only && !doc.controller_only);
     }
 }

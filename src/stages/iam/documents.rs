@@ -28,6 +28,8 @@ pub struct Doc {
     pub json: String,
     /// Only the controller role gets it.
     pub controller_only: bool,
+    /// Only for the control plane's own role (the scheduled backup's add-only access).
+    pub control_plane_only: bool,
 }
 
 /// Where one role's documents go.
@@ -62,6 +64,7 @@ pub async fn load(cx: &Ctx) -> Result<Vec<Doc>> {
             name: doc.name.value.clone(),
             json,
             controller_only: doc.controller_only,
+            control_plane_only: false,
         });
     }
     out.extend(super::backup_policy::backup_policy(&cx.config));
@@ -186,7 +189,10 @@ pub async fn plan(cx: &Ctx, roles: &[RoleSpec], found: &[&RoleDocsFound]) -> Res
     for (spec, have) in roles.iter().zip(found) {
         let mine: Vec<&Doc> = docs
             .iter()
-            .filter(|d| spec.controller || !d.controller_only)
+            .filter(|d| {
+                (spec.controller || !d.controller_only)
+                    && (spec.control_plane || !d.control_plane_only)
+            })
             .collect();
         let inline_now = have.inline.keys().map(String::as_str).collect();
         let placement = place(&spec.name, &mine, &inline_now)?;
@@ -352,6 +358,7 @@ mod tests {
             name: name.into(),
             json: "x".repeat(size),
             controller_only: false,
+            control_plane_only: false,
         }
     }
 

@@ -38,6 +38,21 @@ pub fn controller_role_name(config: &Config) -> String {
     format!("ecoboot-{}-controller", config.name())
 }
 
+/// Role and instance profile name of the control plane alone, made when scheduled backups
+/// need credentials that no other node (and no pod: hop limit 1) may hold.
+pub fn control_plane_role_name(config: &Config) -> String {
+    format!("ecoboot-{}-control-plane", config.name())
+}
+
+/// Every role name ecoboot may have made for `config`'s cluster (what `down` deletes).
+pub fn all_role_names(config: &Config) -> Vec<String> {
+    vec![
+        node_role_name(config),
+        controller_role_name(config),
+        control_plane_role_name(config),
+    ]
+}
+
 /// One role ecoboot manages (with its same-named instance profile) and the managed policies
 /// it must have, exactly.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +64,8 @@ pub struct RoleSpec {
     pub policies: BTreeSet<String>,
     /// Whether this is the controller role (it also gets `controllerOnly` documents).
     pub controller: bool,
+    /// Whether this role is worn by the control plane alone (it gets the backup document).
+    pub control_plane: bool,
 }
 
 /// The roles the config asks for: the node role, plus the controller role when a node has
@@ -56,18 +73,36 @@ pub struct RoleSpec {
 pub fn roles(config: &Config) -> Vec<RoleSpec> {
     let aws = &config.cluster.spec.aws;
     let base: BTreeSet<String> = aws.iam_policies.iter().map(|p| p.value.clone()).collect();
+    let controller_policies = || {
+        let mut policies = base.clone();
+        policies.extend(aws.controller_iam_policies.iter().map(|p| p.value.clone()));
+        policies
+    };
     let mut out = vec![RoleSpec {
         name: node_role_name(config),
         policies: base.clone(),
         controller: false,
+        control_plane: false,
     }];
     if config.nodes().any(|n| n.aws_controllers) {
-        let mut policies = base;
-        policies.extend(aws.controller_iam_policies.iter().map(|p| p.value.clone()));
         out.push(RoleSpec {
             name: controller_role_name(config),
-            policies,
+            policies: controller_policies(),
             controller: true,
+            control_plane: false,
+        });
+    }
+    if config.cluster.spec.backup.schedule.is_some() {
+        let cp = config.control_plane().aws_controllers;
+        out.push(RoleSpec {
+            name: control_plane_role_name(config),
+            policies: if cp {
+                controller_policies()
+            } else {
+                base.clone()
+            },
+            controller: cp,
+            control_plane: true,
         });
     }
     out
@@ -323,7 +358,14 @@ impl Stage for Iam {
         let out = IamOut {
             role: specs[0].name.clone(),
             instance_profile: specs[0].name.clone(),
-            controller_instance_profile: specs.get(1).map(|s| s.name.clone()),
+            controller_instance_profile: specs
+                .iter()
+                .find(|s| s.controller && !s.control_plane)
+                .map(|s| s.name.clone()),
+            control_plane_instance_profile: specs
+                .iter()
+                .find(|s| s.control_plane)
+                .map(|s| s.name.clone()),
         };
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         Ok(Found::Done {

@@ -39,11 +39,19 @@ pub struct IamOut {
     /// The controller role's instance profile, for nodes with `awsControllers: true`.
     #[serde(default)]
     pub controller_instance_profile: Option<String>,
+    /// The control plane's own instance profile, when scheduled backups need one.
+    #[serde(default)]
+    pub control_plane_instance_profile: Option<String>,
 }
 
 impl IamOut {
     /// The instance profile a node wears.
     pub fn profile_for(&self, node: &crate::config::Node) -> &str {
+        if node.role == Some(crate::config::Role::ControlPlane)
+            && let Some(cp) = &self.control_plane_instance_profile
+        {
+            return cp;
+        }
         match (&self.controller_instance_profile, node.aws_controllers) {
             (Some(controller), true) => controller,
             _ => &self.instance_profile,
