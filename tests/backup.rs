@@ -248,6 +248,34 @@ fn backup_to_s3_then_restore_onto_a_replaced_control_plane() {
         hostile.len(),
         hostile.len()
     );
+    // The backup object replaced together with its own sha256 metadata (what a writer of the
+    // backups prefix can do): refused against the digest the backup run recorded.
+    let evil = damaged.strip_prefix(&format!("s3://{BUCKET}/")).unwrap();
+    sb.boto_script(
+        "s3",
+        &format!(
+            r#"import hashlib
+orig = c.get_object(Bucket='{BUCKET}', Key='{newest}')
+c.put_object(Bucket='{BUCKET}', Key='{newest}.orig', Body=orig['Body'].read(), Metadata=orig['Metadata'])
+data = c.get_object(Bucket='{BUCKET}', Key='{evil}')['Body'].read()
+c.put_object(Bucket='{BUCKET}', Key='{newest}', Body=data, Metadata={{'sha256': hashlib.sha256(data).hexdigest()}})"#
+        ),
+    );
+    let (code, out, err) = eco(&sb, &config, &state, &["restore", "--from", &from]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("the object was replaced"), "{err}");
+    assert!(
+        fleet.file(1, "/etc/kubernetes/pki/ca.crt").is_none(),
+        "nothing touched"
+    );
+    sb.boto_script(
+        "s3",
+        &format!(
+            r#"o = c.get_object(Bucket='{BUCKET}', Key='{newest}.orig')
+c.put_object(Bucket='{BUCKET}', Key='{newest}', Body=o['Body'].read(), Metadata=o['Metadata'])
+c.delete_object(Bucket='{BUCKET}', Key='{newest}.orig')"#
+        ),
+    );
 
     // The good backup: the five objects are back and all 14 nodes Ready.
     let (code, out, err) = eco(

@@ -5,6 +5,7 @@
 //! puts one back onto a fresh control-plane instance.
 
 pub mod archive;
+pub mod digests;
 pub mod restore;
 mod store;
 
@@ -177,6 +178,7 @@ pub async fn backup(cx: &Ctx, to: Location) -> Result<Done> {
     ));
     let keep = cx.config.cluster.spec.backup.keep.value.max(1) as usize;
     let pruned = store.prune(keep, &key).await?;
+    digests::record(cx, &key, &sha256, &pruned)?;
     for old in &pruned {
         say(format!(
             "deleted {} (keeping the newest {keep})",

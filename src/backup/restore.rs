@@ -122,12 +122,22 @@ pub async fn restore(cx: &Ctx, plan: &RestorePlan) -> Result<()> {
                 .into(),
     };
     let result = async {
-        let expected = fetched?;
-        if let Some(expected) = expected {
-            let got = crate::fsutil::sha256_file(&local)?;
-            if got != expected {
-                return Err(refuse(format!("its sha256 is {got}, the backup recorded {expected}")));
+        let in_metadata = fetched?;
+        let got = crate::fsutil::sha256_file(&local)?;
+        // The journal's digest (written by the run that took the backup, in the state
+        // prefix) outranks the object's own metadata, which whoever rewrote the object set.
+        match (super::digests::recorded(cx, &plan.key), in_metadata) {
+            (Some(recorded), _) if recorded != got => {
+                return Err(refuse(format!(
+                    "its sha256 is {got}, but `ecoboot backup` recorded {recorded} when it took it: the object was replaced"
+                )));
             }
+            (Some(_), _) => say("sha256 matches the digest recorded when the backup was taken".into()),
+            (None, Some(meta)) if meta != got => {
+                return Err(refuse(format!("its sha256 is {got}, its metadata says {meta}")));
+            }
+            (None, Some(_)) => say("sha256 matches the object's metadata (no digest recorded by this cluster's runs: a scheduled backup, or a journal from elsewhere)".into()),
+            (None, None) => say("no sha256 recorded anywhere: only the archive and snapshot checks stand".into()),
         }
         let checked = super::archive::check(&local).map_err(|why| refuse(format!("its archive is not a backup ecoboot would write: {why}")))?;
         say(format!(
