@@ -3,8 +3,10 @@
 # vendored copy: no network needed), installing check-jsonschema into a cached venv if missing.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-venv="${ECOBOOT_CACHE:-/var/cache/ecoboot}/lint"
+. "$ROOT/scripts/cache-dir.sh"
+venv="$ECOBOOT_CACHE/lint"
 if ! "$venv/bin/check-jsonschema" --version >/dev/null 2>&1; then
+  echo "lint: installing check-jsonschema==0.39.0 into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "check-jsonschema==0.39.0"
 fi

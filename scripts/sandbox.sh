@@ -17,29 +17,21 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 SB=/tmp/ecoboot-sandbox # fixed: inventory/sandbox.yaml names files under it
-CACHE="${ECOBOOT_CACHE:-/var/cache/ecoboot}"
+. "$ROOT/scripts/cache-dir.sh"
+CACHE="$ECOBOOT_CACHE"
 MOTO_PORT="${SANDBOX_MOTO_PORT:-4566}"
 export FLEET_DIR="$SB/fleet" FLEET_N=14 FLEET_PORT=2222 FLEET_KUBECONFIG="$SB/kube/admin.conf"
 
 say() { echo "sandbox: $*"; }
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-testdata() {
-  local d
-  for d in "${ECOBOOT_TESTDATA:-}" "$ROOT/../shared/testdata"; do
-    [ -n "$d" ] && [ -f "$d/$1" ] && { echo "$d/$1"; return; }
-  done
-  echo "sandbox: $1 not found; set ECOBOOT_TESTDATA to the folder with the upstream manifests" >&2
-  exit 1
-}
-
-manifests() { # the upstream files inside the test copies (their 4-line provenance header removed)
+manifests() { # the upstream files, resolved and sha256-checked by scripts/testdata.sh
+  local dir f
+  dir="$(bash "$ROOT/scripts/testdata.sh")"
   mkdir -p "$SB/manifests"
-  for f in calico-v3.32.1.yaml argocd-install-v3.5.1.yaml; do
-    [ -s "$SB/manifests/$f" ] || tail -n +5 "$(testdata "$f")" >"$SB/manifests/$f"
+  for f in calico-v3.32.1.yaml argocd-install-v3.5.1.yaml aws-load-balancer-controller-iam-policy-v3.5.0.json; do
+    [ -s "$SB/manifests/$f" ] || cp "$dir/$f" "$SB/manifests/$f"
   done
-  f=aws-load-balancer-controller-iam-policy-v3.5.0.json # unmodified upstream, no header
-  [ -s "$SB/manifests/$f" ] || cp "$(testdata "$f")" "$SB/manifests/$f"
 }
 
 start_moto() {

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Installs what ecoboot's build and tests need on a fresh Debian machine, idempotently:
-# Debian packages (OpenSSH for the test fleet) and a pinned moto venv (the AWS API emulator).
-# Everything cached lives under $ECOBOOT_CACHE (default /var/cache/ecoboot), outside the clone.
+# Installs what ecoboot's build and tests need on a fresh Debian/Ubuntu machine, idempotently
+# and without questions: Debian packages (OpenSSH for the test fleet, ...; as root, or through
+# sudo for a non-root user such as a GitHub runner's) and a pinned moto venv (the AWS API
+# emulator). It says what it installs. Everything cached lives under $ECOBOOT_CACHE
+# (scripts/cache-dir.sh: /var/cache/ecoboot when writable, else $RUNNER_TEMP or ~/.cache),
+# outside the clone.
 set -euo pipefail
-
-ECOBOOT_CACHE="${ECOBOOT_CACHE:-/var/cache/ecoboot}"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+. "$ROOT/scripts/cache-dir.sh"
 MOTO_VERSION="5.2.5"
-mkdir -p "$ECOBOOT_CACHE"
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo -n"
 
 need_apt=()
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
@@ -21,9 +25,8 @@ command -v faketime >/dev/null 2>&1 || need_apt+=(faketime)
 /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || need_apt+=(python3-yaml)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null
-  apt-get install -y -q "${need_apt[@]}" >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_apt[@]}" >/dev/null
 fi
 
 venv="$ECOBOOT_CACHE/venv"

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: installs prerequisites if missing, lints the GitHub workflows, then
-# `cargo test`. Build artefacts go to $CARGO_TARGET_DIR (default $ECOBOOT_CACHE/target) so reruns
-# are incremental. The real upstream manifests the tests apply come from $ECOBOOT_TESTDATA
-# (default: ../shared/testdata next to the clone).
+# Runs the whole test suite: installs prerequisites if missing (scripts/setup.sh), resolves the
+# upstream test data (scripts/testdata.sh: local copies, else pinned downloads, sha256-checked),
+# lints the GitHub workflows, then runs the tests. Build artefacts go to $CARGO_TARGET_DIR
+# (default $ECOBOOT_CACHE/target) so reruns are incremental. With cargo-nextest installed the
+# test binaries run concurrently (ECOBOOT_TEST_JOBS at a time, default 3: most tests wait on
+# emulators and nodes, not on the CPU); otherwise `cargo test` runs them one after another.
+# Extra arguments go to the runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export ECOBOOT_CACHE="${ECOBOOT_CACHE:-/var/cache/ecoboot}"
+. scripts/cache-dir.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ECOBOOT_CACHE/target}"
 export MOTO_SERVER="${MOTO_SERVER:-$ECOBOOT_CACHE/venv/bin/moto_server}"
-if [ -z "${ECOBOOT_TESTDATA:-}" ] && [ -f "$PWD/../shared/testdata/calico-v3.32.1.yaml" ]; then
-  export ECOBOOT_TESTDATA="$PWD/../shared/testdata"
-fi
 bash scripts/setup.sh
+export ECOBOOT_TESTDATA="$(bash scripts/testdata.sh)"
 bash scripts/lint-workflows.sh
-cargo test "$@"
+if cargo nextest --version >/dev/null 2>&1 && [ -z "${ECOBOOT_TEST_SERIAL:-}" ]; then
+  cargo nextest run --no-fail-fast --test-threads "${ECOBOOT_TEST_JOBS:-3}" "$@"
+else
+  cargo test --no-fail-fast "$@"
+fi

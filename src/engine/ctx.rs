@@ -204,7 +204,8 @@ impl Ctx {
     pub async fn node_records(&self) -> Result<Option<crate::nodes::InstancesOut>> {
         let journal: Option<crate::nodes::InstancesOut> =
             self.state().output(crate::nodes::INSTANCES);
-        if self.config.nodes().all(|n| n.address.is_some()) {
+        // Nothing launched yet (no record): the stages name `instances` as their prerequisite.
+        if journal.is_none() || self.config.nodes().all(|n| n.address.is_some()) {
             return Ok(journal);
         }
         let aws = self.aws().await;

@@ -40,12 +40,32 @@ pub fn render(actions: &[Action], detail: bool) -> Vec<(String, String)> {
             many => {
                 let shown: Vec<&str> = many.iter().take(NAMES).copied().collect();
                 let more = if many.len() > NAMES { ", …" } else { "" };
-                format!("{} nodes ({}{more})", many.len(), shown.join(", "))
+                format!("{} {} ({}{more})", many.len(), noun(many), shown.join(", "))
             }
         };
         out.push((who, clip(what)));
     }
     out
+}
+
+/// What a group of targets is called: `roles`, `instance profiles`, `resources` (AWS ids,
+/// ARNs, URLs) or `nodes`.
+fn noun(targets: &[&str]) -> &'static str {
+    let all = |f: &dyn Fn(&str) -> bool| targets.iter().all(|t| f(t));
+    if all(&|t| t.starts_with("role/")) {
+        "roles"
+    } else if all(&|t| t.starts_with("instance-profile/")) {
+        "instance profiles"
+    } else if all(&|t| {
+        let aws_id = t.split_once('-').is_some_and(|(_, h)| h.len() >= 8);
+        t.contains('/')
+            || t.contains(':')
+            || (aws_id && crate::journal_check::resource_id(t).is_ok())
+    }) {
+        "resources"
+    } else {
+        "nodes"
+    }
 }
 
 /// `apply 62 objects (59 missing, 3 kind not served yet): 20 CustomResourceDefinition, …` from
@@ -81,6 +101,16 @@ fn clip(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn groups_are_named_by_what_they_hold() {
+        assert_eq!(super::noun(&["role/a", "role/b"]), "roles");
+        assert_eq!(
+            super::noun(&["eipalloc-0123456789abcdef0", "sg-0123abcd"]),
+            "resources"
+        );
+        assert_eq!(super::noun(&["k8s-api-auth", "web-1"]), "nodes");
+    }
+
     use super::*;
     use crate::testutil::snapshot;
 

@@ -14,6 +14,9 @@ pub struct TtyReporter {
     quiet: bool,
     detail: bool,
     bars: Mutex<Bars>,
+    /// The plan lines already shown per stage: after the user said yes, the apply pass shows
+    /// progress, not the same plan again.
+    shown: Mutex<HashMap<String, Vec<String>>>,
 }
 
 #[derive(Default)]
@@ -30,6 +33,7 @@ impl TtyReporter {
             quiet,
             detail,
             bars: Mutex::new(Bars::default()),
+            shown: Mutex::new(HashMap::new()),
         }
     }
 
@@ -96,8 +100,16 @@ impl Reporter for TtyReporter {
             Event::StagePlan { stage, actions } => {
                 // The probe's lines are done: the plan takes their place.
                 Self::clear(&mut bars);
-                for (target, what) in super::plan_view::render(actions, self.detail) {
-                    self.println(&format!("  ~ [{stage}] {target}: {what}"));
+                let lines: Vec<String> = super::plan_view::render(actions, self.detail)
+                    .into_iter()
+                    .map(|(target, what)| format!("  ~ [{stage}] {target}: {what}"))
+                    .collect();
+                let mut shown = self.shown.lock().unwrap_or_else(|p| p.into_inner());
+                if shown.get(stage) != Some(&lines) {
+                    for line in &lines {
+                        self.println(line);
+                    }
+                    shown.insert(stage.clone(), lines);
                 }
             }
             Event::Progress {

@@ -16,7 +16,8 @@ pub struct KubeApi {
     _dir: tempfile::TempDir,
 }
 
-/// Where the real upstream manifests are (`ECOBOOT_TESTDATA`, else `../shared/testdata`).
+/// Where the real upstream manifests are: `ECOBOOT_TESTDATA` (`scripts/test.sh` sets it to what
+/// `scripts/testdata.sh` resolved), else `../shared/testdata`.
 pub fn testdata(name: &str) -> PathBuf {
     let dir = std::env::var("ECOBOOT_TESTDATA")
         .map(PathBuf::from)
@@ -24,17 +25,21 @@ pub fn testdata(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "test data {} is missing: set ECOBOOT_TESTDATA to the folder with the upstream manifests",
+        "test data {} is missing: run the suite with `bash scripts/test.sh` (it resolves the files with scripts/testdata.sh), or set ECOBOOT_TESTDATA to a folder holding them",
         path.display()
     );
     path
 }
 
-/// The upstream file inside a test-data file (its 4-line provenance header removed), written
-/// to `dir/name`; its sha256 is then the upstream one.
+/// The upstream file of a test-data file (a 4-line provenance header, as `../shared/testdata`
+/// copies carry, removed; `scripts/testdata.sh` already resolves them without), written to
+/// `dir/name`; its sha256 is then the upstream one.
 pub fn upstream_copy(name: &str, dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(testdata(name)).unwrap();
-    let body: String = text.split_inclusive('\n').skip(4).collect();
+    let body: String = match text.starts_with("# Source: ") {
+        true => text.split_inclusive('\n').skip(4).collect(),
+        false => text,
+    };
     let out = dir.join(name);
     std::fs::write(&out, body).unwrap();
     out
