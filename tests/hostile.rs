@@ -41,6 +41,36 @@ fn instances_with(field: &str, value: &str) -> serde_json::Value {
     serde_json::json!({"instances": {"ami_id": "ami-0123456789abcdef0", "nodes": {"k8s-master": node}}})
 }
 
+/// An AWS sandbox and a config of the shipped topology with its own state directory.
+struct Provisioned {
+    sb: AwsSandbox,
+    _dir: tempfile::TempDir,
+    state: PathBuf,
+    config: PathBuf,
+}
+
+impl Provisioned {
+    fn new() -> Provisioned {
+        let sb = AwsSandbox::start();
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let config = config_with_key(dir.path());
+        Provisioned {
+            sb,
+            _dir: dir,
+            state,
+            config,
+        }
+    }
+
+    /// ecoboot against the sandbox: (exit code, stdout, stderr).
+    fn eco(&self, args: &[&str]) -> (i32, String, String) {
+        let mut cmd = ecoboot(&self.state);
+        self.sb.env(&mut cmd);
+        run(cmd.arg("-c").arg(&self.config).args(args))
+    }
+}
+
 #[test]
 fn a_tampered_journal_is_refused_whole_before_any_command_acts() {
     let dir = tempfile::tempdir().unwrap();
@@ -164,15 +194,9 @@ fn status_never_prints_escapes_bidi_or_workflow_commands_from_the_journal() {
 
 #[test]
 fn prune_never_terminates_an_instance_that_is_not_the_clusters() {
-    let sb = AwsSandbox::start();
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let config = config_with_key(dir.path());
-    let eco = |args: &[&str]| {
-        let mut cmd = ecoboot(&state);
-        sb.env(&mut cmd);
-        run(cmd.arg("-c").arg(&config).args(args))
-    };
+    let w = Provisioned::new();
+    let (sb, state) = (&w.sb, &w.state);
+    let eco = |args: &[&str]| w.eco(args);
     let (code, _, err) = eco(&["up", "--to", "instances"]);
     assert_eq!(code, 0, "{err}");
     // Someone else's database, untagged, in the same account.
@@ -362,26 +386,20 @@ fn ssh_open_to_the_world_needs_allow_world_and_then_every_run_warns() {
 
 #[test]
 fn addresses_come_from_ec2_not_from_a_journal_that_points_elsewhere() {
-    let sb = AwsSandbox::start();
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let config = config_with_key(dir.path());
-    let eco = |args: &[&str]| {
-        let mut cmd = ecoboot(&state);
-        sb.env(&mut cmd);
-        run(cmd.arg("-c").arg(&config).args(args))
-    };
+    let w = Provisioned::new();
+    let (state, config) = (&w.state, &w.config);
+    let eco = |args: &[&str]| w.eco(args);
     let (code, _, err) = eco(&["up", "--to", "instances"]);
     assert_eq!(code, 0, "{err}");
     // Real AWS: nodes have no configured address, so ecoboot would connect to what it
     // records. Nothing here connects anywhere: `inventory` only writes the addresses down.
-    let text = std::fs::read_to_string(&config).unwrap();
+    let text = std::fs::read_to_string(config).unwrap();
     let without: String = text
         .lines()
         .filter(|l| !l.trim_start().starts_with("address: "))
         .map(|l| format!("{l}\n"))
         .collect();
-    std::fs::write(&config, without).unwrap();
+    std::fs::write(config, without).unwrap();
     let path = state.join("sesacthon/state.json");
     let mut journal: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
