@@ -9,6 +9,7 @@ pub mod backup;
 pub mod build_info;
 pub mod certs;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod containerd;

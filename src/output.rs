@@ -61,7 +61,7 @@ pub fn init_tracing(verbose: u8, log_dir: Option<&Path>, command: &str) -> Optio
 
 fn open_log(dir: &Path, command: &str) -> Option<(std::fs::File, PathBuf)> {
     crate::fsutil::ensure_private_dir(dir).ok()?;
-    let stamp = crate::state::now().replace(':', "");
+    let stamp = crate::clock::now().replace(':', "");
     let path = dir.join(format!("{stamp}-{command}-{}.log", std::process::id()));
     let file = crate::fsutil::append_nofollow().open(&path).ok()?;
     Some((file, path))

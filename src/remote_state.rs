@@ -99,7 +99,7 @@ impl LockInfo {
         LockInfo {
             id: format!("{:016x}", rand_u64()),
             holder,
-            started: crate::state::now(),
+            started: crate::clock::now(),
             expires: unix_now() + lease().as_secs(),
             lease_seconds: lease().as_secs(),
         }

@@ -6,7 +6,6 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -115,10 +114,7 @@ impl State {
     }
 }
 
-/// Current time as RFC 3339 (UTC, seconds).
-pub fn now() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
+pub use crate::clock::now;
 
 /// Reads a file without following a symlink at its path.
 fn read_nofollow(path: &Path) -> std::io::Result<String> {

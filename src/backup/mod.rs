@@ -132,7 +132,7 @@ pub async fn backup(cx: &Ctx, to: Location) -> Result<Done> {
     crate::fsutil::ensure_private_dir(&dir)?;
     let name = format!(
         "{}-rev{}.tar.gz",
-        crate::state::now().replace([':', '-'], ""),
+        crate::clock::now().replace([':', '-'], ""),
         status.revision
     );
     let local = dir.join(format!("{name}.part"));

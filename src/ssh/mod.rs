@@ -358,7 +358,7 @@ impl Conn {
             let _ = writeln!(
                 file,
                 "== {} {label} (exit {code})\n-- script\n{}\n-- stdout\n{}\n-- stderr\n{}",
-                crate::state::now(),
+                crate::clock::now(),
                 redact::redact(&script::elide_payloads(script.trim_end())),
                 out.stdout.trim_end(),
                 out.stderr.trim_end()
