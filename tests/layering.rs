@@ -52,7 +52,7 @@ const RULES: &[(&str, &[&str])] = &[
         &["crate::engine", "crate::stages", "crate::commands"],
     ),
     (
-        "remote_state.rs",
+        "remote_state",
         &["crate::engine", "crate::stages", "crate::commands"],
     ),
     (

@@ -11,6 +11,7 @@ mod prune;
 mod state_cmd;
 mod status;
 mod upgrade;
+mod warnings;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -168,8 +169,8 @@ async fn run_stages(
         cluster: config.name().into(),
         ecoboot: crate::build_info::BUILD,
     });
-    warn_support(&events, &config.versions());
-    warn_world(&events, &config);
+    warnings::warn_support(&events, &config.versions());
+    warnings::warn_world(&events, &config);
     if selected
         .iter()
         .any(|s| s.id() == crate::stages::prepare_nodes::ID)
@@ -295,38 +296,6 @@ async fn running_version(cx: &Ctx) -> Result<crate::upgrade::Version> {
     match (out.ok(), crate::upgrade::Version::parse(out.stdout.trim())) {
         (true, Some(v)) => Ok(v),
         _ => Err(api_err),
-    }
-}
-
-/// Warns about every version at or near the end of its support window (one event each).
-fn warn_support(events: &Events, versions: &[(crate::config::support::Component, String)]) {
-    let today = crate::config::support::Day::today();
-    for n in crate::config::support::notices(versions, today) {
-        events.emit(Event::Warning {
-            subject: n.subject,
-            message: n.message,
-            help: n.help,
-        });
-    }
-}
-
-/// With `allowWorld: true`, every run says which ports are open to the whole internet; with
-/// scheduled backups on a control plane that also runs the AWS controllers (IMDS hop limit 2),
-/// that pods there can reach the backup role's add-only credentials.
-fn warn_world(events: &Events, config: &crate::config::Config) {
-    if config.cluster.spec.backup.schedule.is_some() && config.control_plane().aws_controllers {
-        events.emit(Event::Warning {
-            subject: "spec.backup.schedule".into(),
-            message: "the control plane runs the AWS controllers (`awsControllers: true`, IMDS hop limit 2), so pods on it can use the scheduled backup's credentials (add-only: no read, list or delete)".into(),
-            help: "move `awsControllers: true` to another node to keep the control plane at hop limit 1".into(),
-        });
-    }
-    for port in crate::config::world_open(&config.cluster) {
-        events.emit(Event::Warning {
-            subject: "spec.aws.allowWorld".into(),
-            message: format!("{port} is open to the whole internet (`allowWorld: true`)"),
-            help: "list the addresses that need it in spec.aws and remove `allowWorld`".into(),
-        });
     }
 }
 
