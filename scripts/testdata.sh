@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Resolves the upstream files the sandbox and the tests use (testdata/upstream.tsv: name, pinned
-# URL, sha256) into $ECOBOOT_CACHE/testdata and prints that directory. Each file is taken from
+# URL, sha256) into $ECOBOOT_CACHE/testdata (or $ECOBOOT_TESTDATA_DIR) and prints that directory. Each file is taken from
 # the first of: $ECOBOOT_TESTDATA, ../shared/testdata next to the clone (override:
 # $ECOBOOT_SHARED_TESTDATA), the cache itself, else downloaded from its pinned URL, or from
 # $ECOBOOT_TESTDATA_MIRROR/<name> when that is set (air-gapped users, tests). Copies with a
@@ -9,7 +9,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 . "$ROOT/scripts/cache-dir.sh"
-OUT="$ECOBOOT_CACHE/testdata"
+OUT="${ECOBOOT_TESTDATA_DIR:-$ECOBOOT_CACHE/testdata}"
 mkdir -p "$OUT"
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }

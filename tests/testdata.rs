@@ -174,3 +174,79 @@ fn an_empty_cache_fills_from_a_mirror_and_a_wrong_file_is_refused() {
         "{err}"
     );
 }
+
+/// The sandbox's fixed home (inventory/sandbox.yaml names files under it).
+const SANDBOX: &str = "/tmp/ecoboot-sandbox";
+
+fn sandbox(args: &str, envs: &[(&str, String)]) -> (i32, String, String) {
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c").arg(args).current_dir(ROOT);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .env_remove("ECOBOOT_TESTDATA")
+        .env("ECOBOOT_YES", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_sandbox_runs_from_mirrored_test_data_alone() {
+    let pid = std::fs::read_to_string(format!("{SANDBOX}/moto.pid")).unwrap_or_default();
+    if !pid.trim().is_empty() && Path::new(&format!("/proc/{}", pid.trim())).exists() {
+        eprintln!("skipped: a sandbox is running in {SANDBOX}; this test would replace it");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = Mirror::serve(&mirror_tree(dir.path()));
+    let moto_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let envs = [
+        (
+            "ECOBOOT_TESTDATA_DIR",
+            dir.path().join("empty-cache").display().to_string(),
+        ),
+        (
+            "ECOBOOT_SHARED_TESTDATA",
+            dir.path().join("no-shared").display().to_string(),
+        ),
+        ("ECOBOOT_TESTDATA_MIRROR", mirror.url.clone()),
+        ("SANDBOX_MOTO_PORT", moto_port.to_string()),
+    ];
+    let (code, out, err) = sandbox(
+        "bash scripts/sandbox.sh down && bash scripts/sandbox.sh up",
+        &envs,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    for (name, _) in pinned() {
+        assert!(
+            err.contains(&format!("downloading {name} from {}", mirror.url)),
+            "{err}"
+        );
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_ecoboot"))
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let (code, out, err) = sandbox(
+        &format!(
+            ". {SANDBOX}/env && export PATH={bin}:$PATH && ecoboot -c inventory/sandbox.yaml up --yes && ecoboot -c inventory/sandbox.yaml status"
+        ),
+        &envs,
+    );
+    let (down, _, down_err) = sandbox("bash scripts/sandbox.sh down", &envs);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("NODES (14/14 Ready)"), "{out}");
+    assert_eq!(down, 0, "{down_err}");
+}
