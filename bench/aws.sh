@@ -28,9 +28,8 @@ endpoint="http://127.0.0.1:$proxy_port"
 curl -sf "$endpoint/_proxy/inventory?cluster=warmup" >/dev/null   # moto's first EC2 call sets up the region
 
 ssh-keygen -q -t ed25519 -N '' -f "$work/id"
-# The load balancer controller's policy from its upstream test copy: no download (loopback only).
-testdata="${ECOBOOT_TESTDATA:-$PWD/../shared/testdata}"
-[ -f "$testdata/aws-load-balancer-controller-iam-policy-v3.5.0.json" ] || testdata=/work/shared/testdata
+# The load balancer controller's policy as scripts/testdata.sh resolves it (sha256-checked).
+testdata="$(bash scripts/testdata.sh)"
 sed -e "s#~/.ssh/sesacthon.pub#$work/id.pub#" -e 's/^  name: sesacthon$/  name: bench/' \
     -e "s#^\(        sha256: 16f232c9d9f79366fe949c4550ad517a202380058a9e48d45a4e215044a20a6a\)\$#\1\n        path: $testdata/aws-load-balancer-controller-iam-policy-v3.5.0.json#" \
     inventory/cluster.yaml >"$work/cluster.yaml"

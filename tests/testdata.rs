@@ -3,6 +3,8 @@
 //! `testdata/upstream.tsv`, checked by sha256; a mirror serving a wrong file is refused with the
 //! file, the URL and the variable to set. No `../shared` is consulted.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -96,31 +98,13 @@ fn sha256(path: &Path) -> String {
         .to_string()
 }
 
-/// The upstream files this suite already resolved (`ECOBOOT_TESTDATA`), copied as a mirror
-/// serves them.
+/// The upstream files this suite already resolved (`ECOBOOT_TESTDATA`, provenance headers
+/// removed), copied as a mirror serves them.
 fn mirror_tree(dir: &Path) -> PathBuf {
     let served = dir.join("www/upstream");
     std::fs::create_dir_all(&served).unwrap();
     for (name, _) in pinned() {
-        let text = std::fs::read(
-            std::env::var("ECOBOOT_TESTDATA")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| Path::new(ROOT).join("../shared/testdata"))
-                .join(&name),
-        )
-        .expect("the suite's own test data (run through scripts/test.sh)");
-        // A provenance-header copy is served as its upstream body.
-        let body = match text.starts_with(b"# Source: ") {
-            true => {
-                let mut at = 0;
-                for _ in 0..4 {
-                    at += text[at..].iter().position(|b| *b == b'\n').unwrap() + 1;
-                }
-                text[at..].to_vec()
-            }
-            false => text,
-        };
-        std::fs::write(served.join(&name), body).unwrap();
+        common::kube::upstream_copy(&name, &served);
     }
     dir.join("www")
 }

@@ -12,35 +12,41 @@ use super::{Aws, ec2_tag_value, tags};
 use crate::error::Result;
 use crate::nodes::{InstancesOut, NodeOut};
 
+/// An instance's state (`pending` when EC2 names none).
+pub fn state_name(i: &Instance) -> InstanceStateName {
+    i.state()
+        .and_then(|s| s.name())
+        .cloned()
+        .unwrap_or(InstanceStateName::Pending)
+}
+
 fn rank(i: &Instance) -> (u8, i64) {
-    let state = match i.state().and_then(|s| s.name()) {
-        Some(InstanceStateName::Running) => 3,
-        Some(InstanceStateName::Pending) => 2,
-        Some(InstanceStateName::Stopping | InstanceStateName::Stopped) => 1,
+    let state = match state_name(i) {
+        InstanceStateName::Running => 3,
+        InstanceStateName::Pending => 2,
+        InstanceStateName::Stopping | InstanceStateName::Stopped => 1,
         _ => 0,
     };
     (state, i.launch_time().map_or(0, |t| t.secs()))
 }
 
-fn node_out(i: &Instance) -> NodeOut {
+/// The node record of one instance as EC2 describes it (no SSH address: that is the config's
+/// or the journal's).
+pub fn node_out(i: &Instance) -> NodeOut {
     NodeOut {
-        instance_id: i.instance_id().unwrap_or_default().to_string(),
+        instance_id: i.instance_id().unwrap_or_default().into(),
         az: i
             .placement()
             .and_then(|p| p.availability_zone())
             .unwrap_or_default()
-            .to_string(),
-        private_ip: i.private_ip_address().unwrap_or_default().to_string(),
-        public_ip: i.public_ip_address().unwrap_or_default().to_string(),
+            .into(),
+        private_ip: i.private_ip_address().unwrap_or_default().into(),
+        public_ip: i.public_ip_address().unwrap_or_default().into(),
         instance_type: i
             .instance_type()
             .map(|t| t.as_str().to_string())
             .unwrap_or_default(),
-        state: i
-            .state()
-            .and_then(|s| s.name())
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default(),
+        state: state_name(i).as_str().into(),
         ssh: String::new(),
     }
 }

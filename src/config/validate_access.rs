@@ -138,9 +138,6 @@ pub(super) fn check_exposure(ck: &mut Checker, c: &Cluster) {
     }
     let a = &c.spec.argocd;
     let exposed = a.service.kind.as_str() != "ClusterIP";
-    let blocks = |list: &[crate::config::Located<String>]| -> Vec<Cidr> {
-        list.iter().filter_map(|x| x.value.parse().ok()).collect()
-    };
     let node_ports = blocks(&aws.node_port_cidrs);
     if a.server_insecure
         && exposed
@@ -180,12 +177,14 @@ pub(super) fn check_exposure(ck: &mut Checker, c: &Cluster) {
     }
 }
 
+/// The blocks of a CIDR list that parse (the others get their own diagnostic).
+fn blocks(list: &[crate::config::Located<String>]) -> Vec<Cidr> {
+    list.iter().filter_map(|x| x.value.parse().ok()).collect()
+}
+
 /// With `allowWorld: true`: which ports are open to the world (every run warns about them).
 pub fn world_open(c: &Cluster) -> Vec<&'static str> {
     let aws = &c.spec.aws;
-    let blocks = |list: &[crate::config::Located<String>]| -> Vec<Cidr> {
-        list.iter().filter_map(|x| x.value.parse().ok()).collect()
-    };
     let mut open = Vec::new();
     if cidr::public_size(&blocks(&aws.allowed_ssh_cidrs)) > cidr::WORLD {
         open.push("SSH (22)");

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::sanitize::{clean as sanitize, looks_like_command, neutralise};
+use super::sanitize::{clean as sanitize, write_foreign};
 use crate::event::{Event, Reporter};
 
 /// One line per event: `[stage] node: message`. With `github`, stages are wrapped in
@@ -50,19 +50,7 @@ impl LineReporter {
     /// node printing `::add-mask::` or `::warning::` shows as plain text instead of acting.
     fn line(&self, text: &str) {
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        let fence = self.github && looks_like_command(text);
-        let token = fence.then(stop_token);
-        if let Some(t) = &token {
-            let _ = writeln!(out, "::stop-commands::{t}");
-        }
-        for line in text.lines() {
-            let line = sanitize(line);
-            let line = if self.github { neutralise(&line) } else { line };
-            let _ = writeln!(out, "{line}");
-        }
-        if let Some(t) = &token {
-            let _ = writeln!(out, "::{t}::");
-        }
+        write_foreign(&mut *out, text, self.github);
         let _ = out.flush();
     }
 
@@ -114,25 +102,6 @@ impl LineReporter {
             ));
         }
     }
-}
-
-/// A fresh unpredictable token for `::stop-commands::` (a node cannot guess it to resume
-/// command processing early).
-pub(super) fn stop_token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    format!(
-        "ecoboot-{:016x}{:016x}",
-        h.finish(),
-        std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish()
-    )
 }
 
 fn seconds(ms: u64) -> String {

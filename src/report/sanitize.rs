@@ -90,29 +90,55 @@ pub fn neutralise(line: &str) -> String {
     line.replace("##[", "# #[")
 }
 
-/// Prints lines of a command's report (status tables, S3 lock holders) that may quote foreign
-/// text, cleaned; in GitHub Actions anything command-like is fenced by `::stop-commands::`
-/// and the `##[` form defused, as the line reporter does.
-pub fn print_line(text: &str) {
-    use std::io::Write;
-    let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+/// Writes text that may carry foreign content (node output, API messages, journal values),
+/// cleaned line by line. In GitHub mode a block with anything command-like is fenced by
+/// `::stop-commands::<random token>` and the `##[` form defused, so a node printing
+/// `::add-mask::` or `##[error]` shows as plain text instead of acting.
+pub fn write_foreign(out: &mut dyn std::io::Write, text: &str, github: bool) {
     let text = clean(text);
-    let mut out = std::io::stdout().lock();
-    let token = (github && looks_like_command(&text)).then(super::lines::stop_token);
+    let token = (github && looks_like_command(&text)).then(stop_token);
     if let Some(t) = &token {
         let _ = writeln!(out, "::stop-commands::{t}");
     }
-    for line in text.split('\n') {
-        let line = if github {
-            neutralise(line)
-        } else {
-            line.to_string()
-        };
-        let _ = writeln!(out, "{line}");
+    for line in text.lines() {
+        match github {
+            true => {
+                let _ = writeln!(out, "{}", neutralise(line));
+            }
+            false => {
+                let _ = writeln!(out, "{line}");
+            }
+        }
     }
     if let Some(t) = &token {
         let _ = writeln!(out, "::{t}::");
     }
+}
+
+/// A fresh unpredictable token for `::stop-commands::` (a node cannot guess it to resume
+/// command processing early).
+fn stop_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!(
+        "ecoboot-{:016x}{:016x}",
+        h.finish(),
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    )
+}
+
+/// Prints lines of a command's report (status tables, S3 lock holders) that may quote foreign
+/// text to stdout, as [`write_foreign`] does.
+pub fn print_line(text: &str) {
+    let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    write_foreign(&mut std::io::stdout().lock(), text, github);
 }
 
 /// `println!` through the output sanitiser: for command reports that quote journal values,

@@ -19,7 +19,7 @@ use crate::event::Action;
 use crate::stages::shared::ids;
 use crate::stages::shared::outputs::{IamOut, NetworkOut};
 
-use super::{ID, InstancesOut, KEY_TAG, NodeOut};
+use super::{ID, InstancesOut, KEY_TAG};
 
 #[derive(Clone)]
 pub(super) struct Existing {
@@ -145,31 +145,7 @@ pub(super) async fn discover(cx: &Ctx, aws: &Aws) -> Result<Existing> {
     })
 }
 
-pub(super) fn state_name(i: &Instance) -> InstanceStateName {
-    i.state()
-        .and_then(|s| s.name())
-        .cloned()
-        .unwrap_or(InstanceStateName::Pending)
-}
-
-pub(super) fn node_out(i: &Instance) -> NodeOut {
-    NodeOut {
-        instance_id: i.instance_id().unwrap_or_default().into(),
-        az: i
-            .placement()
-            .and_then(|p| p.availability_zone())
-            .unwrap_or_default()
-            .into(),
-        private_ip: i.private_ip_address().unwrap_or_default().into(),
-        public_ip: i.public_ip_address().unwrap_or_default().into(),
-        instance_type: i
-            .instance_type()
-            .map(|t| t.as_str().to_string())
-            .unwrap_or_default(),
-        state: state_name(i).as_str().into(),
-        ssh: String::new(),
-    }
-}
+pub(super) use crate::aws::live::{node_out, state_name};
 
 /// Actions left, plus drift notes (reported, never acted on).
 /// The Kubernetes integration tags and the role tag `instance` of `node` lacks.
