@@ -122,9 +122,10 @@ fn s3_state_locks_refuses_stale_writes_and_survives_a_lost_local_dir() {
 
     // The journal changed behind a run's back (another writer bypassed the lock): the run's next
     // write is refused (exit 4) and the other writer's object is left as it was.
-    // (the probe waits 3 s on DescribeVpcs, then fails on DescribeSubnets: the failure is journaled)
+    // (the probe waits 8 s on DescribeVpcs, then fails on DescribeSubnets: the failure is journaled;
+    // 8 s leaves room for the other writer's put even when the test binaries share the CPU)
     sb.faults(
-        r#"{"delay": {"DescribeVpcs": 3}, "fail": {"DescribeSubnets": ["UnauthorizedOperation", -1]}}"#,
+        r#"{"delay": {"DescribeVpcs": 8}, "fail": {"DescribeSubnets": ["UnauthorizedOperation", -1]}}"#,
     );
     let racer = spawn(
         &sb,
