@@ -243,6 +243,19 @@ pub enum Command {
         #[command(subcommand)]
         command: StateCommand,
     },
+    /// Print the least-privilege IAM policy the deployer needs for this config (JSON): every
+    /// AWS call ecoboot makes, scoped to the cluster's tags, names and S3 prefixes.
+    IamPolicy {
+        /// AWS account id for the ARNs (default: the caller's, from STS; `*` when unknown).
+        #[arg(long, value_name = "ID")]
+        account: Option<String>,
+    },
+    /// GitHub Actions: `setup` makes what a repository's workflow needs to run ecoboot.
+    Github {
+        /// What to do.
+        #[command(subcommand)]
+        command: GithubCommand,
+    },
     /// Print the config's JSON Schema (for editors: yaml-language-server, VS Code).
     Schema,
     /// Print version, git commit, build date, target and compiler (`--output json` too).
@@ -279,6 +292,29 @@ pub enum CertsCommand {
         #[arg(long)]
         dry_run: bool,
         /// Go ahead without asking (required without a terminal; ECOBOOT_YES=1 does the same).
+        #[arg(long, short, env = "ECOBOOT_YES", value_parser = clap::builder::FalseyValueParser::new())]
+        yes: bool,
+    },
+}
+
+/// `ecoboot github ...`.
+#[derive(Debug, Subcommand)]
+pub enum GithubCommand {
+    /// GitHub's OIDC provider in the account, a deployer role only `repo:OWNER/REPO` in the
+    /// given environment may assume (holding `ecoboot iam-policy`), the state bucket; then the
+    /// `gh` lines that set the repository's variables, secrets and environment.
+    Setup {
+        /// `OWNER/REPO` of the repository whose workflow deploys.
+        #[arg(long, value_name = "OWNER/REPO")]
+        repo: String,
+        /// The GitHub environment the workflow's job runs in (its secrets and protection rules).
+        #[arg(long, default_value = "production", value_name = "NAME")]
+        environment: String,
+        /// Show the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Go ahead without asking, and run the `gh` lines when `gh` is installed (required
+        /// without a terminal; ECOBOOT_YES=1 does the same).
         #[arg(long, short, env = "ECOBOOT_YES", value_parser = clap::builder::FalseyValueParser::new())]
         yes: bool,
     },

@@ -62,6 +62,22 @@ pub async fn manifest(
     text(bytes, what, stage)
 }
 
+/// A short text answer from `url` (at most `max` bytes, UTF-8), with the download's retries.
+pub async fn small_text(url: &str, max: usize, what: &str, stage: &str) -> Result<String> {
+    let bytes = download(url, what, stage).await?;
+    if bytes.len() > max {
+        return Err(Error::StageFailed {
+            stage: stage.into(),
+            message: format!(
+                "{what} from {url} is {} bytes, more than {max}",
+                bytes.len()
+            ),
+            help: "point the URL at a service that answers with the short text expected".into(),
+        });
+    }
+    text(bytes, what, stage)
+}
+
 fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

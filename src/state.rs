@@ -256,6 +256,23 @@ impl Store {
         self._lock.is_some()
     }
 
+    /// This run's id: the remote lock's id when the state is in S3, else one made for this
+    /// process (what marks the SSH rule `allowedSshCidrs: self` adds).
+    pub fn run_id(&self) -> String {
+        static LOCAL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        if let Some(id) = self.remote.as_ref().and_then(|r| r.lock_id()) {
+            return id;
+        }
+        LOCAL
+            .get_or_init(|| {
+                let since = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                format!("local-{}-{since}", std::process::id())
+            })
+            .clone()
+    }
+
     /// The cluster's state directory.
     pub fn dir(&self) -> &Path {
         &self.dir

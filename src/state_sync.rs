@@ -79,6 +79,11 @@ impl Synced {
         Ok(synced)
     }
 
+    /// The id of the remote lock this run holds, if it holds one.
+    pub fn lock_id(&self) -> Option<String> {
+        locked(&self.lock).as_ref().map(|l| l.info.id.clone())
+    }
+
     /// Pushes `name` from `dir` if it changed since it was last pushed or pulled.
     async fn push_now(&self, dir: &Path, name: &str) -> Result<()> {
         let Ok(bytes) = std::fs::read(dir.join(name)) else {

@@ -116,10 +116,7 @@ pub async fn put(
             .to_string());
     };
     let arn = &existing.arn;
-    let old = old_versions(aws, arn).await?;
-    if old.len() >= 4 {
-        delete_version(aws, arn, &old[0]).await?;
-    }
+    make_room(aws, arn).await?;
     aws.iam
         .create_policy_version()
         .policy_arn(arn)
@@ -129,6 +126,15 @@ pub async fn put(
         .await
         .map_err(|e| aws_error("CreatePolicyVersion", arn, e))?;
     Ok(arn.clone())
+}
+
+/// Deletes the oldest non-default version when `arn` has IAM's five, so one more fits.
+pub async fn make_room(aws: &Aws, arn: &str) -> Result<()> {
+    let old = old_versions(aws, arn).await?;
+    if old.len() >= 4 {
+        delete_version(aws, arn, &old[0]).await?;
+    }
+    Ok(())
 }
 
 /// The non-default version ids of `arn`, oldest first by IAM's `vN` numbering.

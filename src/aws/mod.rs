@@ -4,9 +4,12 @@
 
 mod calls;
 pub mod console;
+pub mod deployer_policy;
+pub mod deployer_role;
 mod errors;
 pub mod live;
 pub mod managed_policies;
+pub mod permissions;
 pub mod quota;
 pub mod tags;
 
@@ -40,6 +43,8 @@ pub struct Aws {
     pub quotas: aws_sdk_servicequotas::Client,
     /// Tags every resource of this cluster carries.
     pub tags: Tags,
+    /// The SDK configuration (region, credentials, endpoint) other clients are built from.
+    pub shared: aws_config::SdkConfig,
     pace: Arc<Mutex<Instant>>,
 }
 
@@ -61,15 +66,19 @@ impl Aws {
         let shared = loader.load().await;
         let ec2 = aws_sdk_ec2::config::Builder::from(&shared)
             .interceptor(counter.clone())
+            .interceptor(permissions::Permitted)
             .build();
         let iam = aws_sdk_iam::config::Builder::from(&shared)
             .interceptor(counter.clone())
+            .interceptor(permissions::Permitted)
             .build();
         let elb = aws_sdk_elasticloadbalancingv2::config::Builder::from(&shared)
             .interceptor(counter.clone())
+            .interceptor(permissions::Permitted)
             .build();
         let quotas = aws_sdk_servicequotas::config::Builder::from(&shared)
             .interceptor(counter)
+            .interceptor(permissions::Permitted)
             .build();
         Aws {
             ec2: aws_sdk_ec2::Client::from_conf(ec2),
@@ -77,6 +86,7 @@ impl Aws {
             elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb),
             quotas: aws_sdk_servicequotas::Client::from_conf(quotas),
             tags: Tags::for_cluster(config),
+            shared,
             pace: Arc::new(Mutex::new(Instant::now())),
         }
     }

@@ -4,6 +4,8 @@ mod argocd;
 mod backup;
 mod confirm;
 mod down;
+mod github;
+mod iam_policy;
 mod info;
 mod init;
 mod operation;
@@ -77,6 +79,16 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::State {
             command: crate::cli::StateCommand::Push { yes },
         } => state_cmd::push(g, *yes).await,
+        Command::IamPolicy { account } => iam_policy::iam_policy(g, account.as_deref()).await,
+        Command::Github {
+            command:
+                crate::cli::GithubCommand::Setup {
+                    repo,
+                    environment,
+                    dry_run,
+                    yes,
+                },
+        } => github::setup(g, repo, environment, *dry_run, *yes).await,
         Command::Schema => info::schema(),
         Command::Version => info::version(g),
         Command::Completions { shell } => info::completions(*shell),

@@ -33,6 +33,8 @@ pub struct Ctx {
     pub no_wait: bool,
     /// What a read-only run could not look at (unreachable nodes, refused host keys).
     blind: Mutex<Vec<String>>,
+    /// The SSH rule opened for this machine (`allowedSshCidrs: self`), revoked at the end.
+    runner_rule: tokio::sync::Mutex<Option<super::runner_access::Opened>>,
 }
 
 impl Ctx {
@@ -52,13 +54,44 @@ impl Ctx {
             force_reset: false,
             no_wait: false,
             blind: Mutex::new(Vec::new()),
+            runner_rule: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// With `allowedSshCidrs: self`, opens port 22 to this machine once per run (before the
+    /// first SSH connection, once the security group exists).
+    async fn open_runner_access(&self) -> Result<()> {
+        if !super::runner_access::wanted(&self.config) {
+            return Ok(());
+        }
+        let mut rule = self.runner_rule.lock().await;
+        if rule.is_some() {
+            return Ok(());
+        }
+        let aws = self.aws().await;
+        let run = self.store.run_id();
+        *rule = super::runner_access::open(aws, &self.config, &run, self.writable()).await?;
+        if let Some(r) = rule.as_ref() {
+            let what = format!("port 22 open to this machine ({}) for this run", r.cidr);
+            self.events.progress("ssh", None, what);
+        }
+        Ok(())
     }
 
     /// SSH connections to `targets`, opened in parallel (at most `spec.ssh.concurrency` at a
     /// time, 0 = all) and kept for the rest of the run. A node that cannot be reached gets
     /// its error instead; the others are unaffected.
     pub async fn connect(&self, targets: &[Target]) -> Vec<(Target, Result<Arc<Conn>, String>)> {
+        if targets
+            .iter()
+            .any(|t| !self.ssh.try_lock().is_ok_and(|c| c.contains_key(&t.node)))
+            && let Err(e) = self.open_runner_access().await
+        {
+            let why = e.to_string();
+            return (targets.iter())
+                .map(|t| (t.clone(), Err(why.clone())))
+                .collect();
+        }
         let mut cache = self.ssh.lock().await;
         let mut opts = ssh::Options::from_config(&self.config, &self.state_dir());
         if !self.writable() {
@@ -151,13 +184,28 @@ impl Ctx {
         self.blind.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Closes every SSH master connection of this run.
+    /// Closes every SSH master connection of this run, then revokes the SSH rule opened for
+    /// this machine (`allowedSshCidrs: self`); a failure to revoke is a warning (the next run
+    /// revokes it).
     pub async fn close_ssh(&self) {
         let conns = std::mem::take(&mut *self.ssh.lock().await);
         for conn in conns.into_values().flatten() {
             if let Ok(conn) = Arc::try_unwrap(conn) {
                 conn.close().await;
             }
+        }
+        let Some(rule) = self.runner_rule.lock().await.take() else {
+            return;
+        };
+        match super::runner_access::close(self.aws().await, &rule).await {
+            Ok(()) => self
+                .events
+                .progress("ssh", None, format!("port 22 closed to {}", rule.cidr)),
+            Err(e) => tracing::warn!(
+                "could not revoke the SSH rule {} for {} ({e}); the next run revokes it",
+                rule.rule,
+                rule.cidr
+            ),
         }
     }
 

@@ -4,6 +4,7 @@
 mod console_pins;
 mod ctx;
 mod runner;
+pub mod runner_access;
 
 pub use ctx::Ctx;
 pub use runner::{RunMode, Runner, select};

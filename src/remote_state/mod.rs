@@ -112,11 +112,15 @@ impl Remote {
                 std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
                     || std::env::var_os("AWS_ENDPOINT_URL").is_some(),
             )
+            .interceptor(crate::aws::permissions::Permitted)
             .build();
         // Every call names the account that must own the bucket: a deleted or mistyped bucket
         // name that someone else registered is refused by S3 instead of receiving the journal,
         // the lock or the cluster's CA keys.
-        let owner = aws_sdk_sts::Client::new(&shared)
+        let sts = aws_sdk_sts::config::Builder::from(&shared)
+            .interceptor(crate::aws::permissions::Permitted)
+            .build();
+        let owner = aws_sdk_sts::Client::from_conf(sts)
             .get_caller_identity()
             .send()
             .await

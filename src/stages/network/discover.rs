@@ -248,6 +248,11 @@ fn rules_of(sg: &SecurityGroup) -> BTreeSet<Rule> {
         out.extend(
             p.ip_ranges()
                 .iter()
+                // Rules for the machine running ecoboot come and go with each command.
+                .filter(|r| {
+                    let d = r.description().unwrap_or_default();
+                    !d.starts_with(crate::engine::runner_access::MARK)
+                })
                 .filter_map(|r| r.cidr_ip())
                 .map(|c| rule(c.to_string())),
         );

@@ -1,6 +1,7 @@
 //! Stage `network`: VPC, public subnets, internet gateway, public route table and the cluster
 //! security group. Everything is found by tags first and created only when missing.
 
+use crate::engine::runner_access;
 use std::collections::{BTreeMap, BTreeSet};
 
 mod discover;
@@ -120,7 +121,9 @@ pub(super) fn wanted_rules(config: &Config, sg: &str) -> BTreeSet<Rule> {
         to,
         source: source.into(),
     };
-    out.extend(aws.allowed_ssh_cidrs.iter().map(|c| tcp(22, 22, c)));
+    // `self` is opened per command by engine::runner_access, not kept in the group.
+    let fixed = (aws.allowed_ssh_cidrs.iter()).filter(|c| c.value != runner_access::SELF);
+    out.extend(fixed.map(|c| tcp(22, 22, c)));
     // 6443 only when ecoboot talks to the API directly; the tunnel needs no open port.
     if config.cluster.spec.kubernetes.api_access == crate::config::ApiAccess::Direct {
         out.extend(aws.allowed_api_cidrs.iter().map(|c| tcp(6443, 6443, c)));
