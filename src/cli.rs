@@ -249,6 +249,10 @@ pub enum Command {
         /// AWS account id for the ARNs (default: the caller's, from STS; `*` when unknown).
         #[arg(long, value_name = "ID")]
         account: Option<String>,
+        /// Print only part N (from 1) of the policy split to fit IAM's 6,144-character limit
+        /// for one managed policy (`ecoboot github setup` attaches every part).
+        #[arg(long, value_name = "N")]
+        part: Option<usize>,
     },
     /// GitHub Actions: `setup` makes what a repository's workflow needs to run ecoboot.
     Github {

@@ -15,7 +15,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::aws::{AwsSandbox, aws_calls, events};
-use common::fleet::Fleet;
+use common::fleet::{Fleet, console_fingerprints, faults_with_console};
 use common::kube::KubeApi;
 use common::{ecoboot, run};
 
@@ -286,40 +286,6 @@ fn hostile_local_paths(config: &Path, dir: &Path) -> PathBuf {
     canary
 }
 
-/// Node name → the SHA256 fingerprint of its fleet node's host key, in config order.
-fn console_fingerprints(fleet: &Fleet, config: &Path) -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(config).unwrap();
-    let names = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("    - name: "))
-        .map(str::to_string);
-    names
-        .enumerate()
-        .map(|(i, name)| {
-            let key = fleet
-                .dir
-                .path()
-                .join(format!("nodes/{}/ssh_host_ed25519_key.pub", i + 1));
-            let out = Command::new("ssh-keygen")
-                .arg("-lf")
-                .arg(&key)
-                .output()
-                .unwrap();
-            let fp = String::from_utf8(out.stdout).unwrap();
-            (name, fp.split_whitespace().nth(1).unwrap().to_string())
-        })
-        .collect()
-}
-
-fn faults_with_console(console: &[(String, String)]) -> String {
-    let map: serde_json::Map<String, serde_json::Value> = console
-        .iter()
-        .map(|(n, fp)| (n.clone(), serde_json::json!([fp])))
-        .collect();
-    serde_json::json!({"idempotent_tokens": true, "delay": {"RunInstances": 0.1}, "console": map})
-        .to_string()
-}
-
 fn assert_one_cluster(w: &World) {
     let inv = w.aws.inventory("sesacthon");
     let live = w.aws.live_instances("sesacthon");
@@ -422,8 +388,7 @@ fn crash_anywhere_then_converge_rerun_rebuild_scan_and_down() {
     )
     .unwrap();
     let canary = hostile_local_paths(&config, dir.path());
-    let console = console_fingerprints(&fleet, &config);
-    aws.faults(&faults_with_console(&console));
+    aws.faults(&common::fleet::console_faults(&fleet, &config));
     let state = dir.path().join("state");
     let mut w = World {
         aws,

@@ -52,11 +52,38 @@ pub(super) async fn caller_account(config: &Config) -> Option<String> {
     id.account().map(str::to_string)
 }
 
-/// `ecoboot iam-policy [--account ID]`.
-pub(super) async fn iam_policy(g: &Global, account: Option<&str>) -> Result<()> {
+/// `ecoboot iam-policy [--account ID] [--part N]`: the whole policy, or part N of it.
+pub(super) async fn iam_policy(
+    g: &Global,
+    account: Option<&str>,
+    part: Option<usize>,
+) -> Result<()> {
     let config = super::load_config(g, crate::config::FileChecks::Skip)?;
     let doc = deployer_policy::document(&input(g, &config, account).await);
-    let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-    println!("{text}");
+    let parts = crate::aws::deployer_role::split(&doc);
+    let shown = match part {
+        None => {
+            if parts.len() > 1 {
+                eprintln!(
+                    "note: this policy is {} characters, more than one managed policy holds ({}); attach its {} parts (`--part 1` … `--part {}`), or let `ecoboot github setup` do it",
+                    doc.to_string().len(),
+                    crate::aws::deployer_role::MANAGED_POLICY_MAX,
+                    parts.len(),
+                    parts.len()
+                );
+            }
+            doc
+        }
+        Some(n) => parts.get(n.wrapping_sub(1)).cloned().ok_or_else(|| {
+            crate::error::Error::Usage(format!(
+                "--part {n}: the policy has {} part(s)",
+                parts.len()
+            ))
+        })?,
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&shown).unwrap_or_default()
+    );
     Ok(())
 }

@@ -79,7 +79,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::State {
             command: crate::cli::StateCommand::Push { yes },
         } => state_cmd::push(g, *yes).await,
-        Command::IamPolicy { account } => iam_policy::iam_policy(g, account.as_deref()).await,
+        Command::IamPolicy { account, part } => {
+            iam_policy::iam_policy(g, account.as_deref(), *part).await
+        }
         Command::Github {
             command:
                 crate::cli::GithubCommand::Setup {

@@ -75,7 +75,9 @@ pub struct Aws {
     pub ami: Ami,
     /// The EC2 key pair.
     pub key_pair: KeyPair,
-    /// CIDRs allowed to reach SSH (22). Required: there is no default.
+    /// CIDRs allowed to reach SSH (22), or `self`: the public address of the machine running
+    /// ecoboot, opened while a command runs and closed after it (GitHub-hosted runners).
+    /// Required: there is no default.
     pub allowed_ssh_cidrs: Vec<Located<String>>,
     /// CIDRs allowed to reach the API server (6443); used (and required) only with
     /// `apiAccess: direct`.

@@ -121,7 +121,7 @@ pub(super) fn check_ssh(ck: &mut Checker, c: &Cluster) {
 /// and ArgoCD's plain-HTTP UI is never reachable from the whole internet.
 pub(super) fn check_exposure(ck: &mut Checker, c: &Cluster) {
     let aws = &c.spec.aws;
-    const FIND_IP: &str = "list the CIDRs that may connect, e.g. your address as `203.0.113.7/32` (`curl -s https://checkip.amazonaws.com`); GitHub-hosted runners change address on every run, so CI needs a self-hosted runner with a fixed address, a bastion, or a wider range you accept";
+    const FIND_IP: &str = "list the CIDRs that may connect, e.g. your address as `203.0.113.7/32` (`curl -s https://checkip.amazonaws.com`), or `self`: the address of the machine running ecoboot, opened only while a command runs (what GitHub-hosted runners need: they change address on every run)";
     if aws.allowed_ssh_cidrs.is_empty() {
         ck.err(
             &aws.region,

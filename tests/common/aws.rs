@@ -70,25 +70,48 @@ pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
 impl AwsSandbox {
     /// Starts moto with the settings the tests need, then the proxy in front of it.
     pub fn start() -> AwsSandbox {
+        Self::start_with(false)
+    }
+
+    /// Like [`AwsSandbox::start`]; with `iam`, moto can enforce IAM: every request is
+    /// authorised against its IAM user's policies once [`AwsSandbox::enforce_iam`] is called
+    /// (until then nothing is checked, so a test can create its users). Signatures are not
+    /// re-checked: moto recomputes some of the Rust SDK's wrongly (see build-notes).
+    pub fn start_with(iam: bool) -> AwsSandbox {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let moto_url = format!("http://127.0.0.1:{port}");
         let amis = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/amis.json");
-        let moto = Command::new(
-            std::env::var("MOTO_SERVER")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| venv_bin("moto_server")),
-        )
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-        .env("MOTO_AMIS_PATH", amis)
-        .env("MOTO_ENABLE_AMI_VALIDATION", "true")
-        .env("MOTO_ENABLE_KEYPAIR_VALIDATION", "true")
-        .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("moto.log")).unwrap())
-        .spawn()
-        .expect("start moto_server (run scripts/setup.sh)");
+        let mut moto = match iam {
+            false => Command::new(
+                std::env::var("MOTO_SERVER")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|_| venv_bin("moto_server")),
+            ),
+            true => {
+                let mut c = Command::new(venv_bin("python"));
+                c.args([
+                    "-c",
+                    "import sys, moto.iam.access_control as a\n\
+                     a.IAMRequestBase.check_signature = lambda self: None\n\
+                     from moto.server import main\n\
+                     sys.argv[0] = 'moto_server'\n\
+                     main()",
+                ]);
+                c
+            }
+        };
+        let moto = moto
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .env("MOTO_AMIS_PATH", amis)
+            .env("MOTO_ENABLE_AMI_VALIDATION", "true")
+            .env("MOTO_ENABLE_KEYPAIR_VALIDATION", "true")
+            .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("moto.log")).unwrap())
+            .spawn()
+            .expect("start moto_server (run scripts/setup.sh)");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -142,6 +165,14 @@ impl AwsSandbox {
             .env_remove("AWS_SESSION_TOKEN")
     }
 
+    /// From now on moto authorises every request against its caller's IAM policies.
+    pub fn enforce_iam(&self) {
+        assert_eq!(
+            http(&self.moto_url, "POST", "/moto-api/reset-auth", "0").0,
+            200
+        );
+    }
+
     /// Replaces the proxy's fault config.
     pub fn faults(&self, json: &str) {
         assert_eq!(http(&self.endpoint, "POST", "/_proxy/config", json).0, 200);
@@ -160,9 +191,14 @@ impl AwsSandbox {
     /// A Python script with `c`, a boto3 client of `service` against moto (and `json`, `io`
     /// imported); returns what it printed.
     pub fn boto_script(&self, service: &str, body: &str) -> String {
+        self.boto_script_as(("testing", "testing"), service, body)
+    }
+
+    /// [`AwsSandbox::boto_script`] with an IAM user's access key (`(id, secret)`).
+    pub fn boto_script_as(&self, key: (&str, &str), service: &str, body: &str) -> String {
         let code = format!(
-            "import boto3, io, json\nc = boto3.client('{service}', endpoint_url='{}', region_name='ap-northeast-2', aws_access_key_id='testing', aws_secret_access_key='testing')\n{body}",
-            self.moto_url
+            "import boto3, io, json\nc = boto3.client('{service}', endpoint_url='{}', region_name='ap-northeast-2', aws_access_key_id='{}', aws_secret_access_key='{}')\n{body}",
+            self.moto_url, key.0, key.1
         );
         let out = std::process::Command::new(venv_python())
             .args(["-c", &code])

@@ -209,3 +209,44 @@ impl Drop for Fleet {
             .output();
     }
 }
+
+/// Node name → the SHA256 fingerprint of its fleet node's host key, in config order.
+pub fn console_fingerprints(fleet: &Fleet, config: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(config).unwrap();
+    let names = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("    - name: "))
+        .map(str::to_string);
+    names
+        .enumerate()
+        .map(|(i, name)| {
+            let key = fleet
+                .dir
+                .path()
+                .join(format!("nodes/{}/ssh_host_ed25519_key.pub", i + 1));
+            let out = std::process::Command::new("ssh-keygen")
+                .arg("-lf")
+                .arg(&key)
+                .output()
+                .unwrap();
+            let fp = String::from_utf8(out.stdout).unwrap();
+            (name, fp.split_whitespace().nth(1).unwrap().to_string())
+        })
+        .collect()
+}
+
+/// The proxy's fault config that answers GetConsoleOutput with `console`'s fingerprints (and
+/// models RunInstances ClientToken idempotency).
+pub fn faults_with_console(console: &[(String, String)]) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = console
+        .iter()
+        .map(|(n, fp)| (n.clone(), serde_json::json!([fp])))
+        .collect();
+    serde_json::json!({"idempotent_tokens": true, "delay": {"RunInstances": 0.1}, "console": map})
+        .to_string()
+}
+
+/// [`faults_with_console`] with the fleet's real fingerprints.
+pub fn console_faults(fleet: &Fleet, config: &Path) -> String {
+    faults_with_console(&console_fingerprints(fleet, config))
+}

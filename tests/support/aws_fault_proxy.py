@@ -262,7 +262,10 @@ def hide_recent(data, lag):
 def clients():
     import boto3
     region = CONFIG.get("region", "ap-northeast-2")
-    kw = dict(endpoint_url=MOTO, region_name=region, aws_access_key_id="testing", aws_secret_access_key="testing")
+    # Under IAM enforcement the proxy's own reads need a real user's key (config `credentials`).
+    cred = CONFIG.get("credentials") or {}
+    kw = dict(endpoint_url=MOTO, region_name=region, aws_access_key_id=cred.get("key", "testing"),
+              aws_secret_access_key=cred.get("secret", "testing"))
     return boto3.client("ec2", **kw), boto3.client("iam", **kw)
 
 

@@ -1,0 +1,326 @@
+//! #27 The deployer policy is complete and enforced: moto authorises every request against an
+//! IAM user that holds only `ecoboot iam-policy`'s output, and with its keys the whole life of
+//! a cluster runs (state init, up through all ten stages on the 14-node fleet, a rerun,
+//! backup to S3, down). A user missing one action fails naming it. The SSH rule for the
+//! machine running ecoboot (`allowedSshCidrs: self`) is there only while a command runs: a
+//! killed run's rule is revoked by the next run, Ctrl-C revokes it, and none is left after
+//! any command.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::aws::AwsSandbox;
+use common::fleet::Fleet;
+use common::kube::KubeApi;
+use common::{ecoboot, run};
+
+const NODES: usize = 14;
+const STATE: &str = "s3://ecoboot-deployer-state/teams";
+const BACKUPS: &str = "s3://ecoboot-deployer-backups/etcd";
+const RUNNER_IP: &str = "198.51.100.7";
+
+/// A what's-my-IP service on loopback that answers every request with `ip`.
+fn my_ip_service(ip: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let body = format!("{ip}\n");
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+/// The policy as moto can evaluate it: moto checks EC2, ELBv2, Service Quotas and most IAM
+/// requests against the resource `*` (it computes no ARN for them) and S3 under two other
+/// action names, so those statements are widened to `*` and the S3 names added. Actions,
+/// explicit resources for S3 and everything else stay as emitted.
+fn moto_view(part: &serde_json::Value) -> serde_json::Value {
+    let mut part = part.clone();
+    for s in part["Statement"].as_array_mut().unwrap() {
+        let actions: Vec<String> = match &s["Action"] {
+            serde_json::Value::String(one) => vec![one.clone()],
+            many => serde_json::from_value(many.clone()).unwrap(),
+        };
+        if !actions.iter().all(|a| a.starts_with("s3:")) {
+            s["Resource"] = serde_json::json!("*");
+        }
+        let mut actions = actions;
+        if actions.iter().any(|a| a == "s3:PutBucketPublicAccessBlock") {
+            actions.push("s3:PutPublicAccessBlock".into());
+        }
+        s["Action"] = serde_json::json!(actions);
+    }
+    part
+}
+
+/// Creates IAM user `name` holding `parts` as managed policies; returns its access key.
+fn user(sb: &AwsSandbox, name: &str, parts: &[serde_json::Value]) -> (String, String) {
+    let docs = serde_json::to_string(&parts.iter().map(moto_view).collect::<Vec<_>>()).unwrap();
+    let out = sb.boto_script(
+        "iam",
+        &format!(
+            "c.create_user(UserName='{name}')\n\
+             for i, d in enumerate(json.loads({docs:?})):\n    \
+                 arn = c.create_policy(PolicyName='{name}-%d' % i, PolicyDocument=json.dumps(d))['Policy']['Arn']\n    \
+                 c.attach_user_policy(UserName='{name}', PolicyArn=arn)\n\
+             k = c.create_access_key(UserName='{name}')['AccessKey']\n\
+             print(json.dumps([k['AccessKeyId'], k['SecretAccessKey']]))"
+        ),
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+fn parts(sb: &AwsSandbox, config: &Path, dir: &Path) -> Vec<serde_json::Value> {
+    let mut all = Vec::new();
+    for n in 1.. {
+        let (code, out, err) = run(sb.env(ecoboot(&dir.join("s")).arg("-c").arg(config)).args([
+            "iam-policy",
+            "--part",
+            &n.to_string(),
+        ]));
+        if code != 0 {
+            assert!(err.contains("part(s)"), "{err}");
+            break;
+        }
+        all.push(serde_json::from_str(&out).unwrap());
+    }
+    assert!(!all.is_empty());
+    all
+}
+
+struct Env<'a> {
+    sb: &'a AwsSandbox,
+    config: &'a Path,
+    state: &'a Path,
+    ip_url: String,
+}
+
+impl Env<'_> {
+    fn cmd(&self, key: &(String, String), args: &[&str]) -> Command {
+        let mut cmd = ecoboot(self.state);
+        self.sb.env(&mut cmd);
+        cmd.env("AWS_ACCESS_KEY_ID", &key.0)
+            .env("AWS_SECRET_ACCESS_KEY", &key.1)
+            .env("ECOBOOT_MY_IP_URL", &self.ip_url)
+            .arg("-c")
+            .arg(self.config)
+            .args(args);
+        cmd
+    }
+
+    fn ok(&self, key: &(String, String), args: &[&str]) -> String {
+        let (code, out, err) = run(&mut self.cmd(key, args));
+        assert_eq!(code, 0, "ecoboot {args:?}:\n{out}\n{err}");
+        assert!(
+            !err.contains("AccessDenied") && !out.contains("not authorized"),
+            "{err}"
+        );
+        format!("{out}{err}")
+    }
+
+    /// Runner rules in the cluster's security group (read with the admin's key).
+    fn runner_rules(&self, admin: &(String, String)) -> Vec<String> {
+        let out = self.sb.boto_script_as(
+            (&admin.0, &admin.1),
+            "ec2",
+            "rules = c.describe_security_group_rules()['SecurityGroupRules']\n\
+             print(json.dumps([r.get('Description', '') + ' ' + r.get('CidrIpv4', '') for r in rules if r.get('Description', '').startswith('ecoboot-runner')]))",
+        );
+        serde_json::from_str(&out).unwrap()
+    }
+}
+
+#[test]
+fn the_deployer_policy_runs_a_whole_cluster_life_under_iam_enforcement() {
+    let api = KubeApi::start();
+    let sb = AwsSandbox::start_with(true);
+    let fleet = Fleet::start_with(NODES, Some(&api.admin_conf));
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::kube::config(&fleet, dir.path());
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text
+        .replace("knownHosts: accept-new ", "knownHosts: console ")
+        .replace(
+            "allowedSshCidrs: [203.0.113.7/32]",
+            "allowedSshCidrs: [self]",
+        );
+    assert!(
+        text.contains("allowedSshCidrs: [self]"),
+        "the shipped config's SSH CIDRs moved"
+    );
+    let (bucket, key) = STATE.trim_start_matches("s3://").split_once('/').unwrap();
+    let text = text.replacen(
+        "\nspec:\n",
+        &format!(
+            "\nspec:\n  state:\n    backend: s3\n    bucket: {bucket}\n    key: {key}\n  backup:\n    to: {BACKUPS}\n    keep: 2\n"
+        ),
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let state = dir.path().join("state");
+    let env = Env {
+        sb: &sb,
+        config: &config,
+        state: &state,
+        ip_url: my_ip_service(RUNNER_IP),
+    };
+
+    // Before enforcement: the policy (moto's STS answers the account), the users, the
+    // backups bucket (made once by an administrator, like the state bucket by `state init`).
+    let policy = parts(&sb, &config, dir.path());
+    let admin = user(
+        &sb,
+        "admin",
+        &[serde_json::json!({"Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})],
+    );
+    let deployer = user(&sb, "deployer", &policy);
+    let minus: Vec<serde_json::Value> = policy
+        .iter()
+        .map(|p| {
+            let mut p = p.clone();
+            for s in p["Statement"].as_array_mut().unwrap() {
+                let a: Vec<String> = serde_json::from_value(s["Action"].clone()).unwrap();
+                s["Action"] = serde_json::json!(
+                    a.into_iter()
+                        .filter(|a| a != "ec2:CreateSubnet")
+                        .collect::<Vec<_>>()
+                );
+            }
+            p["Statement"] = serde_json::json!(
+                p["Statement"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|s| !s["Action"].as_array().unwrap().is_empty())
+                    .cloned()
+                    .collect::<Vec<_>>()
+            );
+            p
+        })
+        .collect();
+    let short = user(&sb, "deployer-minus-create-subnet", &minus);
+    sb.boto("s3", "create_bucket(Bucket='ecoboot-deployer-backups', CreateBucketConfiguration={'LocationConstraint': 'ap-northeast-2'})");
+    let console = common::fleet::console_faults(&fleet, &config);
+    let mut faults: serde_json::Value = serde_json::from_str(&console).unwrap();
+    faults["credentials"] = serde_json::json!({"key": admin.0, "secret": admin.1});
+    sb.faults(&faults.to_string());
+    sb.enforce_iam();
+
+    // Enforcement is on: a stranger's key and a policy short of one action are refused.
+    let stranger = ("testing".to_string(), "testing".to_string());
+    let (code, _, err) = run(&mut env.cmd(&stranger, &["up", "--to", "network", "--yes"]));
+    assert_ne!(code, 0, "an unknown key must be refused: {err}");
+    env.ok(&deployer, &["state", "init"]);
+    let (code, out, err) = run(&mut env.cmd(&short, &["up", "--to", "network", "--yes"]));
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("ec2:CreateSubnet"),
+        "names the missing action: {err}"
+    );
+
+    // The whole life with the deployer's key alone.
+    let up = env.ok(&deployer, &["up", "--yes"]);
+    assert!(
+        up.contains(&format!("port 22 open to this machine ({RUNNER_IP}/32)")),
+        "{up}"
+    );
+    assert!(
+        up.contains(&format!("port 22 closed to {RUNNER_IP}/32")),
+        "{up}"
+    );
+    assert_eq!(
+        env.runner_rules(&admin),
+        Vec::<String>::new(),
+        "nothing left open after up"
+    );
+    env.ok(&deployer, &["up", "--yes"]);
+    env.ok(&deployer, &["status"]);
+
+    // kill -9 while the rule is open: the next run (after the operator's unlock) revokes it.
+    let mut child = env
+        .cmd(&deployer, &["up", "--yes", "--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.unwrap().contains("port 22 open to this machine")),
+        "the run opened port 22"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    let left = env.runner_rules(&admin);
+    assert_eq!(left.len(), 1, "{left:?}");
+    let show = env.ok(&deployer, &["state", "show"]);
+    let id = show
+        .lines()
+        .find_map(|l| l.strip_prefix("lock: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    env.ok(&deployer, &["unlock", "--force", &id]);
+    let backup = env.ok(&deployer, &["backup"]);
+    assert!(
+        backup.contains("uploaded s3://ecoboot-deployer-backups/etcd/sesacthon/backups/"),
+        "{backup}"
+    );
+    assert_eq!(
+        env.runner_rules(&admin),
+        Vec::<String>::new(),
+        "the killed run's rule and backup's own are gone"
+    );
+
+    // Ctrl-C: `argocd ui` holds the rule until interrupted.
+    let mut child = env
+        .cmd(&deployer, &["argocd", "ui", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap().starts_with("ArgoCD UI:")));
+    assert_eq!(
+        env.runner_rules(&admin).len(),
+        1,
+        "open while the tunnel runs"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        env.runner_rules(&admin),
+        Vec::<String>::new(),
+        "Ctrl-C revoked it"
+    );
+
+    let down = env.ok(&deployer, &["down", "--yes"]);
+    assert!(
+        down.contains("deleted") || down.contains("delete"),
+        "{down}"
+    );
+    let vpcs = sb.boto_script_as(
+        (&admin.0, &admin.1),
+        "ec2",
+        "print(json.dumps(c.describe_vpcs(Filters=[{'Name': 'tag:ecoboot.io/cluster', 'Values': ['sesacthon']}])['Vpcs']))",
+    );
+    assert_eq!(
+        vpcs.trim(),
+        "[]",
+        "down removed the VPC (and its group with every rule)"
+    );
+    let _ = std::io::stdout().flush();
+}
