@@ -304,6 +304,11 @@ pub enum CertsCommand {
 /// `ecoboot github ...`.
 #[derive(Debug, Subcommand)]
 pub enum GithubCommand {
+    /// The bootstrap workflow's first step: checks the dispatch inputs (COMMAND, DRY_RUN,
+    /// CONFIRM, LOCK_ID) and the repository's settings (AWS_ROLE_ARN, ECOBOOT_STATE,
+    /// SSH_PRIVATE_KEY, SSH_PUBLIC_KEY, AWS_REGION_OVERRIDE) from the environment, names every
+    /// missing one, and writes cluster, region and key paths to $GITHUB_OUTPUT.
+    Preflight,
     /// GitHub's OIDC provider in the account, a deployer role only `repo:OWNER/REPO` in the
     /// given environment may assume (holding `ecoboot iam-policy`), the state bucket; then the
     /// `gh` lines that set the repository's variables, secrets and environment.

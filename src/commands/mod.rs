@@ -5,6 +5,7 @@ mod backup;
 mod confirm;
 mod down;
 mod github;
+mod github_preflight;
 mod iam_policy;
 mod info;
 mod init;
@@ -91,6 +92,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                     yes,
                 },
         } => github::setup(g, repo, environment, *dry_run, *yes).await,
+        Command::Github {
+            command: crate::cli::GithubCommand::Preflight,
+        } => github_preflight::preflight(g),
         Command::Schema => info::schema(),
         Command::Version => info::version(g),
         Command::Completions { shell } => info::completions(*shell),

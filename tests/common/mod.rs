@@ -1,6 +1,7 @@
 //! Helpers for tests that run the real `ecoboot` binary.
 #![allow(dead_code)]
 
+pub mod actions;
 pub mod aws;
 pub mod fleet;
 pub mod kube;
