@@ -100,6 +100,16 @@ pub fn gh_lines(
             stdin: None,
         },
         with_body(env_args("variable", "AWS_ROLE_ARN"), role_arn),
+        with_body(
+            vec![
+                "variable".into(),
+                "set".into(),
+                "ECOBOOT_CONFIG".into(),
+                "--repo".into(),
+                repo.into(),
+            ],
+            &config.path.display().to_string(),
+        ),
         with_body(env_args("variable", "ECOBOOT_STATE"), &state.to_string()),
         Gh {
             args: env_args("secret", "SSH_PRIVATE_KEY"),

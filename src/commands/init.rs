@@ -63,7 +63,14 @@ fn replace_ignore_case(text: &str, from: &str, to: &str) -> String {
 /// Runs `ecoboot init`.
 pub(super) fn init(g: &Global, topology: Topology, region: &str, name: &str) -> Result<()> {
     let path = &g.config;
-    let text = starter(topology, region, name);
+    let mut text = starter(topology, region, name);
+    if let Some(loc) = g
+        .state
+        .as_deref()
+        .and_then(crate::remote_state::Location::parse)
+    {
+        text = with_state(&text, &loc);
+    }
     // What we write must load: a bad --region or --name is reported against the text.
     Config::parse(path, text.clone(), FileChecks::Skip, "init")?;
     write_new(path, &text)?;
@@ -74,10 +81,23 @@ pub(super) fn init(g: &Global, topology: Topology, region: &str, name: &str) -> 
     }
     println!("{}", path.display());
     eprintln!(
-        "wrote a starter config for cluster `{name}` in {region}; check the lines marked REPLACE (allowedSshCidrs, keyPair), then run `ecoboot -c {} plan`",
+        "wrote a starter config for cluster `{name}` in {region}; check the lines marked REPLACE (keyPair, ssh.identityFile, the root app), then run `ecoboot -c {} plan`",
         path.display()
     );
     Ok(())
+}
+
+/// `text` with a `spec.state` block for `loc` (`ecoboot --state s3://bucket/prefix init`).
+fn with_state(text: &str, loc: &crate::remote_state::Location) -> String {
+    let key = match loc.prefix.as_str() {
+        "" => String::new(),
+        p => format!("    key: {p}\n"),
+    };
+    let block = format!(
+        "spec:\n  # The journal, pinned host keys and the run lock, in S3 (what CI runners need; create\n  # the bucket once with `ecoboot state init` or `ecoboot github setup`).\n  state:\n    backend: s3\n    bucket: {}\n{key}",
+        loc.bucket
+    );
+    text.replacen("\nspec:\n", &format!("\n{block}"), 1)
 }
 
 /// Creates `path` (and its directory) with `text`; never replaces an existing file.
@@ -116,5 +136,11 @@ mod tests {
             assert_eq!(c.cluster.spec.aws.region.as_str(), "eu-west-1");
             assert_eq!(c.name(), "demo");
         }
+        let loc = crate::remote_state::Location::parse("s3://b-state/teams/x").unwrap();
+        let text = with_state(&starter(Topology::Minimal, "eu-west-1", "demo"), &loc);
+        let c = Config::parse(Path::new("x.yaml"), text, FileChecks::Skip, "t").unwrap();
+        let st = &c.cluster.spec.state;
+        assert_eq!(st.bucket.as_ref().unwrap().value, "b-state");
+        assert_eq!(st.key.as_ref().unwrap().value, "teams/x");
     }
 }

@@ -35,6 +35,8 @@ pub fn ecoboot(state_dir: &Path) -> Command {
         // points them at its sandbox (`AwsSandbox::env` overrides both).
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        // `allowedSshCidrs: self` never asks the internet for this machine's address.
+        .env("ECOBOOT_MY_IP_URL", "http://127.0.0.1:9/")
         .stdin(std::process::Stdio::null());
     cmd
 }
@@ -105,7 +107,14 @@ pub fn config_named(dir: &Path, name: &str) -> PathBuf {
         .replace("connectTimeoutSeconds: 300", "connectTimeoutSeconds: 1")
         // The emulator has no real console; the e2e test switches back to `console` with the
         // fleet's real fingerprints served by the fault proxy.
-        .replace("knownHosts: console ", "knownHosts: accept-new ");
+        .replace("knownHosts: console ", "knownHosts: accept-new ")
+        // A fixed SSH CIDR: the tests of `self` (deployer.rs, workflow.rs) switch back and
+        // serve the what's-my-IP answer on loopback.
+        .replace(
+            "allowedSshCidrs: [self]",
+            "allowedSshCidrs: [203.0.113.7/32]",
+        );
+    assert!(text.contains("allowedSshCidrs: [203.0.113.7/32]"));
     let text = sandbox_mirror(&text);
     // The load balancer controller's policy from its upstream test copy (no download).
     let lb = "        sha256: 16f232c9d9f79366fe949c4550ad517a202380058a9e48d45a4e215044a20a6a\n";
