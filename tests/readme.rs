@@ -29,7 +29,7 @@ fn commands() -> Vec<String> {
         match (&mut block, t) {
             (None, "```sh") => block = Some(Vec::new()),
             (Some(b), "```") => {
-                out.extend(b.drain(..));
+                out.append(b);
                 block = None;
             }
             (Some(b), _) => b.push(t.to_string()),
