@@ -113,387 +113,113 @@ use Scope::*;
 use Service::*;
 
 /// Every AWS operation ecoboot makes.
+#[rustfmt::skip]
 pub const CALLS: &[Call] = &[
     // EC2, reads.
     c(Ec2, "DescribeVpcs", &["ec2:DescribeVpcs"], Read),
-    c(
-        Ec2,
-        "DescribeVpcAttribute",
-        &["ec2:DescribeVpcAttribute"],
-        Read,
-    ),
+    c(Ec2, "DescribeVpcAttribute", &["ec2:DescribeVpcAttribute"], Read),
     c(Ec2, "DescribeSubnets", &["ec2:DescribeSubnets"], Read),
-    c(
-        Ec2,
-        "DescribeInternetGateways",
-        &["ec2:DescribeInternetGateways"],
-        Read,
-    ),
-    c(
-        Ec2,
-        "DescribeRouteTables",
-        &["ec2:DescribeRouteTables"],
-        Read,
-    ),
-    c(
-        Ec2,
-        "DescribeSecurityGroups",
-        &["ec2:DescribeSecurityGroups"],
-        Read,
-    ),
-    c(
-        Ec2,
-        "DescribeSecurityGroupRules",
-        &["ec2:DescribeSecurityGroupRules"],
-        Read,
-    ),
+    c(Ec2, "DescribeInternetGateways", &["ec2:DescribeInternetGateways"], Read),
+    c(Ec2, "DescribeRouteTables", &["ec2:DescribeRouteTables"], Read),
+    c(Ec2, "DescribeSecurityGroups", &["ec2:DescribeSecurityGroups"], Read),
+    c(Ec2, "DescribeSecurityGroupRules", &["ec2:DescribeSecurityGroupRules"], Read),
     c(Ec2, "DescribeKeyPairs", &["ec2:DescribeKeyPairs"], Read),
     c(Ec2, "DescribeImages", &["ec2:DescribeImages"], Read),
-    c(
-        Ec2,
-        "DescribeInstanceTypes",
-        &["ec2:DescribeInstanceTypes"],
-        Read,
-    ),
+    c(Ec2, "DescribeInstanceTypes", &["ec2:DescribeInstanceTypes"], Read),
     c(Ec2, "DescribeInstances", &["ec2:DescribeInstances"], Read),
     c(Ec2, "DescribeAddresses", &["ec2:DescribeAddresses"], Read),
-    c(
-        Ec2,
-        "DescribeNetworkInterfaces",
-        &["ec2:DescribeNetworkInterfaces"],
-        Read,
-    ),
+    c(Ec2, "DescribeNetworkInterfaces", &["ec2:DescribeNetworkInterfaces"], Read),
     c(Ec2, "DescribeVolumes", &["ec2:DescribeVolumes"], Read),
-    c(
-        Ec2,
-        "DescribeIamInstanceProfileAssociations",
-        &["ec2:DescribeIamInstanceProfileAssociations"],
-        Read,
-    ),
+    c(Ec2, "DescribeIamInstanceProfileAssociations", &["ec2:DescribeIamInstanceProfileAssociations"], Read),
     // EC2, creations (tagged in the same call).
     c(Ec2, "CreateVpc", &["ec2:CreateVpc"], TagOnCreate),
     c(Ec2, "CreateSubnet", &["ec2:CreateSubnet"], TagOnCreate),
-    c(
-        Ec2,
-        "CreateInternetGateway",
-        &["ec2:CreateInternetGateway"],
-        TagOnCreate,
-    ),
-    c(
-        Ec2,
-        "CreateRouteTable",
-        &["ec2:CreateRouteTable"],
-        TagOnCreate,
-    ),
-    c(
-        Ec2,
-        "CreateSecurityGroup",
-        &["ec2:CreateSecurityGroup"],
-        TagOnCreate,
-    ),
+    c(Ec2, "CreateInternetGateway", &["ec2:CreateInternetGateway"], TagOnCreate),
+    c(Ec2, "CreateRouteTable", &["ec2:CreateRouteTable"], TagOnCreate),
+    c(Ec2, "CreateSecurityGroup", &["ec2:CreateSecurityGroup"], TagOnCreate),
     c(Ec2, "ImportKeyPair", &["ec2:ImportKeyPair"], TagOnCreate),
-    c(
-        Ec2,
-        "AllocateAddress",
-        &["ec2:AllocateAddress"],
-        TagOnCreate,
-    ),
+    c(Ec2, "AllocateAddress", &["ec2:AllocateAddress"], TagOnCreate),
     c(Ec2, "RunInstances", &["ec2:RunInstances"], Launch),
     // EC2, changes to the cluster's own resources.
     c(Ec2, "CreateTags", &["ec2:CreateTags"], Tagged),
-    c(
-        Ec2,
-        "ModifyVpcAttribute",
-        &["ec2:ModifyVpcAttribute"],
-        Tagged,
-    ),
-    c(
-        Ec2,
-        "ModifySubnetAttribute",
-        &["ec2:ModifySubnetAttribute"],
-        Tagged,
-    ),
-    c(
-        Ec2,
-        "AttachInternetGateway",
-        &["ec2:AttachInternetGateway"],
-        Tagged,
-    ),
-    c(
-        Ec2,
-        "DetachInternetGateway",
-        &["ec2:DetachInternetGateway"],
-        Tagged,
-    ),
+    c(Ec2, "ModifyVpcAttribute", &["ec2:ModifyVpcAttribute"], Tagged),
+    c(Ec2, "ModifySubnetAttribute", &["ec2:ModifySubnetAttribute"], Tagged),
+    c(Ec2, "AttachInternetGateway", &["ec2:AttachInternetGateway"], Tagged),
+    c(Ec2, "DetachInternetGateway", &["ec2:DetachInternetGateway"], Tagged),
     c(Ec2, "CreateRoute", &["ec2:CreateRoute"], Tagged),
-    c(
-        Ec2,
-        "AssociateRouteTable",
-        &["ec2:AssociateRouteTable"],
-        Tagged,
-    ),
-    c(
-        Ec2,
-        "DisassociateRouteTable",
-        &["ec2:DisassociateRouteTable"],
-        Tagged,
-    ),
-    c(
-        Ec2,
-        "AuthorizeSecurityGroupIngress",
-        &["ec2:AuthorizeSecurityGroupIngress"],
-        Tagged,
-    ),
+    c(Ec2, "AssociateRouteTable", &["ec2:AssociateRouteTable"], Tagged),
+    c(Ec2, "DisassociateRouteTable", &["ec2:DisassociateRouteTable"], Tagged),
+    c(Ec2, "AuthorizeSecurityGroupIngress", &["ec2:AuthorizeSecurityGroupIngress"], Tagged),
     c(Ec2, "AssociateAddress", &["ec2:AssociateAddress"], Tagged),
-    c(
-        Ec2,
-        "DisassociateAddress",
-        &["ec2:DisassociateAddress"],
-        Tagged,
-    ),
+    c(Ec2, "DisassociateAddress", &["ec2:DisassociateAddress"], Tagged),
     c(Ec2, "ReleaseAddress", &["ec2:ReleaseAddress"], Tagged),
     c(Ec2, "GetConsoleOutput", &["ec2:GetConsoleOutput"], Tagged),
-    c(
-        Ec2,
-        "TerminateInstances",
-        &["ec2:TerminateInstances"],
-        Tagged,
-    ),
-    c(
-        Ec2,
-        "ModifyInstanceMetadataOptions",
-        &["ec2:ModifyInstanceMetadataOptions"],
-        Tagged,
-    ),
-    c(
-        Ec2,
-        "AssociateIamInstanceProfile",
-        &["ec2:AssociateIamInstanceProfile"],
-        Tagged,
-    ),
-    c(
-        Ec2,
-        "ReplaceIamInstanceProfileAssociation",
-        &["ec2:ReplaceIamInstanceProfileAssociation"],
-        Tagged,
-    ),
+    c(Ec2, "TerminateInstances", &["ec2:TerminateInstances"], Tagged),
+    c(Ec2, "ModifyInstanceMetadataOptions", &["ec2:ModifyInstanceMetadataOptions"], Tagged),
+    c(Ec2, "AssociateIamInstanceProfile", &["ec2:AssociateIamInstanceProfile"], Tagged),
+    c(Ec2, "ReplaceIamInstanceProfileAssociation", &["ec2:ReplaceIamInstanceProfileAssociation"], Tagged),
     c(Ec2, "DeleteKeyPair", &["ec2:DeleteKeyPair"], Tagged),
     c(Ec2, "DeleteRouteTable", &["ec2:DeleteRouteTable"], Tagged),
-    c(
-        Ec2,
-        "DeleteInternetGateway",
-        &["ec2:DeleteInternetGateway"],
-        Tagged,
-    ),
+    c(Ec2, "DeleteInternetGateway", &["ec2:DeleteInternetGateway"], Tagged),
     c(Ec2, "DeleteSubnet", &["ec2:DeleteSubnet"], Tagged),
     c(Ec2, "DeleteVpc", &["ec2:DeleteVpc"], Tagged),
     // EC2, what `down` removes that controllers made.
-    c(
-        Ec2,
-        "RevokeSecurityGroupIngress",
-        &["ec2:RevokeSecurityGroupIngress"],
-        ControllerTagged,
-    ),
-    c(
-        Ec2,
-        "RevokeSecurityGroupEgress",
-        &["ec2:RevokeSecurityGroupEgress"],
-        ControllerTagged,
-    ),
-    c(
-        Ec2,
-        "DeleteSecurityGroup",
-        &["ec2:DeleteSecurityGroup"],
-        ControllerTagged,
-    ),
+    c(Ec2, "RevokeSecurityGroupIngress", &["ec2:RevokeSecurityGroupIngress"], ControllerTagged),
+    c(Ec2, "RevokeSecurityGroupEgress", &["ec2:RevokeSecurityGroupEgress"], ControllerTagged),
+    c(Ec2, "DeleteSecurityGroup", &["ec2:DeleteSecurityGroup"], ControllerTagged),
     c(Ec2, "DeleteVolume", &["ec2:DeleteVolume"], CsiVolume),
-    c(
-        Ec2,
-        "DeleteNetworkInterface",
-        &["ec2:DeleteNetworkInterface"],
-        Interface,
-    ),
+    c(Ec2, "DeleteNetworkInterface", &["ec2:DeleteNetworkInterface"], Interface),
     // ELBv2: only `down` (what the AWS Load Balancer Controller made).
-    c(
-        Elb,
-        "DescribeLoadBalancers",
-        &["elasticloadbalancing:DescribeLoadBalancers"],
-        Read,
-    ),
-    c(
-        Elb,
-        "DescribeTargetGroups",
-        &["elasticloadbalancing:DescribeTargetGroups"],
-        Read,
-    ),
-    c(
-        Elb,
-        "DeleteLoadBalancer",
-        &["elasticloadbalancing:DeleteLoadBalancer"],
-        ControllerTagged,
-    ),
-    c(
-        Elb,
-        "DeleteTargetGroup",
-        &["elasticloadbalancing:DeleteTargetGroup"],
-        ControllerTagged,
-    ),
+    c(Elb, "DescribeLoadBalancers", &["elasticloadbalancing:DescribeLoadBalancers"], Read),
+    c(Elb, "DescribeTargetGroups", &["elasticloadbalancing:DescribeTargetGroups"], Read),
+    c(Elb, "DeleteLoadBalancer", &["elasticloadbalancing:DeleteLoadBalancer"], ControllerTagged),
+    c(Elb, "DeleteTargetGroup", &["elasticloadbalancing:DeleteTargetGroup"], ControllerTagged),
     // Service Quotas: the vCPU preflight.
-    c(
-        Quotas,
-        "GetServiceQuota",
-        &["servicequotas:GetServiceQuota"],
-        Read,
-    ),
-    c(
-        Quotas,
-        "GetAWSDefaultServiceQuota",
-        &["servicequotas:GetAWSDefaultServiceQuota"],
-        Read,
-    ),
+    c(Quotas, "GetServiceQuota", &["servicequotas:GetServiceQuota"], Read),
+    c(Quotas, "GetAWSDefaultServiceQuota", &["servicequotas:GetAWSDefaultServiceQuota"], Read),
     // IAM: the cluster's roles, instance profiles and managed policies.
     c(Iam, "GetRole", &["iam:GetRole"], Role),
     c(Iam, "CreateRole", &["iam:CreateRole", "iam:TagRole"], Role),
     c(Iam, "DeleteRole", &["iam:DeleteRole"], Role),
-    c(
-        Iam,
-        "ListAttachedRolePolicies",
-        &["iam:ListAttachedRolePolicies"],
-        Role,
-    ),
+    c(Iam, "ListAttachedRolePolicies", &["iam:ListAttachedRolePolicies"], Role),
     c(Iam, "ListRolePolicies", &["iam:ListRolePolicies"], Role),
     c(Iam, "GetRolePolicy", &["iam:GetRolePolicy"], Role),
     c(Iam, "PutRolePolicy", &["iam:PutRolePolicy"], Role),
     c(Iam, "DeleteRolePolicy", &["iam:DeleteRolePolicy"], Role),
-    c(
-        Iam,
-        "AttachRolePolicy",
-        &["iam:AttachRolePolicy"],
-        AttachPolicy,
-    ),
+    c(Iam, "AttachRolePolicy", &["iam:AttachRolePolicy"], AttachPolicy),
     c(Iam, "DetachRolePolicy", &["iam:DetachRolePolicy"], Role),
-    c(
-        Iam,
-        "GetInstanceProfile",
-        &["iam:GetInstanceProfile"],
-        Profile,
-    ),
-    c(
-        Iam,
-        "CreateInstanceProfile",
-        &["iam:CreateInstanceProfile", "iam:TagInstanceProfile"],
-        Profile,
-    ),
-    c(
-        Iam,
-        "DeleteInstanceProfile",
-        &["iam:DeleteInstanceProfile"],
-        Profile,
-    ),
-    c(
-        Iam,
-        "AddRoleToInstanceProfile",
-        &["iam:AddRoleToInstanceProfile"],
-        Profile,
-    ),
-    c(
-        Iam,
-        "RemoveRoleFromInstanceProfile",
-        &["iam:RemoveRoleFromInstanceProfile"],
-        Profile,
-    ),
+    c(Iam, "GetInstanceProfile", &["iam:GetInstanceProfile"], Profile),
+    c(Iam, "CreateInstanceProfile", &["iam:CreateInstanceProfile", "iam:TagInstanceProfile"], Profile),
+    c(Iam, "DeleteInstanceProfile", &["iam:DeleteInstanceProfile"], Profile),
+    c(Iam, "AddRoleToInstanceProfile", &["iam:AddRoleToInstanceProfile"], Profile),
+    c(Iam, "RemoveRoleFromInstanceProfile", &["iam:RemoveRoleFromInstanceProfile"], Profile),
     c(Iam, "ListPolicies", &["iam:ListPolicies"], Read),
-    c(
-        Iam,
-        "CreatePolicy",
-        &["iam:CreatePolicy", "iam:TagPolicy"],
-        ManagedPolicy,
-    ),
+    c(Iam, "CreatePolicy", &["iam:CreatePolicy", "iam:TagPolicy"], ManagedPolicy),
     c(Iam, "DeletePolicy", &["iam:DeletePolicy"], ManagedPolicy),
-    c(
-        Iam,
-        "CreatePolicyVersion",
-        &["iam:CreatePolicyVersion"],
-        ManagedPolicy,
-    ),
-    c(
-        Iam,
-        "DeletePolicyVersion",
-        &["iam:DeletePolicyVersion"],
-        ManagedPolicy,
-    ),
-    c(
-        Iam,
-        "GetPolicyVersion",
-        &["iam:GetPolicyVersion"],
-        ManagedPolicy,
-    ),
-    c(
-        Iam,
-        "ListPolicyVersions",
-        &["iam:ListPolicyVersions"],
-        ManagedPolicy,
-    ),
-    c(
-        Iam,
-        "ListEntitiesForPolicy",
-        &["iam:ListEntitiesForPolicy"],
-        ManagedPolicy,
-    ),
+    c(Iam, "CreatePolicyVersion", &["iam:CreatePolicyVersion"], ManagedPolicy),
+    c(Iam, "DeletePolicyVersion", &["iam:DeletePolicyVersion"], ManagedPolicy),
+    c(Iam, "GetPolicyVersion", &["iam:GetPolicyVersion"], ManagedPolicy),
+    c(Iam, "ListPolicyVersions", &["iam:ListPolicyVersions"], ManagedPolicy),
+    c(Iam, "ListEntitiesForPolicy", &["iam:ListEntitiesForPolicy"], ManagedPolicy),
     // Not an operation: what RunInstances, the instance-profile association calls and
     // AddRoleToInstanceProfile need on the role they hand to EC2.
     c(Iam, "(PassRole)", &["iam:PassRole"], PassRole),
     // IAM: `ecoboot github setup` (an administrator, once).
-    c(
-        Iam,
-        "ListOpenIDConnectProviders",
-        &["iam:ListOpenIDConnectProviders"],
-        Setup,
-    ),
-    c(
-        Iam,
-        "CreateOpenIDConnectProvider",
-        &["iam:CreateOpenIDConnectProvider"],
-        Setup,
-    ),
+    c(Iam, "ListOpenIDConnectProviders", &["iam:ListOpenIDConnectProviders"], Setup),
+    c(Iam, "CreateOpenIDConnectProvider", &["iam:CreateOpenIDConnectProvider"], Setup),
     c(Iam, "UpdateRole", &["iam:UpdateRole"], Setup),
-    c(
-        Iam,
-        "UpdateAssumeRolePolicy",
-        &["iam:UpdateAssumeRolePolicy"],
-        Setup,
-    ),
+    c(Iam, "UpdateAssumeRolePolicy", &["iam:UpdateAssumeRolePolicy"], Setup),
     c(Iam, "GetPolicy", &["iam:GetPolicy"], Setup),
     // S3: the state and backup buckets.
     c(S3, "CreateBucket", &["s3:CreateBucket"], Bucket),
-    c(
-        S3,
-        "PutBucketVersioning",
-        &["s3:PutBucketVersioning"],
-        Bucket,
-    ),
-    c(
-        S3,
-        "PutPublicAccessBlock",
-        &["s3:PutBucketPublicAccessBlock"],
-        Bucket,
-    ),
-    c(
-        S3,
-        "PutBucketEncryption",
-        &["s3:PutEncryptionConfiguration"],
-        Bucket,
-    ),
+    c(S3, "PutBucketVersioning", &["s3:PutBucketVersioning"], Bucket),
+    c(S3, "PutPublicAccessBlock", &["s3:PutBucketPublicAccessBlock"], Bucket),
+    c(S3, "PutBucketEncryption", &["s3:PutEncryptionConfiguration"], Bucket),
     c(S3, "PutBucketTagging", &["s3:PutBucketTagging"], Bucket),
     c(S3, "PutBucketPolicy", &["s3:PutBucketPolicy"], Bucket),
     c(S3, "ListObjectsV2", &["s3:ListBucket"], Bucket),
     c(S3, "GetObject", &["s3:GetObject"], Objects),
-    c(
-        S3,
-        "PutObject",
-        &["s3:PutObject", "s3:PutObjectTagging"],
-        Objects,
-    ),
+    c(S3, "PutObject", &["s3:PutObject", "s3:PutObjectTagging"], Objects),
     c(S3, "DeleteObject", &["s3:DeleteObject"], Objects),
     // STS.
     c(Sts, "GetCallerIdentity", &["sts:GetCallerIdentity"], Free),
@@ -566,5 +292,24 @@ mod tests {
         assert!(lookup("EC2", "RunInstances").is_some());
         assert!(lookup("IAM", "RunInstances").is_none());
         assert!(lookup("EC2", "CreateNatGateway").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_call_missing_from_the_table_never_leaves_the_process() {
+        let conf = aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+            .region(aws_sdk_ec2::config::Region::new("eu-west-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .credentials_provider(aws_sdk_ec2::config::Credentials::for_tests())
+            .interceptor(Permitted)
+            .build();
+        let ec2 = aws_sdk_ec2::Client::from_conf(conf);
+        let err = ec2.describe_regions().send().await.unwrap_err();
+        let text = format!("{err:?}");
+        assert!(text.contains("not in src/aws/permissions.rs"), "{text}");
+        assert!(text.contains("DescribeRegions"), "{text}");
+        // A listed call passes the interceptor (and then fails on the closed port instead).
+        let err = ec2.describe_vpcs().send().await.unwrap_err();
+        assert!(!format!("{err:?}").contains("permissions.rs"));
     }
 }

@@ -189,6 +189,7 @@ async fn run_stages(
     });
     warnings::warn_support(&events, &config.versions());
     warnings::warn_world(&events, &config);
+    warnings::warn_region(&events, &config);
     if selected
         .iter()
         .any(|s| s.id() == crate::stages::prepare_nodes::ID)

@@ -37,3 +37,21 @@ pub(super) fn warn_world(events: &Events, config: &crate::config::Config) {
         });
     }
 }
+
+/// `AWS_REGION` wins over `spec.aws.region`; when they differ, every run says so.
+pub(super) fn warn_region(events: &Events, config: &crate::config::Config) {
+    let configured = config.cluster.spec.aws.region.as_str();
+    if let Ok(env) = std::env::var("AWS_REGION")
+        && !env.is_empty()
+        && env != configured
+    {
+        events.emit(Event::Warning {
+            subject: "AWS_REGION".into(),
+            message: format!(
+                "AWS_REGION={env} overrides spec.aws.region ({configured}): this run works in {env}"
+            ),
+            help: "unset AWS_REGION to use the config's region, or set spec.aws.region to it"
+                .into(),
+        });
+    }
+}
