@@ -19,6 +19,7 @@ pub mod event;
 pub mod fanout;
 pub mod fetch;
 pub mod fsutil;
+pub mod hardening;
 pub mod inventory;
 pub mod journal_check;
 pub mod kubeadm;

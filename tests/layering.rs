@@ -68,6 +68,10 @@ const RULES: &[(&str, &[&str])] = &[
         &["crate::engine", "crate::stages", "crate::commands"],
     ),
     (
+        "hardening.rs",
+        &["crate::engine", "crate::stages", "crate::commands"],
+    ),
+    (
         "journal_check.rs",
         &[
             "crate::aws",

@@ -231,6 +231,8 @@ pub struct Kubernetes {
     pub api_access: ApiAccess,
     /// Bound on each wait (Calico ready, nodes Ready).
     pub wait_seconds: u64,
+    /// Secrets encryption at rest, the audit log, Pod Security defaults (all on by default).
+    pub hardening: super::Hardening,
 }
 
 /// `spec.kubernetes.apiAccess`.
@@ -269,6 +271,7 @@ impl Default for Kubernetes {
             },
             api_access: ApiAccess::Tunnel,
             wait_seconds: 600,
+            hardening: super::Hardening::default(),
         }
     }
 }

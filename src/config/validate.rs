@@ -298,6 +298,7 @@ fn check_kubernetes(ck: &mut Checker, c: &Cluster, vpc: Option<Cidr>) {
     }
     check_runtime(ck, k);
     check_state(ck, c);
+    super::model_hardening::check(ck, &c.spec.kubernetes.hardening);
     check_backup(ck, c);
     super::validate_gitops::check_gitops(ck, &c.spec.gitops);
     let pod = ck.cidr(&k.pod_cidr, "spec.kubernetes.podCidr");

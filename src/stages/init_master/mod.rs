@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 mod backup_timer;
+mod hardening;
 mod steps;
 
 use crate::engine::{Ctx, Found, Stage, StagePlan};
@@ -36,6 +37,8 @@ pub struct InitPlan {
     fetch_admin: bool,
     /// What the scheduled-backup timer still needs ([`super::backup_timer`]).
     timer: Option<Action>,
+    /// What the hardening of an initialised control plane still needs ([`hardening`]).
+    hardening: Option<Action>,
 }
 
 impl StagePlan for InitPlan {
@@ -73,6 +76,7 @@ impl StagePlan for InitPlan {
                 "fetch admin.conf into the state directory (0600)",
             ));
         }
+        todo.extend(self.hardening.clone());
         todo.extend(self.timer.clone());
         todo
     }
@@ -101,6 +105,7 @@ impl Stage for InitMaster {
                     master: None,
                     fetch_admin: true,
                     timer: None,
+                    hardening: None,
                 }));
             }
             Err(e) => return Err(e),
@@ -108,7 +113,12 @@ impl Stage for InitMaster {
         let m = inspect(&conn).await?;
         let fetch_admin = !local_admin(cx).exists();
         let timer = backup_timer::probe(&cx.config, &conn).await?;
-        let done = !m.interrupted()
+        let hard = match m.initialised() && !m.interrupted() {
+            true => hardening::differs(&cx.config, &hardening::seen(&conn).await?)?,
+            false => None,
+        };
+        let done = hard.is_none()
+            && !m.interrupted()
             && !m.half_initialised()
             && m.initialised()
             && m.healthy
@@ -127,6 +137,7 @@ impl Stage for InitMaster {
                 master: Some(m),
                 fetch_admin,
                 timer,
+                hardening: hard,
             })
         })
     }
@@ -162,6 +173,20 @@ impl Stage for InitMaster {
             steps.init(&target).await?;
         }
         steps.wait_healthy().await?;
+        if m.initialised() {
+            let seen = hardening::seen(&conn).await?;
+            if hardening::differs(&cx.config, &seen)?.is_some() {
+                let text = crate::kubeadm::init_config(
+                    &cx.config,
+                    cx.config.control_plane(),
+                    &facts(cx, &target),
+                );
+                hardening::reconcile(cx, &conn, &seen, &text, async || steps.wait_healthy().await)
+                    .await?;
+                cx.events
+                    .progress(ID, Some(&target.node), "hardening reconciled");
+            }
+        }
         if !m.kube_proxy {
             steps.add_kube_proxy().await?;
         }

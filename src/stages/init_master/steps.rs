@@ -112,8 +112,9 @@ impl Steps<'_> {
         let config =
             kubeadm::init_config(&cx.config, cx.config.control_plane(), &facts(cx, target));
         let script = format!(
-            "mkdir -p /etc/kubernetes/ecoboot\n{write}\nsed -i \"s/{VERSION_PLACEHOLDER}/$(kubeadm version -o short)/\" {INIT_CONFIG}\ntouch {INIT_STARTED}\nignore=''\n[ -e {RESTORED} ] && ignore=--ignore-preflight-errors=DirAvailable--var-lib-etcd\nkubeadm init --config {INIT_CONFIG} $ignore && touch {INIT_DONE} && rm -f {RESTORED}",
-            write = script::write_file(INIT_CONFIG, config.as_bytes(), 0o600)
+            "mkdir -p /etc/kubernetes/ecoboot\n{hardening}\n{write}\nsed -i \"s/{VERSION_PLACEHOLDER}/$(kubeadm version -o short)/\" {INIT_CONFIG}\ntouch {INIT_STARTED}\nignore=''\n[ -e {RESTORED} ] && ignore=--ignore-preflight-errors=DirAvailable--var-lib-etcd\nkubeadm init --config {INIT_CONFIG} $ignore && touch {INIT_DONE} && rm -f {RESTORED}",
+            write = script::write_file(INIT_CONFIG, config.as_bytes(), 0o600),
+            hardening = super::hardening::files_script(&cx.config)?,
         );
         cx.events.progress(ID, Some(self.node), "kubeadm init");
         let out = self.run("kubeadm init", &script, 900).await?;
