@@ -151,6 +151,35 @@ fn backup_to_s3_then_restore_onto_a_replaced_control_plane() {
         &["up", "--from", "prepare-nodes", "--to", "label-nodes"],
     );
     assert_eq!(code, 0, "{err}");
+    // Hardened by default: the API server's flags and their files, the key only on the node.
+    let manifest = fleet
+        .file(1, "/etc/kubernetes/manifests/kube-apiserver.yaml")
+        .unwrap();
+    for flag in [
+        "--encryption-provider-config=/etc/kubernetes/ecoboot/encryption.yaml",
+        "--audit-policy-file=/etc/kubernetes/ecoboot/audit-policy.yaml",
+        "--audit-log-path=/var/log/kubernetes/audit/audit.log",
+        "--admission-control-config-file=/etc/kubernetes/ecoboot/admission.yaml",
+    ] {
+        assert!(manifest.contains(flag), "{flag} in {manifest}");
+    }
+    for f in ["encryption.yaml", "audit-policy.yaml", "admission.yaml"] {
+        let mode = fleet.mode(1, &format!("/etc/kubernetes/ecoboot/{f}"));
+        assert_eq!(mode, Some(0o600), "{f}");
+    }
+    let key = fleet
+        .file(1, "/etc/kubernetes/ecoboot/encryption.yaml")
+        .unwrap();
+    assert!(key.contains("secretbox"), "{key}");
+    let secret = key
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret: "))
+        .unwrap()
+        .to_string();
+    assert!(
+        !common::read_tree(&state).contains(&secret),
+        "the key is never in the state"
+    );
     for i in 1..=5 {
         let cm = serde_json::json!({"object": {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": format!("app-settings-{i}"), "namespace": "default"}, "data": {"n": i.to_string()}}});
@@ -307,10 +336,66 @@ c.delete_object(Bucket='{BUCKET}', Key='{newest}.orig')"#
         fleet.file(1, "/etc/kubernetes/ecoboot/restored").is_none(),
         "the marker is gone after init"
     );
+    assert_eq!(
+        fleet
+            .file(1, "/etc/kubernetes/ecoboot/encryption.yaml")
+            .as_deref(),
+        Some(key.as_str()),
+        "the restore put the Secrets key back (the restored etcd's Secrets need it)"
+    );
     let (code, out, err) = eco(&sb, &config, &state, &["--output", "json", "status"]);
     assert_eq!(code, 0, "{err}");
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(status["api"], "reachable", "{status}");
+    hardening_is_reconciled_on_rerun(&sb, &fleet, &config, &state);
+}
+
+/// Turning encryption and the audit log off, then on again, on an initialised control plane:
+/// init-master regenerates the API server manifest each time, and turning encryption on
+/// rewrites every Secret.
+fn hardening_is_reconciled_on_rerun(sb: &AwsSandbox, fleet: &Fleet, config: &Path, state: &Path) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let off = text.replacen(
+        "\n  kubernetes:\n",
+        "\n  kubernetes:\n    hardening:\n      encryptSecrets: false\n      audit: \"off\"\n",
+        1,
+    );
+    assert_ne!(off, text);
+    let manifest = || {
+        fleet
+            .file(1, "/etc/kubernetes/manifests/kube-apiserver.yaml")
+            .unwrap()
+    };
+    let stage = ["up", "--from", "init-master", "--to", "init-master"];
+    std::fs::write(config, &off).unwrap();
+    let (code, out, err) = eco(sb, config, state, &stage);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        !manifest().contains("--encryption-provider-config") && !manifest().contains("--audit-")
+    );
+    assert!(
+        manifest().contains("--admission-control-config-file"),
+        "Pod Security stays"
+    );
+    std::fs::write(config, &text).unwrap();
+    let (code, out, err) = eco(sb, config, state, &stage);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("existing Secret(s) rewritten encrypted"),
+        "{out}"
+    );
+    assert!(
+        manifest().contains("--encryption-provider-config=")
+            && manifest().contains("--audit-log-maxage=30")
+    );
+    let (code, out, _) = eco(
+        sb,
+        config,
+        state,
+        &["plan", "--from", "init-master", "--to", "init-master"],
+    );
+    assert_eq!(code, 0);
+    assert!(!out.contains("hardening"), "converged: {out}");
 }
 
 /// A metadata service on loopback answering IMDSv2 as EC2 does: a session token (PUT), the

@@ -26,12 +26,20 @@ pub struct Checked {
 
 /// Where a member may live, and how large it may be.
 fn allowed(path: &str, dir: bool) -> Option<u64> {
-    const PARENTS: [&str; 3] = ["etc", "etc/kubernetes", "etc/kubernetes/pki"];
+    const PARENTS: [&str; 4] = [
+        "etc",
+        "etc/kubernetes",
+        "etc/kubernetes/pki",
+        "etc/kubernetes/ecoboot",
+    ];
     if dir {
         return (PARENTS.contains(&path) || path.starts_with("etc/kubernetes/pki/")).then_some(0);
     }
     if path == "etcd.db" {
         return Some(MAX_SNAPSHOT);
+    }
+    if path == super::ENCRYPTION_MEMBER {
+        return Some(MAX_PKI_FILE);
     }
     path.starts_with("etc/kubernetes/pki/")
         .then_some(MAX_PKI_FILE)

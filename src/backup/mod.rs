@@ -75,6 +75,9 @@ async fn run(conn: &Conn, label: &str, script: &str, help: &str) -> Result<Strin
         .await
 }
 
+/// The archive member holding the Secrets encryption key (`crate::hardening::ENCRYPTION`).
+pub const ENCRYPTION_MEMBER: &str = "etc/kubernetes/ecoboot/encryption.yaml";
+
 /// The backup location: `--to`, else `spec.backup.to`.
 pub fn location(cx: &Ctx, to: Option<&str>) -> Result<Location> {
     let url = to
@@ -136,7 +139,12 @@ pub async fn backup(cx: &Ctx, to: Location) -> Result<Done> {
         status.revision
     );
     let local = dir.join(format!("{name}.part"));
-    let stream = format!("tar -czf - -C / etc/kubernetes/pki -C {NODE_DIR} etcd.db");
+    // The Secrets encryption key travels with the snapshot (inside the encrypted archive):
+    // without it a restored etcd's Secrets cannot be read.
+    let stream = format!(
+        "key=''\n[ -s /{ENC} ] && key={ENC}\ntar -czf - -C / etc/kubernetes/pki $key -C {NODE_DIR} etcd.db",
+        ENC = ENCRYPTION_MEMBER
+    );
     let streamed = conn
         .download("stream backup", &stream, &local, Duration::from_secs(1800))
         .await;

@@ -181,10 +181,11 @@ pub async fn restore(cx: &Ctx, plan: &RestorePlan) -> Result<()> {
             .map(|c| format!("/etc/kubernetes/pki/{c}.crt /etc/kubernetes/pki/{c}.key"))
             .collect();
         let place = format!(
-            "set -e\numask 077\n{tools}\nrm -rf /etc/kubernetes/pki /var/lib/etcd /etc/kubernetes/ecoboot/init-started /etc/kubernetes/ecoboot/init-done /etc/kubernetes/ecoboot/init-failed\nmkdir -p /etc/kubernetes/ecoboot\ncp -a {NODE_DIR}/etc/kubernetes/pki /etc/kubernetes/pki\nrm -f {reissued}\netcdutl snapshot restore {NODE_DIR}/etcd.db --data-dir /var/lib/etcd --name {name} --initial-cluster {initial} --initial-advertise-peer-urls {peer}\ntouch {RESTORED}\nrm -rf {NODE_DIR}",
+            "set -e\numask 077\n{tools}\nrm -rf /etc/kubernetes/pki /var/lib/etcd /etc/kubernetes/ecoboot/init-started /etc/kubernetes/ecoboot/init-done /etc/kubernetes/ecoboot/init-failed\nmkdir -p /etc/kubernetes/ecoboot\ncp -a {NODE_DIR}/etc/kubernetes/pki /etc/kubernetes/pki\nif [ -s {NODE_DIR}/{enc} ]; then install -m 600 {NODE_DIR}/{enc} /{enc}; fi\nrm -f {reissued}\netcdutl snapshot restore {NODE_DIR}/etcd.db --data-dir /var/lib/etcd --name {name} --initial-cluster {initial} --initial-advertise-peer-urls {peer}\ntouch {RESTORED}\nrm -rf {NODE_DIR}",
             tools = super::ETCD_TOOLS,
             reissued = reissued.join(" "),
             name = crate::ssh::script::quote(&target.node),
+            enc = super::ENCRYPTION_MEMBER,
         );
         let out = conn.run("restore pki and etcd", &place, Duration::from_secs(600), true).await?;
         if !out.ok() {

@@ -132,6 +132,20 @@ impl Fleet {
         .ok()
     }
 
+    /// The permission bits of a file of node `i` (as [`Fleet::file`] finds it).
+    pub fn mode(&self, i: usize, path: &str) -> Option<u32> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = path.trim_start_matches('/');
+        let (top, rest) = path.split_once('/').unwrap();
+        let host = self
+            .dir
+            .path()
+            .join(format!("nodes/{i}/ov/{top}/upper/{rest}"));
+        std::fs::metadata(host)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777)
+    }
+
     /// Commands the node simulators ran on node `i`.
     pub fn calls(&self, i: usize) -> Vec<String> {
         self.file(i, "/var/log/ecoboot-sim/calls.log")
