@@ -92,6 +92,9 @@ pub struct RunFlags {
     /// every stage converged; without it they are only reported. Same as `spec.prune: true`.
     #[arg(long)]
     pub prune: bool,
+    /// Skip the validation `up` runs after its last stage (`ecoboot validate`).
+    #[arg(long, env = "ECOBOOT_NO_VALIDATE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_validate: bool,
 }
 
 /// Flags of the rolling operations (`upgrade`, `migrate-runtime`).
@@ -150,6 +153,14 @@ pub enum Command {
     Stages,
     /// Each stage's recorded status and what a live probe finds.
     Status,
+    /// Check that the cluster works: nodes Ready with the config's labels and taints, the
+    /// control plane's static pods, system-critical pods, DNS and pod-to-pod traffic from every
+    /// node (short-lived probe pods), ArgoCD's Applications. Exit 0 only when all pass.
+    Validate {
+        /// Keep checking until everything passes or this long has passed (e.g. `10m`).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        wait: Option<std::time::Duration>,
+    },
     /// Write a kubeconfig for you that points at the control plane's public endpoint (0600).
     Kubeconfig {
         /// Where to write it (default `<state-dir>/<cluster>/kubeconfig`).

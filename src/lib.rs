@@ -40,6 +40,7 @@ pub mod teardown;
 #[cfg(test)]
 mod testutil;
 pub mod upgrade;
+pub mod validate;
 
 use std::ffi::OsString;
 

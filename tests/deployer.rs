@@ -247,8 +247,13 @@ fn the_deployer_policy_runs_a_whole_cluster_life_under_iam_enforcement() {
         Vec::<String>::new(),
         "nothing left open after up"
     );
+    assert!(
+        up.contains("pod network") && up.contains("passed"),
+        "up ends with the validation table: {up}"
+    );
     env.ok(&deployer, &["up", "--yes"]);
     env.ok(&deployer, &["status"]);
+    validate_names_what_breaks(&env, &deployer, &api);
 
     // kill -9 while the rule is open: the next run (after the operator's unlock) revokes it.
     let mut child = env
@@ -323,4 +328,59 @@ fn the_deployer_policy_runs_a_whole_cluster_life_under_iam_enforcement() {
         "down removed the VPC (and its group with every rule)"
     );
     let _ = std::io::stdout().flush();
+}
+
+/// #29 `ecoboot validate` after `up`: passes; Calico unready on one node fails the pod-network
+/// probes through that node, naming it and the cause; a stopped kubelet fails naming the node;
+/// both back, it passes again. Probe pods are gone after every run.
+fn validate_names_what_breaks(env: &Env, key: &(String, String), api: &KubeApi) {
+    let validate = |args: &[&str]| run(&mut env.cmd(key, &[&["validate"], args].concat()));
+    let (code, out, err) = validate(&["--output", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    for kind in [
+        "nodes",
+        "static pods",
+        "critical pods",
+        "pod network",
+        "dns",
+        "applications",
+    ] {
+        assert!(
+            checks.iter().any(|c| c["check"] == kind && c["ok"] == true),
+            "{kind}: {report}"
+        );
+    }
+    let probes = |api: &KubeApi| {
+        (api.objects("Pod").unwrap().into_iter())
+            .filter(|p| p["metadata"]["namespace"] == "ecoboot-validate")
+            .count()
+    };
+    assert_eq!(probes(api), 0, "probe pods removed");
+
+    let hold = r#"{"kind": "Node", "name": "k8s-api-scan", "calico": false}"#;
+    api.hook("POST", "/_double/hold", hold);
+    let (code, out, err) = validate(&[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("FAIL  pod network    k8s-api-my → k8s-api-scan"),
+        "{out}"
+    );
+    assert!(out.contains("Calico is not Ready on k8s-api-scan"), "{out}");
+    assert!(err.contains("check(s) failed"), "{err}");
+    api.hook("POST", "/_double/unhold", hold);
+    let stopped = r#"{"kind": "Node", "name": "k8s-worker-ai", "ready": false}"#;
+    api.hook("POST", "/_double/hold", stopped);
+    let (code, out, _) = validate(&[]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("FAIL  nodes          k8s-worker-ai: NotReady"),
+        "{out}"
+    );
+    api.hook("POST", "/_double/unhold", stopped);
+    env.ok(key, &["up", "--yes"]);
+    let (code, out, err) = validate(&["--wait", "30s"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(probes(api), 0);
 }

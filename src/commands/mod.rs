@@ -14,10 +14,11 @@ mod prune;
 mod state_cmd;
 mod status;
 mod upgrade;
+mod validate;
 mod warnings;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cli::{ArgocdCommand, Cli, Command, Global, Output, RunFlags};
 use crate::config::{Config, FileChecks};
@@ -48,6 +49,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             run_stages(g, "plan", from, to, RunMode::Plan, &flags, *detail).await
         }
         Command::Status => status::status(g).await,
+        Command::Validate { wait } => validate::validate(g, *wait).await,
         Command::Init {
             topology,
             region,
@@ -230,6 +232,19 @@ async fn run_stages(
             .any(|s| s.id() == crate::stages::instances::ID)
     {
         result = prune::orphans(&cx, mode, flags).await;
+    }
+    let last = crate::stages::all().last().map(|s| s.id());
+    if result.is_ok()
+        && command == "up"
+        && mode == RunMode::Apply
+        && !flags.no_validate
+        && selected.last().map(|s| s.id()) == last
+    {
+        let wait = Duration::from_secs(cx.config.cluster.spec.kubernetes.wait_seconds);
+        result = match validate::until(&cx, Some(wait)).await {
+            Ok(report) => validate::finish(g, &report),
+            Err(e) => Err(e),
+        };
     }
     if result.is_ok() && command == "plan" {
         let blind = cx.blind_spots();

@@ -20,7 +20,8 @@ Test hooks on a second, plain-HTTP port (loopback only):
                                   a log of CRD establishment and custom-resource creation
   GET  /_double/objects?kind=K    stored objects of a kind (all when no kind)
   POST /_double/hold              {"kind","name", ...}: keep an object in a state
-                                  (Application: "health"/"sync"/"condition"; Node: "ready": false;
+                                  (Application: "health"/"sync"/"condition"; Node: "ready": false,
+                                  "calico": false (Calico not Ready on that node only); Pod: "ready": false;
                                   Deployment/StatefulSet/DaemonSet: "ready": false)
   POST /_double/unhold            same body: drop the hold
   POST /_double/edit              {"kind","name","namespace"?,"merge": {...},"manager"?}:
@@ -44,6 +45,7 @@ Writes DIR/{ca.crt,admin.conf,port,hook_port} and prints "ready <port> <hook_por
 import base64
 import calendar
 import copy
+import hashlib
 import json
 import os
 import re
@@ -909,7 +911,134 @@ def reconcile():
             continue
         st["conditions"] = others + [dict(cond, lastTransitionTime=now())]
         set_status(key, st, "kubelet")
+    kubelet(nodes)
     argocd_controller()
+
+
+def ds_nodes(ds, node_keys):
+    """Nodes a DaemonSet's pods go on: nodeSelector and NoSchedule/NoExecute tolerations, Ready or
+    not (the DaemonSet controller places pods on NotReady nodes too)."""
+    spec = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
+    out = []
+    for key in node_keys:
+        n = OBJECTS[key]
+        labels = n["metadata"].get("labels") or {}
+        if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+            continue
+        taints = [t for t in (n.get("spec") or {}).get("taints") or [] if t.get("effect") in ("NoSchedule", "NoExecute")]
+        if all(tolerates(spec.get("tolerations"), t) for t in taints):
+            out.append(key[3])
+    return out
+
+
+def calico_ready(node):
+    """Whether Calico runs Ready on `node`: its DaemonSet is there and ready, and no hold
+    {"kind": "Node", "name": node, "calico": false} says otherwise."""
+    ds = OBJECTS.get(("apps", "daemonsets", "kube-system", "calico-node"))
+    if ds is None or (held("DaemonSet", "calico-node") or {}).get("ready") is False:
+        return False
+    return (held("Node", node) or {}).get("calico") is not False
+
+
+def node_ready(node):
+    n = OBJECTS.get(("", "nodes", "", node)) or {}
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (n.get("status") or {}).get("conditions") or [])
+
+
+MIRRORS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+def kubelet(node_keys):
+    """What the DaemonSet controller and each node's kubelet do for pods: DaemonSet pods on their
+    nodes, the control plane's static (mirror) pods, and the phase of ecoboot's validation
+    probes, which reach their target only over a working pod network (Calico Ready on both
+    ends), as on a real node."""
+    pods_r = find_kind("Pod")[2]
+    nodes = sorted(k[3] for k in node_keys)
+    index = {n: i + 1 for i, n in enumerate(nodes)}
+    want = {}
+    for key, ds in list(OBJECTS.items()):
+        if key[:2] != ("apps", "daemonsets"):
+            continue
+        for node in ds_nodes(ds, node_keys):
+            suffix = hashlib.sha1(f"{key[3]}/{node}".encode()).hexdigest()[:5]
+            want[("", "pods", key[2], f"{key[3]}-{suffix}")] = (ds, node, None)
+    for node in nodes:
+        labels = OBJECTS[("", "nodes", "", node)]["metadata"].get("labels") or {}
+        if "node-role.kubernetes.io/control-plane" in labels:
+            for c in MIRRORS:
+                want[("", "pods", "kube-system", f"{c}-{node}")] = (None, node, c)
+    for pkey, (ds, node, mirror) in want.items():
+        if pkey in OBJECTS:
+            continue
+        if ds is not None:
+            tmpl = (ds.get("spec") or {}).get("template") or {}
+            meta = {"name": pkey[3], "namespace": pkey[2], "labels": dict((tmpl.get("metadata") or {}).get("labels") or {}),
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": ds["metadata"]["name"],
+                                         "uid": ds["metadata"]["uid"], "controller": True}]}
+            spec = dict(copy.deepcopy(tmpl.get("spec") or {}), nodeName=node)
+        else:
+            meta = {"name": pkey[3], "namespace": "kube-system", "labels": {"component": mirror, "tier": "control-plane"},
+                    "annotations": {"kubernetes.io/config.mirror": "mirror", "kubernetes.io/config.source": "file"}}
+            spec = {"nodeName": node, "priorityClassName": "system-node-critical", "hostNetwork": True,
+                    "containers": [{"name": mirror, "image": f"registry.k8s.io/{mirror}"}]}
+        update(pkey, pods_r, "", "v1", {"metadata": meta, "spec": spec}, "kubelet")
+    for pkey, p in list(OBJECTS.items()):
+        if pkey[:2] != ("", "pods"):
+            continue
+        owners = p["metadata"].get("ownerReferences") or []
+        mirror = "kubernetes.io/config.mirror" in (p["metadata"].get("annotations") or {})
+        ds_owned = any(o.get("kind") == "DaemonSet" for o in owners)
+        if (ds_owned or mirror) and pkey not in want:
+            del OBJECTS[pkey]
+            continue
+        node = (p.get("spec") or {}).get("nodeName")
+        role = (p["metadata"].get("labels") or {}).get("ecoboot.io/validate")
+        if node not in index or not (ds_owned or mirror or role):
+            continue
+        set_status(pkey, pod_status(p, node, index[node], ds_owned, mirror, role), "kubelet")
+
+
+def pod_status(p, node, i, ds_owned, mirror, role):
+    """A pod's status as its node's kubelet reports it."""
+    host = (p.get("spec") or {}).get("hostNetwork")
+    name = p["metadata"]["name"]
+    if not host and not calico_ready(node):
+        return {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}],
+                "containerStatuses": [{"name": "c", "ready": False, "state": {"waiting": {
+                    "reason": "ContainerCreating",
+                    "message": "failed to setup network for sandbox: plugin type=\"calico\" failed (add): stat /var/lib/calico/nodename: no such file or directory"}}}]}
+    ip = f"10.0.1.{i}" if host else f"192.168.{i}.{sum(map(ord, name)) % 250 + 2}"
+    running = {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": f"10.0.1.{i}"}
+    if mirror or (ds_owned and role is None):
+        ds = ((p["metadata"].get("ownerReferences") or [{}])[0]).get("name")
+        ready = node_ready(node) or mirror or ds == "calico-node"
+        if ds == "calico-node":
+            ready = calico_ready(node)
+        if (held("Pod", name) or {}).get("ready") is False:
+            ready = False
+        return dict(running, conditions=[{"type": "Ready", "status": "True" if ready else "False"}],
+                    containerStatuses=[{"name": "c", "ready": ready, "restartCount": 0, "state": {"running": {}}}])
+    if role == "server":
+        return dict(running, conditions=[{"type": "Ready", "status": "True"}],
+                    containerStatuses=[{"name": "c", "ready": True, "state": {"running": {}}}])
+    # A client probe: connects to its target pod's IP (or resolves and connects, for DNS).
+    ok, why = True, ""
+    if role == "client":
+        target = (p["metadata"].get("annotations") or {}).get("ecoboot.io/target-ip")
+        peer = next((q for k, q in OBJECTS.items() if k[:2] == ("", "pods") and (q.get("status") or {}).get("podIP") == target), None)
+        peer_node = ((peer or {}).get("spec") or {}).get("nodeName")
+        if peer is None or not calico_ready(peer_node):
+            ok, why = False, f"TIMEOUT: dial tcp {target}:8080: i/o timeout"
+    elif role == "dns":
+        dns = OBJECTS.get(("apps", "deployments", "kube-system", "coredns")) or {}
+        if not ((dns.get("status") or {}).get("readyReplicas") or 0):
+            ok, why = False, "DNS: lookup kubernetes.default.svc.cluster.local: i/o timeout"
+    term = {"exitCode": 0 if ok else 1, "reason": "Completed" if ok else "Error", "message": why}
+    return {"phase": "Succeeded" if ok else "Failed", "podIP": running["podIP"], "hostIP": running["hostIP"],
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [{"name": "c", "ready": False, "state": {"terminated": term}}]}
 
 
 def argocd_controller():
