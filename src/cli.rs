@@ -192,6 +192,17 @@ pub enum Command {
         #[command(flatten)]
         rolling: RollingFlags,
     },
+    /// Reboot nodes batch by batch (cordon, drain through the Eviction API, reboot, wait for the
+    /// new boot, uncordon, Ready): after unattended security upgrades installed a kernel.
+    /// Infrastructure nodes alone, the control plane last; resumable at any node.
+    Reboot {
+        /// Only the nodes that say they need it (`/var/run/reboot-required`).
+        #[arg(long)]
+        only_needed: bool,
+        /// --max-unavailable, --drain-timeout, --dry-run, --yes.
+        #[command(flatten)]
+        rolling: RollingFlags,
+    },
     /// Write a commented starter config to the --config path (never overwrites).
     Init {
         /// Which topology to start from.

@@ -25,6 +25,7 @@ pub mod journal_check;
 pub mod kubeadm;
 pub mod lock_health;
 pub mod nodes;
+pub mod os_updates;
 pub mod output;
 pub mod playbook;
 pub mod prune;

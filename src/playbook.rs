@@ -34,6 +34,8 @@ pub const VARIABLES: &[&str] = &[
     "runc_version",
     "runc_url",
     "runc_sha256",
+    "unattended_b64",
+    "auto_upgrades_b64",
 ];
 
 /// One playbook.
@@ -241,6 +243,14 @@ pub fn values(config: &Config, node: &str, role: Role) -> BTreeMap<&'static str,
         ("runc_version", k.runc.version.value.clone()),
         ("runc_url", k.runc.url.value.clone()),
         ("runc_sha256", k.runc.sha256.value.clone()),
+        (
+            "unattended_b64",
+            b64(crate::os_updates::UNATTENDED_UPGRADES),
+        ),
+        (
+            "auto_upgrades_b64",
+            b64(&crate::os_updates::auto_upgrades(config)),
+        ),
     ])
 }
 

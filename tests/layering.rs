@@ -68,6 +68,15 @@ const RULES: &[(&str, &[&str])] = &[
         &["crate::engine", "crate::stages", "crate::commands"],
     ),
     (
+        "os_updates.rs",
+        &[
+            "crate::ssh",
+            "crate::engine",
+            "crate::stages",
+            "crate::commands",
+        ],
+    ),
+    (
         "hardening.rs",
         &["crate::engine", "crate::stages", "crate::commands"],
     ),

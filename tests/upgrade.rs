@@ -366,4 +366,83 @@ fn rolling_upgrade_guarded_resumable_and_within_the_skew_policy() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("done already"), "{out}");
+    rolling_reboot_of_exactly_the_nodes_that_need_it(&api, &fleet, &next, &state);
+}
+
+/// #29: unattended upgrades are configured on every node; two nodes (one of them
+/// infrastructure) say they need a reboot: `status` lists them, `reboot --only-needed`
+/// reboots exactly those, each drained and alone, and they come back Ready with a new boot.
+fn rolling_reboot_of_exactly_the_nodes_that_need_it(
+    api: &KubeApi,
+    fleet: &Fleet,
+    config: &Path,
+    state: &Path,
+) {
+    let conf = fleet
+        .file(3, "/etc/apt/apt.conf.d/52ecoboot-unattended-upgrades")
+        .unwrap();
+    assert!(
+        conf.contains("-security") && conf.contains("Automatic-Reboot \"false\""),
+        "{conf}"
+    );
+    assert!(
+        conf.contains("\"kubelet\""),
+        "Kubernetes packages move only with `ecoboot upgrade`"
+    );
+    let boot = |i: usize| {
+        fleet
+            .file(i, "/var/lib/ecoboot-sim/boots")
+            .map_or(0, |b| b.lines().count())
+    };
+    let before: Vec<usize> = (1..=NODES).map(boot).collect();
+    for i in [4, 12] {
+        fleet.ssh(i, "touch /var/run/reboot-required");
+    }
+    let (code, out, err) = eco(config, state, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("REBOOT REQUIRED (2): k8s-api-scan, k8s-postgresql"),
+        "{out}"
+    );
+    let (code, out, err) = eco(
+        config,
+        state,
+        &[
+            "reboot",
+            "--only-needed",
+            "--dry-run",
+            "--max-unavailable",
+            "3",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("k8s-api-scan: would 1. cordon and drain, reboot"),
+        "{out}"
+    );
+    assert!(
+        out.contains("k8s-postgresql: would 2. cordon and drain, reboot"),
+        "infrastructure alone: {out}"
+    );
+    assert!(!out.contains("k8s-api-auth: would"), "{out}");
+    let (code, out, err) = eco(
+        config,
+        state,
+        &["reboot", "--only-needed", "--max-unavailable", "3"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let after: Vec<usize> = (1..=NODES).map(boot).collect();
+    for i in 1..=NODES {
+        let rebooted = after[i - 1] - before[i - 1];
+        assert_eq!(
+            rebooted,
+            usize::from(i == 4 || i == 12),
+            "node {i} rebooted {rebooted} time(s)"
+        );
+    }
+    fleet.ssh(4, "! test -e /var/run/reboot-required");
+    check_invariants(api);
+    let (code, out, _) = eco(config, state, &["reboot", "--only-needed", "--dry-run"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("nothing to do"), "{out}");
 }

@@ -58,6 +58,10 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Upgrade { to, rolling } => {
             upgrade::upgrade(g, options(to.clone(), rolling), rolling).await
         }
+        Command::Reboot {
+            only_needed,
+            rolling,
+        } => upgrade::reboot(g, options(None, rolling), rolling, *only_needed).await,
         Command::MigrateRuntime { rolling } => {
             upgrade::migrate(g, options(None, rolling), rolling).await
         }

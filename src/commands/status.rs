@@ -116,6 +116,15 @@ pub(super) async fn status(g: &Global) -> Result<()> {
         },
     };
     let certs = control_plane_certs(&cx).await;
+    let reboot = match tokio::time::timeout(
+        STATUS_PROBE_TIMEOUT,
+        crate::upgrade::reboot::pending(&cx),
+    )
+    .await
+    {
+        Ok(Ok((needing, _))) => needing,
+        _ => Vec::new(),
+    };
     cx.close_ssh().await;
     let cert_warnings = match &certs {
         Some(Ok(list)) => crate::certs::warnings(list),
@@ -141,7 +150,7 @@ pub(super) async fn status(g: &Global) -> Result<()> {
             Some(Err(e)) => serde_json::json!({ "error": e }),
             None => serde_json::json!([]),
         };
-        let doc = serde_json::json!({ "cluster": config.name(), "stages": rows, "api": api, "nodes": nodes, "apps": apps, "support": notices, "certificates": certificates, "certificate_warnings": cert_warnings });
+        let doc = serde_json::json!({ "cluster": config.name(), "stages": rows, "api": api, "nodes": nodes, "apps": apps, "support": notices, "certificates": certificates, "certificate_warnings": cert_warnings, "reboot_required": reboot });
         crate::say!("{doc}");
         return Ok(());
     }
@@ -184,6 +193,13 @@ pub(super) async fn status(g: &Global) -> Result<()> {
                 crate::say!("{}", crate::stages::root_app::table(&apps));
             }
         }
+    }
+    if !reboot.is_empty() {
+        crate::say!(
+            "\nREBOOT REQUIRED ({}): {} (`ecoboot reboot --only-needed`)",
+            reboot.len(),
+            reboot.join(", ")
+        );
     }
     match &certs {
         None => {}

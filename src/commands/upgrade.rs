@@ -116,6 +116,52 @@ pub(super) async fn migrate(g: &Global, opts: Options, f: &RollingFlags) -> Resu
     .await
 }
 
+struct Reboot {
+    opts: Options,
+    only_needed: bool,
+    batches: Vec<Vec<String>>,
+}
+
+impl Work for Reboot {
+    fn plan<'c>(&'c mut self, cx: &'c Ctx) -> BoxFuture<'c, Result<(Vec<Action>, String)>> {
+        async move {
+            self.batches = upgrade::reboot::plan(cx, &self.opts, self.only_needed).await?;
+            let actions = (self.batches.iter().enumerate())
+                .map(|(i, b)| Action::new(b.join(", "), format!("{}. cordon and drain, reboot, wait for the new boot, uncordon, wait Ready", i + 1)))
+                .collect();
+            Ok((actions, "Reboot these nodes, batch by batch?".to_string()))
+        }
+        .boxed()
+    }
+
+    fn apply<'c>(&'c mut self, cx: &'c Ctx) -> BoxFuture<'c, Result<()>> {
+        async move { upgrade::reboot::run(cx, &self.batches, &self.opts).await }.boxed()
+    }
+}
+
+/// Runs `ecoboot reboot`.
+pub(super) async fn reboot(
+    g: &Global,
+    opts: Options,
+    f: &RollingFlags,
+    only_needed: bool,
+) -> Result<()> {
+    let op = Operation {
+        command: "reboot",
+        stage: upgrade::reboot::ID,
+        title: "Reboot nodes batch by batch (drained first)",
+        dry_run: f.dry_run,
+        yes: f.yes,
+        destructive: true,
+    };
+    let work = &mut Reboot {
+        opts,
+        only_needed,
+        batches: Vec::new(),
+    };
+    operation::run(g, op, work).await
+}
+
 struct Renew {
     plan: Option<crate::certs::RenewPlan>,
 }

@@ -19,6 +19,9 @@ pub struct Hardening {
     pub audit: Located<String>,
     /// Pod Security Admission, cluster-wide defaults.
     pub pod_security: PodSecurity,
+    /// Unattended security upgrades on every node (Ubuntu's security origins only, never an
+    /// automatic reboot: `ecoboot reboot --only-needed` rolls them). Default true.
+    pub security_updates: bool,
 }
 
 impl Default for Hardening {
@@ -27,6 +30,7 @@ impl Default for Hardening {
             encrypt_secrets: true,
             audit: plain("default"),
             pod_security: PodSecurity::default(),
+            security_updates: true,
         }
     }
 }

@@ -175,6 +175,17 @@ impl Ctx {
             .collect()
     }
 
+    /// Forgets (and closes) the SSH connection to `node`, e.g. after it rebooted: the next
+    /// use connects again.
+    pub async fn disconnect(&self, node: &str) {
+        let gone = self.ssh.lock().await.remove(node);
+        if let Some(Ok(conn)) = gone
+            && let Ok(conn) = Arc::try_unwrap(conn)
+        {
+            conn.close().await;
+        }
+    }
+
     /// What this read-only run could not look at, in the order found.
     pub fn blind_spots(&self) -> Vec<String> {
         self.lock_blind().clone()

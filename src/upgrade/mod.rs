@@ -9,6 +9,7 @@ mod journal;
 mod node;
 pub mod plan;
 mod preflight;
+pub mod reboot;
 pub mod runtime;
 
 use std::time::{Duration, Instant};

@@ -91,7 +91,7 @@ pub struct UpgradePlan {
 }
 
 /// Infrastructure nodes (stateful services) are always drained alone.
-fn infrastructure(node: &Node) -> bool {
+pub(crate) fn infrastructure(node: &Node) -> bool {
     node.labels
         .get("role")
         .is_some_and(|r| r.as_str() == "infrastructure")
