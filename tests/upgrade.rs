@@ -417,11 +417,11 @@ fn rolling_reboot_of_exactly_the_nodes_that_need_it(
     );
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("k8s-api-scan: would 1. cordon and drain, reboot"),
+        out.contains("k8s-api-scan: would 2. cordon and drain, reboot"),
         "{out}"
     );
     assert!(
-        out.contains("k8s-postgresql: would 2. cordon and drain, reboot"),
+        out.contains("k8s-postgresql: would 1. cordon and drain, reboot"),
         "infrastructure alone: {out}"
     );
     assert!(!out.contains("k8s-api-auth: would"), "{out}");
