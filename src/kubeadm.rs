@@ -130,14 +130,19 @@ pub fn init_config(config: &Config, node: &Node, facts: &NodeFacts) -> String {
 }
 
 /// The cluster-wide kubelet settings `kubeadm init` stores (ConfigMap kubelet-config) and every
-/// joining node downloads: systemd cgroups (as containerd is configured) and client certificate
-/// rotation, so kubelets renew their own client certificates before they expire.
+/// joining node downloads: systemd cgroups (as containerd is configured), client certificate
+/// rotation (kubelets renew their own client certificates before they expire), no read-only
+/// port, and protected kernel defaults.
 fn kubelet_configuration() -> serde_json::Value {
     json!({
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
         "cgroupDriver": "systemd",
         "rotateCertificates": true,
+        // Hardening (CIS 4.2.x): no unauthenticated read-only port, and kubelet refuses to
+        // start on kernel settings other than its defaults (prepare-nodes sets them).
+        "readOnlyPort": 0,
+        "protectKernelDefaults": true,
     })
 }
 

@@ -66,7 +66,7 @@ fn prepare_nodes_on_14_nodes_then_a_rerun_changes_nothing() {
     assert_eq!(code, 0, "{err}");
     assert!(
         plan.contains(
-            "[prepare-nodes] k8s-redis: would run 12 step(s): disable swap, load kernel modules"
+            "[prepare-nodes] k8s-redis: would run 13 step(s): disable swap, load kernel modules"
         ),
         "{plan}"
     );
@@ -335,7 +335,7 @@ fn terminal_up_shows_a_compact_plan_and_asks(config: &std::path::Path, state: &s
         .collect();
     assert!(
         text.contains(
-            "14 nodes (k8s-api-auth, k8s-api-character, k8s-api-chat, …): run 12 step(s)"
+            "14 nodes (k8s-api-auth, k8s-api-character, k8s-api-chat, …): run 13 step(s)"
         ),
         "{plan:?}"
     );
