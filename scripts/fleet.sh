@@ -47,6 +47,10 @@ prepare() {
       echo "/swap.img file 2G 0B -2" >"$d/ov/var/upper/lib/ecoboot-sim/swap"
       touch "$d/ov/var/upper/lib/ecoboot-sim/seeded"
     fi
+    # bench/realistic.sh: what this node's simulators sleep (bench/timings.toml, scaled).
+    if [ -n "${FLEET_TIMINGS_DIR:-}" ] && [ -f "$FLEET_TIMINGS_DIR/node-$n" ]; then
+      install -D -m 644 "$FLEET_TIMINGS_DIR/node-$n" "$d/ov/var/upper/lib/ecoboot-sim/timings"
+    fi
     if [ -n "${FLEET_KUBECONFIG:-}" ]; then
       # The cluster API the node simulators register with (API double or real kube-apiserver).
       install -D -m 600 "$FLEET_KUBECONFIG" "$d/ov/var/upper/lib/ecoboot-sim/cluster-admin.conf"

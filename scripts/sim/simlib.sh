@@ -3,3 +3,16 @@
 SIM=/var/lib/ecoboot-sim
 mkdir -p "$SIM/pkgs" "$SIM/units" "$SIM/holds" /var/log/ecoboot-sim
 echo "$(basename "$0") $*" >>/var/log/ecoboot-sim/calls.log
+
+# sim_delay KEY: sleeps what bench/timings.toml models for KEY on this node, scaled by the
+# bench (the file $SIM/timings exists only under bench/realistic.sh; otherwise no delay), and
+# logs it (what the bench reads back for the critical path).
+sim_delay() {
+  [ -s "$SIM/timings" ] || return 0
+  local s
+  s="$(awk -v k="$1" '$1 == k {print $2}' "$SIM/timings")"
+  [ -n "$s" ] || return 0
+  echo "$(date +%s.%N) start $1 $s" >>/var/log/ecoboot-sim/delays.log
+  sleep "$s"
+  echo "$(date +%s.%N) end $1 $s" >>/var/log/ecoboot-sim/delays.log
+}

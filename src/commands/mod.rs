@@ -245,7 +245,7 @@ async fn run_stages(
         && selected.last().map(|s| s.id()) == last
     {
         let wait = Duration::from_secs(cx.config.cluster.spec.kubernetes.wait_seconds);
-        result = match validate::until(&cx, Some(wait)).await {
+        result = match validate::until(&cx, Some(wait), true).await {
             Ok(report) => validate::finish(g, &report),
             Err(e) => Err(e),
         };

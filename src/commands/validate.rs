@@ -8,12 +8,17 @@ use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::validate::Report;
 
-/// Validates until everything passes or `wait` runs out (one round without `wait`).
-pub(super) async fn until(cx: &Ctx, wait: Option<Duration>) -> Result<Report> {
+/// Validates until everything passes or `wait` runs out (one round without `wait`); see
+/// [`crate::validate::run`] for `extra_nodes_ok`.
+pub(super) async fn until(
+    cx: &Ctx,
+    wait: Option<Duration>,
+    extra_nodes_ok: bool,
+) -> Result<Report> {
     let client = cx.kube("validate").await?;
     let deadline = Instant::now() + wait.unwrap_or_default();
     loop {
-        let report = crate::validate::run(&client, &cx.config).await;
+        let report = crate::validate::run(&client, &cx.config, extra_nodes_ok).await;
         if report.ok() || Instant::now() >= deadline {
             return Ok(report);
         }
@@ -67,7 +72,7 @@ pub(super) async fn validate(g: &Global, wait: Option<Duration>) -> Result<()> {
     let config = super::load_config(g, FileChecks::Skip)?;
     crate::output::init_tracing(g.verbose, None, "validate");
     let cx = super::read_only_ctx(g, &config).await?;
-    let report = until(&cx, wait).await;
+    let report = until(&cx, wait, false).await;
     cx.close_ssh().await;
     finish(g, &report?)
 }

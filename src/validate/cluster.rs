@@ -56,8 +56,9 @@ fn failed(check: &'static str, what: &str, e: kube::Error) -> Vec<Check> {
     vec![Check::fail(check, what, format!("cannot read: {e}"))]
 }
 
-/// Node count, Ready, labels and taints as configured.
-pub(super) async fn nodes(client: &kube::Client, config: &Config) -> Vec<Check> {
+/// Node count, Ready, labels and taints as configured. Nodes not in the config fail the count
+/// unless `extra_ok` (after `up`, which already reported them and leaves them unless `--prune`).
+pub(super) async fn nodes(client: &kube::Client, config: &Config, extra_ok: bool) -> Vec<Check> {
     let list = match Api::<KubeNode>::all(client.clone())
         .list(&ListParams::default())
         .await
@@ -70,19 +71,18 @@ pub(super) async fn nodes(client: &kube::Client, config: &Config) -> Vec<Check> 
         .collect();
     let mut out = Vec::new();
     let want = config.nodes().count();
-    if live.len() != want {
-        let extra: Vec<&String> = live
-            .keys()
-            .filter(|n| config.nodes().all(|c| c.name.as_str() != n.as_str()))
-            .collect();
-        out.push(Check::fail(
-            "nodes",
-            "count",
-            format!(
-                "{} Node(s), the config has {want} (not in the config: {extra:?})",
-                live.len()
-            ),
-        ));
+    let extra: Vec<&String> = (live.keys())
+        .filter(|n| config.nodes().all(|c| c.name.as_str() != n.as_str()))
+        .collect();
+    if !extra.is_empty() {
+        let detail = format!(
+            "{} Node(s), the config has {want}; not in the config: {extra:?} (`ecoboot up --prune` removes them)",
+            live.len()
+        );
+        out.push(match extra_ok {
+            true => Check::pass("nodes", "count", detail),
+            false => Check::fail("nodes", "count", detail),
+        });
     }
     for node in config.nodes() {
         let name = node.name.as_str();

@@ -100,10 +100,12 @@ impl Report {
     }
 }
 
-/// Runs every check once against `client`.
-pub async fn run(client: &kube::Client, config: &Config) -> Report {
+/// Runs every check once against `client`. With `extra_nodes_ok`, Nodes that are not in the
+/// config pass the count check (they are reported, not failed: `up` leaves them unless
+/// `--prune`).
+pub async fn run(client: &kube::Client, config: &Config, extra_nodes_ok: bool) -> Report {
     let mut checks = Vec::new();
-    checks.extend(cluster::nodes(client, config).await);
+    checks.extend(cluster::nodes(client, config, extra_nodes_ok).await);
     checks.extend(cluster::static_pods(client, config).await);
     checks.extend(cluster::critical_pods(client).await);
     checks.extend(probes::run(client, config).await);
