@@ -28,7 +28,7 @@ pub(super) async fn until(
             None,
             format!("{failing} check(s) failing; checking again"),
         );
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 

@@ -101,35 +101,29 @@ async fn wait(
         phase(p) == "Pending" && calico.get(&node) == Some(&false)
     };
     let done = |p: &Pod| done(p) || stuck(p);
-    let backoff = Backoff::poll(Duration::from_millis(500), PROBE_TIMEOUT);
+    // One list per poll (all probe pods), not one get per pod.
+    let look = || async {
+        let lp = ListParams::default().labels("ecoboot.io/validate");
+        let list = api.list(&lp).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(
+            (list.items.into_iter())
+                .filter_map(|p| Some((p.metadata.name.clone()?, p)))
+                .filter(|(n, _)| names.contains(n))
+                .collect::<BTreeMap<String, Pod>>(),
+        )
+    };
+    let backoff = Backoff::poll(Duration::from_millis(300), PROBE_TIMEOUT);
     let got = retry(&backoff, |_| async {
-        let mut seen = BTreeMap::new();
-        for n in names {
-            match api.get_opt(n).await {
-                Ok(Some(p)) => {
-                    seen.insert(n.clone(), p);
-                }
-                Ok(None) => {}
-                Err(e) => return Try::Fail(e.to_string()),
-            }
-        }
-        match seen.len() == names.len() && seen.values().all(&done) {
-            true => Try::Done(seen),
-            false => Try::Again(String::new()),
+        match look().await {
+            Ok(seen) if seen.len() == names.len() && seen.values().all(&done) => Try::Done(seen),
+            Ok(_) => Try::Again(String::new()),
+            Err(e) => Try::Fail(e),
         }
     })
     .await;
     match got {
         Ok(seen) => seen,
-        Err(_) => {
-            let mut seen = BTreeMap::new();
-            for n in names {
-                if let Ok(Some(p)) = api.get_opt(n).await {
-                    seen.insert(n.clone(), p);
-                }
-            }
-            seen
-        }
+        Err(_) => look().await.unwrap_or_default(),
     }
 }
 
