@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification, Instance, InstanceType,
     ResourceType, VolumeType,
@@ -216,48 +215,52 @@ pub(super) fn profile_not_ready<E: aws_sdk_ec2::error::ProvideErrorMetadata, R>(
     }
 }
 
-/// Waits until every launched instance is running.
+/// Waits until every launched instance is running, as the cluster's tag-filtered listing (what
+/// the re-probe reads) shows it: one DescribeInstances every 2 s rather than the SDK waiter's
+/// 15 s, so a node is seen running within seconds (EC2 is eventually consistent: a new
+/// instance may be missing from the listing at first). An instance that ends instead (e.g.
+/// `Server.InsufficientInstanceCapacity`) stops the wait with EC2's reason.
 pub(super) async fn wait_running(cx: &Ctx, aws: &Aws, launched: &[String]) -> Result<()> {
     if launched.is_empty() {
         return Ok(());
     }
     let what = format!("waiting for {} instance(s) to be running", launched.len());
     cx.events.progress(ID, None, what);
-    aws.ec2
-        .wait_until_instance_running()
-        .set_instance_ids(Some(launched.to_vec()))
-        .wait(RUNNING_TIMEOUT)
-        .await
-        .map_err(|e| Error::StageFailed {
-            stage: ID.into(),
-            message: format!(
-                "instances {} did not reach running: {e}",
-                launched.join(", ")
-            ),
-            help: "check the instances in the EC2 console; rerun `ecoboot up` to continue".into(),
-        })?;
-    // EC2 is eventually consistent: the waiter passes on the instances a describe returns, and
-    // a new instance may still be missing from the tag-filtered listing the re-probe reads.
-    let backoff = Backoff::poll(Duration::from_secs(1), RUNNING_TIMEOUT);
+    let states = ["pending", "running", "shutting-down", "terminated"];
+    let backoff = Backoff::poll(Duration::from_secs(2), RUNNING_TIMEOUT);
     retry(&backoff, |_| async {
-        match aws.instances(&["running"]).await {
-            Ok(list) => {
-                let seen: Vec<&str> = list.iter().filter_map(|i| i.instance_id()).collect();
-                let missing: Vec<&String> = launched
-                    .iter()
-                    .filter(|id| !seen.contains(&id.as_str()))
-                    .collect();
-                if missing.is_empty() {
-                    Try::Done(())
-                } else {
-                    Try::Again(Error::StageFailed {
+        let list = match aws.instances(&states).await {
+            Ok(list) => list,
+            Err(e) => return Try::Fail(e),
+        };
+        let state = |id: &str| {
+            (list.iter()).find(|i| i.instance_id() == Some(id)).map(|i| {
+                let name = i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string());
+                let reason = i.state_reason().and_then(|r| r.message()).unwrap_or_default().to_string();
+                (name.unwrap_or_default(), reason)
+            })
+        };
+        let mut missing = Vec::new();
+        for id in launched {
+            match state(id) {
+                Some((s, _)) if s == "running" => {}
+                Some((s, why)) if s == "terminated" || s == "shutting-down" => {
+                    return Try::Fail(Error::StageFailed {
                         stage: ID.into(),
-                        message: format!("instances {missing:?} are not listed as running yet"),
-                        help: "rerun `ecoboot up` to continue".into(),
-                    })
+                        message: format!("instance {id} ended ({s}) instead of running: {why}"),
+                        help: "fix the cause EC2 names (capacity: another instance type or AZ), then rerun `ecoboot up`: it launches a new instance for the node".into(),
+                    });
                 }
+                _ => missing.push(id.clone()),
             }
-            Err(e) => Try::Fail(e),
+        }
+        match missing.is_empty() {
+            true => Try::Done(()),
+            false => Try::Again(Error::StageFailed {
+                stage: ID.into(),
+                message: format!("instances {missing:?} did not reach running within {}s", RUNNING_TIMEOUT.as_secs()),
+                help: "check the instances in the EC2 console; rerun `ecoboot up` to continue".into(),
+            }),
         }
     })
     .await
