@@ -258,6 +258,13 @@ pub enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// Secrets encryption at rest: `rotate-key` makes a new key on the control plane, rewrites
+    /// every Secret with it and drops the old one (resumable).
+    Secrets {
+        /// What to do.
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// Remote state: `init` creates the bucket (versioning, no public access, encryption,
     /// tags); `show` prints where the state is and who holds the lock.
     State {
@@ -346,6 +353,21 @@ pub enum GithubCommand {
         dry_run: bool,
         /// Go ahead without asking, and run the `gh` lines when `gh` is installed (required
         /// without a terminal; ECOBOOT_YES=1 does the same).
+        #[arg(long, short, env = "ECOBOOT_YES", value_parser = clap::builder::FalseyValueParser::new())]
+        yes: bool,
+    },
+}
+
+/// `ecoboot secrets ...`.
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// A new encryption key made on the control plane and put first, kube-apiserver restarted,
+    /// every Secret rewritten, the old key dropped, kube-apiserver restarted again.
+    RotateKey {
+        /// Show the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Go ahead without asking (required without a terminal; ECOBOOT_YES=1 does the same).
         #[arg(long, short, env = "ECOBOOT_YES", value_parser = clap::builder::FalseyValueParser::new())]
         yes: bool,
     },

@@ -396,6 +396,54 @@ fn hardening_is_reconciled_on_rerun(sb: &AwsSandbox, fleet: &Fleet, config: &Pat
     );
     assert_eq!(code, 0);
     assert!(!out.contains("hardening"), "converged: {out}");
+
+    // Key rotation: a new key made on the node, Secrets rewritten, the old key dropped.
+    let keys = || -> Vec<String> {
+        let f = fleet
+            .file(1, "/etc/kubernetes/ecoboot/encryption.yaml")
+            .unwrap();
+        f.lines()
+            .filter_map(|l| l.strip_prefix("            - name: "))
+            .map(str::to_string)
+            .collect()
+    };
+    let before = keys();
+    assert_eq!(before.len(), 1, "{before:?}");
+    let (code, out, err) = eco(sb, config, state, &["secrets", "rotate-key", "--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("put it before {}", before[0])),
+        "{out}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // key names are per second
+    let (code, out, err) = eco(sb, config, state, &["secrets", "rotate-key"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Secret(s) rewritten with the new key"),
+        "{out}"
+    );
+    let after = keys();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after, before, "a new key");
+    assert!(
+        !out.contains(
+            &fleet
+                .file(1, "/etc/kubernetes/ecoboot/encryption.yaml")
+                .unwrap()
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("secret: ").map(str::to_string))
+                .unwrap()
+        ),
+        "the key is never printed"
+    );
+    // A rotation stopped after the new key went in (two keys) is continued, not restarted.
+    fleet.ssh(1, "f=/etc/kubernetes/ecoboot/encryption.yaml; awk '/^            - name: / && !d {print \"            - name: key-next\"; print \"              secret: bmV4dC1rZXktMzItYnl0ZXMtbG9uZy1lbm91Z2gh\"; d=1} {print}' $f > $f.t && mv $f.t $f");
+    let (code, out, err) = eco(sb, config, state, &["secrets", "rotate-key"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(keys(), vec!["key-next".to_string()]);
+    let (code, out, err) = eco(sb, config, state, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("HARDENING: Secrets encrypted at rest (key key-next); audit log default; Pod Security enforce=baseline"), "{out}");
 }
 
 /// A metadata service on loopback answering IMDSv2 as EC2 does: a session token (PUT), the

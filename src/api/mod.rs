@@ -5,6 +5,7 @@
 pub mod admin_conf;
 pub mod apply;
 pub mod manifest;
+pub mod secrets;
 pub mod tunnel;
 pub mod wait;
 

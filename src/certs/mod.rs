@@ -4,7 +4,8 @@
 //! client certificates rotate by themselves (`rotateCertificates` in the KubeletConfiguration
 //! ecoboot generates).
 
-mod renew;
+pub mod renew;
+pub mod secrets_key;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -81,14 +81,14 @@ async fn run(conn: &Conn, label: &str, text: &str, secs: u64) -> Result<String> 
 
 /// Moves `component`'s manifest out until kubelet stopped its container, then back until it
 /// runs again (a manifest parked by a killed run is simply put back).
-fn restart_script(component: &str) -> String {
+pub(crate) fn restart_script(component: &str) -> String {
     let c = script::quote(component);
     format!(
         "set -e\nm=/etc/kubernetes/manifests/{component}.yaml\np={PARKED}/{component}.yaml\nmkdir -p {PARKED}\n[ -f \"$m\" ] && mv \"$m\" \"$p\"\nfor i in $(seq 1 90); do [ -z \"$(crictl ps --name {c} -q 2>/dev/null)\" ] && break; sleep 1; done\nmv \"$p\" \"$m\"\nfor i in $(seq 1 180); do [ -n \"$(crictl ps --name {c} -q 2>/dev/null)\" ] && exit 0; sleep 1; done\necho \"{component} did not start again\" >&2; exit 1"
     )
 }
 
-async fn wait_ready(conn: &Conn) -> Result<()> {
+pub(crate) async fn wait_ready(conn: &Conn) -> Result<()> {
     let ready = retry(
         &Backoff::poll(Duration::from_secs(2), Duration::from_secs(300)),
         |_| async {
@@ -106,7 +106,7 @@ async fn wait_ready(conn: &Conn) -> Result<()> {
     ready.map_err(|why| Error::StageFailed {
         stage: ID.into(),
         message: format!("{}: the API server is not ready after the restart: {why}", conn.node),
-        help: "check `crictl ps` and the kube-apiserver log on the control plane; rerun `ecoboot certs renew`".into(),
+        help: "check `crictl ps` and the kube-apiserver log on the control plane, then rerun the command".into(),
     })
 }
 

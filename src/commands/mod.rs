@@ -68,6 +68,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Certs {
             command: crate::cli::CertsCommand::Renew { dry_run, yes },
         } => upgrade::certs_renew(g, *dry_run, *yes).await,
+        Command::Secrets {
+            command: crate::cli::SecretsCommand::RotateKey { dry_run, yes },
+        } => upgrade::rotate_key(g, *dry_run, *yes).await,
         Command::Backup { to, dry_run } => backup::backup(g, to.clone(), *dry_run).await,
         Command::Restore { from, dry_run, yes } => {
             backup::restore(g, from.clone(), *dry_run, *yes).await

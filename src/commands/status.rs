@@ -116,6 +116,7 @@ pub(super) async fn status(g: &Global) -> Result<()> {
         },
     };
     let certs = control_plane_certs(&cx).await;
+    let hard = hardening(&cx).await;
     let reboot = match tokio::time::timeout(
         STATUS_PROBE_TIMEOUT,
         crate::upgrade::reboot::pending(&cx),
@@ -150,7 +151,7 @@ pub(super) async fn status(g: &Global) -> Result<()> {
             Some(Err(e)) => serde_json::json!({ "error": e }),
             None => serde_json::json!([]),
         };
-        let doc = serde_json::json!({ "cluster": config.name(), "stages": rows, "api": api, "nodes": nodes, "apps": apps, "support": notices, "certificates": certificates, "certificate_warnings": cert_warnings, "reboot_required": reboot });
+        let doc = serde_json::json!({ "cluster": config.name(), "stages": rows, "api": api, "nodes": nodes, "apps": apps, "support": notices, "certificates": certificates, "certificate_warnings": cert_warnings, "reboot_required": reboot, "hardening": hard });
         crate::say!("{doc}");
         return Ok(());
     }
@@ -193,6 +194,19 @@ pub(super) async fn status(g: &Global) -> Result<()> {
                 crate::say!("{}", crate::stages::root_app::table(&apps));
             }
         }
+    }
+    if let Some(h) = &hard {
+        let enc = match h["encryption_key"].as_str() {
+            Some(k) => format!("Secrets encrypted at rest (key {k})"),
+            None => "Secrets NOT encrypted at rest".to_string(),
+        };
+        crate::say!(
+            "\nHARDENING: {enc}; audit log {}; Pod Security enforce={} audit={} warn={}",
+            h["audit"].as_str().unwrap_or_default(),
+            h["pod_security"]["enforce"].as_str().unwrap_or_default(),
+            h["pod_security"]["audit"].as_str().unwrap_or_default(),
+            h["pod_security"]["warn"].as_str().unwrap_or_default()
+        );
     }
     if !reboot.is_empty() {
         crate::say!(
@@ -257,6 +271,32 @@ fn support_notices(
 }
 
 /// The control plane's certificate expiry, once the cluster has an admin.conf (None before).
+/// The hardening the control plane runs: the Secrets encryption key in use (its name, never the
+/// key), the audit log and the Pod Security defaults as configured.
+async fn hardening(cx: &Ctx) -> Option<serde_json::Value> {
+    if !crate::nodes::admin_conf(&cx.state_dir()).exists() {
+        return None;
+    }
+    let keys = async {
+        let (_, conn) = cx.control_plane("status").await?;
+        crate::certs::secrets_key::key_names(&conn).await
+    };
+    let keys = match tokio::time::timeout(STATUS_PROBE_TIMEOUT, keys).await {
+        Ok(Ok(k)) => k,
+        _ => return None,
+    };
+    let h = &cx.config.cluster.spec.kubernetes.hardening;
+    let p = &h.pod_security;
+    Some(serde_json::json!({
+        "secrets_encrypted": !keys.is_empty(),
+        "encryption_key": keys.first(),
+        "rotation_in_progress": keys.len() > 1,
+        "audit": h.audit.as_str(),
+        "pod_security": {"enforce": p.enforce.as_str(), "audit": p.audit.as_str(), "warn": p.warn.as_str()},
+        "security_updates": h.security_updates,
+    }))
+}
+
 async fn control_plane_certs(cx: &Ctx) -> Option<Result<Vec<crate::certs::Expiry>, String>> {
     if !crate::nodes::admin_conf(&cx.state_dir()).exists() {
         return None;

@@ -162,6 +162,37 @@ pub(super) async fn reboot(
     operation::run(g, op, work).await
 }
 
+struct RotateKey;
+
+impl Work for RotateKey {
+    fn plan<'c>(&'c mut self, cx: &'c Ctx) -> BoxFuture<'c, Result<(Vec<Action>, String)>> {
+        async move {
+            let (target, conn) = cx.control_plane(crate::certs::secrets_key::ID).await?;
+            let keys = crate::certs::secrets_key::key_names(&conn).await?;
+            let actions = crate::certs::secrets_key::actions(&target.node, &keys)?;
+            Ok((actions, "Rotate the Secrets encryption key?".to_string()))
+        }
+        .boxed()
+    }
+
+    fn apply<'c>(&'c mut self, cx: &'c Ctx) -> BoxFuture<'c, Result<()>> {
+        async move { crate::certs::secrets_key::rotate(cx).await }.boxed()
+    }
+}
+
+/// Runs `ecoboot secrets rotate-key`.
+pub(super) async fn rotate_key(g: &Global, dry_run: bool, yes: bool) -> Result<()> {
+    let op = Operation {
+        command: "secrets rotate-key",
+        stage: crate::certs::secrets_key::ID,
+        title: "Rotate the Secrets encryption key",
+        dry_run,
+        yes,
+        destructive: true,
+    };
+    operation::run(g, op, &mut RotateKey).await
+}
+
 struct Renew {
     plan: Option<crate::certs::RenewPlan>,
 }

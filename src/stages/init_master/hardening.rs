@@ -8,8 +8,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams, PostParams};
 use sha2::{Digest, Sha256};
 
 use super::{ID, INIT_CONFIG};
@@ -180,7 +178,7 @@ pub async fn reconcile(
     }
     healthy().await?;
     if rewrite {
-        let n = rewrite_secrets(&cx.kube(ID).await?).await?;
+        let n = crate::api::secrets::rewrite_all(&cx.kube(ID).await?).await?;
         let done = format!("rm -f {REWRITE_PENDING}");
         conn.run("secrets rewritten", &done, Duration::from_secs(30), true)
             .await?;
@@ -191,40 +189,4 @@ pub async fn reconcile(
         );
     }
     Ok(())
-}
-
-/// Writes every Secret back unchanged (a replace), so the API server stores it with the
-/// current encryption provider. Returns how many.
-pub async fn rewrite_secrets(client: &kube::Client) -> Result<usize> {
-    let all: Api<Secret> = Api::all(client.clone());
-    let list = all
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| Error::Kube {
-            action: "list".into(),
-            target: "secrets".into(),
-            message: e.to_string(),
-            help: "check the API server".into(),
-        })?;
-    let mut n = 0;
-    for s in list.items {
-        let (Some(ns), Some(name)) = (s.metadata.namespace.clone(), s.metadata.name.clone()) else {
-            continue;
-        };
-        let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
-        match api.replace(&name, &PostParams::default(), &s).await {
-            Ok(_) => n += 1,
-            // Changed or deleted since the list: whoever wrote it wrote it encrypted.
-            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {}
-            Err(e) => {
-                return Err(Error::Kube {
-                    action: "replace".into(),
-                    target: format!("secret {ns}/{name}"),
-                    message: e.to_string(),
-                    help: "rerun `ecoboot stage init-master`: Secrets already rewritten stay encrypted".into(),
-                });
-            }
-        }
-    }
-    Ok(n)
 }
