@@ -99,7 +99,15 @@ fn state_survives_kill_9_in_the_middle_of_writes() {
     for round in 0..5 {
         let dir = tempfile::tempdir().unwrap();
         let mut writer = spawn_child("write", dir.path());
-        std::thread::sleep(Duration::from_millis(150 + round * 70));
+        // Under load the writer may not have written yet: wait for its first write, then kill
+        // it at a varying point of the writes that follow.
+        let first = dir.path().join("sesacthon/state.json");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !first.exists() {
+            assert!(Instant::now() < deadline, "the writer never wrote");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(20 + round * 70));
         writer.kill().unwrap(); // SIGKILL
         writer.wait().unwrap();
         let store = Store::lock(dir.path(), "sesacthon").unwrap();
