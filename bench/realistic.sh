@@ -5,7 +5,8 @@
 # 0.05: 1 modeled minute = 3 s): apt, downloads, kubeadm's image pulls, init and joins on the
 # nodes (scripts/sim), Calico's and ArgoCD's readiness in the API double, EC2's pending →
 # running + boot in the AWS proxy. Prints the modeled minutes per stage, the total, and the
-# critical path (which node, which step). The sandbox is stopped at the end.
+# critical path (which node, which step); then the same for `ecoboot upgrade` 1.36 → 1.37
+# (--max-unavailable 3) on each of the two clusters. The sandbox is stopped at the end.
 #   bash bench/realistic.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -17,9 +18,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ECOBOOT_CACHE/target}"
 cargo build --quiet --bin ecoboot
 work="$(mktemp -d)"
 proxy=""
-cleanup() { [ -n "$proxy" ] && kill "$proxy" 2>/dev/null; rm -rf "$work"; }
+next=""
+cleanup() { [ -n "$proxy" ] && kill "$proxy" 2>/dev/null; rm -rf "$work"; [ -n "$next" ] && rm -f "$next"; }
 trap cleanup EXIT
 sed -n 's/^    - name: //p' inventory/sandbox.yaml >"$work/names"
+next="$(mktemp --suffix=.yaml -p "$ROOT/inventory" .bench-realistic-XXXX)"
+sed 's/version: "1.36" /version: "1.37" /' inventory/sandbox.yaml >"$next"
 python3 bench/timings.py "$SCALE" "$work/names" "$work/t"
 
 stamp() { python3 -c 'import json,sys,time
@@ -50,6 +54,10 @@ run() { # run NAME [model]: a fresh sandbox, `ecoboot up`, stamped events in $wo
   AWS_ENDPOINT_URL="http://127.0.0.1:$port" ecoboot -c inventory/sandbox.yaml --output json up --yes 2>"$work/$1.err" | stamp >"$work/$1.jsonl"
   t1=$(date +%s.%N)
   echo "$1: ecoboot up took $(python3 -c "print(round($t1 - $t0, 1))") s of wall time"
+  t0=$(date +%s.%N)
+  AWS_ENDPOINT_URL="http://127.0.0.1:$port" ecoboot -c "$next" --output json upgrade --yes --max-unavailable 3 2>"$work/$1-upgrade.err" | stamp >"$work/$1-upgrade.jsonl"
+  t1=$(date +%s.%N)
+  echo "$1: ecoboot upgrade took $(python3 -c "print(round($t1 - $t0, 1))") s of wall time"
   kill "$proxy" 2>/dev/null || true
   proxy=""
 }
@@ -57,4 +65,7 @@ run() { # run NAME [model]: a fresh sandbox, `ecoboot up`, stamped events in $wo
 run own
 run scaled model
 python3 bench/realistic_report.py "$work/own.jsonl" "$work/scaled.jsonl" "$SCALE" "$SB/fleet" "$work/names"
+echo
+echo "ecoboot upgrade 1.36 -> 1.37, --max-unavailable 3:"
+python3 bench/realistic_report.py "$work/own-upgrade.jsonl" "$work/scaled-upgrade.jsonl" "$SCALE" "$SB/fleet" "$work/names"
 bash scripts/sandbox.sh down >/dev/null
