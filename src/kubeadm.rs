@@ -40,6 +40,11 @@ fn registration(node: &Node, facts: &NodeFacts) -> Value {
     if let Some(id) = &facts.provider_id {
         extra.push(json!({"name": "provider-id", "value": id}));
     }
+    // The address kubelet registers and puts in its serving certificate request: the one EC2
+    // reports, which label-nodes checks the request against.
+    if !facts.private_ip.is_empty() {
+        extra.push(json!({"name": "node-ip", "value": facts.private_ip}));
+    }
     let taints: Vec<Value> = node
         .taints
         .iter()
@@ -143,6 +148,9 @@ fn kubelet_configuration() -> serde_json::Value {
         // start on kernel settings other than its defaults (prepare-nodes sets them).
         "readOnlyPort": 0,
         "protectKernelDefaults": true,
+        // Serving certificates signed by the cluster CA (requests approved by label-nodes after
+        // checking them against EC2), not self-signed ones.
+        "serverTLSBootstrap": true,
     })
 }
 

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod containerd;
+pub mod csr;
 pub mod engine;
 pub mod error;
 pub mod event;

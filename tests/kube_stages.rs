@@ -143,7 +143,16 @@ fn cluster_converges_through_the_api_and_a_rerun_writes_nothing() {
             stats["by_manager"]["ecoboot"].as_u64().map(|n| n >= 38),
             Some(true)
         );
+        // #29: every kubelet's serving-certificate request was checked and approved.
+        let csrs = api.objects("CertificateSigningRequest").unwrap();
+        assert_eq!(csrs.len(), NODES, "one serving CSR per kubelet");
+        for c in &csrs {
+            let approved = (c["status"]["conditions"].as_array().into_iter().flatten())
+                .any(|x| x["type"] == "Approved" && x["reason"] == "EcobootApproved");
+            assert!(approved, "{c}");
+        }
     }
+    serving_csr_with_a_foreign_address_is_not_approved(&api, &config, &state);
 
     // Rerun: every stage is done, no kubeadm call, no API write.
     let (kubeadm_before, writes_before) = (kubeadm_calls(&fleet), writes(&api));
@@ -422,4 +431,58 @@ fn coredns_blocked_by_taints_is_named(api: &KubeApi, config: &Path, state: &Path
         .args(["stage", "label-nodes"]));
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(coredns(api)["status"]["availableReplicas"], 2);
+}
+
+/// A serving CSR claiming node k8s-api-my with an address EC2 does not report for it (8.8.8.8)
+/// stays pending, and every run warns naming it.
+fn serving_csr_with_a_foreign_address_is_not_approved(api: &KubeApi, config: &Path, state: &Path) {
+    if api.hooks.is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+        ])
+        .arg(dir.path().join("k"))
+        .args([
+            "-subj",
+            "/O=system:nodes/CN=system:node:k8s-api-my",
+            "-addext",
+            "subjectAltName=DNS:k8s-api-my,IP:8.8.8.8",
+        ])
+        .output()
+        .unwrap();
+    use base64::Engine;
+    let request = base64::engine::general_purpose::STANDARD.encode(&out.stdout);
+    let csr = serde_json::json!({"object": {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"name": "csr-planted"},
+        "spec": {"request": request, "signerName": "kubernetes.io/kubelet-serving", "usages": ["server auth"],
+                 "username": "system:node:k8s-api-my", "groups": ["system:nodes"]}}});
+    api.hook("POST", "/_double/create", &csr.to_string());
+    let (code, out, err) = up(config, state, "label-nodes");
+    assert_eq!(code, 0, "{err}");
+    let all = format!("{out}{err}");
+    assert!(
+        all.contains("csr/csr-planted")
+            && all.contains("asks for 8.8.8.8 that EC2 does not report"),
+        "{all}"
+    );
+    let planted = (api
+        .objects("CertificateSigningRequest")
+        .unwrap()
+        .into_iter())
+    .find(|c| c["metadata"]["name"] == "csr-planted")
+    .unwrap();
+    assert!(
+        planted["status"]["conditions"].is_null(),
+        "left pending: {planted}"
+    );
 }

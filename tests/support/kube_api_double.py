@@ -120,6 +120,7 @@ BUILTIN = {
         res("customresourcedefinitions", "CustomResourceDefinition", False, ["crd", "crds"]),
     ]},
     "coordination.k8s.io": {"v1": [res("leases", "Lease", True, (), False)]},
+    "certificates.k8s.io": {"v1": [res("certificatesigningrequests", "CertificateSigningRequest", False, ["csr"])]},
 }
 CUSTOM = {}  # group -> version -> [resource] (from Established CRDs)
 SCHEMAS = {}  # (group, version, plural) -> openAPIV3Schema
@@ -751,6 +752,9 @@ class Api(BaseHTTPRequestHandler):
         body = decode(raw, self.headers.get("Content-Type"))
         if plural == "pods" and sub == "eviction" and method == "POST":
             return evict(key, obj, name)
+        if plural == "certificatesigningrequests" and sub == "approval" and method in ("PUT", "PATCH"):
+            # The approval subresource writes status.conditions (Approved/Denied) only.
+            sub = "status"
         if sub not in (None, "status"):
             raise ApiError(404, "NotFound", f"subresource {sub} not supported")
         if method == "PUT":

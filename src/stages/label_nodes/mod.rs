@@ -13,6 +13,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::Value;
 
 mod coredns;
+mod serving_certs;
 
 use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
@@ -53,6 +54,8 @@ pub struct LabelPlan {
     nodes: Vec<NodeTodo>,
     /// Why CoreDNS is not available yet.
     dns: Option<String>,
+    /// Kubelet serving-certificate requests to approve ([`serving_certs`]).
+    csrs: Vec<serving_certs::Approve>,
 }
 
 impl StagePlan for LabelPlan {
@@ -75,6 +78,13 @@ impl StagePlan for LabelPlan {
                 format!("deployment/{}/{}", coredns::NAMESPACE, coredns::NAME),
                 format!("wait until available ({why})"),
             ));
+        }
+        for c in &self.csrs {
+            let what = format!(
+                "approve kubelet serving certificate request {} ({})",
+                c.csr, c.names
+            );
+            out.push(Action::new(&c.node, what));
         }
         out
     }
@@ -113,13 +123,25 @@ impl Stage for LabelNodes {
             }
         }
         let dns = coredns::waiting(&client).await?.map(|(why, _)| why);
-        Ok(if todo.is_empty() && dns.is_none() {
+        let (csrs, refused) = serving_certs::pending(cx, &client).await?;
+        for (csr, why) in refused {
+            cx.events.emit(crate::event::Event::Warning {
+                subject: format!("csr/{csr}"),
+                message: format!("kubelet serving certificate request not approved: {why}"),
+                help: "check where it comes from; `kubectl certificate deny` it, or approve it by hand if the node is yours".into(),
+            });
+        }
+        Ok(if todo.is_empty() && dns.is_none() && csrs.is_empty() {
             Found::done(format!(
                 "{} node(s) labelled, tainted and Ready; CoreDNS available",
                 live.len()
             ))
         } else {
-            Found::Todo(LabelPlan { nodes: todo, dns })
+            Found::Todo(LabelPlan {
+                nodes: todo,
+                dns,
+                csrs,
+            })
         })
     }
 
@@ -172,7 +194,24 @@ impl Stage for LabelNodes {
                 help: "a node that never registered did not join (`ecoboot stage join-workers`); a NotReady node usually has no CNI yet: check calico-node on it and the kubelet log".into(),
             });
         }
-        wait_for_dns(cx, &client, timeout).await
+        wait_for_dns(cx, &client, timeout).await?;
+        // The planned requests, then those kubelets that started meanwhile made.
+        let approve = |c: serving_certs::Approve| {
+            let client = &client;
+            async move {
+                serving_certs::approve(client, &c).await?;
+                let what = format!("serving certificate request {} approved", c.csr);
+                cx.events.progress(ID, Some(&c.node), what);
+                Ok::<(), Error>(())
+            }
+        };
+        for c in plan.csrs {
+            approve(c).await?;
+        }
+        for c in serving_certs::pending(cx, &client).await?.0 {
+            approve(c).await?;
+        }
+        Ok(())
     }
 }
 
