@@ -132,7 +132,7 @@ pub fn names(der: &[u8]) -> Result<Names, String> {
 mod tests {
     use super::*;
 
-    /// A CSR made by openssl with SANs DNS:k8s-worker-ai, IP:10.0.1.10, IP:54.180.0.10.
+    /// A CSR made by openssl with SANs DNS:k8s-worker-ai, IP:192.0.2.10, IP:198.51.100.10.
     fn csr() -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("k");
@@ -152,7 +152,7 @@ mod tests {
                 "/O=system:nodes/CN=system:node:k8s-worker-ai",
                 "-addext",
             ])
-            .arg("subjectAltName=DNS:k8s-worker-ai,IP:10.0.1.10,IP:54.180.0.10")
+            .arg("subjectAltName=DNS:k8s-worker-ai,IP:192.0.2.10,IP:198.51.100.10")
             .output()
             .unwrap();
         assert!(
@@ -167,7 +167,10 @@ mod tests {
     fn reads_the_names_openssl_put_in() {
         let n = names(&csr()).unwrap();
         assert_eq!(n.dns, vec!["k8s-worker-ai".to_string()]);
-        let ips: Vec<IpAddr> = vec!["10.0.1.10".parse().unwrap(), "54.180.0.10".parse().unwrap()];
+        let ips: Vec<IpAddr> = vec![
+            "192.0.2.10".parse().unwrap(),
+            "198.51.100.10".parse().unwrap(),
+        ];
         assert_eq!(n.ips, ips);
     }
 

@@ -76,18 +76,19 @@ pub fn actions(node: &str, keys: &[String]) -> Result<Vec<Action>> {
     Ok(out)
 }
 
+/// A node script that rewrites the EncryptionConfiguration through `awk ARGS` (after `setup`
+/// shell lines), atomically and 0600.
+fn edit(setup: &str, args: &str) -> String {
+    format!(
+        "set -e\nf={ENCRYPTION}\numask 077\n{setup}\nawk {args} \"$f\" >\"$f.ecoboot-tmp\"\nchmod 600 \"$f.ecoboot-tmp\"\nmv -f \"$f.ecoboot-tmp\" \"$f\""
+    )
+}
+
 async fn run(conn: &Conn, label: &str, script: &str) -> Result<()> {
-    let out = conn
-        .run(label, script, Duration::from_secs(400), true)
-        .await?;
-    if out.ok() {
-        return Ok(());
-    }
-    Err(Error::StageFailed {
-        stage: ID.into(),
-        message: format!("{}: {label} failed: {}", conn.node, out.tail(5)),
-        help: "rerun `ecoboot secrets rotate-key`: it continues where it stopped".into(),
-    })
+    let help = "rerun `ecoboot secrets rotate-key`: it continues where it stopped";
+    conn.run_ok(ID, label, script, Duration::from_secs(400), help)
+        .await
+        .map(drop)
 }
 
 /// Rotates the key (see the module docs).
@@ -97,8 +98,9 @@ pub async fn rotate(cx: &Ctx) -> Result<()> {
     let keys = key_names(&conn).await?;
     actions(&target.node, &keys)?;
     if keys.len() == 1 {
-        let add = format!(
-            "set -e\nf={ENCRYPTION}\numask 077\nname=\"key-$(date -u +%Y%m%dT%H%M%SZ)\"\nkey=\"$(head -c 32 /dev/urandom | base64 -w0)\"\nawk -v n=\"$name\" -v k=\"$key\" '/^            - name: / && !done {{print \"            - name: \" n; print \"              secret: \" k; done=1}} {{print}}' \"$f\" >\"$f.ecoboot-tmp\"\nchmod 600 \"$f.ecoboot-tmp\"\nmv -f \"$f.ecoboot-tmp\" \"$f\""
+        let add = edit(
+            "name=\"key-$(date -u +%Y%m%dT%H%M%SZ)\"\nkey=\"$(head -c 32 /dev/urandom | base64 -w0)\"",
+            "-v n=\"$name\" -v k=\"$key\" '/^            - name: / && !done {print \"            - name: \" n; print \"              secret: \" k; done=1} {print}'",
         );
         run(&conn, "add a new encryption key", &add).await?;
         say("new key added first (made on the node)".into());
@@ -112,8 +114,9 @@ pub async fn rotate(cx: &Ctx) -> Result<()> {
     wait_ready(&conn).await?;
     let n = crate::api::secrets::rewrite_all(&cx.kube(ID).await?).await?;
     say(format!("{n} Secret(s) rewritten with the new key"));
-    let drop_old = format!(
-        "set -e\nf={ENCRYPTION}\numask 077\nawk '/^            - name: /{{n++}} n>1 && (/^            - name: / || /^              secret: /){{next}} {{print}}' \"$f\" >\"$f.ecoboot-tmp\"\nchmod 600 \"$f.ecoboot-tmp\"\nmv -f \"$f.ecoboot-tmp\" \"$f\""
+    let drop_old = edit(
+        "",
+        "'/^            - name: /{n++} n>1 && (/^            - name: / || /^              secret: /){next} {print}'",
     );
     run(&conn, "drop the old encryption key", &drop_old).await?;
     run(

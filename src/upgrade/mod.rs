@@ -10,6 +10,7 @@ mod node;
 pub mod plan;
 mod preflight;
 pub mod reboot;
+mod rolling;
 pub mod runtime;
 
 use std::time::{Duration, Instant};

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::journal::{Phase, Record};
-use super::{Options, drain, wait_ready};
+use super::{Options, drain};
 use crate::config::Role;
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
@@ -148,43 +148,21 @@ async fn reboot_one(cx: &Ctx, name: &str) -> Result<()> {
     })
 }
 
-/// Reboots the planned nodes, batch by batch.
+/// Reboots the planned nodes inside the rolling frame ([`super::rolling`]).
 pub async fn run(cx: &Ctx, batches: &[Vec<String>], opts: &Options) -> Result<()> {
-    let client = cx.kube(ID).await?;
-    let mut record: Record = (cx.state().output(KEY))
-        .filter(|r: &Record| !r.finished())
-        .unwrap_or_default();
-    for n in batches.iter().flatten() {
-        record.nodes.entry(n.clone()).or_insert(Phase::Pending);
-    }
-    let journal = super::Journal::new(cx, record, KEY);
-    journal.update(|_| {})?;
-    for batch in batches {
-        let results = crate::fanout::each(batch.clone(), 0, |name| {
-            let (journal, client) = (&journal, &client);
-            async move {
-                if journal.phase(&name) < Phase::Upgraded {
-                    journal.set(&name, Phase::Draining)?;
-                    drain::cordon(client, &name, Some("reboot")).await?;
-                    let say = |m: String| cx.events.progress(ID, Some(&name), m);
-                    let op = drain::Op {
-                        stage: ID,
-                        rerun: "ecoboot reboot",
-                    };
-                    drain::drain(client, &name, opts.drain_timeout, op, &say).await?;
-                    journal.drained(&name)?;
-                    reboot_one(cx, &name).await?;
-                    journal.set(&name, Phase::Upgraded)?;
-                }
-                drain::cordon(client, &name, None).await?;
-                wait_ready(cx, client, &name, None).await?;
-                journal.set(&name, Phase::Done)?;
-                cx.events.progress(ID, Some(&name), "rebooted; node Ready");
-                Ok(())
-            }
+    let rolling = super::rolling::Rolling {
+        key: KEY,
+        id: ID,
+        op: drain::Op {
+            stage: ID,
+            rerun: "ecoboot reboot",
+        },
+        reason: "reboot",
+        done: "rebooted; node Ready",
+    };
+    rolling
+        .run(cx, batches, opts, |name| async move {
+            reboot_one(cx, &name).await
         })
-        .await;
-        results.into_iter().collect::<Result<Vec<()>>>()?;
-    }
-    Ok(())
+        .await
 }

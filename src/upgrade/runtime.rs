@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::journal::{Phase, Record};
-use super::{Options, drain, wait_ready};
+use super::{Options, drain};
 use crate::config::Role;
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
@@ -68,71 +68,52 @@ pub async fn plan(cx: &Ctx, opts: &Options) -> Result<Vec<Vec<String>>> {
     Ok(batches)
 }
 
-/// Migrates the planned nodes.
+/// Migrates the planned nodes: the old package removed, the prepare-nodes playbook run,
+/// kubelet restarted, inside the rolling frame ([`super::rolling`]).
 pub async fn migrate(cx: &Ctx, batches: &[Vec<String>], opts: &Options) -> Result<()> {
-    let client = cx.kube(ID).await?;
-    let mut record: Record = cx
-        .state()
-        .output(KEY)
-        .filter(|r: &Record| !r.finished())
-        .unwrap_or_default();
-    for n in batches.iter().flatten() {
-        record.nodes.entry(n.clone()).or_insert(Phase::Pending);
-    }
-    let journal = super::Journal::new(cx, record, KEY);
-    journal.update(|_| {})?;
     let book = Playbook::load("prepare-nodes", cx.playbooks.as_deref())?;
-    for batch in batches {
-        let results = crate::fanout::each(batch.clone(), 0, |name| {
-            let (journal, client, book) = (&journal, &client, &book);
+    let rolling = super::rolling::Rolling {
+        key: KEY,
+        id: ID,
+        op: drain::Op {
+            stage: super::ID,
+            rerun: "ecoboot migrate-runtime",
+        },
+        reason: "runtime",
+        done: "containerd migrated; node Ready",
+    };
+    rolling
+        .run(cx, batches, opts, |name| {
+            let book = &book;
             async move {
-                if journal.phase(&name) < Phase::Upgraded {
-                    journal.set(&name, Phase::Draining)?;
-                    drain::cordon(client, &name, Some("runtime")).await?;
-                    let say = |m: String| cx.events.progress(ID, Some(&name), m);
-                    let op = drain::Op {
-                        stage: super::ID,
-                        rerun: "ecoboot migrate-runtime",
-                    };
-                    drain::drain(client, &name, opts.drain_timeout, op, &say).await?;
-                    journal.drained(&name)?;
-                    let (_, conn) = super::connect(cx, &name).await?;
-                    let stop = "set -e\nsystemctl stop kubelet\nexport DEBIAN_FRONTEND=noninteractive\nif dpkg-query -W -f='${Status}' containerd 2>/dev/null | grep -q 'install ok installed'; then systemctl stop containerd || true; apt-get remove -y -q containerd; fi";
-                    let out = conn.run("remove the old containerd", stop, Duration::from_secs(600), true).await?;
-                    if !out.ok() {
-                        return Err(Error::StageFailed {
-                            stage: ID.into(),
-                            message: format!("{name}: removing the old containerd failed: {}", out.tail(5)),
-                            help: "see the node log; rerun `ecoboot migrate-runtime` to continue at this node".into(),
-                        });
-                    }
-                    let summary = crate::ssh::run::apply(&cx.config, &cx.events, ID, book, std::slice::from_ref(&conn)).await;
-                    if let Some(f) = summary.failures.first() {
-                        return Err(Error::StageFailed {
-                            stage: ID.into(),
-                            message: format!("{f}"),
-                            help: "fix the cause and rerun `ecoboot migrate-runtime`: it continues at this node".into(),
-                        });
-                    }
-                    let restart = conn.run("restart kubelet", "systemctl restart kubelet", Duration::from_secs(120), true).await?;
-                    if !restart.ok() {
-                        return Err(Error::StageFailed {
-                            stage: ID.into(),
-                            message: format!("{name}: kubelet did not restart: {}", restart.tail(5)),
-                            help: "check `journalctl -u kubelet` on the node".into(),
-                        });
-                    }
-                    journal.set(&name, Phase::Upgraded)?;
+                let (_, conn) = super::connect(cx, &name).await?;
+                let stop = "set -e\nsystemctl stop kubelet\nexport DEBIAN_FRONTEND=noninteractive\nif dpkg-query -W -f='${Status}' containerd 2>/dev/null | grep -q 'install ok installed'; then systemctl stop containerd || true; apt-get remove -y -q containerd; fi";
+                let out = conn.run("remove the old containerd", stop, Duration::from_secs(600), true).await?;
+                if !out.ok() {
+                    return Err(Error::StageFailed {
+                        stage: ID.into(),
+                        message: format!("{name}: removing the old containerd failed: {}", out.tail(5)),
+                        help: "see the node log; rerun `ecoboot migrate-runtime` to continue at this node".into(),
+                    });
                 }
-                drain::cordon(client, &name, None).await?;
-                wait_ready(cx, client, &name, None).await?;
-                journal.set(&name, Phase::Done)?;
-                cx.events.progress(ID, Some(&name), "containerd migrated; node Ready");
+                let summary = crate::ssh::run::apply(&cx.config, &cx.events, ID, book, std::slice::from_ref(&conn)).await;
+                if let Some(f) = summary.failures.first() {
+                    return Err(Error::StageFailed {
+                        stage: ID.into(),
+                        message: format!("{f}"),
+                        help: "fix the cause and rerun `ecoboot migrate-runtime`: it continues at this node".into(),
+                    });
+                }
+                let restart = conn.run("restart kubelet", "systemctl restart kubelet", Duration::from_secs(120), true).await?;
+                if !restart.ok() {
+                    return Err(Error::StageFailed {
+                        stage: ID.into(),
+                        message: format!("{name}: kubelet did not restart: {}", restart.tail(5)),
+                        help: "check `journalctl -u kubelet` on the node".into(),
+                    });
+                }
                 Ok(())
             }
         })
-        .await;
-        results.into_iter().collect::<Result<Vec<()>>>()?;
-    }
-    Ok(())
+        .await
 }

@@ -862,10 +862,19 @@ def tolerates(tolerations, taint):
     return False
 
 
-def schedulable_nodes(workload, node_keys):
-    """Ready, schedulable Nodes matching the pod template's nodeSelector whose NoSchedule and
-    NoExecute taints the template tolerates (what kube-scheduler's filters would leave)."""
+def fits(workload, n):
+    """Whether the pod template's nodeSelector matches Node `n` and it tolerates the Node's
+    NoSchedule and NoExecute taints."""
     spec = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
+    labels = n["metadata"].get("labels") or {}
+    if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+        return False
+    taints = [t for t in (n.get("spec") or {}).get("taints") or [] if t.get("effect") in ("NoSchedule", "NoExecute")]
+    return all(tolerates(spec.get("tolerations"), t) for t in taints)
+
+
+def schedulable_nodes(workload, node_keys):
+    """Ready, schedulable Nodes the workload fits on (what kube-scheduler's filters would leave)."""
     out = []
     for key in node_keys:
         n = OBJECTS[key]
@@ -874,11 +883,7 @@ def schedulable_nodes(workload, node_keys):
             continue
         if (n.get("spec") or {}).get("unschedulable"):
             continue
-        labels = n["metadata"].get("labels") or {}
-        if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
-            continue
-        taints = [t for t in (n.get("spec") or {}).get("taints") or [] if t.get("effect") in ("NoSchedule", "NoExecute")]
-        if all(tolerates(spec.get("tolerations"), t) for t in taints):
+        if fits(workload, n):
             out.append(key[3])
     return out
 
@@ -937,19 +942,9 @@ def reconcile():
 
 
 def ds_nodes(ds, node_keys):
-    """Nodes a DaemonSet's pods go on: nodeSelector and NoSchedule/NoExecute tolerations, Ready or
-    not (the DaemonSet controller places pods on NotReady nodes too)."""
-    spec = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
-    out = []
-    for key in node_keys:
-        n = OBJECTS[key]
-        labels = n["metadata"].get("labels") or {}
-        if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
-            continue
-        taints = [t for t in (n.get("spec") or {}).get("taints") or [] if t.get("effect") in ("NoSchedule", "NoExecute")]
-        if all(tolerates(spec.get("tolerations"), t) for t in taints):
-            out.append(key[3])
-    return out
+    """Nodes a DaemonSet's pods go on: those it fits on, Ready or not (the DaemonSet controller
+    places pods on NotReady nodes too)."""
+    return [key[3] for key in node_keys if fits(ds, OBJECTS[key])]
 
 
 # bench/realistic.sh's time model (bench/timings.py): per-node calico_ready and argocd_ready

@@ -157,25 +157,15 @@ pub async fn reconcile(
         files = files_script(&cx.config)?,
         p = crate::kubeadm::VERSION_PLACEHOLDER,
     );
-    let out = conn
-        .run(
-            "regenerate the API server manifest",
-            &script,
-            Duration::from_secs(300),
-            true,
-        )
-        .await?;
-    if !out.ok() {
-        return Err(Error::StageFailed {
-            stage: ID.into(),
-            message: format!(
-                "{}: regenerating the API server manifest failed: {}",
-                conn.node,
-                out.tail(5)
-            ),
-            help: "see the node log; the previous manifest is kept when kubeadm refuses".into(),
-        });
-    }
+    let help = "see the node log; the previous manifest is kept when kubeadm refuses";
+    (conn.run_ok(
+        ID,
+        "regenerate the API server manifest",
+        &script,
+        Duration::from_secs(300),
+        help,
+    ))
+    .await?;
     healthy().await?;
     if rewrite {
         let n = crate::api::secrets::rewrite_all(&cx.kube(ID).await?).await?;
