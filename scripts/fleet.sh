@@ -34,6 +34,9 @@ prepare() {
   cp "$FLEET_DIR/keys/id_ed25519.pub" "$FLEET_DIR/authorized_keys"
   chmod 600 "$FLEET_DIR/authorized_keys"
   : >"$FLEET_DIR/known_hosts"
+  # What the whole simulated cluster shares (etcd's member list, the uploaded control-plane
+  # certificates' key, the ClusterConfiguration): kept outside the nodes' overlays.
+  mkdir -p "$FLEET_DIR/shared"
   for n in $(seq 1 "$FLEET_N"); do
     local d="$FLEET_DIR/nodes/$n"
     mkdir -p "$d/root" "$d/stubs"
@@ -47,6 +50,7 @@ prepare() {
       echo "/swap.img file 2G 0B -2" >"$d/ov/var/upper/lib/ecoboot-sim/swap"
       touch "$d/ov/var/upper/lib/ecoboot-sim/seeded"
     fi
+    echo "$FLEET_DIR" >"$d/ov/var/upper/lib/ecoboot-sim/fleet-dir"
     # bench/realistic.sh: what this node's simulators sleep (bench/timings.toml, scaled).
     if [ -n "${FLEET_TIMINGS_DIR:-}" ] && [ -f "$FLEET_TIMINGS_DIR/node-$n" ]; then
       install -D -m 644 "$FLEET_TIMINGS_DIR/node-$n" "$d/ov/var/upper/lib/ecoboot-sim/timings"

@@ -11,6 +11,7 @@
 #   scripts/sandbox.sh down     stop it all and forget it (moto and the API double keep their
 #                               state in memory, so node and ecoboot state are wiped with them)
 #   scripts/sandbox.sh demo     up + build + `ecoboot up` through all stages + `ecoboot status`
+#   scripts/sandbox.sh demo ha  the same with inventory/sandbox-ha.yaml (three control planes)
 #
 # Afterwards: `. /tmp/ecoboot-sandbox/env` points ecoboot at the sandbox.
 set -euo pipefail
@@ -112,7 +113,9 @@ status() {
   fi
 }
 
-demo() {
+demo() { # demo [ha]: the 14-node sandbox, or sandbox-ha.yaml's three control planes
+  local cfg=inventory/sandbox.yaml
+  [ "${1:-}" = ha ] && cfg=inventory/sandbox-ha.yaml
   up
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
   say "building ecoboot (first build: ~5 min on 2 cores)"
@@ -120,14 +123,14 @@ demo() {
   # shellcheck disable=SC1091
   . "$SB/env"
   cd "$ROOT"
-  ecoboot -c inventory/sandbox.yaml up --yes
-  ecoboot -c inventory/sandbox.yaml status
+  ecoboot -c "$cfg" up --yes
+  ecoboot -c "$cfg" status
 }
 
 case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  demo) demo ;;
+  demo) demo "${2:-}" ;;
   *) echo "usage: $0 up|status|down|demo" >&2; exit 2 ;;
 esac

@@ -16,6 +16,7 @@ pub mod containerd;
 pub mod csr;
 pub mod engine;
 pub mod error;
+pub mod etcd;
 pub mod event;
 pub mod fanout;
 pub mod fetch;

@@ -13,6 +13,34 @@ use crate::config::Config;
 /// The journal key under which the `instances` stage records [`InstancesOut`].
 pub const INSTANCES: &str = "instances";
 
+/// The journal key under which the `load-balancer` stage records [`LoadBalancerOut`].
+pub const LOAD_BALANCER: &str = "load-balancer";
+
+/// What `load-balancer` records: the API load balancer (several control planes only).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LoadBalancerOut {
+    /// Load balancer ARN.
+    pub arn: String,
+    /// Its DNS name: the control-plane endpoint unless the config names its own.
+    pub dns_name: String,
+}
+
+/// With several control planes, the control-plane endpoint hosts: the configured
+/// `controlPlaneEndpoint` first, then the load balancer's DNS name (both go into the API
+/// server certificate); empty with one control plane or while no load balancer is known.
+pub fn endpoints(config: &crate::config::Config, lb: Option<LoadBalancerOut>) -> Vec<String> {
+    if !config.is_ha() {
+        return Vec::new();
+    }
+    let mut out: Vec<String> = (config.cluster.spec.kubernetes.control_plane_endpoint)
+        .iter()
+        .map(|e| e.value.clone())
+        .chain(lb.map(|l| l.dns_name).filter(|d| !d.is_empty()))
+        .collect();
+    out.dedup();
+    out
+}
+
 /// What the stage records in state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct InstancesOut {

@@ -77,6 +77,10 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "etcd.rs",
+        &["crate::engine", "crate::stages", "crate::commands"],
+    ),
+    (
         "hardening.rs",
         &["crate::engine", "crate::stages", "crate::commands"],
     ),

@@ -3,6 +3,10 @@
 SIM=/var/lib/ecoboot-sim
 mkdir -p "$SIM/pkgs" "$SIM/units" "$SIM/holds" /var/log/ecoboot-sim
 echo "$(basename "$0") $*" >>/var/log/ecoboot-sim/calls.log
+# The fleet's shared directory (etcd members, uploaded certificates) and this node's number.
+FLEET="$(cat "$SIM/fleet-dir" 2>/dev/null)"
+SHARED="${FLEET:-/nonexistent}/shared"
+NODE_N="${ECOBOOT_SIM_NODE:-0}"
 
 # sim_delay KEY: sleeps what bench/timings.toml models for KEY on this node, scaled by the
 # bench (the file $SIM/timings exists only under bench/realistic.sh; otherwise no delay), and

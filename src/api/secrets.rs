@@ -41,3 +41,17 @@ pub async fn rewrite_all(client: &kube::Client) -> Result<usize> {
     }
     Ok(n)
 }
+
+/// Deletes Secret `ns/name` (already gone is fine).
+pub async fn delete(client: &kube::Client, ns: &str, name: &str) -> Result<()> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    match api.delete(name, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(crate::api::error(
+            "delete",
+            &format!("secret {ns}/{name}"),
+            e,
+        )),
+    }
+}

@@ -9,6 +9,7 @@ pub mod deployer_role;
 mod errors;
 pub mod live;
 pub mod managed_policies;
+pub mod nlb;
 pub mod permissions;
 pub mod quota;
 pub mod tags;

@@ -169,9 +169,20 @@ pub const CALLS: &[Call] = &[
     c(Ec2, "DeleteSecurityGroup", &["ec2:DeleteSecurityGroup"], ControllerTagged),
     c(Ec2, "DeleteVolume", &["ec2:DeleteVolume"], CsiVolume),
     c(Ec2, "DeleteNetworkInterface", &["ec2:DeleteNetworkInterface"], Interface),
-    // ELBv2: only `down` (what the AWS Load Balancer Controller made).
+    // ELBv2: reads (the API load balancer; what `down` finds the controller made).
     c(Elb, "DescribeLoadBalancers", &["elasticloadbalancing:DescribeLoadBalancers"], Read),
     c(Elb, "DescribeTargetGroups", &["elasticloadbalancing:DescribeTargetGroups"], Read),
+    c(Elb, "DescribeTags", &["elasticloadbalancing:DescribeTags"], Read),
+    c(Elb, "DescribeListeners", &["elasticloadbalancing:DescribeListeners"], Read),
+    c(Elb, "DescribeTargetHealth", &["elasticloadbalancing:DescribeTargetHealth"], Read),
+    c(Elb, "DescribeTargetGroupAttributes", &["elasticloadbalancing:DescribeTargetGroupAttributes"], Read),
+    // ELBv2: the control planes' own load balancer (several control planes).
+    c(Elb, "CreateLoadBalancer", &["elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:AddTags"], TagOnCreate),
+    c(Elb, "CreateTargetGroup", &["elasticloadbalancing:CreateTargetGroup", "elasticloadbalancing:AddTags"], TagOnCreate),
+    c(Elb, "CreateListener", &["elasticloadbalancing:CreateListener"], Tagged),
+    c(Elb, "ModifyTargetGroupAttributes", &["elasticloadbalancing:ModifyTargetGroupAttributes"], Tagged),
+    c(Elb, "RegisterTargets", &["elasticloadbalancing:RegisterTargets"], Tagged),
+    c(Elb, "DeregisterTargets", &["elasticloadbalancing:DeregisterTargets"], Tagged),
     c(Elb, "DeleteLoadBalancer", &["elasticloadbalancing:DeleteLoadBalancer"], ControllerTagged),
     c(Elb, "DeleteTargetGroup", &["elasticloadbalancing:DeleteTargetGroup"], ControllerTagged),
     // Service Quotas: the vCPU preflight.

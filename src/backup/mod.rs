@@ -26,12 +26,8 @@ pub const ID: &str = "backup";
 /// Where the control plane keeps a snapshot while it is streamed (root only, removed after).
 const NODE_DIR: &str = "/var/lib/ecoboot/backup";
 
-/// `etcdctl`/`etcdutl` on the host when installed, else inside kubeadm's etcd container (its
-/// image ships both; /var/lib/etcd is a host path there).
-const ETCD_TOOLS: &str = r#"certs="--endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key"
-in_etcd() { crictl exec "$(crictl ps --name etcd -q | head -n1)" "$@"; }
-if command -v etcdctl >/dev/null 2>&1; then etcdctl() { command etcdctl "$@"; }; else etcdctl() { in_etcd etcdctl "$@"; }; fi
-if command -v etcdutl >/dev/null 2>&1; then etcdutl() { command etcdutl "$@"; }; else etcdutl() { in_etcd etcdutl "$@"; }; fi"#;
+/// The etcdctl preamble ([`crate::etcd::TOOLS`]).
+const ETCD_TOOLS: &str = crate::etcd::TOOLS;
 
 /// What `etcdutl snapshot status -w json` reports.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

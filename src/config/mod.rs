@@ -228,11 +228,27 @@ impl Config {
         out
     }
 
-    /// The single control-plane node.
+    /// The first control-plane node in the config: the one `kubeadm init` runs on when no
+    /// control plane holds a cluster yet (the only one without HA).
     pub fn control_plane(&self) -> &Node {
-        self.nodes()
-            .find(|n| n.role == Some(Role::ControlPlane))
-            .expect("validated: exactly one control-plane node")
+        self.control_planes()
+            .next()
+            .expect("validated: at least one control-plane node")
+    }
+
+    /// The configured node named `name`.
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes().find(|n| n.name.as_str() == name)
+    }
+
+    /// Every control-plane node, in config order.
+    pub fn control_planes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes().filter(|n| n.role == Some(Role::ControlPlane))
+    }
+
+    /// Several control planes behind a load balancer (`spec.nodes` has 3 or 5 of them).
+    pub fn is_ha(&self) -> bool {
+        self.control_planes().nth(1).is_some()
     }
 
     /// Resolves a path from the config (`~/` = home, relative = next to the config file).

@@ -229,6 +229,10 @@ pub struct Kubernetes {
     pub calico: Manifest,
     /// How ecoboot reaches the API server.
     pub api_access: ApiAccess,
+    /// With several control planes: a DNS name of your own (a CNAME to the load balancer)
+    /// used as kubeadm's `controlPlaneEndpoint` instead of the load balancer's DNS name.
+    /// Either way it is in the API server certificate.
+    pub control_plane_endpoint: Option<Located<String>>,
     /// Bound on each wait (Calico ready, nodes Ready).
     pub wait_seconds: u64,
     /// Secrets encryption at rest, the audit log, Pod Security defaults (all on by default).
@@ -270,6 +274,7 @@ impl Default for Kubernetes {
                 path: None,
             },
             api_access: ApiAccess::Tunnel,
+            control_plane_endpoint: None,
             wait_seconds: 600,
             hardening: super::Hardening::default(),
         }

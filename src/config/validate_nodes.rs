@@ -2,7 +2,7 @@
 //! (placement, Service, projects, root application): every value that reaches a node, a
 //! generated file or an API object.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::syntax::{self, Taint, clip, is_dns_label, is_dns_subdomain};
 use super::validate::Checker;
@@ -270,20 +270,71 @@ pub(super) fn check_nodes(ck: &mut Checker, c: &Cluster) {
             }
         }
     }
-    if control_planes != 1 {
-        let at = nodes
-            .first()
-            .map(|n| n.span)
-            .unwrap_or(c.metadata.name.span);
+    check_control_planes(ck, c, control_planes);
+    check_schedulable(ck, c);
+}
+
+/// One control plane, or an odd number of them (3 or 5: etcd's quorum) spread over at least
+/// two availability zones when the subnets allow it.
+fn check_control_planes(ck: &mut Checker, c: &Cluster, count: usize) {
+    let nodes = &c.spec.nodes;
+    let at = nodes
+        .first()
+        .map(|n| n.span)
+        .unwrap_or(c.metadata.name.span);
+    if !matches!(count, 1 | 3 | 5) {
         ck.problems.push(
             Problem::new(
                 at,
-                format!("exactly one node must have `role: control-plane`, found {control_planes}"),
+                format!("{count} nodes have `role: control-plane`; ecoboot runs 1, 3 or 5"),
             )
-            .help("ecoboot builds a single control-plane kubeadm cluster"),
+            .help(match count {
+                0 => "give one node `role: control-plane` (or three, for a highly available control plane)",
+                2 | 4 => "etcd needs a majority: 2 control planes survive no failure more than 1 does, 4 no more than 3; use 3 or 5",
+                _ => "more than 5 etcd members slow every write; use 3 or 5",
+            }),
         );
     }
-    check_schedulable(ck, c);
+    let zones: BTreeSet<&str> = (c.spec.aws.subnets.iter()).map(|s| s.az.as_str()).collect();
+    let used: BTreeSet<&str> = (nodes.iter())
+        .filter(|n| n.role == Some(Role::ControlPlane))
+        .filter_map(|n| {
+            c.spec
+                .aws
+                .subnets
+                .iter()
+                .find(|s| s.name.as_str() == n.subnet.as_str())
+        })
+        .map(|s| s.az.as_str())
+        .collect();
+    if count > 1 && zones.len() > 1 && used.len() < 2 {
+        let first = nodes.iter().find(|n| n.role == Some(Role::ControlPlane));
+        ck.problems.push(
+            Problem::new(
+                first.map(|n| n.subnet.span).unwrap_or(at),
+                format!(
+                    "all {count} control planes are in one availability zone ({}): losing that zone loses the cluster",
+                    used.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            )
+            .help("put the control planes in subnets of different zones (spec.aws.subnets has several)"),
+        );
+    }
+    if let Some(endpoint) = &c.spec.kubernetes.control_plane_endpoint {
+        if count == 1 {
+            ck.err(
+                endpoint,
+                "`controlPlaneEndpoint` is used only with several control planes".to_string(),
+                "remove it, or give 3 nodes `role: control-plane`",
+            );
+        } else if !is_dns_subdomain(endpoint.as_str()) || !endpoint.contains('.') {
+            ck.err(
+                endpoint,
+                format!("`controlPlaneEndpoint: {}` is not a DNS name", clip(endpoint)),
+                "write a DNS name you own, e.g. api.example.com (a CNAME to the load balancer), without a port",
+            );
+        }
+    }
 }
 
 /// CoreDNS and ArgoCD's repo-server tolerate no workload taint: at least one node must carry

@@ -3,7 +3,7 @@
 
 use crate::aws::{Aws, CallCounter};
 use crate::config::{ApiAccess, Config};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::event::Events;
 use crate::ssh::run::NodeFailure;
 use crate::ssh::{self, Conn, Target};
@@ -299,27 +299,6 @@ impl Ctx {
             }
         }
         Ok((conns, failures))
-    }
-
-    /// The control-plane node and an open connection to it; a diagnostic naming `stage` when
-    /// it cannot be reached.
-    pub async fn control_plane(&self, stage: &'static str) -> Result<(Target, Arc<Conn>)> {
-        let (mut conns, failures) = self
-            .connect_nodes(stage, |t| t.role == crate::config::Role::ControlPlane)
-            .await?;
-        match (conns.pop(), failures.into_iter().next()) {
-            (Some(found), _) => Ok(found),
-            (None, failure) => Err(Error::StageFailed {
-                stage: stage.into(),
-                message: format!(
-                    "the control-plane node is unreachable: {}",
-                    failure.map(|f| f.tail).unwrap_or_default()
-                ),
-                help:
-                    "the control plane must be reachable for this stage; check the node and rerun"
-                        .into(),
-            }),
-        }
     }
 
     /// AWS clients, built on first use (commands that never touch AWS never build them).

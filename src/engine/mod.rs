@@ -2,6 +2,7 @@
 //! (`ctx.rs`) is everything a stage may use; the [`Runner`] (`runner.rs`) drives the stages.
 
 mod console_pins;
+mod control_plane;
 mod ctx;
 mod runner;
 pub mod runner_access;

@@ -13,9 +13,10 @@ use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::kubeadm;
 use crate::ssh::run::{NodeFailure, SKIPPED};
-use crate::ssh::{Conn, Target, redact, script};
+use crate::ssh::{Conn, Target, script};
 use crate::stages::shared::control_plane::{facts, inspect};
 use crate::stages::shared::ids;
+use crate::stages::shared::join_token::{self, JoinToken};
 
 /// Stage id.
 pub const ID: &str = ids::JOIN_WORKERS;
@@ -33,28 +34,6 @@ async fn workers(
 ) -> Result<(Vec<(Target, Arc<Conn>)>, Vec<NodeFailure>)> {
     cx.connect_nodes(ID, |t| t.role == Role::Worker && keep(&t.node))
         .await
-}
-
-/// The bootstrap token and CA hash from `kubeadm token create --print-join-command`.
-fn parse_join_command(line: &str) -> Option<(String, String, String)> {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let after = |flag: &str| {
-        words
-            .iter()
-            .position(|w| *w == flag)
-            .and_then(|i| words.get(i + 1))
-            .map(|s| s.to_string())
-    };
-    let endpoint = words
-        .iter()
-        .position(|w| *w == "join")
-        .and_then(|i| words.get(i + 1))
-        .map(|s| s.to_string())?;
-    Some((
-        endpoint,
-        after("--token")?,
-        after("--discovery-token-ca-cert-hash")?,
-    ))
 }
 
 /// Why a node is in the join plan.
@@ -158,52 +137,15 @@ impl Stage for JoinWorkers {
                 needs: ids::INIT_MASTER,
             });
         }
-        let created = master
-            .run_secret(
-                "create bootstrap token",
-                "kubeadm token create --ttl 15m --print-join-command",
-                Duration::from_secs(60),
-                true,
-            )
-            .await?;
-        let parsed: Option<(String, String, String)> =
-            created.stdout.lines().find_map(parse_join_command);
-        let Some((endpoint, token, ca_hash)) = parsed.filter(|_| created.ok()) else {
-            return Err(Error::StageFailed {
-                stage: ID.into(),
-                message: format!("cannot create a bootstrap token: {}", created.tail(3)),
-                help: "check the control plane (`ecoboot stage init-master`)".into(),
-            });
-        };
-        redact::register(&token);
+        let token = join_token::create(&master, ID).await?;
         let (conns, mut failures) =
             workers(cx, |node| plan.nodes.iter().any(|(n, _)| n == node)).await?;
-        let joining = Joining {
-            endpoint: &endpoint,
-            token: &token,
-            ca_hash: &ca_hash,
-        };
         let joined = crate::fanout::each(conns, 0, |(target, conn)| {
-            join_one(cx, &joining, target, conn)
+            join_one(cx, &token, target, conn)
         })
         .await;
         failures.extend(joined.into_iter().flatten());
-        let id = token.split('.').next().unwrap_or_default();
-        let deleted = master
-            .run(
-                "delete bootstrap token",
-                &format!("kubeadm token delete {}", script::quote(id)),
-                Duration::from_secs(60),
-                true,
-            )
-            .await;
-        if !deleted.as_ref().is_ok_and(|o| o.ok()) {
-            cx.events.progress(
-                ID,
-                None,
-                "warning: could not delete the bootstrap token; it expires within 15 minutes",
-            );
-        }
+        join_token::delete(cx, &master, &token, ID).await;
         if failures.is_empty() {
             return Ok(());
         }
@@ -215,13 +157,6 @@ impl Stage for JoinWorkers {
             help: "the other nodes joined; fix the cause and rerun `ecoboot stage join-workers`: only the missing nodes join, with a new token".into(),
         })
     }
-}
-
-/// What every joining node is given.
-struct Joining<'a> {
-    endpoint: &'a str,
-    token: &'a str,
-    ca_hash: &'a str,
 }
 
 /// The control plane's API server URL from its admin.conf (None when it cannot be read: the
@@ -245,7 +180,7 @@ async fn control_plane_server(cx: &Ctx) -> Option<String> {
 /// this control plane meanwhile).
 async fn join_one(
     cx: &Ctx,
-    joining: &Joining<'_>,
+    joining: &JoinToken,
     target: Target,
     conn: Arc<Conn>,
 ) -> Option<NodeFailure> {
@@ -255,9 +190,9 @@ async fn join_one(
     let join = kubeadm::join_config(
         node,
         &facts(cx, &target),
-        joining.endpoint,
-        joining.token,
-        joining.ca_hash,
+        &joining.endpoint,
+        &joining.token,
+        &joining.ca_hash,
     );
     let script = format!(
         "if [ -e /etc/kubernetes/kubelet.conf ] && grep -Eq {here} /etc/kubernetes/kubelet.conf; then exit {SKIPPED}; fi\nif [ -e /etc/kubernetes/kubelet.conf ] || [ -e /etc/kubernetes/pki/ca.crt ]; then kubeadm reset -f; fi\nmkdir -p /etc/kubernetes/ecoboot\n{write}\nkubeadm join --config {JOIN_CONFIG}\nrc=$?\nrm -f {JOIN_CONFIG}\nexit $rc",
@@ -285,18 +220,4 @@ async fn join_one(
         code,
         tail,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn parses_the_join_command() {
-        let line = "kubeadm join 10.0.1.10:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:00ff ";
-        let (endpoint, token, hash) = super::parse_join_command(line).unwrap();
-        assert_eq!(
-            (endpoint.as_str(), token.as_str(), hash.as_str()),
-            ("10.0.1.10:6443", "abcdef.0123456789abcdef", "sha256:00ff")
-        );
-        assert!(super::parse_join_command("garbage").is_none());
-    }
 }

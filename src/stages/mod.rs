@@ -7,8 +7,10 @@ pub mod init_master;
 pub mod install_argocd;
 pub mod install_cni;
 pub mod instances;
+pub mod join_control_plane;
 pub mod join_workers;
 pub mod label_nodes;
+pub mod load_balancer;
 pub mod network;
 pub mod prepare_nodes;
 pub mod root_app;
@@ -22,8 +24,10 @@ pub fn all() -> Vec<Box<dyn DynStage>> {
         Box::new(network::Network),
         Box::new(iam::Iam),
         Box::new(instances::Instances),
+        Box::new(load_balancer::LoadBalancer),
         Box::new(prepare_nodes::PrepareNodes),
         Box::new(init_master::InitMaster),
+        Box::new(join_control_plane::JoinControlPlane),
         Box::new(join_workers::JoinWorkers),
         Box::new(install_cni::InstallCni::default()),
         Box::new(label_nodes::LabelNodes),
@@ -43,8 +47,10 @@ mod tests {
                 "network",
                 "iam",
                 "instances",
+                "load-balancer",
                 "prepare-nodes",
                 "init-master",
+                "join-control-plane",
                 "join-workers",
                 "install-cni",
                 "label-nodes",

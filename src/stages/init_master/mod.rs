@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::stages::shared::control_plane::{
     HEALTHZ, INIT_DONE, INIT_FAILED, INIT_STARTED, KUBE_PROXY_MARKER, MasterState, RESTORED, facts,
-    fetch_admin, inspect, local_admin,
+    fetch_admin, inspect, local_admin, require_endpoint,
 };
 use crate::stages::shared::ids;
 use steps::{Steps, delete_init_tokens};
@@ -170,6 +170,7 @@ impl Stage for InitMaster {
             steps.reset(m.interrupted()).await?;
         }
         if !m.initialised() {
+            require_endpoint(cx, ID)?;
             steps.init(&target).await?;
         }
         steps.wait_healthy().await?;
@@ -178,7 +179,9 @@ impl Stage for InitMaster {
             if hardening::differs(&cx.config, &seen)?.is_some() {
                 let text = crate::kubeadm::init_config(
                     &cx.config,
-                    cx.config.control_plane(),
+                    cx.config
+                        .node(&target.node)
+                        .expect("configured control plane"),
                     &facts(cx, &target),
                 );
                 hardening::reconcile(cx, &conn, &seen, &text, async || steps.wait_healthy().await)

@@ -109,8 +109,13 @@ impl Steps<'_> {
     /// `kubeadm init` from the generated config, between the started/done markers.
     pub(super) async fn init(&self, target: &Target) -> Result<()> {
         let cx = self.cx;
-        let config =
-            kubeadm::init_config(&cx.config, cx.config.control_plane(), &facts(cx, target));
+        let config = kubeadm::init_config(
+            &cx.config,
+            cx.config
+                .node(&target.node)
+                .expect("configured control plane"),
+            &facts(cx, target),
+        );
         let script = format!(
             "mkdir -p /etc/kubernetes/ecoboot\n{hardening}\n{write}\nsed -i \"s/{VERSION_PLACEHOLDER}/$(kubeadm version -o short)/\" {INIT_CONFIG}\ntouch {INIT_STARTED}\nignore=''\n[ -e {RESTORED} ] && ignore=--ignore-preflight-errors=DirAvailable--var-lib-etcd\nkubeadm init --config {INIT_CONFIG} $ignore && touch {INIT_DONE} && rm -f {RESTORED}",
             write = script::write_file(INIT_CONFIG, config.as_bytes(), 0o600),

@@ -1,5 +1,5 @@
 //! The control plane is never replaced behind the user's back: an instance tagged
-//! `ecoboot.io/role=control-plane` whose node is not the config's control plane means the
+//! `ecoboot.io/role=control-plane` whose node is none of the config's control planes means the
 //! control plane was renamed or replaced in the config. Launching a second one would start a
 //! second cluster and strand etcd, so `plan` and `up` stop before anything is created.
 
@@ -15,7 +15,8 @@ pub fn moved(config: &Config, instances: &[Instance]) -> Option<Error> {
     let wanted = config.control_plane().name.as_str();
     let other = instances.iter().find_map(|i| {
         let node = ec2_tag_value(i.tags(), NODE)?;
-        (ec2_tag_value(i.tags(), ROLE) == Some("control-plane") && node != wanted).then(|| {
+        let configured = config.control_planes().any(|n| n.name.as_str() == node);
+        (ec2_tag_value(i.tags(), ROLE) == Some("control-plane") && !configured).then(|| {
             (
                 node.to_string(),
                 i.instance_id().unwrap_or_default().to_string(),

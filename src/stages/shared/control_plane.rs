@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::kubeadm;
 use crate::nodes::{self, InstancesOut};
 use crate::ssh::{Conn, Target};
+use crate::stages::shared::ids;
 
 /// Marker: kube-proxy was added after init.
 pub const KUBE_PROXY_MARKER: &str = "/etc/kubernetes/ecoboot/kube-proxy-added";
@@ -105,7 +106,26 @@ pub fn facts(cx: &Ctx, target: &Target) -> kubeadm::NodeFacts {
         provider_id: node
             .filter(|n| !n.instance_id.is_empty())
             .map(|n| format!("aws:///{}/{}", n.az, n.instance_id)),
+        endpoints: endpoints(cx),
     }
+}
+
+/// With several control planes, the control-plane endpoint hosts ([`nodes::endpoints`]).
+pub fn endpoints(cx: &Ctx) -> Vec<String> {
+    nodes::endpoints(&cx.config, cx.state().output(nodes::LOAD_BALANCER))
+}
+
+/// [`endpoints`], or the diagnostic naming `load-balancer` when several control planes have
+/// no endpoint yet.
+pub fn require_endpoint(cx: &Ctx, stage: &'static str) -> Result<()> {
+    if cx.config.is_ha() && endpoints(cx).is_empty() {
+        return Err(Error::Prerequisite {
+            stage,
+            what: "the control planes' load balancer".into(),
+            needs: ids::LOAD_BALANCER,
+        });
+    }
+    Ok(())
 }
 
 /// Where the fetched admin.conf lives locally (0600).

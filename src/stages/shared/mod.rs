@@ -5,6 +5,7 @@
 pub mod backup_target;
 pub mod control_plane;
 pub mod ids;
+pub mod join_token;
 pub mod manifest;
 pub mod node_labels;
 pub mod outputs;

@@ -1,0 +1,429 @@
+//! Stage `join-control-plane` (several control planes only): every control plane besides the
+//! one holding the cluster joins with `kubeadm join --control-plane`, one at a time (etcd
+//! grows by one member at a time). Before anything joins, etcd members no configured control
+//! plane answers for (a replaced instance's old member, a node gone from the config) are
+//! removed, so the member count never grows past the control planes and the quorum never
+//! counts a dead member. The certificates are uploaded again for each apply with a fresh key
+//! that exists only in memory and on the nodes (kubeadm deletes the upload after two hours;
+//! ecoboot deletes it as soon as the joins are done), and the Secrets encryption key is copied
+//! from the control plane holding the cluster, so every API server reads the same Secrets.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::Role;
+use crate::engine::{Ctx, Found, Stage, StagePlan};
+use crate::error::{Error, Result};
+use crate::etcd::{self, Member};
+use crate::event::Action;
+use crate::hardening::ENCRYPTION;
+use crate::ssh::run::SKIPPED;
+use crate::ssh::{Conn, Target, redact, script};
+use crate::stages::shared::control_plane::{KUBE_PROXY_MARKER, facts, inspect, require_endpoint};
+use crate::stages::shared::{ids, join_token};
+
+/// Stage id.
+pub const ID: &str = ids::JOIN_CONTROL_PLANE;
+const JOIN_CONFIG: &str = "/etc/kubernetes/ecoboot/kubeadm-join.yaml";
+const UPLOAD_CONFIG: &str = "/etc/kubernetes/ecoboot/kubeadm-upload-certs.yaml";
+/// A control plane that holds a cluster: admin.conf and the etcd static pod.
+const STATE_CHECK: &str = "if [ -e /etc/kubernetes/admin.conf ] && [ -e /etc/kubernetes/manifests/etcd.yaml ]; then echo joined; elif [ -e /etc/kubernetes/pki/ca.crt ] || [ -e /etc/kubernetes/kubelet.conf ]; then echo half; else echo new; fi";
+
+/// The `join-control-plane` stage.
+pub struct JoinControlPlane;
+
+/// Where one other control plane stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CpState {
+    /// Could not be reached at probe time.
+    Unreachable(String),
+    /// Never joined.
+    New,
+    /// Files of an earlier, unfinished join: reset, then join.
+    Half,
+}
+
+/// The joins and member removals left to do.
+pub struct CpPlan {
+    join: Vec<(String, CpState)>,
+    stale: Vec<Member>,
+}
+
+impl StagePlan for CpPlan {
+    fn actions(&self) -> Vec<Action> {
+        let stale = self.stale.iter().map(|m| {
+            let what = format!(
+                "etcd member {} ({}) answers for no control plane: member remove",
+                m.hex(),
+                m.peer_ip
+            );
+            Action::new(if m.name.is_empty() { "etcd" } else { &m.name }, what)
+        });
+        let joins = self.join.iter().map(|(node, state)| match state {
+            CpState::Unreachable(tail) => Action::new(node, format!("unreachable: {tail}")),
+            CpState::New => Action::new(node, "kubeadm join --control-plane (a new etcd member)"),
+            CpState::Half => Action::new(
+                node,
+                "an unfinished join: kubeadm reset -f, then join --control-plane",
+            ),
+        });
+        stale.chain(joins).collect()
+    }
+}
+
+/// Members that no joined control plane answers for: not a configured control plane, or a
+/// control plane that is about to (re)join, or one whose address is not its node's now.
+fn stale(
+    members: &[Member],
+    joined: &BTreeSet<(String, String)>,
+    joining: &BTreeSet<String>,
+) -> Vec<Member> {
+    (members.iter())
+        .filter(|m| {
+            joining.contains(&m.name)
+                || !joined
+                    .iter()
+                    .any(|(name, ip)| *name == m.name && *ip == m.peer_ip)
+        })
+        .cloned()
+        .collect()
+}
+
+/// What the stage sees: the control plane holding the cluster, the others' states, etcd.
+async fn look(cx: &Ctx) -> Result<(Target, std::sync::Arc<Conn>, CpPlan)> {
+    let (master, conn) = cx.control_plane(ID).await?;
+    let (others, unreachable) = cx
+        .connect_nodes(ID, |t| {
+            t.role == Role::ControlPlane && t.node != master.node
+        })
+        .await?;
+    let mut join: Vec<(String, CpState)> = (unreachable.into_iter())
+        .map(|f| (f.node, CpState::Unreachable(f.tail)))
+        .collect();
+    let mut joined = BTreeSet::from([(master.node.clone(), facts(cx, &master).private_ip)]);
+    let states = crate::fanout::each(others, 0, |(target, conn)| async move {
+        let out = conn
+            .run(
+                "check join state",
+                STATE_CHECK,
+                Duration::from_secs(60),
+                true,
+            )
+            .await;
+        (target, out)
+    })
+    .await;
+    for (target, out) in states {
+        match out?.stdout.trim() {
+            "joined" => {
+                joined.insert((target.node.clone(), facts(cx, &target).private_ip));
+            }
+            "half" => join.push((target.node, CpState::Half)),
+            _ => join.push((target.node, CpState::New)),
+        }
+    }
+    let members = match inspect(&conn).await?.initialised() {
+        true => etcd::members(&conn).await?,
+        false => Vec::new(),
+    };
+    // A control plane that could not be reached keeps its member: it may be only unreachable.
+    let reachable_joining: BTreeSet<String> = (join.iter())
+        .filter(|(_, s)| !matches!(s, CpState::Unreachable(_)))
+        .map(|(n, _)| n.clone())
+        .collect();
+    let unreachable: BTreeSet<&str> = (join.iter())
+        .filter(|(_, s)| matches!(s, CpState::Unreachable(_)))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let stale = stale(&members, &joined, &reachable_joining)
+        .into_iter()
+        .filter(|m| !unreachable.contains(m.name.as_str()))
+        .collect();
+    join.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((master, conn, CpPlan { join, stale }))
+}
+
+#[async_trait]
+impl Stage for JoinControlPlane {
+    type Plan = CpPlan;
+
+    fn id(&self) -> &'static str {
+        ID
+    }
+
+    fn title(&self) -> &'static str {
+        "Join the other control planes (several control planes only)"
+    }
+
+    async fn probe(&self, cx: &Ctx) -> Result<Found<CpPlan>> {
+        if !cx.config.is_ha() {
+            return Ok(Found::done("one control plane: nothing to join"));
+        }
+        let (master, _, plan) = match look(cx).await {
+            Ok(found) => found,
+            Err(Error::StageFailed { message, .. }) => {
+                let join = vec![(
+                    cx.config.control_plane().name.value.clone(),
+                    CpState::Unreachable(message),
+                )];
+                return Ok(Found::Todo(CpPlan {
+                    join,
+                    stale: Vec::new(),
+                }));
+            }
+            Err(e) => return Err(e),
+        };
+        if plan.join.is_empty() && plan.stale.is_empty() {
+            let n = cx.config.control_planes().count();
+            return Ok(Found::done(format!(
+                "{n} control planes joined ({} holds the cluster), {n} etcd members",
+                master.node
+            )));
+        }
+        Ok(Found::Todo(plan))
+    }
+
+    async fn apply(&self, cx: &Ctx, _plan: CpPlan) -> Result<()> {
+        require_endpoint(cx, ID)?;
+        let (master, conn, plan) = look(cx).await?;
+        if !inspect(&conn).await?.initialised() {
+            return Err(Error::Prerequisite {
+                stage: ID,
+                what: "an initialised control plane".into(),
+                needs: ids::INIT_MASTER,
+            });
+        }
+        for member in &plan.stale {
+            etcd::remove(&conn, member).await?;
+            let line = format!("removed etcd member {} ({})", member.hex(), member.peer_ip);
+            cx.events.progress(
+                ID,
+                Some(if member.name.is_empty() {
+                    "etcd"
+                } else {
+                    &member.name
+                }),
+                line,
+            );
+        }
+        if let Some((node, CpState::Unreachable(tail))) = plan
+            .join
+            .iter()
+            .find(|(_, s)| matches!(s, CpState::Unreachable(_)))
+        {
+            return Err(Error::StageFailed {
+                stage: ID.into(),
+                message: format!("control plane {node} is unreachable: {tail}"),
+                help: "start the node (or let `ecoboot up` replace its instance) and rerun".into(),
+            });
+        }
+        if plan.join.is_empty() {
+            return Ok(());
+        }
+        let key = certificate_key()?;
+        redact::register(&key);
+        upload_certs(cx, &master, &conn, &key).await?;
+        let encryption = read_encryption(&conn).await?;
+        let token = join_token::create(&conn, ID).await?;
+        let mut result = Ok(());
+        for (node, _) in &plan.join {
+            let (mut conns, failures) = cx.connect_nodes(ID, |t| &t.node == node).await?;
+            let Some((target, joiner)) = conns.pop() else {
+                let tail = failures
+                    .into_iter()
+                    .next()
+                    .map(|f| f.tail)
+                    .unwrap_or_default();
+                result = Err(failed(node, format!("unreachable: {tail}")));
+                break;
+            };
+            if let Err(e) =
+                join_one(cx, &target, &joiner, &token, &key, encryption.as_deref()).await
+            {
+                result = Err(e);
+                break;
+            }
+        }
+        join_token::delete(cx, &conn, &token, ID).await;
+        delete_uploaded_certs(cx).await;
+        result
+    }
+}
+
+fn failed(node: &str, message: String) -> Error {
+    Error::StageFailed {
+        stage: ID.into(),
+        message: format!("{node}: {message}"),
+        help: "the control planes that joined stay; fix the cause and rerun `ecoboot stage join-control-plane`: only the missing ones join, with a new token and key".into(),
+    }
+}
+
+/// 32 random bytes, hex: the key kubeadm encrypts the uploaded certificates with.
+fn certificate_key() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| Error::io("read", "/dev/urandom", e))?;
+    Ok(hex::encode(bytes))
+}
+
+/// `kubeadm init phase upload-certs --upload-certs` on the control plane holding the cluster,
+/// with the key in a 0600 file removed right after (never on a command line).
+async fn upload_certs(cx: &Ctx, master: &Target, conn: &Conn, key: &str) -> Result<()> {
+    let text = crate::kubeadm::upload_certs_config(
+        &cx.config,
+        cx.config.control_plane(),
+        &facts(cx, master),
+        key,
+    );
+    let script = format!(
+        "mkdir -p /etc/kubernetes/ecoboot\n{write}\nkubeadm init phase upload-certs --upload-certs --config {UPLOAD_CONFIG}\nrc=$?\nrm -f {UPLOAD_CONFIG}\nexit $rc",
+        write = script::write_file(UPLOAD_CONFIG, text.as_bytes(), 0o600)
+    );
+    let out = conn
+        .run_secret(
+            "kubeadm upload-certs",
+            &script,
+            Duration::from_secs(300),
+            true,
+        )
+        .await?;
+    if !out.ok() {
+        return Err(failed(
+            &master.node,
+            format!("kubeadm init phase upload-certs: {}", out.tail(3)),
+        ));
+    }
+    cx.events.progress(
+        ID,
+        Some(&master.node),
+        "control-plane certificates uploaded (fresh key)",
+    );
+    Ok(())
+}
+
+/// The EncryptionConfiguration of the control plane holding the cluster (None when Secrets
+/// are not encrypted there); its keys are registered for redaction.
+async fn read_encryption(conn: &Conn) -> Result<Option<String>> {
+    let out = conn
+        .run_secret(
+            "read the encryption configuration",
+            &format!("[ -s {ENCRYPTION} ] && cat {ENCRYPTION} || true"),
+            Duration::from_secs(60),
+            true,
+        )
+        .await?;
+    let text = out.stdout;
+    for line in text.lines() {
+        if let Some(secret) = line.trim().strip_prefix("secret:") {
+            redact::register(secret.trim());
+        }
+    }
+    Ok((!text.trim().is_empty()).then_some(text))
+}
+
+/// Joins one control plane: reset leftovers, the hardening files (the copied encryption key
+/// first), the join configuration (0600, removed after), `kubeadm join`.
+async fn join_one(
+    cx: &Ctx,
+    target: &Target,
+    conn: &Conn,
+    token: &join_token::JoinToken,
+    key: &str,
+    encryption: Option<&str>,
+) -> Result<()> {
+    let node = (cx.config.nodes())
+        .find(|n| n.name.as_str() == target.node)
+        .expect("configured node");
+    let join = crate::kubeadm::join_control_plane_config(
+        node,
+        &facts(cx, target),
+        &token.endpoint,
+        &token.token,
+        &token.ca_hash,
+        key,
+    );
+    let hardening = crate::hardening::files_script(&cx.config)
+        .map_err(|e| failed(&target.node, format!("hardening files: {e}")))?;
+    let script = format!(
+        "if [ -e /etc/kubernetes/admin.conf ] && [ -e /etc/kubernetes/manifests/etcd.yaml ]; then exit {SKIPPED}; fi\nif [ -e /etc/kubernetes/kubelet.conf ] || [ -e /etc/kubernetes/pki/ca.crt ]; then kubeadm reset -f; fi\nmkdir -p /etc/kubernetes/ecoboot\n{encryption}\n{hardening}\n{write}\nkubeadm join --config {JOIN_CONFIG}\nrc=$?\nrm -f {JOIN_CONFIG}\n[ $rc -eq 0 ] && touch {KUBE_PROXY_MARKER}\nexit $rc",
+        encryption = encryption
+            .map(|text| script::write_file(ENCRYPTION, text.as_bytes(), 0o600))
+            .unwrap_or_default(),
+        write = script::write_file(JOIN_CONFIG, join.as_bytes(), 0o600),
+    );
+    cx.events
+        .progress(ID, Some(&target.node), "kubeadm join --control-plane");
+    let out = conn
+        .run_secret(
+            "kubeadm join --control-plane",
+            &script,
+            Duration::from_secs(900),
+            true,
+        )
+        .await?;
+    if out.ok() || out.code == Some(SKIPPED) {
+        cx.events
+            .progress(ID, Some(&target.node), "joined (etcd member added)");
+        return Ok(());
+    }
+    Err(failed(
+        &target.node,
+        format!("kubeadm join --control-plane: {}", out.tail(5)),
+    ))
+}
+
+/// Deletes Secret kube-system/kubeadm-certs (kubeadm would keep it for two hours).
+async fn delete_uploaded_certs(cx: &Ctx) {
+    let deleted = match cx.kube(ID).await {
+        Ok(client) => crate::api::secrets::delete(&client, "kube-system", "kubeadm-certs").await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = deleted {
+        let line = format!(
+            "warning: could not delete Secret kube-system/kubeadm-certs ({e}); kubeadm deletes it within two hours"
+        );
+        cx.events.progress(ID, None, line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(id: u64, name: &str, ip: &str) -> Member {
+        Member {
+            id,
+            name: name.into(),
+            peer_ip: ip.into(),
+        }
+    }
+
+    #[test]
+    fn a_replaced_control_planes_old_member_and_strangers_are_stale() {
+        let members = [
+            m(1, "cp-1", "10.0.1.10"),
+            m(2, "cp-2", "10.0.2.10"),
+            m(3, "cp-3", "10.0.3.10"),
+            m(4, "old", "10.0.1.99"),
+        ];
+        let joined: BTreeSet<(String, String)> = [("cp-2", "10.0.2.10"), ("cp-3", "10.0.3.10")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let joining = BTreeSet::from(["cp-1".to_string()]);
+        let ids: Vec<u64> = stale(&members, &joined, &joining)
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(ids, [1, 4]);
+        let joined_all: BTreeSet<(String, String)> = members[..3]
+            .iter()
+            .map(|m| (m.name.clone(), m.peer_ip.clone()))
+            .collect();
+        assert!(stale(&members[..3], &joined_all, &BTreeSet::new()).is_empty());
+    }
+}
