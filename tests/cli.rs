@@ -4,12 +4,14 @@ mod common;
 
 use common::{config_with_key, ecoboot, run, shipped_config};
 
-const IDS: [&str; 10] = [
+const IDS: [&str; 12] = [
     "network",
     "iam",
     "instances",
+    "load-balancer",
     "prepare-nodes",
     "init-master",
+    "join-control-plane",
     "join-workers",
     "install-cni",
     "label-nodes",
@@ -36,7 +38,7 @@ fn stages_prints_ids_in_order_with_titles() {
     let (code, out, _) = run(ecoboot(dir.path()).arg("stages"));
     assert_eq!(code, 0);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 10);
+    assert_eq!(lines.len(), 12);
     for (line, id) in lines.iter().zip(IDS) {
         let mut parts = line.splitn(2, char::is_whitespace);
         assert_eq!(parts.next(), Some(id));
@@ -159,7 +161,7 @@ fn a_stage_without_its_prerequisite_fails_naming_it_and_journals_it() {
         probe.starts_with("cannot probe: AWS DescribeVpcs"),
         "{probe}"
     );
-    assert_eq!(status["stages"].as_array().unwrap().len(), 10);
+    assert_eq!(status["stages"].as_array().unwrap().len(), 12);
 }
 
 #[test]

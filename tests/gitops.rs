@@ -145,7 +145,7 @@ fn argocd_and_the_root_app_converge_and_failures_are_named() {
     let (code, out, err) = ecoboot_with(&config, &state, &["--output", "json", "status"]);
     assert_eq!(code, 0, "{err}");
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(status["stages"].as_array().unwrap().len(), 10);
+    assert_eq!(status["stages"].as_array().unwrap().len(), 12);
     assert_eq!(status["api"], "reachable");
     assert_eq!(status["nodes"].as_array().unwrap().len(), 14);
     let apps = status["apps"].as_array().unwrap();

@@ -76,6 +76,7 @@ fn cluster_converges_through_the_api_and_a_rerun_writes_nothing() {
         [
             "prepare-nodes",
             "init-master",
+            "join-control-plane",
             "join-workers",
             "install-cni",
             "label-nodes"

@@ -22,55 +22,85 @@ const ORDER: [&str; 4] = [
 ];
 /// Where a manifest waits while kubelet stops its pod.
 const PARKED: &str = "/etc/kubernetes/ecoboot/parked";
-/// The API server's readiness as the control plane's kubectl sees it.
-const READYZ: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz";
+/// This control plane's own API server's readiness (not through a load balancer).
+const READYZ: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf --server https://127.0.0.1:6443 get --raw /readyz";
 
-/// What `certs renew` found before renewing.
+/// What `certs renew` found before renewing: every control plane's certificates.
 #[derive(Debug, Clone)]
 pub struct RenewPlan {
+    /// Per control plane (config order), the certificates as they are.
+    pub nodes: Vec<NodeCerts>,
+}
+
+/// One control plane's certificates before renewing.
+#[derive(Debug, Clone)]
+pub struct NodeCerts {
     /// The control-plane node.
     pub node: String,
     /// The certificates as they are.
     pub before: Vec<Expiry>,
 }
 
+/// Every control plane, connected (all must be reachable: each has its own certificates).
+async fn control_planes(cx: &Ctx) -> Result<Vec<(crate::ssh::Target, std::sync::Arc<Conn>)>> {
+    let (mut conns, failures) = cx
+        .connect_nodes(ID, |t| t.role == crate::config::Role::ControlPlane)
+        .await?;
+    if let Some(f) = failures.into_iter().next() {
+        return Err(Error::StageFailed {
+            stage: ID.into(),
+            message: format!("control plane {} is unreachable: {}", f.node, f.tail),
+            help: "every control plane has its own certificates: bring it back (or let `ecoboot up` replace it) and rerun".into(),
+        });
+    }
+    let order = |n: &str| {
+        cx.config
+            .control_planes()
+            .position(|c| c.name.as_str() == n)
+    };
+    conns.sort_by_key(|(t, _)| order(&t.node));
+    Ok(conns)
+}
+
 /// Reads the certificates and returns the plan with its actions.
 pub async fn plan(cx: &Ctx) -> Result<(RenewPlan, Vec<Action>)> {
-    let (target, conn) = cx.control_plane(ID).await?;
-    let before = read(&conn).await?;
-    let leaves: Vec<&Expiry> = before.iter().filter(|e| !e.ca).collect();
-    let soonest = leaves
-        .first()
-        .map(|e| {
-            format!(
-                "; the soonest, {}, expires in {} day(s)",
-                e.file, e.days_left
-            )
-        })
-        .unwrap_or_default();
-    let node = target.node.clone();
-    let actions = vec![
-        Action::new(
+    let mut nodes = Vec::new();
+    let mut actions = Vec::new();
+    for (target, conn) in control_planes(cx).await? {
+        let before = read(&conn).await?;
+        let leaves: Vec<&Expiry> = before.iter().filter(|e| !e.ca).collect();
+        let soonest = leaves
+            .first()
+            .map(|e| {
+                format!(
+                    "; the soonest, {}, expires in {} day(s)",
+                    e.file, e.days_left
+                )
+            })
+            .unwrap_or_default();
+        let node = target.node.clone();
+        actions.push(Action::new(
             &node,
             format!(
                 "kubeadm certs renew all ({} certificates{soonest})",
                 leaves.len()
             ),
-        ),
-        Action::new(
+        ));
+        actions.push(Action::new(
             &node,
             format!(
                 "restart the static pods one at a time: {}",
                 ORDER.join(", ")
             ),
-        ),
-        Action::new(&node, "wait until /readyz answers"),
-        Action::new(
-            "admin.conf",
-            "fetch the renewed admin.conf (kubeconfigs exported from the old one must be exported again)",
-        ),
-    ];
-    Ok((RenewPlan { node, before }, actions))
+        ));
+        actions.push(Action::new(&node, "wait until /readyz answers"));
+        nodes.push(NodeCerts { node, before });
+    }
+    actions.push(Action::new(
+        "admin.conf",
+        "fetch the renewed admin.conf (kubeconfigs exported from the old one must be exported again)",
+    ));
+    Ok((RenewPlan { nodes }, actions))
 }
 
 async fn run(conn: &Conn, label: &str, text: &str, secs: u64) -> Result<String> {
@@ -110,18 +140,36 @@ pub(crate) async fn wait_ready(conn: &Conn) -> Result<()> {
     })
 }
 
-/// Renews, restarts, waits, fetches admin.conf, and checks that every renewed certificate now
-/// expires later than before.
+/// On each control plane in turn (the next starts only when this one's API server is ready
+/// again): renews, restarts, waits, and checks that every renewed certificate now expires later
+/// than before; then fetches the renewed admin.conf.
 pub async fn renew(cx: &Ctx, plan: &RenewPlan) -> Result<()> {
+    let conns = control_planes(cx).await?;
+    for certs in &plan.nodes {
+        let Some((_, conn)) = conns.iter().find(|(t, _)| t.node == certs.node) else {
+            continue;
+        };
+        renew_one(cx, conn, certs).await?;
+    }
     let (_, conn) = cx.control_plane(ID).await?;
+    crate::stages::shared::control_plane::fetch_admin(cx, &conn, ID).await?;
+    let admin = crate::nodes::admin_conf(&cx.state_dir());
+    cx.events.progress(ID, None, format!(
+        "renewed admin.conf written to {} (0600); kubeconfigs exported from the old one carry the old client certificate: export them again with `ecoboot kubeconfig`",
+        admin.display()
+    ));
+    Ok(())
+}
+
+async fn renew_one(cx: &Ctx, conn: &Conn, plan: &NodeCerts) -> Result<()> {
     let say = |m: String| cx.events.progress(ID, Some(&plan.node), m);
     // A run killed mid-restart left a manifest parked: back first, so the pod runs again.
     let unpark = format!(
         "for p in {PARKED}/*.yaml; do [ -f \"$p\" ] || continue; m=/etc/kubernetes/manifests/$(basename \"$p\"); [ -f \"$m\" ] || mv \"$p\" \"$m\"; rm -f \"$p\"; done"
     );
-    run(&conn, "put back parked manifests", &unpark, 60).await?;
+    run(conn, "put back parked manifests", &unpark, 60).await?;
     run(
-        &conn,
+        conn,
         "kubeadm certs renew all",
         "kubeadm certs renew all",
         600,
@@ -130,7 +178,7 @@ pub async fn renew(cx: &Ctx, plan: &RenewPlan) -> Result<()> {
     say("kubeadm certs renew all".into());
     for component in ORDER {
         run(
-            &conn,
+            conn,
             &format!("restart {component}"),
             &restart_script(component),
             400,
@@ -138,13 +186,12 @@ pub async fn renew(cx: &Ctx, plan: &RenewPlan) -> Result<()> {
         .await?;
         say(format!("{component} restarted"));
         if component == "kube-apiserver" {
-            wait_ready(&conn).await?;
+            wait_ready(conn).await?;
         }
     }
-    wait_ready(&conn).await?;
+    wait_ready(conn).await?;
     say("/readyz ok".into());
-    crate::stages::shared::control_plane::fetch_admin(cx, &conn, ID).await?;
-    let after = read(&conn).await?;
+    let after = read(conn).await?;
     let stale: Vec<String> = (after.iter().filter(|e| !e.ca))
         .filter(|e| {
             plan.before
@@ -156,8 +203,8 @@ pub async fn renew(cx: &Ctx, plan: &RenewPlan) -> Result<()> {
     if !stale.is_empty() {
         return Err(Error::StageFailed {
             stage: ID.into(),
-            message: format!("not renewed: {}", stale.join(", ")),
-            help: "run `kubeadm certs check-expiration` on the control plane".into(),
+            message: format!("{}: not renewed: {}", plan.node, stale.join(", ")),
+            help: "run `kubeadm certs check-expiration` on that control plane".into(),
         });
     }
     if let Some(soonest) = after.iter().find(|e| !e.ca) {
@@ -166,11 +213,6 @@ pub async fn renew(cx: &Ctx, plan: &RenewPlan) -> Result<()> {
             soonest.not_after
         ));
     }
-    let admin = crate::nodes::admin_conf(&cx.state_dir());
-    say(format!(
-        "renewed admin.conf written to {} (0600); kubeconfigs exported from the old one carry the old client certificate: export them again with `ecoboot kubeconfig`",
-        admin.display()
-    ));
     Ok(())
 }
 

@@ -19,7 +19,9 @@ impl Work for Backup {
     fn plan<'c>(&'c mut self, cx: &'c Ctx) -> BoxFuture<'c, Result<(Vec<Action>, String)>> {
         async move {
             let location = backup::location(cx, self.to.as_deref())?;
-            let node = cx.config.control_plane().name.value.clone();
+            // A healthy control plane holding the cluster (any member has the whole keyspace).
+            let (target, _) = cx.control_plane(backup::ID).await?;
+            let node = target.node;
             let keep = cx.config.cluster.spec.backup.keep.value;
             let actions = vec![
                 Action::new(&node, "etcd snapshot (checked) with /etc/kubernetes/pki"),

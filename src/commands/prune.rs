@@ -1,7 +1,8 @@
 //! What `plan` and `up` do about nodes that left the config (see [`crate::prune`]): `plan`
 //! lists them, `up` warns and leaves them, `up --prune` (or `spec.prune: true`) removes them
-//! after every stage converged. The control plane is never pruned, and more than one
-//! infrastructure node in one run needs an explicit `--yes`.
+//! after every stage converged. A control plane is pruned only with several left and `--yes`
+//! (its etcd member first, never below quorum), and more than one infrastructure node in one
+//! run needs an explicit `--yes`.
 
 use std::time::{Duration, Instant};
 
@@ -40,7 +41,7 @@ pub(super) async fn orphans(cx: &Ctx, mode: RunMode, flags: &RunFlags) -> Result
                 subject: format!("node {}", o.node),
                 message: describe(o),
                 help: match o.control_plane {
-                    true => "put the control plane back in spec.nodes: it is never pruned".into(),
+                    true => "put the control plane back in spec.nodes, or (several control planes) `ecoboot up --prune --yes` removes it and its etcd member".into(),
                     false => {
                         "`ecoboot up --prune` drains and removes it; or put it back in spec.nodes"
                             .into()
@@ -73,7 +74,7 @@ pub(super) async fn orphans(cx: &Ctx, mode: RunMode, flags: &RunFlags) -> Result
         )));
     }
     let started = Instant::now();
-    let result = prune::prune(cx, found, DRAIN_TIMEOUT).await;
+    let result = prune::prune(cx, found, DRAIN_TIMEOUT, flags.yes).await;
     match &result {
         Ok(()) => events.emit(Event::StageDone {
             stage: ID.into(),

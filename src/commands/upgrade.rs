@@ -167,6 +167,11 @@ struct RotateKey;
 impl Work for RotateKey {
     fn plan<'c>(&'c mut self, cx: &'c Ctx) -> BoxFuture<'c, Result<(Vec<Action>, String)>> {
         async move {
+            if cx.config.is_ha() {
+                // Every API server must read both keys before any writes with the new one: a
+                // rolling rotation over several control planes is not built yet.
+                return Err(crate::error::Error::Usage("`secrets rotate-key` rotates the key of one control plane; with several control planes every API server must hold the new key before any of them writes with it, which this version does not do yet: nothing was changed".into()));
+            }
             let (target, conn) = cx.control_plane(crate::certs::secrets_key::ID).await?;
             let keys = crate::certs::secrets_key::key_names(&conn).await?;
             let actions = crate::certs::secrets_key::actions(&target.node, &keys)?;

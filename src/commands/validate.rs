@@ -18,7 +18,10 @@ pub(super) async fn until(
     let client = cx.kube("validate").await?;
     let deadline = Instant::now() + wait.unwrap_or_default();
     loop {
-        let report = crate::validate::run(&client, &cx.config, extra_nodes_ok).await;
+        let mut report = crate::validate::run(&client, &cx.config, extra_nodes_ok).await;
+        report
+            .checks
+            .extend(crate::validate::control_planes::checks(cx).await);
         if report.ok() || Instant::now() >= deadline {
             return Ok(report);
         }

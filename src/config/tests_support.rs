@@ -17,3 +17,24 @@ pub fn config() -> Config {
     )
     .expect("shipped config is valid")
 }
+
+/// The shipped config with two API nodes (k8s-api-my, k8s-api-scan) made control planes.
+pub fn ha_config() -> Config {
+    support::pin_today(TODAY);
+    let text = include_str!("../../inventory/cluster.yaml")
+        .replace(
+            "name: k8s-api-my\n      role: worker",
+            "name: k8s-api-my\n      role: control-plane",
+        )
+        .replace(
+            "name: k8s-api-scan\n      role: worker",
+            "name: k8s-api-scan\n      role: control-plane",
+        );
+    Config::parse(
+        Path::new("inventory/cluster.yaml"),
+        text,
+        FileChecks::Skip,
+        "test",
+    )
+    .expect("three control planes are valid")
+}

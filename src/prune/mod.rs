@@ -58,7 +58,7 @@ pub struct Orphan {
     pub node_object: bool,
     /// SSH address last used (`host:port` or an IP); empty: unknown.
     pub address: String,
-    /// It is (or was) the control plane: never pruned.
+    /// It is (or was) a control plane: pruned only with several left and `--yes`.
     pub control_plane: bool,
     /// It carries `role: infrastructure` (databases, queues, monitoring).
     pub infrastructure: bool,
@@ -69,10 +69,12 @@ pub struct Orphan {
 impl Orphan {
     /// What removing it does, for plans and reports.
     pub fn action(&self, pruning: bool) -> Action {
-        if self.control_plane {
-            return Action::new(&self.node, "control plane not in the config: never pruned");
-        }
         let mut steps = Vec::new();
+        if self.control_plane && self.phase < Phase::Drained {
+            steps.push(
+                "etcd member remove (never below quorum; several control planes and --yes only)",
+            );
+        }
         if self.node_object && self.phase < Phase::Drained {
             steps.push("drain");
         }

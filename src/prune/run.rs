@@ -24,17 +24,68 @@ const OP: Op = Op {
     rerun: "ecoboot up --prune",
 };
 
-/// Removes every orphan (control planes are refused before anything is touched).
-pub async fn prune(cx: &Ctx, orphans: Vec<Orphan>, drain_timeout: Duration) -> Result<()> {
+/// Removes every orphan. A control plane is removed only when the config still has several
+/// (3 or 5 remain: the load balancer stays the endpoint) and `control_planes` (`--yes`) allows
+/// it; its etcd member goes first, and never when the members left would lose their quorum.
+pub async fn prune(
+    cx: &Ctx,
+    orphans: Vec<Orphan>,
+    drain_timeout: Duration,
+    control_planes: bool,
+) -> Result<()> {
     if let Some(cp) = orphans.iter().find(|o| o.control_plane) {
-        return Err(Error::Usage(format!(
-            "node `{}` is a control plane that is no longer in the config: ecoboot never prunes the control plane (put it back in spec.nodes)",
-            cp.node
-        )));
+        if !cx.config.is_ha() {
+            return Err(Error::Usage(format!(
+                "node `{}` is a control plane that is no longer in the config, and the config has one control plane: ecoboot never prunes the last control planes down to one (the cluster's endpoint is their load balancer); put it back in spec.nodes",
+                cp.node
+            )));
+        }
+        if !control_planes {
+            return Err(Error::Usage(format!(
+                "node `{}` is a control plane (an etcd member) that is no longer in the config: pass --yes to remove it (its etcd member first)",
+                cp.node
+            )));
+        }
     }
     for orphan in orphans {
+        if orphan.control_plane && orphan.phase < Phase::Drained {
+            leave_etcd(cx, &orphan.node).await?;
+        }
         remove(cx, orphan, drain_timeout).await?;
     }
+    Ok(())
+}
+
+/// Removes `node`'s etcd member (asked of a configured control plane), unless the members left
+/// would not have a healthy majority.
+async fn leave_etcd(cx: &Ctx, node: &str) -> Result<()> {
+    let (_, conn) = cx.control_plane(ID).await?;
+    let members = crate::etcd::members(&conn).await?;
+    let Some(member) = members.iter().find(|m| m.name == node) else {
+        return Ok(());
+    };
+    let health = crate::etcd::health(&conn).await?;
+    let healthy = |ip: &str| {
+        health
+            .iter()
+            .any(|h| h.health && h.endpoint.contains(&format!("//{ip}:")))
+    };
+    let left = members.len() - 1;
+    let healthy_left = (members.iter())
+        .filter(|m| m.id != member.id && healthy(&m.peer_ip))
+        .count();
+    if healthy_left <= left / 2 {
+        return Err(Error::StageFailed {
+            stage: ID.into(),
+            message: format!(
+                "removing {node}'s etcd member would leave {healthy_left} healthy of {left}: etcd would lose its quorum; nothing was removed"
+            ),
+            help: "bring the unhealthy control planes back first (`ecoboot validate` names them), then rerun `ecoboot up --prune --yes`".into(),
+        });
+    }
+    crate::etcd::remove(&conn, member).await?;
+    let line = format!("etcd member {} removed ({left} left)", member.hex());
+    cx.events.progress(ID, Some(node), line);
     Ok(())
 }
 

@@ -149,7 +149,7 @@ pub async fn run(cx: &Ctx, plan: &UpgradePlan, record: Record, opts: &Options) -
     let cp = plan.control_plane.clone();
     let mut to = Version::parse(&journal.lock().to).unwrap_or(plan.to);
     if journal.phase(&cp) < Phase::Upgraded {
-        let (_, conn) = cx.control_plane(ID).await?;
+        let (_, conn) = connect(cx, &cp).await?;
         to = node::upgrade_kubeadm(&conn, to).await?;
         journal.update(|r| r.to = to.to_string())?;
         if server_version(&client).await? != to {

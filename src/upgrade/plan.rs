@@ -1,5 +1,6 @@
 //! What an upgrade will do, as data: the versions, the step check (one minor at a time) and the
-//! order of the nodes (control plane alone first, then batches of `--max-unavailable` workers,
+//! order of the nodes (the first control plane alone, `kubeadm upgrade apply`; the other control
+//! planes one at a time, `kubeadm upgrade node`; then batches of `--max-unavailable` workers,
 //! infrastructure nodes always alone).
 
 use std::fmt;
@@ -101,7 +102,13 @@ impl UpgradePlan {
     /// The order for `config`: workers in config order, at most `max_unavailable` at a time.
     pub fn new(config: &Config, from: Version, to: Version, max_unavailable: usize) -> Self {
         let max = max_unavailable.max(1);
-        let mut batches: Vec<Batch> = Vec::new();
+        // The other control planes next, one at a time (each is an etcd member and an API
+        // server behind the load balancer), before any worker.
+        let mut batches: Vec<Batch> = (config.control_planes().skip(1))
+            .map(|n| Batch {
+                nodes: vec![n.name.value.clone()],
+            })
+            .collect();
         let mut open: Vec<String> = Vec::new();
         for node in config
             .nodes()
@@ -217,5 +224,25 @@ mod tests {
             assert!(infra.count() == 0 || b.nodes.len() == 1, "{b:?}");
         }
         assert_eq!(plan.actions().len(), plan.batches.len() + 1);
+    }
+
+    #[test]
+    fn other_control_planes_follow_the_first_alone_before_any_worker() {
+        let config = crate::config::tests_support::ha_config();
+        assert!(config.is_ha());
+        let plan = UpgradePlan::new(
+            &config,
+            Version::parse("1.36.2").unwrap(),
+            Version::parse("1.37").unwrap(),
+            3,
+        );
+        assert_eq!(plan.control_plane, "k8s-master");
+        assert_eq!(plan.batches[0].nodes, ["k8s-api-my"]);
+        assert_eq!(plan.batches[1].nodes, ["k8s-api-scan"]);
+        assert!(plan.batches[2..].iter().all(|b| {
+            !b.nodes
+                .iter()
+                .any(|n| n == "k8s-api-my" || n == "k8s-api-scan")
+        }));
     }
 }

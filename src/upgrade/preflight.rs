@@ -98,6 +98,25 @@ pub async fn check(
     })
     .await;
     problems.extend(checked.into_iter().flatten());
+    if cx.config.is_ha() {
+        // Every etcd member healthy: an upgrade restarts each member in turn, and one already
+        // down would cost the quorum.
+        match cx.control_plane(ID).await {
+            Ok((_, conn)) => match crate::etcd::health(&conn).await {
+                Ok(health) => problems.extend(
+                    (health.iter().filter(|h| !h.health)).map(|h| {
+                        format!(
+                            "etcd member {} unhealthy ({}): the upgrade restarts every member in turn; `ecoboot up` replaces a lost control plane first",
+                            h.endpoint,
+                            h.error.clone().unwrap_or_default()
+                        )
+                    }),
+                ),
+                Err(e) => problems.push(e.to_string()),
+            },
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
     if problems.is_empty() {
         return Ok(());
     }

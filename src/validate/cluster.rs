@@ -105,19 +105,20 @@ pub(super) async fn nodes(client: &kube::Client, config: &Config, extra_ok: bool
     out
 }
 
-/// The control plane's static pods (`<component>-<node>` in kube-system) Running and Ready.
+/// Every control plane's static pods (`<component>-<node>` in kube-system) Running and Ready.
 pub(super) async fn static_pods(client: &kube::Client, config: &Config) -> Vec<Check> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "kube-system");
-    let node = config.control_plane().name.as_str();
     let mut out = Vec::new();
-    for c in STATIC {
-        let name = format!("{c}-{node}");
-        out.push(match pods.get_opt(&name).await {
-            Ok(Some(p)) if pod_ready(&p) => Check::pass("static pods", &name, "Running, Ready"),
-            Ok(Some(p)) => Check::fail("static pods", &name, format!("{}: see `crictl ps -a` and `/var/log/pods` on {node}", why_not(&p))),
-            Ok(None) => Check::fail("static pods", &name, format!("no mirror pod: is kubelet running on {node} and is /etc/kubernetes/manifests/{c}.yaml there?")),
-            Err(e) => Check::fail("static pods", &name, format!("cannot read: {e}")),
-        });
+    for node in config.control_planes().map(|n| n.name.as_str()) {
+        for c in STATIC {
+            let name = format!("{c}-{node}");
+            out.push(match pods.get_opt(&name).await {
+                Ok(Some(p)) if pod_ready(&p) => Check::pass("static pods", &name, "Running, Ready"),
+                Ok(Some(p)) => Check::fail("static pods", &name, format!("{}: see `crictl ps -a` and `/var/log/pods` on {node}", why_not(&p))),
+                Ok(None) => Check::fail("static pods", &name, format!("no mirror pod: is kubelet running on {node} and is /etc/kubernetes/manifests/{c}.yaml there?")),
+                Err(e) => Check::fail("static pods", &name, format!("cannot read: {e}")),
+            });
+        }
     }
     out
 }

@@ -5,6 +5,7 @@
 //! when it fails.
 
 mod cluster;
+pub mod control_planes;
 mod probes;
 
 use serde::Serialize;

@@ -78,6 +78,11 @@ impl Fleet {
         self.sh(&["up", &i.to_string()]);
     }
 
+    /// Starts every node that is not running (a wiped node's overlays are made again first).
+    pub fn restart_all(&self) {
+        self.sh(&["start"]);
+    }
+
     /// Replaces node `i`'s host key (as a rebuilt instance would have) and restarts it.
     pub fn rekey(&self, i: usize) {
         self.down(i);
