@@ -154,8 +154,8 @@ fn a_stage_without_its_prerequisite_fails_naming_it_and_journals_it() {
         .env("AWS_SECRET_ACCESS_KEY", "x")
         .env("AWS_MAX_ATTEMPTS", "1"));
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-    assert_eq!(status["stages"][6]["id"], "install-cni");
-    assert_eq!(status["stages"][6]["status"], "failed");
+    assert_eq!(status["stages"][8]["id"], "install-cni");
+    assert_eq!(status["stages"][8]["status"], "failed");
     let probe = status["stages"][0]["probe"].as_str().unwrap();
     assert!(
         probe.starts_with("cannot probe: AWS DescribeVpcs"),

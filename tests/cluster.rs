@@ -142,7 +142,7 @@ fn init_and_join_14_nodes_then_rerun_calls_no_kubeadm() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         out.matches("\"event\":\"stage_skipped\"").count(),
-        3,
+        4,
         "{out}"
     );
     let after: Vec<usize> = (1..=NODES).map(|i| kubeadm_calls(&fleet, i)).collect();

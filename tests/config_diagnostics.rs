@@ -88,7 +88,7 @@ const CASES: &[Case] = &[
     case(
         "no control plane",
         &[("role: control-plane", "role: worker")],
-        "exactly one node must have `role: control-plane`, found 0",
+        "0 nodes have `role: control-plane`; ecoboot runs 1, 3 or 5",
         "- name: k8s-master",
     ),
     case(
@@ -272,9 +272,52 @@ const CASES: &[Case] = &[
         name: "two control planes",
         edits: &[("role: worker", "role: control-plane")],
         first_only: true,
-        message: "found 2",
+        message: "2 nodes have `role: control-plane`; ecoboot runs 1, 3 or 5",
         line_with: "- name: k8s-master",
     },
+    case(
+        "three control planes in one zone",
+        &[
+            (
+                "name: k8s-api-auth\n      role: worker",
+                "name: k8s-api-auth\n      role: control-plane",
+            ),
+            (
+                "name: k8s-api-character\n      role: worker",
+                "name: k8s-api-character\n      role: control-plane",
+            ),
+        ],
+        "all 3 control planes are in one availability zone (ap-northeast-2a)",
+        "subnet: public-a",
+    ),
+    case(
+        "controlPlaneEndpoint with one control plane",
+        &[(
+            "    apiAccess: tunnel",
+            "    controlPlaneEndpoint: api.example.com\n    apiAccess: tunnel",
+        )],
+        "`controlPlaneEndpoint` is used only with several control planes",
+        "controlPlaneEndpoint:",
+    ),
+    case(
+        "controlPlaneEndpoint not a DNS name",
+        &[
+            (
+                "name: k8s-api-my\n      role: worker",
+                "name: k8s-api-my\n      role: control-plane",
+            ),
+            (
+                "name: k8s-api-scan\n      role: worker",
+                "name: k8s-api-scan\n      role: control-plane",
+            ),
+            (
+                "    apiAccess: tunnel",
+                "    controlPlaneEndpoint: \"api.example.com:6443\"\n    apiAccess: tunnel",
+            ),
+        ],
+        "is not a DNS name",
+        "controlPlaneEndpoint:",
+    ),
     case(
         "unknown Service type for argocd-server",
         &[("service: {type: NodePort,", "service: {type: NodeProt,")],

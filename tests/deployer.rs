@@ -1,6 +1,6 @@
 //! #27 The deployer policy is complete and enforced: moto authorises every request against an
 //! IAM user that holds only `ecoboot iam-policy`'s output, and with its keys the whole life of
-//! a cluster runs (state init, up through all ten stages on the 14-node fleet, a rerun,
+//! a cluster runs (state init, up through all stages on the 14-node fleet, a rerun,
 //! backup to S3, down). A user missing one action fails naming it. The SSH rule for the
 //! machine running ecoboot (`allowedSshCidrs: self`) is there only while a command runs: a
 //! killed run's rule is revoked by the next run, Ctrl-C revokes it, and none is left after

@@ -1,4 +1,4 @@
-//! The whole pipeline, all 10 stages, on the sandbox parts: moto behind the AWS fault proxy (with
+//! The whole pipeline, all 12 stages (one control plane: load-balancer and join-control-plane have nothing to do), on the sandbox parts: moto behind the AWS fault proxy (with
 //! AWS-like idempotent ClientTokens), 14 real sshd nodes with simulators, and the API double.
 //! kill -9 at 11 points spread over every stage with a rerun after each; convergence to exactly
 //! one cluster; an idempotent rerun; a lost state directory; a vanished node; a scan of every
@@ -499,7 +499,7 @@ fn crash_anywhere_then_converge_rerun_rebuild_scan_and_down() {
     let ev = events(&out);
     assert_eq!(
         ev.iter().filter(|e| e["event"] == "stage_skipped").count(),
-        10,
+        12,
         "{out}"
     );
     assert_eq!(aws_calls(&ev).0, 0, "no mutating AWS call");

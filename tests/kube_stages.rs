@@ -76,7 +76,6 @@ fn cluster_converges_through_the_api_and_a_rerun_writes_nothing() {
         [
             "prepare-nodes",
             "init-master",
-            "join-control-plane",
             "join-workers",
             "install-cni",
             "label-nodes"
@@ -163,7 +162,7 @@ fn cluster_converges_through_the_api_and_a_rerun_writes_nothing() {
         .iter()
         .filter(|e| e["event"] == "stage_skipped")
         .count();
-    assert_eq!(skipped, 5, "{out}");
+    assert_eq!(skipped, 6, "{out}");
     assert_eq!(
         kubeadm_calls(&fleet),
         kubeadm_before,

@@ -16,6 +16,14 @@ pub fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
 }
 
+/// Shell lines that remove `path` however the script ends: normally, on an error, or when the
+/// connection drops (sshd hangs the session up) or the command is interrupted. For files that
+/// hold a secret for one command (a join token, a certificate key).
+pub fn remove_on_exit(path: &str) -> String {
+    let q = quote(path);
+    format!("trap 'rm -f {q}' EXIT\ntrap 'exit 129' HUP INT TERM PIPE")
+}
+
 /// A script line that writes `bytes` to `path` with `mode` (octal, e.g. 0o600) atomically: the
 /// content travels base64-encoded, is decoded into a temp file created under umask 077, then
 /// renamed over `path`.

@@ -280,8 +280,9 @@ async fn upload_certs(cx: &Ctx, master: &Target, conn: &Conn, key: &str) -> Resu
         key,
     );
     let script = format!(
-        "mkdir -p /etc/kubernetes/ecoboot\n{write}\nkubeadm init phase upload-certs --upload-certs --config {UPLOAD_CONFIG}\nrc=$?\nrm -f {UPLOAD_CONFIG}\nexit $rc",
-        write = script::write_file(UPLOAD_CONFIG, text.as_bytes(), 0o600)
+        "mkdir -p /etc/kubernetes/ecoboot\n{cleanup}\n{write}\nkubeadm init phase upload-certs --upload-certs --config {UPLOAD_CONFIG}\nrc=$?\nrm -f {UPLOAD_CONFIG}\nexit $rc",
+        write = script::write_file(UPLOAD_CONFIG, text.as_bytes(), 0o600),
+        cleanup = script::remove_on_exit(UPLOAD_CONFIG),
     );
     let out = conn
         .run_secret(
@@ -349,11 +350,12 @@ async fn join_one(
     let hardening = crate::hardening::files_script(&cx.config)
         .map_err(|e| failed(&target.node, format!("hardening files: {e}")))?;
     let script = format!(
-        "if [ -e /etc/kubernetes/admin.conf ] && [ -e /etc/kubernetes/manifests/etcd.yaml ]; then exit {SKIPPED}; fi\nif [ -e /etc/kubernetes/kubelet.conf ] || [ -e /etc/kubernetes/pki/ca.crt ]; then kubeadm reset -f; fi\nmkdir -p /etc/kubernetes/ecoboot\n{encryption}\n{hardening}\n{write}\nkubeadm join --config {JOIN_CONFIG}\nrc=$?\nrm -f {JOIN_CONFIG}\n[ $rc -eq 0 ] && touch {KUBE_PROXY_MARKER}\nexit $rc",
+        "if [ -e /etc/kubernetes/admin.conf ] && [ -e /etc/kubernetes/manifests/etcd.yaml ]; then exit {SKIPPED}; fi\nif [ -e /etc/kubernetes/kubelet.conf ] || [ -e /etc/kubernetes/pki/ca.crt ]; then kubeadm reset -f; fi\nmkdir -p /etc/kubernetes/ecoboot\n{cleanup}\n{encryption}\n{hardening}\n{write}\nkubeadm join --config {JOIN_CONFIG}\nrc=$?\nrm -f {JOIN_CONFIG}\n[ $rc -eq 0 ] && touch {KUBE_PROXY_MARKER}\nexit $rc",
         encryption = encryption
             .map(|text| script::write_file(ENCRYPTION, text.as_bytes(), 0o600))
             .unwrap_or_default(),
         write = script::write_file(JOIN_CONFIG, join.as_bytes(), 0o600),
+        cleanup = script::remove_on_exit(JOIN_CONFIG),
     );
     cx.events
         .progress(ID, Some(&target.node), "kubeadm join --control-plane");

@@ -195,12 +195,13 @@ async fn join_one(
         &joining.ca_hash,
     );
     let script = format!(
-        "if [ -e /etc/kubernetes/kubelet.conf ] && grep -Eq {here} /etc/kubernetes/kubelet.conf; then exit {SKIPPED}; fi\nif [ -e /etc/kubernetes/kubelet.conf ] || [ -e /etc/kubernetes/pki/ca.crt ]; then kubeadm reset -f; fi\nmkdir -p /etc/kubernetes/ecoboot\n{write}\nkubeadm join --config {JOIN_CONFIG}\nrc=$?\nrm -f {JOIN_CONFIG}\nexit $rc",
+        "if [ -e /etc/kubernetes/kubelet.conf ] && grep -Eq {here} /etc/kubernetes/kubelet.conf; then exit {SKIPPED}; fi\nif [ -e /etc/kubernetes/kubelet.conf ] || [ -e /etc/kubernetes/pki/ca.crt ]; then kubeadm reset -f; fi\nmkdir -p /etc/kubernetes/ecoboot\n{cleanup}\n{write}\nkubeadm join --config {JOIN_CONFIG}\nrc=$?\nrm -f {JOIN_CONFIG}\nexit $rc",
         here = script::quote(&format!(
             "^ *server: *\"?https://{}\"?$",
             joining.endpoint.replace('.', "\\.")
         )),
-        write = script::write_file(JOIN_CONFIG, join.as_bytes(), 0o600)
+        write = script::write_file(JOIN_CONFIG, join.as_bytes(), 0o600),
+        cleanup = script::remove_on_exit(JOIN_CONFIG),
     );
     cx.events.progress(ID, Some(&target.node), "kubeadm join");
     let out = conn
