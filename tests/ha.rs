@@ -1,5 +1,5 @@
 //! Three control planes on the sandbox (the shipped 14 nodes, two API nodes made control
-//! planes): `up` with kill -9 at points inside the load balancer and the control-plane joins,
+//! planes), every command with only the deployer policy's key under moto's IAM enforcement: `up` with kill -9 at points inside the load balancer and the control-plane joins,
 //! then converged (a Network Load Balancer in moto with the three instances as targets, three
 //! etcd members, the uploaded certificates gone, the same Secrets key everywhere, the
 //! certificate key nowhere); a rerun that changes nothing; a control plane lost (validate and
@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::aws::AwsSandbox;
+use common::deployer::{parts, user};
 use common::fleet::Fleet;
 use common::kube::KubeApi;
 use common::{ecoboot, run};
@@ -28,6 +29,10 @@ const CONTROL_PLANES: [(&str, usize); 3] =
 
 struct World {
     aws: AwsSandbox,
+    /// The deployer's key: only `ecoboot iam-policy`'s parts, enforced by moto.
+    deployer: (String, String),
+    /// An administrator's key, for the test's own reads.
+    admin: (String, String),
     api: KubeApi,
     fleet: Fleet,
     config: PathBuf,
@@ -39,7 +44,11 @@ impl World {
     fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = ecoboot(&self.state);
         self.aws.env(&mut cmd);
-        cmd.arg("-c").arg(&self.config).args(args);
+        cmd.env("AWS_ACCESS_KEY_ID", &self.deployer.0)
+            .env("AWS_SECRET_ACCESS_KEY", &self.deployer.1)
+            .arg("-c")
+            .arg(&self.config)
+            .args(args);
         cmd
     }
 
@@ -50,7 +59,21 @@ impl World {
     fn ok(&self, args: &[&str]) -> String {
         let (code, out, err) = self.run(args);
         assert_eq!(code, 0, "{args:?}:\n{out}\n{err}");
+        assert!(
+            !err.contains("AccessDenied") && !err.contains("not authorized"),
+            "{err}"
+        );
         out
+    }
+
+    /// One boto3 call with the administrator's key, printed as JSON.
+    fn boto(&self, service: &str, call: &str) -> serde_json::Value {
+        let out = self.aws.boto_script_as(
+            (&self.admin.0, &self.admin.1),
+            service,
+            &format!("r = c.{call}\nprint(json.dumps(r, default=str))"),
+        );
+        serde_json::from_str(&out).unwrap()
     }
 
     /// The fleet's etcd members: (name, peer IP).
@@ -73,7 +96,7 @@ impl World {
 
     /// The live instance of `node`: (id, private IP).
     fn instance(&self, node: &str) -> (String, String) {
-        let all = self.aws.boto(
+        let all = self.boto(
             "ec2",
             &format!("describe_instances(Filters=[{{'Name': 'tag:ecoboot.io/node', 'Values': ['{node}']}}, {{'Name': 'instance-state-name', 'Values': ['running', 'pending']}}])"),
         );
@@ -86,14 +109,14 @@ impl World {
 
     /// The API load balancers in moto and the instance ids behind the first.
     fn load_balancer(&self) -> (usize, BTreeSet<String>) {
-        let lbs = self.aws.boto("elbv2", "describe_load_balancers()");
+        let lbs = self.boto("elbv2", "describe_load_balancers()");
         let n = lbs["LoadBalancers"].as_array().unwrap().len();
-        let tgs = self.aws.boto("elbv2", "describe_target_groups()");
+        let tgs = self.boto("elbv2", "describe_target_groups()");
         let Some(tg) = tgs["TargetGroups"].as_array().unwrap().first() else {
             return (n, BTreeSet::new());
         };
         let arn = tg["TargetGroupArn"].as_str().unwrap();
-        let health = self.aws.boto(
+        let health = self.boto(
             "elbv2",
             &format!("describe_target_health(TargetGroupArn='{arn}')"),
         );
@@ -179,20 +202,32 @@ fn three_control_planes_converge_survive_a_loss_and_run_every_day_2_command() {
         eprintln!("skipped: needs the API double (a real API server has no kubelets)");
         return;
     }
-    let aws = AwsSandbox::start();
+    let aws = AwsSandbox::start_with(true);
     let fleet = Fleet::start_with(NODES, Some(&api.admin_conf));
     let dir = tempfile::tempdir().unwrap();
     let config = ha_config(&fleet, dir.path());
     let state = dir.path().join("state");
+    // Every command below runs with the deployer policy's key under moto's IAM enforcement:
+    // the load balancer's calls are in it.
+    let policy = parts(&aws, &config, dir.path());
+    let everything = serde_json::json!({"Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]});
+    let admin = user(&aws, "admin", &[everything]);
+    let deployer = user(&aws, "deployer", &policy);
+    aws.boto("s3", &format!("create_bucket(Bucket='{BUCKET}', CreateBucketConfiguration={{'LocationConstraint': 'ap-northeast-2'}})"));
+    let credentials = serde_json::json!({"credentials": {"key": admin.0, "secret": admin.1}});
+    aws.faults(&credentials.to_string());
+    aws.enforce_iam();
     let w = World {
         aws,
+        deployer,
+        admin,
         api,
         fleet,
         config,
         state,
         _dir: dir,
     };
-    w.aws.boto("s3", &format!("create_bucket(Bucket='{BUCKET}', CreateBucketConfiguration={{'LocationConstraint': 'ap-northeast-2'}})"));
 
     // The plan names the new stages; kill -9 inside them, then converge.
     let plan = w.ok(&["plan"]);
@@ -305,7 +340,7 @@ fn three_control_planes_converge_survive_a_loss_and_run_every_day_2_command() {
     assert!(out.contains("ok    nodes"), "the API answered: {out}");
     // Its instance is terminated and its disk gone: `up` replaces, re-registers and re-joins it.
     let (old_id, old_ip) = w.instance("k8s-master-b");
-    w.aws.boto(
+    w.boto(
         "ec2",
         &format!("terminate_instances(InstanceIds=['{old_id}'])"),
     );

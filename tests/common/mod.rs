@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod aws;
+pub mod deployer;
 pub mod fleet;
 pub mod kube;
 
