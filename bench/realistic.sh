@@ -7,12 +7,15 @@
 # running + boot in the AWS proxy. Prints the modeled minutes per stage, the total, and the
 # critical path (which node, which step); then the same for `ecoboot upgrade` 1.36 → 1.37
 # (--max-unavailable 3) on each of the two clusters. The sandbox is stopped at the end.
-#   bash bench/realistic.sh
+#   bash bench/realistic.sh        the 14-node sandbox (one control plane)
+#   bash bench/realistic.sh ha     inventory/sandbox-ha.yaml (three control planes)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 . scripts/cache-dir.sh
 SB=/tmp/ecoboot-sandbox
+CONFIG=inventory/sandbox.yaml
+[ "${1:-}" = ha ] && CONFIG=inventory/sandbox-ha.yaml
 SCALE="${ECOBOOT_SIM_SCALE:-0.05}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ECOBOOT_CACHE/target}"
 cargo build --quiet --bin ecoboot
@@ -21,9 +24,9 @@ proxy=""
 next=""
 cleanup() { [ -n "$proxy" ] && kill "$proxy" 2>/dev/null; rm -rf "$work"; [ -n "$next" ] && rm -f "$next"; }
 trap cleanup EXIT
-sed -n 's/^    - name: //p' inventory/sandbox.yaml >"$work/names"
+sed -n 's/^    - name: //p' "$CONFIG" >"$work/names"
 next="$(mktemp --suffix=.yaml -p "$ROOT/inventory" .bench-realistic-XXXX)"
-sed 's/version: "1.36" /version: "1.37" /' inventory/sandbox.yaml >"$next"
+sed 's/version: "1.36" /version: "1.37" /' "$CONFIG" >"$next"
 python3 bench/timings.py "$SCALE" "$work/names" "$work/t"
 
 stamp() { python3 -c 'import json,sys,time
@@ -51,7 +54,7 @@ run() { # run NAME [model]: a fresh sandbox, `ecoboot up`, stamped events in $wo
   curl -sf -X POST "http://127.0.0.1:$port/_proxy/config" -d "{\"describe_lag\": $lag, \"idempotent_tokens\": true}" >/dev/null
   local t0 t1
   t0=$(date +%s.%N)
-  AWS_ENDPOINT_URL="http://127.0.0.1:$port" ecoboot -c inventory/sandbox.yaml --output json up --yes 2>"$work/$1.err" | stamp >"$work/$1.jsonl"
+  AWS_ENDPOINT_URL="http://127.0.0.1:$port" ecoboot -c "$CONFIG" --output json up --yes 2>"$work/$1.err" | stamp >"$work/$1.jsonl"
   t1=$(date +%s.%N)
   echo "$1: ecoboot up took $(python3 -c "print(round($t1 - $t0, 1))") s of wall time"
   t0=$(date +%s.%N)

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Conn;
+use super::{Conn, Output, Target};
 use crate::config::Config;
 use crate::event::{Event, Events};
 use crate::playbook::{self, Playbook};
@@ -48,6 +48,20 @@ pub struct Summary {
 /// Exit code a step's combined guard-and-run script uses to say "guard satisfied, skipped".
 /// A step whose own script exits with it is reported as skipped.
 pub const SKIPPED: i32 = 197;
+
+/// Runs one short read-only `script` (a state check) on every connection at once (60 s
+/// bound); each node's output, or why it could not run, with its target.
+pub async fn each_node(
+    conns: Vec<(Target, Arc<Conn>)>,
+    label: &str,
+    script: &str,
+) -> Vec<(Target, crate::error::Result<Output>)> {
+    crate::fanout::each(conns, 0, |(target, conn)| async move {
+        let out = conn.run(label, script, Duration::from_secs(60), true).await;
+        (target, out)
+    })
+    .await
+}
 
 /// Steps whose guard is not satisfied on `conn`, checked read-only in one round trip.
 pub async fn pending(

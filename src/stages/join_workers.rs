@@ -95,19 +95,9 @@ impl Stage for JoinWorkers {
             .collect();
         let joined = conns.len();
         let server = control_plane_server(cx).await;
-        let states = crate::fanout::each(conns, 0, |(target, conn)| async move {
-            let out = conn
-                .run(
-                    "check join state",
-                    STATE_CHECK,
-                    Duration::from_secs(60),
-                    true,
-                )
-                .await;
-            (target.node, out)
-        })
-        .await;
-        for (node, out) in states {
+        let states = crate::ssh::run::each_node(conns, "check join state", STATE_CHECK).await;
+        for (target, out) in states {
+            let node = target.node;
             match out?.stdout.trim() {
                 "half" => nodes.push((node, JoinState::HalfJoined)),
                 joined if joined.starts_with("joined") => {

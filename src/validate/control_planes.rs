@@ -4,7 +4,6 @@
 //! control plane's instance a healthy target of the load balancer.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use super::Check;
 use crate::config::Role;
@@ -32,14 +31,9 @@ pub async fn checks(cx: &Ctx) -> Vec<Check> {
             format!("unreachable over SSH ({}): if its instance is gone, `ecoboot up` replaces it and joins it again", f.tail),
         ));
     }
-    let ready = crate::fanout::each(conns.clone(), 0, |(target, conn)| async move {
-        let out = conn
-            .run("readyz", READYZ, Duration::from_secs(30), true)
-            .await;
-        (target.node, out)
-    })
-    .await;
-    for (node, result) in ready {
+    let ready = crate::ssh::run::each_node(conns, "readyz", READYZ).await;
+    for (target, result) in ready {
+        let node = target.node;
         out.push(match result {
             Ok(o) if o.ok() => Check::pass("control planes", &node, "API server ready (/readyz on the node)"),
             Ok(o) => Check::fail("control planes", &node, format!("its API server is not ready: {}; see `crictl ps -a --name kube-apiserver` on {node}", o.tail(2))),
