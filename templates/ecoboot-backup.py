@@ -86,6 +86,14 @@ def s3(method, bucket, key, region, creds, query="", body=b"", headers=None):
 def main():
     bucket, prefix, cluster, keep = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     os.umask(0o077)
+    # Every control plane has this timer; only the etcd leader takes the backup, so there is
+    # one per schedule and it survives the loss of any control plane.
+    status = json.loads(subprocess.run(["bash", "-c", TOOLS + "etcdctl $certs endpoint status -w json"],
+                                       check=True, capture_output=True, text=True).stdout)
+    header = status[0]["Status"]
+    if header["header"]["member_id"] != header["leader"]:
+        print("not the etcd leader: the leader's timer takes this backup")
+        return
     work = tempfile.mkdtemp(prefix="ecoboot-backup-", dir="/var/lib")
     try:
         snap = "/var/lib/etcd/ecoboot-snapshot.db"

@@ -188,7 +188,9 @@ fn ha_config(fleet: &Fleet, dir: &Path) -> PathBuf {
     }
     let text = text.replacen(
         "\nspec:\n",
-        &format!("\nspec:\n  backup:\n    to: s3://{BUCKET}/ha\n    keep: 2\n"),
+        &format!(
+            "\nspec:\n  backup:\n    to: s3://{BUCKET}/ha\n    keep: 2\n    schedule: daily\n"
+        ),
         1,
     );
     std::fs::write(&path, text).unwrap();
@@ -314,6 +316,47 @@ fn three_control_planes_converge_survive_a_loss_and_run_every_day_2_command() {
             "the certificate key was written to the state"
         );
     }
+
+    // The scheduled backup: a timer on every control plane; only the etcd leader's run backs up.
+    for (name, i) in CONTROL_PLANES {
+        let timer = w.fleet.file(i, "/etc/systemd/system/ecoboot-backup.timer");
+        assert!(
+            timer.is_some_and(|t| t.contains("OnCalendar=daily")),
+            "{name}"
+        );
+    }
+    let service = w
+        .fleet
+        .file(3, "/etc/systemd/system/ecoboot-backup.service")
+        .unwrap();
+    let exec = service
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let follower = w.fleet.ssh_output(3, exec);
+    assert!(follower.contains("not the etcd leader"), "{follower}");
+
+    // A hardening change reaches every control plane (Pod Security `warn` level).
+    let text = std::fs::read_to_string(&w.config).unwrap();
+    let changed = text.replacen(
+        "  kubernetes:\n",
+        "  kubernetes:\n    hardening:\n      podSecurity: {warn: baseline}\n",
+        1,
+    );
+    std::fs::write(&w.config, &changed).unwrap();
+    let out = w.ok(&["up"]);
+    for (name, i) in CONTROL_PLANES {
+        let admission = w
+            .fleet
+            .file(i, "/etc/kubernetes/ecoboot/admission.yaml")
+            .unwrap();
+        assert!(admission.contains(r#""warn": "baseline""#), "{name}: {admission}");
+        assert!(
+            out.contains(&format!("[init-master] {name}: hardening reconciled")),
+            "{out}"
+        );
+    }
+    assert_eq!(key(1), key(3), "the key stays the same everywhere");
 
     // A rerun changes nothing.
     let (code, out, err) = w.run(&["--output", "json", "up"]);

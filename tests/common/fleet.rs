@@ -95,6 +95,37 @@ impl Fleet {
         self.sh(&["start"]);
     }
 
+    /// Runs `cmd` on node `i` over SSH; its standard output (it must succeed).
+    pub fn ssh_output(&self, i: usize, cmd: &str) -> String {
+        let d = self.dir.path();
+        let out = Command::new("ssh")
+            .arg("-i")
+            .arg(d.join("keys/id_ed25519"))
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                d.join("known_hosts").display()
+            ))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "BatchMode=yes",
+                "-p",
+                &self.port.to_string(),
+            ])
+            .arg(format!("root@127.0.1.{i}"))
+            .arg(cmd)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ssh node {i}: {cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Runs `cmd` on node `i` over SSH (for test setup such as fault injection).
     pub fn ssh(&self, i: usize, cmd: &str) {
         let d = self.dir.path();

@@ -33,6 +33,12 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// The config turns Secrets encryption on where it is off (several control planes would
+    /// need the key on every API server before any writes with it).
+    pub fn turning_on(&self, config: &Config) -> bool {
+        config.cluster.spec.kubernetes.hardening.encrypt_secrets && !self.encrypting()
+    }
+
     /// Whether the running API server encrypts Secrets.
     pub fn encrypting(&self) -> bool {
         self.flags
@@ -70,8 +76,8 @@ pub async fn seen(conn: &Conn) -> Result<Seen> {
     Ok(seen)
 }
 
-/// What differs from the config (`None`: converged).
-pub fn differs(config: &Config, seen: &Seen) -> Result<Option<Action>> {
+/// What differs from the config on `node` (`None`: converged).
+pub fn differs(config: &Config, seen: &Seen, node: &str) -> Result<Option<Action>> {
     let mut wanted = BTreeSet::from([(ADMISSION.to_string(), digest(&admission(config)))]);
     if let Some(policy) = audit(config)? {
         wanted.insert((AUDIT_POLICY.to_string(), digest(&policy)));
@@ -97,10 +103,7 @@ pub fn differs(config: &Config, seen: &Seen) -> Result<Option<Action>> {
             }
             false => "write the hardening files and regenerate the API server manifest",
         };
-        return Ok(Some(Action::new(
-            config.control_plane().name.as_str(),
-            what,
-        )));
+        return Ok(Some(Action::new(node, what)));
     }
     Ok(None)
 }

@@ -5,18 +5,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-mod backup_timer;
 mod hardening;
+mod peers;
 mod steps;
 
 use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::stages::shared::control_plane::{
-    HEALTHZ, INIT_DONE, INIT_FAILED, INIT_STARTED, KUBE_PROXY_MARKER, MasterState, RESTORED, facts,
-    fetch_admin, inspect, local_admin, require_endpoint,
+    HEALTHZ, INIT_DONE, INIT_FAILED, INIT_STARTED, KUBE_PROXY_MARKER, MasterState, RESTORED,
+    encryption_config, facts, fetch_admin, inspect, local_admin, require_endpoint,
 };
-use crate::stages::shared::ids;
+use crate::stages::shared::{backup_timer, ids};
 use steps::{Steps, delete_init_tokens};
 
 /// Stage id.
@@ -35,10 +35,12 @@ pub struct InitPlan {
     unreachable: Option<String>,
     master: Option<MasterState>,
     fetch_admin: bool,
-    /// What the scheduled-backup timer still needs ([`super::backup_timer`]).
+    /// What the scheduled-backup timer still needs ([`backup_timer`]).
     timer: Option<Action>,
     /// What the hardening of an initialised control plane still needs ([`hardening`]).
     hardening: Option<Action>,
+    /// What the other control planes holding the cluster still need ([`peers`]).
+    peers: Vec<Action>,
 }
 
 impl StagePlan for InitPlan {
@@ -78,6 +80,7 @@ impl StagePlan for InitPlan {
         }
         todo.extend(self.hardening.clone());
         todo.extend(self.timer.clone());
+        todo.extend(self.peers.clone());
         todo
     }
 }
@@ -106,18 +109,26 @@ impl Stage for InitMaster {
                     fetch_admin: true,
                     timer: None,
                     hardening: None,
+                    peers: Vec::new(),
                 }));
             }
             Err(e) => return Err(e),
         };
         let m = inspect(&conn).await?;
         let fetch_admin = !local_admin(cx).exists();
-        let timer = backup_timer::probe(&cx.config, &conn).await?;
+        let timer = backup_timer::probe(&cx.config, &conn, &target.node).await?;
         let hard = match m.initialised() && !m.interrupted() {
-            true => hardening::differs(&cx.config, &hardening::seen(&conn).await?)?,
+            true => hardening::differs(&cx.config, &hardening::seen(&conn).await?, &target.node)?,
             false => None,
         };
+        let mut peers = Vec::new();
+        if m.initialised() {
+            for (t, c) in peers::others(cx, &target).await? {
+                peers.extend(peers::pending(cx, &t.node, &c).await?);
+            }
+        }
         let done = hard.is_none()
+            && peers.is_empty()
             && !m.interrupted()
             && !m.half_initialised()
             && m.initialised()
@@ -138,6 +149,7 @@ impl Stage for InitMaster {
                 fetch_admin,
                 timer,
                 hardening: hard,
+                peers,
             })
         })
     }
@@ -174,22 +186,6 @@ impl Stage for InitMaster {
             steps.init(&target).await?;
         }
         steps.wait_healthy().await?;
-        if m.initialised() {
-            let seen = hardening::seen(&conn).await?;
-            if hardening::differs(&cx.config, &seen)?.is_some() {
-                let text = crate::kubeadm::init_config(
-                    &cx.config,
-                    cx.config
-                        .node(&target.node)
-                        .expect("configured control plane"),
-                    &facts(cx, &target),
-                );
-                hardening::reconcile(cx, &conn, &seen, &text, async || steps.wait_healthy().await)
-                    .await?;
-                cx.events
-                    .progress(ID, Some(&target.node), "hardening reconciled");
-            }
-        }
         if !m.kube_proxy {
             steps.add_kube_proxy().await?;
         }
@@ -198,9 +194,13 @@ impl Stage for InitMaster {
             // This run ran `kubeadm init`; a run killed before here leaves the token to its TTL.
             delete_init_tokens(&conn).await?;
         }
-        if let Some(todo) = backup_timer::probe(&cx.config, &conn).await? {
-            backup_timer::apply(&cx.config, &conn, ID).await?;
-            cx.events.progress(ID, Some(&target.node), todo.what);
+        peers::converge(cx, &target, &conn, None).await?;
+        let others = peers::others(cx, &target).await?;
+        if !others.is_empty() {
+            let key = encryption_config(&conn).await?;
+            for (t, c) in others {
+                peers::converge(cx, &t, &c, key.as_deref()).await?;
+            }
         }
         cx.events.progress(
             ID,

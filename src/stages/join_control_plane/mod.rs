@@ -18,11 +18,11 @@ use crate::error::{Error, Result};
 use crate::etcd::{self, Member};
 use crate::event::Action;
 use crate::ssh::{Conn, Target, redact};
-use crate::stages::shared::control_plane::{facts, inspect, require_endpoint};
+use crate::stages::shared::control_plane::{encryption_config, facts, inspect, require_endpoint};
 use crate::stages::shared::{ids, join_token};
 
 mod steps;
-use steps::{certificate_key, delete_uploaded_certs, join_one, read_encryption, upload_certs};
+use steps::{certificate_key, delete_uploaded_certs, join_one, upload_certs};
 
 /// Stage id.
 pub const ID: &str = ids::JOIN_CONTROL_PLANE;
@@ -214,7 +214,7 @@ impl Stage for JoinControlPlane {
         let key = certificate_key()?;
         redact::register(&key);
         upload_certs(cx, &master, &conn, &key).await?;
-        let encryption = read_encryption(&conn).await?;
+        let encryption = encryption_config(&conn).await?;
         let token = join_token::create(&conn, ID).await?;
         let mut result = Ok(());
         for (node, _) in &plan.join {

@@ -10,9 +10,9 @@ use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::hardening::ENCRYPTION;
 use crate::ssh::run::SKIPPED;
-use crate::ssh::{Conn, Target, redact, script};
+use crate::ssh::{Conn, Target, script};
 use crate::stages::shared::control_plane::{KUBE_PROXY_MARKER, facts};
-use crate::stages::shared::join_token;
+use crate::stages::shared::{backup_timer, join_token};
 
 /// 32 random bytes, hex: the key kubeadm encrypts the uploaded certificates with.
 pub(super) fn certificate_key() -> Result<String> {
@@ -59,26 +59,6 @@ pub(super) async fn upload_certs(cx: &Ctx, master: &Target, conn: &Conn, key: &s
     Ok(())
 }
 
-/// The EncryptionConfiguration of the control plane holding the cluster (None when Secrets
-/// are not encrypted there); its keys are registered for redaction.
-pub(super) async fn read_encryption(conn: &Conn) -> Result<Option<String>> {
-    let out = conn
-        .run_secret(
-            "read the encryption configuration",
-            &format!("[ -s {ENCRYPTION} ] && cat {ENCRYPTION} || true"),
-            Duration::from_secs(60),
-            true,
-        )
-        .await?;
-    let text = out.stdout;
-    for line in text.lines() {
-        if let Some(secret) = line.trim().strip_prefix("secret:") {
-            redact::register(secret.trim());
-        }
-    }
-    Ok((!text.trim().is_empty()).then_some(text))
-}
-
 /// Joins one control plane: reset leftovers, the hardening files (the copied encryption key
 /// first), the join configuration (0600, removed after), `kubeadm join`.
 pub(super) async fn join_one(
@@ -123,6 +103,11 @@ pub(super) async fn join_one(
     if out.ok() || out.code == Some(SKIPPED) {
         cx.events
             .progress(ID, Some(&target.node), "joined (etcd member added)");
+        // The scheduled backup runs on every control plane (the etcd leader's run takes it).
+        if let Some(todo) = backup_timer::probe(&cx.config, conn, &target.node).await? {
+            backup_timer::apply(&cx.config, conn, ID).await?;
+            cx.events.progress(ID, Some(&target.node), todo.what);
+        }
         return Ok(());
     }
     Err(failed(

@@ -92,6 +92,29 @@ pub async fn inspect(conn: &Conn) -> Result<MasterState> {
     })
 }
 
+/// The EncryptionConfiguration of the control plane holding the cluster (None when Secrets
+/// are not encrypted there); its keys are registered for redaction.
+pub async fn encryption_config(conn: &Conn) -> Result<Option<String>> {
+    let out = conn
+        .run_secret(
+            "read the encryption configuration",
+            &format!(
+                "[ -s {e} ] && cat {e} || true",
+                e = crate::hardening::ENCRYPTION
+            ),
+            Duration::from_secs(60),
+            true,
+        )
+        .await?;
+    let text = out.stdout;
+    for line in text.lines() {
+        if let Some(secret) = line.trim().strip_prefix("secret:") {
+            crate::ssh::redact::register(secret.trim());
+        }
+    }
+    Ok((!text.trim().is_empty()).then_some(text))
+}
+
 /// kubeadm facts of a node: private IP and provider ID from `instances`, else its address.
 pub fn facts(cx: &Ctx, target: &Target) -> kubeadm::NodeFacts {
     let out: Option<InstancesOut> = cx.state().output(nodes::INSTANCES);

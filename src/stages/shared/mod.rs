@@ -3,6 +3,7 @@
 //! machinery and where scheduled backups go. Nothing here imports a stage.
 
 pub mod backup_target;
+pub mod backup_timer;
 pub mod control_plane;
 pub mod ids;
 pub mod join_token;

@@ -1,4 +1,5 @@
-//! The scheduled etcd backup (`spec.backup.schedule`) on the control plane: a systemd timer
+//! The scheduled etcd backup (`spec.backup.schedule`) on every control plane (only the etcd
+//! leader's run takes the backup): a systemd timer
 //! running `templates/ecoboot-backup.py` (standard-library Python: snapshot, check, tar.gz, SigV4
 //! upload with the instance profile's credentials through IMDSv2, keep the newest N). init-master
 //! keeps it converged: written when missing or different, removed when the schedule is dropped.
@@ -49,8 +50,8 @@ fn digest(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-/// What the timer still needs on the control plane (`None`: as configured).
-pub async fn probe(config: &Config, conn: &Conn) -> Result<Option<Action>> {
+/// What the timer still needs on the control plane `node` (`None`: as configured).
+pub async fn probe(config: &Config, conn: &Conn, node: &str) -> Result<Option<Action>> {
     let check = format!(
         "for f in {SCRIPT_PATH} {SERVICE_PATH} {TIMER_PATH}; do [ -f \"$f\" ] && sha256sum \"$f\"; done\nsystemctl is-enabled --quiet ecoboot-backup.timer && echo enabled\ntrue"
     );
@@ -62,7 +63,6 @@ pub async fn probe(config: &Config, conn: &Conn) -> Result<Option<Action>> {
         .map(|(sum, path)| (path.to_string(), sum.to_string()))
         .collect();
     let enabled = out.stdout.lines().any(|l| l == "enabled");
-    let node = config.control_plane().name.as_str();
     Ok(match files(config) {
         None if have.is_empty() && !enabled => None,
         None => Some(Action::new(
