@@ -6,7 +6,7 @@
 //! status name it, the API answers through the others), its instance terminated and its disk
 //! gone, then replaced and re-joined by `up` (three members, no stale one); `upgrade` (apply on
 //! the first, `upgrade node` on the others one at a time, before any worker); `certs renew` on
-//! each; `backup`, and `restore` onto three new, prepared control planes; `down`.
+//! each; `secrets rotate-key` on all three; `backup`, and `restore` onto three new, prepared control planes; `down`.
 
 mod common;
 
@@ -350,7 +350,10 @@ fn three_control_planes_converge_survive_a_loss_and_run_every_day_2_command() {
             .fleet
             .file(i, "/etc/kubernetes/ecoboot/admission.yaml")
             .unwrap();
-        assert!(admission.contains(r#""warn": "baseline""#), "{name}: {admission}");
+        assert!(
+            admission.contains(r#""warn": "baseline""#),
+            "{name}: {admission}"
+        );
         assert!(
             out.contains(&format!("[init-master] {name}: hardening reconciled")),
             "{out}"
@@ -452,6 +455,24 @@ fn three_control_planes_converge_survive_a_loss_and_run_every_day_2_command() {
             "{out}"
         );
     }
+
+    // The Secrets key rotated on all three: one new key, the same file everywhere, and the
+    // Secrets still read back through the API.
+    let before = key(1);
+    let out = w.ok(&["secrets", "rotate-key"]);
+    assert!(out.contains("rotated on 3 control planes"), "{out}");
+    assert_ne!(key(1), before);
+    assert_eq!(key(1), key(3));
+    assert_eq!(key(1), key(4));
+    assert_eq!(key(1).matches("- name: key-").count(), 1, "{}", key(1));
+    assert!(
+        !out.contains(
+            key(1)
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("secret: "))
+                .unwrap()
+        )
+    );
 
     // Backup from a healthy member; restore onto three fresh control planes.
     let out = w.ok(&["backup"]);

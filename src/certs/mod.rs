@@ -5,6 +5,7 @@
 //! ecoboot generates).
 
 pub mod renew;
+pub mod rotate_ha;
 pub mod secrets_key;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

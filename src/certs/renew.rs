@@ -43,23 +43,8 @@ pub struct NodeCerts {
 
 /// Every control plane, connected (all must be reachable: each has its own certificates).
 async fn control_planes(cx: &Ctx) -> Result<Vec<(crate::ssh::Target, std::sync::Arc<Conn>)>> {
-    let (mut conns, failures) = cx
-        .connect_nodes(ID, |t| t.role == crate::config::Role::ControlPlane)
-        .await?;
-    if let Some(f) = failures.into_iter().next() {
-        return Err(Error::StageFailed {
-            stage: ID.into(),
-            message: format!("control plane {} is unreachable: {}", f.node, f.tail),
-            help: "every control plane has its own certificates: bring it back (or let `ecoboot up` replace it) and rerun".into(),
-        });
-    }
-    let order = |n: &str| {
-        cx.config
-            .control_planes()
-            .position(|c| c.name.as_str() == n)
-    };
-    conns.sort_by_key(|(t, _)| order(&t.node));
-    Ok(conns)
+    cx.all_control_planes(ID, "every control plane has its own certificates")
+        .await
 }
 
 /// Reads the certificates and returns the plan with its actions.

@@ -78,13 +78,13 @@ pub fn actions(node: &str, keys: &[String]) -> Result<Vec<Action>> {
 
 /// A node script that rewrites the EncryptionConfiguration through `awk ARGS` (after `setup`
 /// shell lines), atomically and 0600.
-fn edit(setup: &str, args: &str) -> String {
+pub(super) fn edit(setup: &str, args: &str) -> String {
     format!(
         "set -e\nf={ENCRYPTION}\numask 077\n{setup}\nawk {args} \"$f\" >\"$f.ecoboot-tmp\"\nchmod 600 \"$f.ecoboot-tmp\"\nmv -f \"$f.ecoboot-tmp\" \"$f\""
     )
 }
 
-async fn run(conn: &Conn, label: &str, script: &str) -> Result<()> {
+pub(super) async fn run(conn: &Conn, label: &str, script: &str) -> Result<()> {
     let help = "rerun `ecoboot secrets rotate-key`: it continues where it stopped";
     conn.run_ok(ID, label, script, Duration::from_secs(400), help)
         .await

@@ -168,9 +168,11 @@ impl Work for RotateKey {
     fn plan<'c>(&'c mut self, cx: &'c Ctx) -> BoxFuture<'c, Result<(Vec<Action>, String)>> {
         async move {
             if cx.config.is_ha() {
-                // Every API server must read both keys before any writes with the new one: a
-                // rolling rotation over several control planes is not built yet.
-                return Err(crate::error::Error::Usage("`secrets rotate-key` rotates the key of one control plane; with several control planes every API server must hold the new key before any of them writes with it, which this version does not do yet: nothing was changed".into()));
+                let conns = crate::certs::rotate_ha::control_planes(cx).await?;
+                let keys = crate::certs::secrets_key::key_names(&conns[0].1).await?;
+                let nodes: Vec<String> = conns.iter().map(|(t, _)| t.node.clone()).collect();
+                let actions = crate::certs::rotate_ha::actions(&nodes, &keys)?;
+                return Ok((actions, "Rotate the Secrets encryption key?".to_string()));
             }
             let (target, conn) = cx.control_plane(crate::certs::secrets_key::ID).await?;
             let keys = crate::certs::secrets_key::key_names(&conn).await?;
@@ -181,7 +183,13 @@ impl Work for RotateKey {
     }
 
     fn apply<'c>(&'c mut self, cx: &'c Ctx) -> BoxFuture<'c, Result<()>> {
-        async move { crate::certs::secrets_key::rotate(cx).await }.boxed()
+        async move {
+            match cx.config.is_ha() {
+                true => crate::certs::rotate_ha::rotate(cx).await,
+                false => crate::certs::secrets_key::rotate(cx).await,
+            }
+        }
+        .boxed()
     }
 }
 

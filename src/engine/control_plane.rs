@@ -72,4 +72,31 @@ impl Ctx {
             "no control plane holds a cluster yet and the first one, {first}, is unreachable: {why}"
         )))
     }
+
+    /// Every control plane, connected: the one holding the cluster first, then config order.
+    /// All must be reachable (`why` says why, in the diagnostic naming the one that is not).
+    pub async fn all_control_planes(
+        &self,
+        stage: &'static str,
+        why: &str,
+    ) -> Result<Vec<(Target, Arc<Conn>)>> {
+        let (first, _) = self.control_plane(stage).await?;
+        let (mut conns, failures) = self
+            .connect_nodes(stage, |t| t.role == Role::ControlPlane)
+            .await?;
+        if let Some(f) = failures.into_iter().next() {
+            return Err(Error::StageFailed {
+                stage: stage.into(),
+                message: format!("control plane {} is unreachable: {}", f.node, f.tail),
+                help: format!("{why}: bring it back (or let `ecoboot up` replace it) and rerun"),
+            });
+        }
+        let order = |n: &str| {
+            self.config
+                .control_planes()
+                .position(|c| c.name.as_str() == n)
+        };
+        conns.sort_by_key(|(t, _)| (t.node != first.node, order(&t.node)));
+        Ok(conns)
+    }
 }
