@@ -41,6 +41,22 @@ pub fn endpoints(config: &crate::config::Config, lb: Option<LoadBalancerOut>) ->
     out
 }
 
+/// The host a client outside the VPC reaches the API server at with `apiAccess: direct`: the
+/// control-plane endpoint with several control planes (the internet-facing load balancer, or
+/// the configured name), else the control plane's SSH host.
+pub fn api_host(
+    config: &Config,
+    records: Option<&InstancesOut>,
+    lb: Option<LoadBalancerOut>,
+) -> String {
+    if let Some(endpoint) = endpoints(config, lb).into_iter().next() {
+        return endpoint;
+    }
+    let cp = config.control_plane().name.value.clone();
+    let address = ssh_address(config, &cp, records);
+    host_port(&address, 22).0
+}
+
 /// What the stage records in state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct InstancesOut {
@@ -120,4 +136,34 @@ pub fn kubeconfig(state_dir: &Path) -> PathBuf {
 /// ecoboot's own known_hosts for the cluster's nodes.
 pub fn known_hosts(state_dir: &Path) -> PathBuf {
     state_dir.join("known_hosts")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_is_the_load_balancer_with_several_control_planes() {
+        let lb = || {
+            Some(LoadBalancerOut {
+                arn: "arn:aws:elasticloadbalancing:x".into(),
+                dns_name: "ecoboot-c-api-1.elb.amazonaws.com".into(),
+            })
+        };
+        let ha = crate::config::tests_support::ha_config();
+        assert_eq!(
+            api_host(&ha, None, lb()),
+            "ecoboot-c-api-1.elb.amazonaws.com"
+        );
+        assert_eq!(endpoints(&ha, None), Vec::<String>::new());
+        let one = crate::config::tests_support::config();
+        assert!(
+            endpoints(&one, lb()).is_empty(),
+            "one control plane: no endpoint"
+        );
+        assert_ne!(
+            api_host(&one, None, lb()),
+            "ecoboot-c-api-1.elb.amazonaws.com"
+        );
+    }
 }

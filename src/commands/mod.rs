@@ -325,7 +325,8 @@ async fn inventory(g: &Global) -> Result<()> {
     Ok(())
 }
 
-/// Writes a user kubeconfig: the fetched admin.conf with its server set to the public endpoint.
+/// Writes a user kubeconfig: the fetched admin.conf with its server set to the public endpoint
+/// (the load balancer's, or the configured name, with several control planes).
 async fn kubeconfig(g: &Global, file: Option<&std::path::Path>) -> Result<()> {
     let config = load_config(g, FileChecks::Skip)?;
     let store = state_cmd::open(g, &config, false).await?;
@@ -338,9 +339,8 @@ async fn kubeconfig(g: &Global, file: Option<&std::path::Path>) -> Result<()> {
     let state = store.load(config.name())?;
     let cx = Ctx::new(config.clone(), Events::new(Arc::new(Silent)), store, state);
     let instances = cx.node_records().await?;
-    let cp = config.control_plane().name.value.clone();
-    let address = crate::nodes::ssh_address(&config, &cp, instances.as_ref());
-    let (host, _) = crate::nodes::host_port(&address, 22);
+    let lb = cx.state().output(crate::nodes::LOAD_BALANCER);
+    let host = crate::nodes::api_host(&config, instances.as_ref(), lb);
     let text = crate::api::admin_conf::with_server(&admin, &format!("https://{host}:6443"))
         .map_err(|why| Error::Kube {
             action: "load".into(),

@@ -244,10 +244,9 @@ impl Ctx {
                         crate::api::connect(admin, route).await
                     }
                     ApiAccess::Direct => {
-                        let cp = self.config.control_plane().name.value.clone();
                         let out = self.node_records().await?;
-                        let address = crate::nodes::ssh_address(&self.config, &cp, out.as_ref());
-                        let (host, _) = crate::nodes::host_port(&address, 22);
+                        let lb = self.state().output(crate::nodes::LOAD_BALANCER);
+                        let host = crate::nodes::api_host(&self.config, out.as_ref(), lb);
                         crate::api::connect(admin, crate::api::Route::Direct { host }).await
                     }
                 }
