@@ -618,6 +618,18 @@ fn shipped_config_is_valid() {
     .unwrap();
     assert_eq!(config.nodes().count(), 14);
     assert_eq!(config.control_plane().name.value, "k8s-master");
+    assert!(!config.is_ha());
+    // The HA sandbox: the same 14 nodes, three control planes in three zones.
+    let ha = Config::parse(
+        Path::new("sandbox-ha.yaml"),
+        include_str!("../inventory/sandbox-ha.yaml").into(),
+        FileChecks::Skip,
+        "d",
+    )
+    .unwrap();
+    assert_eq!(ha.nodes().count(), 14);
+    let cps: Vec<&str> = ha.control_planes().map(|n| n.subnet.as_str()).collect();
+    assert_eq!(cps, ["public-a", "public-b", "public-c"]);
 }
 
 #[test]
