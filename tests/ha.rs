@@ -148,8 +148,14 @@ impl World {
     /// Runs `up --output json`, kills it with SIGKILL at the first event of `stage` whose
     /// message contains `message`; returns whether it was killed (false: it ended first).
     fn up_killed_at(&self, stage: &str, message: &str) -> bool {
+        self.killed_at(&["up"], stage, message)
+    }
+
+    /// Runs `args` with `--output json`, kills it with SIGKILL at the first event of `stage`
+    /// whose message contains `message`; returns whether it was killed.
+    fn killed_at(&self, args: &[&str], stage: &str, message: &str) -> bool {
         let mut child = self
-            .cmd(&["--output", "json", "up"])
+            .cmd(&[&["--output", "json"][..], args].concat())
             .env("ECOBOOT_NO_VALIDATE", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -470,7 +476,20 @@ fn three_control_planes_converge_survive_a_loss_and_run_every_day_2_command() {
 
     // The Secrets key rotated on all three: one new key, the same file everywhere, and the
     // Secrets still read back through the API.
+    // Killed once the new key is readable everywhere but before it is first: the rerun
+    // continues from the files (two keys, the older first) and ends with one key.
     let before = key(1);
+    assert!(w.killed_at(
+        &["secrets", "rotate-key"],
+        "secrets-rotate-key",
+        "kube-apiserver restarted (it reads the new key)"
+    ));
+    let out = w.ok(&["secrets", "rotate-key", "--dry-run"]);
+    assert!(out.contains("put the new key first"), "{out}");
+    assert!(
+        !out.contains("make a new key"),
+        "the rerun continues, it does not start over: {out}"
+    );
     let out = w.ok(&["secrets", "rotate-key"]);
     assert!(out.contains("rotated on 3 control planes"), "{out}");
     assert_ne!(key(1), before);
