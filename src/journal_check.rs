@@ -24,6 +24,8 @@ enum Kind {
     SshAddress,
     /// An AWS resource id (`vpc-…`, `subnet-…`, `sg-…`, `igw-…`, `rtb-…`, `ami-…`, `eipalloc-…`).
     ResourceId,
+    /// A DNS name (the API load balancer's), or empty.
+    DnsName,
     /// Anything else: a plain token.
     Plain,
 }
@@ -35,6 +37,7 @@ fn kind_of(key: &str) -> Kind {
         "private_ip" | "public_ip" => Kind::Ip,
         "ssh" | "address" => Kind::SshAddress,
         k if k.ends_with("_id") => Kind::ResourceId,
+        "dns_name" => Kind::DnsName,
         _ => Kind::Plain,
     }
 }
@@ -115,6 +118,8 @@ fn check_string(kind: Kind, s: &str) -> Result<(), String> {
         Kind::SshAddress => syntax::host_port(s),
         Kind::ResourceId if s.is_empty() => Ok(()),
         Kind::ResourceId => resource_id(s),
+        Kind::DnsName if s.is_empty() || syntax::is_dns_subdomain(s) => Ok(()),
+        Kind::DnsName => Err(format!("`{}` is not a DNS name", syntax::clip(s))),
         Kind::Plain if s.is_empty() => Ok(()),
         Kind::Plain => plain(s),
     }
@@ -228,6 +233,10 @@ mod tests {
             (
                 r#"{"network":{"vpc_id":"vpc-$(id)"}}"#,
                 "not an AWS resource id",
+            ),
+            (
+                r#"{"load-balancer":{"dns_name":"evil.example.com:6443/x"}}"#,
+                "not a DNS name",
             ),
             (
                 r#"{"instances":{"nodes":{"cp-1":{"az":"a\u001b]0;x\u0007"}}}}"#,
