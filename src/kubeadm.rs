@@ -37,6 +37,11 @@ impl NodeFacts {
 /// delete it once the stage is done.
 pub const INIT_TOKEN_DESCRIPTION: &str = "ecoboot: kubeadm init token, deleted after init-master";
 
+/// Shell test: this node holds the cluster as a control plane (kubeadm's admin.conf and the
+/// etcd static pod: an initialised or joined control plane).
+pub const HOLDS_CLUSTER: &str =
+    "[ -e /etc/kubernetes/admin.conf ] && [ -e /etc/kubernetes/manifests/etcd.yaml ]";
+
 /// Placeholder replaced on the node by the installed kubeadm's own version.
 pub const VERSION_PLACEHOLDER: &str = "__KUBEADM_VERSION__";
 

@@ -11,8 +11,7 @@
 
 use std::sync::Arc;
 
-use super::renew::{restart_script, wait_ready};
-use super::secrets_key::{ID, edit, key_names, run};
+use super::secrets_key::{ID, edit, key_names, restart_api_server, run};
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::event::Action;
@@ -80,13 +79,7 @@ pub async fn control_planes(cx: &Ctx) -> Result<Vec<(Target, Arc<Conn>)>> {
 
 async fn restart_each(cx: &Ctx, conns: &[(Target, Arc<Conn>)], why: &str) -> Result<()> {
     for (t, conn) in conns {
-        run(
-            conn,
-            "restart kube-apiserver",
-            &restart_script("kube-apiserver"),
-        )
-        .await?;
-        wait_ready(conn).await?;
+        restart_api_server(conn).await?;
         cx.events.progress(
             ID,
             Some(&t.node),

@@ -91,6 +91,17 @@ pub(super) async fn run(conn: &Conn, label: &str, script: &str) -> Result<()> {
         .map(drop)
 }
 
+/// Restarts kube-apiserver on `conn`'s control plane and waits until it is ready.
+pub(super) async fn restart_api_server(conn: &Conn) -> Result<()> {
+    run(
+        conn,
+        "restart kube-apiserver",
+        &restart_script("kube-apiserver"),
+    )
+    .await?;
+    wait_ready(conn).await
+}
+
 /// Rotates the key (see the module docs).
 pub async fn rotate(cx: &Ctx) -> Result<()> {
     let (target, conn) = cx.control_plane(ID).await?;
@@ -105,13 +116,7 @@ pub async fn rotate(cx: &Ctx) -> Result<()> {
         run(&conn, "add a new encryption key", &add).await?;
         say("new key added first (made on the node)".into());
     }
-    run(
-        &conn,
-        "restart kube-apiserver",
-        &restart_script("kube-apiserver"),
-    )
-    .await?;
-    wait_ready(&conn).await?;
+    restart_api_server(&conn).await?;
     let n = crate::api::secrets::rewrite_all(&cx.kube(ID).await?).await?;
     say(format!("{n} Secret(s) rewritten with the new key"));
     let drop_old = edit(
@@ -119,13 +124,7 @@ pub async fn rotate(cx: &Ctx) -> Result<()> {
         "'/^            - name: /{n++} n>1 && (/^            - name: / || /^              secret: /){next} {print}'",
     );
     run(&conn, "drop the old encryption key", &drop_old).await?;
-    run(
-        &conn,
-        "restart kube-apiserver",
-        &restart_script("kube-apiserver"),
-    )
-    .await?;
-    wait_ready(&conn).await?;
+    restart_api_server(&conn).await?;
     let now = key_names(&conn).await?;
     say(format!(
         "rotated: the only key is now {}",

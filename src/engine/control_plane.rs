@@ -13,7 +13,12 @@ use crate::ssh::{Conn, Target};
 
 /// One round trip: 0 = holds the cluster and its API server answers, 1 = holds it (admin.conf
 /// and the etcd manifest) but the API server does not answer, 2 = holds nothing.
-const RANK: &str = "[ -e /etc/kubernetes/admin.conf ] && [ -e /etc/kubernetes/manifests/etcd.yaml ] || { echo 2; exit 0; }\nkubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /healthz >/dev/null 2>&1 && echo 0 || echo 1";
+fn rank_script() -> String {
+    format!(
+        "{} || {{ echo 2; exit 0; }}\nkubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /healthz >/dev/null 2>&1 && echo 0 || echo 1",
+        crate::kubeadm::HOLDS_CLUSTER
+    )
+}
 
 impl Ctx {
     /// The control plane to talk to and an open connection to it (see the module doc); a
@@ -44,7 +49,12 @@ impl Ctx {
         };
         let ranked = crate::fanout::each(conns, 0, |(target, conn)| async move {
             let rank = match conn
-                .run("which control plane", RANK, Duration::from_secs(60), true)
+                .run(
+                    "which control plane",
+                    &rank_script(),
+                    Duration::from_secs(60),
+                    true,
+                )
                 .await
             {
                 Ok(out) => out.stdout.trim().parse::<u8>().unwrap_or(2),

@@ -95,11 +95,11 @@ impl Fleet {
         self.sh(&["start"]);
     }
 
-    /// Runs `cmd` on node `i` over SSH; its standard output (it must succeed).
-    pub fn ssh_output(&self, i: usize, cmd: &str) -> String {
+    /// `ssh` to node `i` running `cmd`, with the fleet's key and pinned host keys.
+    fn ssh_command(&self, i: usize, cmd: &str) -> Command {
         let d = self.dir.path();
-        let out = Command::new("ssh")
-            .arg("-i")
+        let mut c = Command::new("ssh");
+        c.arg("-i")
             .arg(d.join("keys/id_ed25519"))
             .arg("-o")
             .arg(format!(
@@ -115,9 +115,13 @@ impl Fleet {
                 &self.port.to_string(),
             ])
             .arg(format!("root@127.0.1.{i}"))
-            .arg(cmd)
-            .output()
-            .unwrap();
+            .arg(cmd);
+        c
+    }
+
+    /// Runs `cmd` on node `i` over SSH; its standard output (it must succeed).
+    pub fn ssh_output(&self, i: usize, cmd: &str) -> String {
+        let out = self.ssh_command(i, cmd).output().unwrap();
         assert!(
             out.status.success(),
             "ssh node {i}: {cmd}: {}",
@@ -128,28 +132,7 @@ impl Fleet {
 
     /// Runs `cmd` on node `i` over SSH (for test setup such as fault injection).
     pub fn ssh(&self, i: usize, cmd: &str) {
-        let d = self.dir.path();
-        let ok = Command::new("ssh")
-            .arg("-i")
-            .arg(d.join("keys/id_ed25519"))
-            .arg("-o")
-            .arg(format!(
-                "UserKnownHostsFile={}",
-                d.join("known_hosts").display()
-            ))
-            .args([
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "BatchMode=yes",
-                "-p",
-                &self.port.to_string(),
-            ])
-            .arg(format!("root@127.0.1.{i}"))
-            .arg(cmd)
-            .status()
-            .unwrap()
-            .success();
+        let ok = self.ssh_command(i, cmd).status().unwrap().success();
         assert!(ok, "ssh node {i}: {cmd}");
     }
 

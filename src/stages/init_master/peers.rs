@@ -15,8 +15,6 @@ use crate::ssh::{Conn, Target, script};
 use crate::stages::shared::backup_timer;
 use crate::stages::shared::control_plane::facts;
 
-const HOLDS_CLUSTER: &str = "[ -e /etc/kubernetes/admin.conf ] && [ -e /etc/kubernetes/manifests/etcd.yaml ] && echo yes; true";
-
 /// The other control planes that hold the cluster (unreachable or not yet joined ones are
 /// join-control-plane's business).
 pub(super) async fn others(cx: &Ctx, chosen: &Target) -> Result<Vec<(Target, Arc<Conn>)>> {
@@ -28,12 +26,16 @@ pub(super) async fn others(cx: &Ctx, chosen: &Target) -> Result<Vec<(Target, Arc
             t.role == Role::ControlPlane && t.node != chosen.node
         })
         .await?;
-    let keep: Vec<String> =
-        (crate::ssh::run::each_node(conns.clone(), "holds the cluster", HOLDS_CLUSTER).await)
-            .into_iter()
-            .filter(|(_, out)| out.as_ref().is_ok_and(|o| o.stdout.trim() == "yes"))
-            .map(|(t, _)| t.node)
-            .collect();
+    let keep: Vec<String> = (crate::ssh::run::each_node(
+        conns.clone(),
+        "holds the cluster",
+        &format!("{} && echo yes; true", crate::kubeadm::HOLDS_CLUSTER),
+    )
+    .await)
+        .into_iter()
+        .filter(|(_, out)| out.as_ref().is_ok_and(|o| o.stdout.trim() == "yes"))
+        .map(|(t, _)| t.node)
+        .collect();
     Ok(conns
         .into_iter()
         .filter(|(t, _)| keep.contains(&t.node))

@@ -28,8 +28,13 @@ use steps::{certificate_key, delete_uploaded_certs, join_one, upload_certs};
 pub const ID: &str = ids::JOIN_CONTROL_PLANE;
 const JOIN_CONFIG: &str = "/etc/kubernetes/ecoboot/kubeadm-join.yaml";
 const UPLOAD_CONFIG: &str = "/etc/kubernetes/ecoboot/kubeadm-upload-certs.yaml";
-/// A control plane that holds a cluster: admin.conf and the etcd static pod.
-const STATE_CHECK: &str = "if [ -e /etc/kubernetes/admin.conf ] && [ -e /etc/kubernetes/manifests/etcd.yaml ]; then echo joined; elif [ -e /etc/kubernetes/pki/ca.crt ] || [ -e /etc/kubernetes/kubelet.conf ]; then echo half; else echo new; fi";
+/// joined (it holds the cluster), half (leftovers of a join) or new.
+fn state_check() -> String {
+    format!(
+        "if {}; then echo joined; elif [ -e /etc/kubernetes/pki/ca.crt ] || [ -e /etc/kubernetes/kubelet.conf ]; then echo half; else echo new; fi",
+        crate::kubeadm::HOLDS_CLUSTER
+    )
+}
 
 /// The `join-control-plane` stage.
 pub struct JoinControlPlane;
@@ -103,7 +108,7 @@ async fn look(cx: &Ctx) -> Result<(Target, std::sync::Arc<Conn>, CpPlan)> {
         .map(|f| (f.node, CpState::Unreachable(f.tail)))
         .collect();
     let mut joined = BTreeSet::from([(master.node.clone(), facts(cx, &master).private_ip)]);
-    let states = crate::ssh::run::each_node(others, "check join state", STATE_CHECK).await;
+    let states = crate::ssh::run::each_node(others, "check join state", &state_check()).await;
     for (target, out) in states {
         match out?.stdout.trim() {
             "joined" => {
@@ -174,9 +179,18 @@ impl Stage for JoinControlPlane {
         Ok(Found::Todo(plan))
     }
 
-    async fn apply(&self, cx: &Ctx, _plan: CpPlan) -> Result<()> {
+    async fn apply(&self, cx: &Ctx, plan: CpPlan) -> Result<()> {
         require_endpoint(cx, ID)?;
-        let (master, conn, plan) = look(cx).await?;
+        // What the probe could not reach is looked at again (as init-master does).
+        let plan = match plan
+            .join
+            .iter()
+            .any(|(_, s)| matches!(s, CpState::Unreachable(_)))
+        {
+            true => look(cx).await?.2,
+            false => plan,
+        };
+        let (master, conn) = cx.control_plane(ID).await?;
         if !inspect(&conn).await?.initialised() {
             return Err(Error::Prerequisite {
                 stage: ID,
@@ -187,51 +201,36 @@ impl Stage for JoinControlPlane {
         for member in &plan.stale {
             etcd::remove(&conn, member).await?;
             let line = format!("removed etcd member {} ({})", member.hex(), member.peer_ip);
-            cx.events.progress(
-                ID,
-                Some(if member.name.is_empty() {
-                    "etcd"
-                } else {
-                    &member.name
-                }),
-                line,
-            );
-        }
-        if let Some((node, CpState::Unreachable(tail))) = plan
-            .join
-            .iter()
-            .find(|(_, s)| matches!(s, CpState::Unreachable(_)))
-        {
-            return Err(Error::StageFailed {
-                stage: ID.into(),
-                message: format!("control plane {node} is unreachable: {tail}"),
-                help: "start the node (or let `ecoboot up` replace its instance) and rerun".into(),
-            });
+            let subject = if member.name.is_empty() {
+                "etcd"
+            } else {
+                &member.name
+            };
+            cx.events.progress(ID, Some(subject), line);
         }
         if plan.join.is_empty() {
             return Ok(());
         }
+        let (mut joiners, unreachable) = cx
+            .connect_nodes(ID, |t| plan.join.iter().any(|(n, _)| *n == t.node))
+            .await?;
+        if let Some(f) = unreachable.into_iter().next() {
+            return Err(Error::StageFailed {
+                stage: ID.into(),
+                message: format!("control plane {} is unreachable: {}", f.node, f.tail),
+                help: "start the node (or let `ecoboot up` replace its instance) and rerun".into(),
+            });
+        }
+        joiners.sort_by(|a, b| a.0.node.cmp(&b.0.node));
         let key = certificate_key()?;
         redact::register(&key);
         upload_certs(cx, &master, &conn, &key).await?;
         let encryption = encryption_config(&conn).await?;
         let token = join_token::create(&conn, ID).await?;
         let mut result = Ok(());
-        for (node, _) in &plan.join {
-            let (mut conns, failures) = cx.connect_nodes(ID, |t| &t.node == node).await?;
-            let Some((target, joiner)) = conns.pop() else {
-                let tail = failures
-                    .into_iter()
-                    .next()
-                    .map(|f| f.tail)
-                    .unwrap_or_default();
-                result = Err(failed(node, format!("unreachable: {tail}")));
-                break;
-            };
-            if let Err(e) =
-                join_one(cx, &target, &joiner, &token, &key, encryption.as_deref()).await
-            {
-                result = Err(e);
+        for (target, joiner) in &joiners {
+            result = join_one(cx, target, joiner, &token, &key, encryption.as_deref()).await;
+            if result.is_err() {
                 break;
             }
         }

@@ -83,12 +83,13 @@ pub(super) async fn join_one(
     let hardening = crate::hardening::files_script(&cx.config)
         .map_err(|e| failed(&target.node, format!("hardening files: {e}")))?;
     let script = format!(
-        "if [ -e /etc/kubernetes/admin.conf ] && [ -e /etc/kubernetes/manifests/etcd.yaml ]; then exit {SKIPPED}; fi\nif [ -e /etc/kubernetes/kubelet.conf ] || [ -e /etc/kubernetes/pki/ca.crt ]; then kubeadm reset -f; fi\nmkdir -p /etc/kubernetes/ecoboot\n{cleanup}\n{encryption}\n{hardening}\n{write}\nkubeadm join --config {JOIN_CONFIG}\nrc=$?\nrm -f {JOIN_CONFIG}\n[ $rc -eq 0 ] && touch {KUBE_PROXY_MARKER}\nexit $rc",
+        "if {holds}; then exit {SKIPPED}; fi\nif [ -e /etc/kubernetes/kubelet.conf ] || [ -e /etc/kubernetes/pki/ca.crt ]; then kubeadm reset -f; fi\nmkdir -p /etc/kubernetes/ecoboot\n{cleanup}\n{encryption}\n{hardening}\n{write}\nkubeadm join --config {JOIN_CONFIG}\nrc=$?\nrm -f {JOIN_CONFIG}\n[ $rc -eq 0 ] && touch {KUBE_PROXY_MARKER}\nexit $rc",
         encryption = encryption
             .map(|text| script::write_file(ENCRYPTION, text.as_bytes(), 0o600))
             .unwrap_or_default(),
         write = script::write_file(JOIN_CONFIG, join.as_bytes(), 0o600),
         cleanup = script::remove_on_exit(JOIN_CONFIG),
+        holds = crate::kubeadm::HOLDS_CLUSTER,
     );
     cx.events
         .progress(ID, Some(&target.node), "kubeadm join --control-plane");
