@@ -37,6 +37,9 @@ prepare() {
   # What the whole simulated cluster shares (etcd's member list, the uploaded control-plane
   # certificates' key, the ClusterConfiguration): kept outside the nodes' overlays.
   mkdir -p "$FLEET_DIR/shared"
+  # What a fresh node's disk holds beyond the host's (the base image's own files): an image
+  # made from a node that deleted one of them no longer has it (the AWS proxy's CreateImage).
+  echo "var/lib/ecoboot-sim/swap" >"$FLEET_DIR/shared/base-files"
   for n in $(seq 1 "$FLEET_N"); do
     local d="$FLEET_DIR/nodes/$n"
     mkdir -p "$d/root" "$d/stubs"

@@ -106,9 +106,33 @@ const RULES: &[(&str, &[&str])] = &[
             "crate::commands",
         ],
     ),
-    ("engine", &["crate::stages", "crate::commands"]),
+    (
+        "golden.rs",
+        &[
+            "crate::aws",
+            "crate::ssh",
+            "crate::api",
+            "crate::fetch",
+            "crate::engine",
+            "crate::stages",
+            "crate::commands",
+        ],
+    ),
+    (
+        "engine",
+        &["crate::stages", "crate::commands", "crate::image"],
+    ),
     (
         "stages",
+        &[
+            "crate::commands",
+            "crate::upgrade",
+            "crate::prune",
+            "crate::image",
+        ],
+    ),
+    (
+        "image",
         &["crate::commands", "crate::upgrade", "crate::prune"],
     ),
     ("upgrade", &["crate::commands", "crate::prune"]),

@@ -46,7 +46,7 @@ fn statements(scope: Scope, i: &Input, actions: Vec<&str>) -> Vec<Value> {
             // Tags are written at creation, and on the SSH rule for the machine running
             // ecoboot (`allowedSshCidrs: self`), which AuthorizeSecurityGroupIngress tags.
             let created: Vec<&str> = (CALLS.iter())
-                .filter(|c| matches!(c.scope, Scope::TagOnCreate | Scope::Launch))
+                .filter(|c| matches!(c.scope, Scope::TagOnCreate | Scope::Launch | Scope::Image))
                 .map(|c| c.operation)
                 .chain(["AuthorizeSecurityGroupIngress"])
                 .collect();
@@ -81,6 +81,17 @@ fn statements(scope: Scope, i: &Input, actions: Vec<&str>) -> Vec<Value> {
                 Some(ours),
             ),
             one("LaunchImage", json!("arn:aws:ec2:*::image/*"), None),
+        ],
+        Scope::Image => vec![
+            one("ImageOfOurInstance", json!(ec2("instance")), Some(ours)),
+            one(
+                "ImageTagged",
+                json!([
+                    format!("arn:aws:ec2:{region}::image/*"),
+                    format!("arn:aws:ec2:{region}::snapshot/*")
+                ]),
+                Some(tag("RequestTag", CLUSTER, cluster)),
+            ),
         ],
         Scope::ControllerTagged => vec![
             one("DeleteTagged", json!("*"), Some(ours)),

@@ -7,6 +7,7 @@ pub mod console;
 pub mod deployer_policy;
 pub mod deployer_role;
 mod errors;
+pub mod images;
 pub mod live;
 pub mod managed_policies;
 pub mod nlb;

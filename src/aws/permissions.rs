@@ -61,6 +61,9 @@ pub enum Scope {
     /// Deletes network interfaces AWS services left detached; they carry no tags, so only the
     /// region and account limit it.
     Interface,
+    /// `CreateImage`: from an instance that carries the cluster tag, the image and its
+    /// snapshot tagged at creation (never an image of another instance's disk).
+    Image,
     /// An IAM role named `ecoboot-<cluster>-*`.
     Role,
     /// Attaches a managed policy to such a role: only the config's policies and the cluster's
@@ -140,6 +143,7 @@ pub const CALLS: &[Call] = &[
     c(Ec2, "ImportKeyPair", &["ec2:ImportKeyPair"], TagOnCreate),
     c(Ec2, "AllocateAddress", &["ec2:AllocateAddress"], TagOnCreate),
     c(Ec2, "RunInstances", &["ec2:RunInstances"], Launch),
+    c(Ec2, "CreateImage", &["ec2:CreateImage"], Image),
     // EC2, changes to the cluster's own resources.
     c(Ec2, "CreateTags", &["ec2:CreateTags"], Tagged),
     c(Ec2, "ModifyVpcAttribute", &["ec2:ModifyVpcAttribute"], Tagged),
@@ -155,6 +159,9 @@ pub const CALLS: &[Call] = &[
     c(Ec2, "ReleaseAddress", &["ec2:ReleaseAddress"], Tagged),
     c(Ec2, "GetConsoleOutput", &["ec2:GetConsoleOutput"], Tagged),
     c(Ec2, "TerminateInstances", &["ec2:TerminateInstances"], Tagged),
+    c(Ec2, "StopInstances", &["ec2:StopInstances"], Tagged),
+    c(Ec2, "DeregisterImage", &["ec2:DeregisterImage"], Tagged),
+    c(Ec2, "DeleteSnapshot", &["ec2:DeleteSnapshot"], Tagged),
     c(Ec2, "ModifyInstanceMetadataOptions", &["ec2:ModifyInstanceMetadataOptions"], Tagged),
     c(Ec2, "AssociateIamInstanceProfile", &["ec2:AssociateIamInstanceProfile"], Tagged),
     c(Ec2, "ReplaceIamInstanceProfileAssociation", &["ec2:ReplaceIamInstanceProfileAssociation"], Tagged),

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 mod subcommands;
 
 pub use subcommands::{
-    ArgocdCommand, CertsCommand, GithubCommand, SecretsCommand, StateCommand, Topology,
+    ArgocdCommand, CertsCommand, GithubCommand, ImageCommand, SecretsCommand, StateCommand,
+    Topology,
 };
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -289,6 +290,14 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         part: Option<usize>,
     },
+    /// Golden images: `build` makes the AMI `up` launches from with `spec.aws.ami.golden: true`
+    /// (nodes come up prepared, every image pre-pulled); `list` shows them; `prune` removes
+    /// those no longer wanted.
+    Image {
+        /// What to do.
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// GitHub Actions: `setup` makes what a repository's workflow needs to run ecoboot.
     Github {
         /// What to do.
@@ -318,5 +327,9 @@ pub enum Command {
         /// Also delete the EBS volumes the CSI driver created for the cluster (their data is lost).
         #[arg(long)]
         delete_volumes: bool,
+        /// Also deregister the cluster's golden images and delete their snapshots (kept by
+        /// default: the next `up` reuses them).
+        #[arg(long)]
+        images: bool,
     },
 }

@@ -103,3 +103,32 @@ pub enum ArgocdCommand {
         port: u16,
     },
 }
+
+/// `ecoboot image ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the golden image for this config: a builder instance from the base AMI runs
+    /// prepare-nodes and pre-pulls kubeadm's, Calico's and ArgoCD's images; it is stopped,
+    /// imaged (tagged with the content hash) and terminated. Resumable; a no-op when the image
+    /// for this config exists.
+    Build {
+        /// Show the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Go ahead without asking (required without a terminal; ECOBOOT_YES=1 does the same).
+        #[arg(long, short, env = "ECOBOOT_YES", value_parser = clap::builder::FalseyValueParser::new())]
+        yes: bool,
+    },
+    /// The cluster's golden images: state, hash, whether this config wants it, who runs it.
+    List,
+    /// Deregister golden images this config no longer wants and no instance runs (with their
+    /// snapshots).
+    Prune {
+        /// Show the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Go ahead without asking (required without a terminal; ECOBOOT_YES=1 does the same).
+        #[arg(long, short, env = "ECOBOOT_YES", value_parser = clap::builder::FalseyValueParser::new())]
+        yes: bool,
+    },
+}

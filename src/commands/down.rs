@@ -13,7 +13,13 @@ use super::{confirm, events_for, finish_run, load_config};
 
 /// Runs `ecoboot down`: the plan first (every resource it would delete, the volumes it keeps),
 /// then, with consent, the deletes. `dry_run` stops after the plan.
-pub(super) async fn down(g: &Global, yes: bool, dry_run: bool, delete_volumes: bool) -> Result<()> {
+pub(super) async fn down(
+    g: &Global,
+    yes: bool,
+    dry_run: bool,
+    delete_volumes: bool,
+    images: bool,
+) -> Result<()> {
     let config = load_config(g, FileChecks::Skip)?;
     let consent = match dry_run {
         true => None,
@@ -30,7 +36,7 @@ pub(super) async fn down(g: &Global, yes: bool, dry_run: bool, delete_volumes: b
         cluster: config.name().into(),
         ecoboot: crate::build_info::BUILD,
     });
-    let actions = teardown::plan(cx.aws().await, &roles, delete_volumes).await?;
+    let actions = teardown::plan(cx.aws().await, &roles, delete_volumes, images).await?;
     events.emit(Event::StagePlan {
         stage: teardown::ID.into(),
         actions,
@@ -52,7 +58,7 @@ pub(super) async fn down(g: &Global, yes: bool, dry_run: bool, delete_volumes: b
         stage: teardown::ID.into(),
         title: "Delete every resource tagged with the cluster".into(),
     });
-    let result = teardown::down(cx.aws().await, &events, &roles, delete_volumes).await;
+    let result = teardown::down(cx.aws().await, &events, &roles, delete_volumes, images).await;
     let aws_calls = cx.take_aws_calls();
     match &result {
         Ok(0) => events.emit(Event::StageSkipped {

@@ -7,6 +7,7 @@ mod down;
 mod github;
 mod github_preflight;
 mod iam_policy;
+mod image;
 mod info;
 mod init;
 mod operation;
@@ -113,7 +114,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             yes,
             dry_run,
             delete_volumes,
-        } => down::down(g, *yes, *dry_run, *delete_volumes).await,
+            images,
+        } => down::down(g, *yes, *dry_run, *delete_volumes, *images).await,
+        Command::Image { command } => image::image(g, command).await,
         Command::Inventory => inventory(g).await,
         Command::Kubeconfig { file } => kubeconfig(g, file.as_deref()).await,
         Command::Argocd {

@@ -147,6 +147,12 @@ pub struct Ami {
     pub owner: Located<String>,
     /// Image name filter.
     pub name_filter: Located<String>,
+    /// Launch nodes from the golden image `ecoboot image build` made for this config (the
+    /// base image, prepared and with every container image pre-pulled) when one matches;
+    /// otherwise from the base image, with a warning.
+    pub golden: bool,
+    /// The instance `ecoboot image build` prepares and images.
+    pub builder: Builder,
 }
 
 impl Default for Ami {
@@ -156,6 +162,31 @@ impl Default for Ami {
             name_filter: plain(
                 "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*".into(),
             ),
+            golden: false,
+            builder: Builder::default(),
+        }
+    }
+}
+
+/// `spec.aws.ami.builder`: the temporary instance `ecoboot image build` launches.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+#[schemars(deny_unknown_fields)]
+pub struct Builder {
+    /// EC2 instance type of the builder.
+    pub instance_type: Located<String>,
+    /// Subnet name from `spec.aws.subnets` (default: the first one).
+    pub subnet: Option<Located<String>>,
+    /// Static SSH address (`host[:port]`) overriding the builder's public IP (sandbox, bastion).
+    pub address: Option<Located<String>>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            instance_type: plain("t3.medium".into()),
+            subnet: None,
+            address: None,
         }
     }
 }

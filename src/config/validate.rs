@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::support;
 use super::syntax::{self, clip, is_dns_label};
-use super::validate_access::{check_backup, check_exposure, check_ssh, check_state};
+use super::validate_access::{check_backup, check_builder, check_exposure, check_ssh, check_state};
 use super::validate_nodes::{check_argocd, check_nodes};
 use super::{API_VERSION, Cidr, Cluster, FileChecks, Kubernetes, Located, Problem, Seg};
 
@@ -233,6 +233,7 @@ fn check_aws(ck: &mut Checker, c: &Cluster, base: &Path, files: FileChecks) -> O
         syntax::image_name_filter,
         "an image name pattern such as ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*",
     );
+    check_builder(ck, c);
     for (key, value) in &aws.tags {
         if let Err(e) = syntax::aws_tag(key, value) {
             ck.err(value, format!("`spec.aws.tags`: {e}"), "AWS tags: letters, digits, spaces and _.:/=+-@; keys starting with aws: are reserved by AWS");

@@ -196,3 +196,44 @@ pub fn world_open(c: &Cluster) -> Vec<&'static str> {
     }
     open
 }
+
+/// `spec.aws.ami.builder`: the image builder's instance type, subnet and SSH address.
+pub(super) fn check_builder(ck: &mut Checker, c: &Cluster) {
+    let b = &c.spec.aws.ami.builder;
+    ck.syntax(
+        &b.instance_type,
+        "spec.aws.ami.builder.instanceType",
+        |t| syntax::plain_token(t, 32),
+        "an EC2 instance type such as t3.medium",
+    );
+    if let Some(subnet) = &b.subnet
+        && !c
+            .spec
+            .aws
+            .subnets
+            .iter()
+            .any(|s| s.name.value == subnet.value)
+    {
+        let names: Vec<&str> = c.spec.aws.subnets.iter().map(|s| s.name.as_str()).collect();
+        ck.err(
+            subnet,
+            format!(
+                "`spec.aws.ami.builder.subnet` names `{}`, which is not in spec.aws.subnets",
+                clip(subnet)
+            ),
+            format!("use one of: {}", names.join(", ")),
+        );
+    }
+    if let Some(addr) = &b.address
+        && let Err(e) = syntax::host_port(addr)
+    {
+        ck.err(
+            addr,
+            format!(
+                "`spec.aws.ami.builder.address: {}` is not host[:port]: {e}",
+                clip(addr)
+            ),
+            "write e.g. 203.0.113.7 or 127.0.1.15:2222",
+        );
+    }
+}

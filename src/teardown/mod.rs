@@ -39,6 +39,7 @@ pub async fn down(
     events: &Events,
     role_names: &[String],
     delete_volumes: bool,
+    images: bool,
 ) -> Result<usize> {
     let mut td = Teardown {
         aws,
@@ -54,6 +55,9 @@ pub async fn down(
         td.iam(name).await;
     }
     td.key_pairs().await;
+    if images {
+        td.golden_images().await;
+    }
     match td.failures.len() {
         0 => Ok(td.deleted),
         _ => Err(Error::StageFailed {
@@ -116,6 +120,20 @@ impl Teardown<'_> {
         match outcome {
             Ok(()) => self.done(what),
             Err(err) => self.failures.push(format!("{what}: {err}")),
+        }
+    }
+
+    /// The cluster's golden images and their snapshots.
+    async fn golden_images(&mut self) {
+        let list = match crate::aws::images::golden_images(self.aws).await {
+            Ok(list) => list,
+            Err(e) => return self.fail(e),
+        };
+        for image in list {
+            match crate::aws::images::deregister(self.aws, &image).await {
+                Ok(()) => self.done(&image.id),
+                Err(e) => self.fail(e),
+            }
         }
     }
 

@@ -7,11 +7,18 @@ use crate::error::Result;
 use crate::event::Action;
 
 /// Read-only: what [`down`] would delete (and the controller-made volumes it keeps unless
-/// `delete_volumes`), as plan actions.
-pub async fn plan(aws: &Aws, role_names: &[String], delete_volumes: bool) -> Result<Vec<Action>> {
+/// `delete_volumes`; the golden images it keeps unless `images`), as plan actions.
+pub async fn plan(
+    aws: &Aws,
+    role_names: &[String],
+    delete_volumes: bool,
+    images: bool,
+) -> Result<Vec<Action>> {
     let mut out = Vec::new();
     for i in aws.instances(&NOT_TERMINATED).await? {
-        let node = crate::aws::ec2_tag_value(i.tags(), crate::aws::tags::NODE).unwrap_or("?");
+        let node = crate::aws::ec2_tag_value(i.tags(), crate::aws::tags::NODE)
+            .or_else(|| crate::aws::ec2_tag_value(i.tags(), crate::aws::tags::ROLE))
+            .unwrap_or("?");
         out.push(Action::new(
             i.instance_id().unwrap_or_default(),
             format!("terminate instance of {node}"),
@@ -53,6 +60,24 @@ pub async fn plan(aws: &Aws, role_names: &[String], delete_volumes: bool) -> Res
             format!("key-pair/{}", p.key_name().unwrap_or_default()),
             "delete",
         ));
+    }
+    for image in crate::aws::images::golden_images(aws).await? {
+        out.push(match images {
+            true => Action::new(
+                &image.id,
+                format!(
+                    "deregister golden image {} and delete its snapshots",
+                    image.name
+                ),
+            ),
+            false => Action::new(
+                &image.id,
+                format!(
+                    "keep golden image {} (`down --images` deletes it)",
+                    image.name
+                ),
+            ),
+        });
     }
     Ok(out)
 }

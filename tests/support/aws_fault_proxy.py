@@ -21,6 +21,18 @@ the AWS behaviours moto does not model, so ecoboot's handling of them is tested 
   console {node: [fp, ...]}  GetConsoleOutput for the instance tagged ecoboot.io/node=node
                              answers a boot log with cloud-init's SSH host key fingerprint
                              block (moto's console text has none)
+  (always)                   CreateImage tags the image's snapshots as its TagSpecification says
+                             (moto raises NotImplementedError for ResourceType=snapshot): the
+                             snapshot spec is taken out before forwarding and applied after
+  fleet {"dir": D, "nodes": {name: N}}
+                             EC2's disks on the sshd fleet (scripts/fleet.sh in D): an instance
+                             tagged ecoboot.io/node=name (or ecoboot.io/role=name, the image
+                             builder) runs on fleet node N. RunInstances writes
+                             D/nodes/N/launched ("<instance> <image>"); CreateImage captures
+                             node N's disk (its overlay upper dirs) as D/shared/images/<ami>.tar,
+                             which the node simulator cloud-init unpacks on an instance launched
+                             from that image (a golden image's content, as EBS would give it;
+                             files the builder deleted, overlayfs whiteouts, listed in .whiteouts)
 
 Listens on 127.0.0.1 only. Prints "ready <port>" when listening.
 GET  /_proxy/stats              counts per action: forwarded and injected faults
@@ -168,9 +180,16 @@ class Handler(BaseHTTPRequestHandler):
                 with LOCK:
                     bump("replayed:RunInstances")
                 return self.reply(200, with_current_state(cached, self.headers))
+        snapshot_tags = []
+        if action == "CreateImage":
+            body, snapshot_tags = without_snapshot_tags(form)
         status, headers, data = self.forward(body, send=False)
+        if status == 200 and snapshot_tags:
+            tag_snapshots(data, snapshot_tags)
         if status == 200 and action in ("CreateInstanceProfile", "AddRoleToInstanceProfile"):
             STATE["profile_at"] = time.time()
+        if status == 200 and action in ("RunInstances", "CreateImage") and CONFIG.get("fleet"):
+            fleet_disk(action, form, data, CONFIG["fleet"])
         if status == 200 and action == "RunInstances":
             ids = re.findall(rb"<instanceId>(i-[0-9a-f]+)</instanceId>", data)
             with LOCK:
@@ -223,6 +242,125 @@ class Handler(BaseHTTPRequestHandler):
         if not send:
             return status, headers, data
         return self.reply(status, data, dict(headers).get("Content-Type", "text/xml"))
+
+
+def without_snapshot_tags(form):
+    """CreateImage's form without its snapshot TagSpecification (renumbered), and those tags."""
+    specs, rest = {}, {}
+    for k, v in form.items():
+        m = re.fullmatch(r"TagSpecification\.(\d+)\.(.*)", k)
+        if m:
+            specs.setdefault(int(m.group(1)), {})[m.group(2)] = v[0]
+        else:
+            rest[k] = v[0]
+    tags, n = [], 0
+    for i in sorted(specs):
+        spec = specs[i]
+        if spec.get("ResourceType") == "snapshot":
+            j = 1
+            while f"Tag.{j}.Key" in spec:
+                tags.append({"Key": spec[f"Tag.{j}.Key"], "Value": spec.get(f"Tag.{j}.Value", "")})
+                j += 1
+            continue
+        n += 1
+        for k, v in spec.items():
+            rest[f"TagSpecification.{n}.{k}"] = v
+    return urllib.parse.urlencode(rest).encode(), tags
+
+
+def tag_snapshots(data, tags):
+    """Tags the snapshots of the image CreateImage answered with."""
+    m = re.search(rb"<imageId>(ami-[0-9a-f]+)</imageId>", data)
+    if not m:
+        return
+    ec2, _ = clients()
+    for image in ec2.describe_images(ImageIds=[m.group(1).decode()])["Images"]:
+        snaps = [b["Ebs"]["SnapshotId"] for b in image.get("BlockDeviceMappings", []) if b.get("Ebs", {}).get("SnapshotId")]
+        if snaps:
+            ec2.create_tags(Resources=snaps, Tags=tags)
+
+
+# Files of a node's disk that are the node's own, not the image's: the fleet's wiring, the
+# bench's timings, boot identity and logs.
+NOT_IMAGED = ("var/log/", "var/lib/ecoboot-sim/fleet-dir", "var/lib/ecoboot-sim/timings",
+              "var/lib/ecoboot-sim/cluster-admin.conf", "var/lib/ecoboot-sim/cluster-hook-port",
+              "var/lib/ecoboot-sim/boot_id", "var/lib/ecoboot-sim/boots", "var/lib/ecoboot-sim/seeded",
+              "var/lib/ecoboot-sim/booted-instance")
+
+
+def fleet_disk(action, form, data, fleet):
+    """See `fleet` in the module doc."""
+    import io
+    import os
+    import tarfile
+    shared = os.path.join(fleet["dir"], "shared")
+    os.makedirs(os.path.join(shared, "images"), exist_ok=True)
+    placed_file = os.path.join(shared, "instance-nodes.json")
+    try:
+        placed = json.load(open(placed_file))
+    except (OSError, ValueError):
+        placed = {}
+    if action == "RunInstances":
+        tags = {}
+        for k, v in form.items():
+            m = re.fullmatch(r"TagSpecification\.(\d+)\.Tag\.(\d+)\.Key", k)
+            if m and form.get(f"TagSpecification.{m.group(1)}.ResourceType", [""])[0] == "instance":
+                tags[v[0]] = form.get(f"TagSpecification.{m.group(1)}.Tag.{m.group(2)}.Value", [""])[0]
+        name = tags.get("ecoboot.io/node") or tags.get("ecoboot.io/role")
+        n = fleet["nodes"].get(name)
+        ids = re.findall(rb"<instanceId>(i-[0-9a-f]+)</instanceId>", data)
+        if n is None or not ids:
+            return
+        instance = ids[0].decode()
+        image = form.get("ImageId", [""])[0]
+        with open(os.path.join(fleet["dir"], "nodes", str(n), "launched"), "w") as f:
+            f.write(f"{instance} {image}\n")
+        placed[instance] = n
+        with open(placed_file, "w") as f:
+            json.dump(placed, f)
+        return
+    m = re.search(rb"<imageId>(ami-[0-9a-f]+)</imageId>", data)
+    n = placed.get(form.get("InstanceId", [""])[0])
+    if not m or n is None:
+        return
+    node = os.path.join(fleet["dir"], "nodes", str(n), "ov")
+    out = os.path.join(shared, "images", m.group(1).decode() + ".tar")
+    deleted = []
+    with tarfile.open(out + ".new", "w") as tar:
+        for top in ("etc", "var", "opt", "usr/local"):
+            upper = os.path.join(node, top, "upper")
+            for root, dirs, files in os.walk(upper):
+                dirs.sort()
+                for entry in sorted(dirs + files):
+                    path = os.path.join(root, entry)
+                    rel = top + "/" + os.path.relpath(path, upper)
+                    if any(rel == x or rel.startswith(x) for x in NOT_IMAGED):
+                        continue
+                    info = tar.gettarinfo(path, rel)
+                    if info.isdir():
+                        tar.addfile(info)
+                    elif info.isfile():
+                        with open(path, "rb") as f:
+                            tar.addfile(info, f)
+                    elif info.issym():
+                        tar.addfile(info)
+                    elif info.ischr() and info.devmajor == 0 and info.devminor == 0:
+                        deleted.append(rel)  # an overlayfs whiteout: the builder deleted it
+        # The base image's own files (scripts/fleet.sh seeds them) the builder deleted.
+        try:
+            base = open(os.path.join(shared, "base-files")).read().split()
+        except OSError:
+            base = []
+        for rel in base:
+            top = next((t for t in ("usr/local", "etc", "var", "opt") if rel.startswith(t + "/")), None)
+            if top and not os.path.lexists(os.path.join(node, top, "upper", rel[len(top) + 1:])):
+                deleted.append(rel)
+        # What the builder deleted from the base image, for the unpacking node to delete too.
+        listing = ("\n".join(deleted) + "\n").encode()
+        info = tarfile.TarInfo(".whiteouts")
+        info.size = len(listing)
+        tar.addfile(info, io.BytesIO(listing))
+    os.replace(out + ".new", out)
 
 
 def with_current_state(cached, headers):

@@ -899,7 +899,7 @@ def reconcile():
         if g == "apps" and plural in ("deployments", "statefulsets"):
             want = (o.get("spec") or {}).get("replicas", 1)
             ready = 0 if h.get("ready") is False else want
-            if ns == "argocd" and age(o) < SIM_TIMINGS.get("argocd_ready", 0):
+            if ns == "argocd" and SIM_TIMINGS and age(o) < argocd_delay(nodes):
                 ready = 0  # bench/realistic.sh: its images still pulling
             if ns == "kube-system" and name == "coredns" and not schedulable_nodes(o, nodes):
                 ready = 0  # its pods stay Pending: no Ready node they tolerate
@@ -952,10 +952,26 @@ def ds_nodes(ds, node_keys):
 SIM_TIMINGS = json.load(open(os.environ["ECOBOOT_SIM_TIMINGS"])) if os.environ.get("ECOBOOT_SIM_TIMINGS") else {}
 
 
+def holds_image(node, prefix):
+    """Whether `node` reports (status.images, as kubelet does) an image named `prefix`:<tag>."""
+    n = OBJECTS.get(("", "nodes", "", node)) or {}
+    return any(name.startswith(prefix + ":") for i in (n.get("status") or {}).get("images") or []
+               for name in i.get("names") or [])
+
+
 def calico_started(node):
-    """Whether calico-node had time to start on `node` (its images pulled) under the model."""
+    """Whether calico-node had time to start on `node` under the model: its images pulled and
+    the pods started, or only started where the node already holds them (a golden image)."""
     ds = OBJECTS.get(("apps", "daemonsets", "kube-system", "calico-node"))
-    return ds is not None and age(ds) >= SIM_TIMINGS.get("calico_ready", {}).get(node, 0)
+    key = "calico_start" if holds_image(node, "quay.io/calico/node") else "calico_ready"
+    return ds is not None and age(ds) >= SIM_TIMINGS.get(key, {}).get(node, 0)
+
+
+def argocd_delay(nodes):
+    """How long ArgoCD's workloads stay unavailable under the model: image pulls and start, or
+    only the start when every node already holds ArgoCD's image (a golden image)."""
+    prepulled = nodes and all(holds_image(k[3], "quay.io/argoproj/argocd") for k in nodes)
+    return SIM_TIMINGS.get("argocd_start" if prepulled else "argocd_ready", 0)
 
 
 def calico_ready(node):

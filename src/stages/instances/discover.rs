@@ -5,21 +5,20 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{Instance, InstanceStateName};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::settings::{
     current_association, hop_limit, metadata_drift, profile_arn_is, wears_profile,
 };
 use crate::aws::tags::{NODE, ROLE};
-use crate::aws::{Aws, aws_error, code_of, ec2_tag_value};
-use crate::config::Config;
+use crate::aws::{Aws, ec2_tag_value};
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::stages::shared::ids;
 use crate::stages::shared::outputs::{IamOut, NetworkOut};
 
-use super::{ID, InstancesOut, KEY_TAG};
+use super::{ID, InstancesOut};
+use crate::stages::shared::key_pair::{self, KeyState};
 
 #[derive(Clone)]
 pub(super) struct Existing {
@@ -30,12 +29,6 @@ pub(super) struct Existing {
     /// whose DescribeInstances view disagrees with the config (an association being replaced
     /// shows there only once it completes).
     pub(super) associated: BTreeMap<String, String>,
-}
-
-#[derive(Clone, PartialEq)]
-pub(super) enum KeyState {
-    Missing,
-    Ours,
 }
 
 pub(super) fn needs<T: for<'de> Deserialize<'de>>(
@@ -50,56 +43,10 @@ pub(super) fn needs<T: for<'de> Deserialize<'de>>(
     })
 }
 
-pub(super) fn public_key(config: &Config) -> Result<(String, String)> {
-    let path = config.resolve_path(&config.cluster.spec.aws.key_pair.public_key_path);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
-    let material: String = text
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
-    let digest = hex::encode(Sha256::digest(material.as_bytes()));
-    Ok((material, digest))
-}
-
 // Long by design: one DescribeX per thing the plan compares, read once, in one place.
 pub(super) async fn discover(cx: &Ctx, aws: &Aws) -> Result<Existing> {
     let config = &cx.config;
-    let key_name = &config.cluster.spec.aws.key_pair.name.value;
-    let key = match aws
-        .ec2
-        .describe_key_pairs()
-        .key_names(key_name)
-        .include_public_key(true)
-        .send()
-        .await
-    {
-        Ok(out) => {
-            let pair = out.key_pairs().first();
-            let (_, digest) = public_key(config)?;
-            let material = pair
-                .and_then(|p| p.public_key())
-                .map(|k| k.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
-            let tagged = pair.and_then(|p| ec2_tag_value(p.tags(), KEY_TAG));
-            let same = match (material, tagged) {
-                (Some(m), _) => hex::encode(Sha256::digest(m.as_bytes())) == digest,
-                (None, Some(t)) => t == digest,
-                (None, None) => false,
-            };
-            if !same {
-                return Err(Error::Aws {
-                    operation: "DescribeKeyPairs".into(),
-                    target: format!("key-pair/{key_name}"),
-                    code: "InvalidKeyPair.Duplicate".into(),
-                    message: format!("key pair `{key_name}` exists with a different public key than {}", config.cluster.spec.aws.key_pair.public_key_path.value),
-                    help: "ecoboot never overwrites a key pair: point spec.aws.keyPair.publicKeyPath at the matching key, or pick another keyPair.name".into(),
-                });
-            }
-            KeyState::Ours
-        }
-        Err(e) if code_of(&e).as_deref() == Some("InvalidKeyPair.NotFound") => KeyState::Missing,
-        Err(e) => return Err(aws_error("DescribeKeyPairs", key_name, e)),
-    };
+    let key = key_pair::state(aws, config).await?;
     let mut nodes: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
     for i in aws
         .instances(&["pending", "running", "stopping", "stopped"])

@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 
 use super::settings::metadata_options;
 use crate::aws::tags::{NODE, ROLE};
-use crate::aws::{Aws, aws_error, ec2_filter};
-use crate::config::{Config, Node};
+use crate::aws::{Aws, aws_error};
+use crate::config::Node;
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::retry::{Backoff, Try, retry};
@@ -58,32 +58,6 @@ pub fn client_token(
         user_data(node)
     );
     hex::encode(Sha256::digest(spec.as_bytes()))
-}
-
-pub(super) async fn newest_ami(aws: &Aws, config: &Config) -> Result<String> {
-    let ami = &config.cluster.spec.aws.ami;
-    let out = aws
-        .ec2
-        .describe_images()
-        .owners(ami.owner.as_str())
-        .filters(ec2_filter("name", &ami.name_filter))
-        .filters(ec2_filter("state", "available"))
-        .send()
-        .await
-        .map_err(|e| aws_error("DescribeImages", &ami.name_filter, e))?;
-    out.images()
-        .iter()
-        .max_by_key(|i| i.creation_date().unwrap_or_default().to_string())
-        .and_then(|i| i.image_id())
-        .map(str::to_string)
-        .ok_or_else(|| Error::StageFailed {
-            stage: ID.into(),
-            message: format!(
-                "no image of owner {} matches `{}` in this region",
-                ami.owner, ami.name_filter
-            ),
-            help: "check spec.aws.ami (owner and nameFilter) and the region".into(),
-        })
 }
 
 pub(super) struct Launch {

@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::primitives::Blob;
-use aws_sdk_ec2::types::{InstanceStateName, ResourceType};
+use aws_sdk_ec2::types::InstanceStateName;
 
 mod discover;
 mod eip;
@@ -15,11 +14,11 @@ mod launch;
 pub mod quota;
 mod settings;
 
-use crate::aws::aws_error;
 use crate::engine::{Ctx, Found, Stage, StagePlan};
 use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::stages::shared::ids;
+use crate::stages::shared::key_pair::{self, KeyState};
 use crate::stages::shared::outputs::{IamOut, NetworkOut};
 use settings::{metadata_drift, require_imdsv2, switch_profile, wears_profile};
 
@@ -29,7 +28,6 @@ pub const ID: &str = ids::INSTANCES;
 const MAX_GENERATIONS: u32 = 64;
 /// How long `RunInstances` is retried while IAM has not propagated the new instance profile.
 pub(super) const PROFILE_PROPAGATION: Duration = Duration::from_secs(120);
-pub(super) const KEY_TAG: &str = "ecoboot.io/public-key-sha256";
 
 pub use crate::nodes::{InstancesOut, NodeOut};
 
@@ -50,12 +48,9 @@ impl StagePlan for InstancesPlan {
     }
 }
 
-use discover::{
-    Existing, KeyState, discover, kubernetes_tags_missing, needs, node_out, plan, public_key,
-    state_name,
-};
+use discover::{Existing, discover, kubernetes_tags_missing, needs, node_out, plan, state_name};
 use eip::Eip;
-use launch::{Launch, client_token, journal_token, launch_failures, newest_ami, wait_running};
+use launch::{Launch, client_token, journal_token, launch_failures, wait_running};
 
 #[async_trait]
 impl Stage for Instances {
@@ -144,12 +139,11 @@ impl Stage for Instances {
         let iam: IamOut = needs(cx, ids::IAM, "the node instance profile")?;
         let found = plan.existing;
         if found.key == KeyState::Missing {
-            import_key_pair(cx, aws).await?;
+            key_pair::import(cx, aws, ID).await?;
         }
-        let ami = match found.ami.clone() {
-            Some(ami) => ami,
-            None => newest_ami(aws, &cx.config).await?,
-        };
+        let ami = crate::stages::shared::ami::for_launch(cx, aws, found.ami.clone(), ID)
+            .await?
+            .id;
         cx.update_state(|s| {
             let mut out: InstancesOut = s.output(ID).unwrap_or_default();
             out.ami_id = ami.clone();
@@ -187,27 +181,6 @@ impl Stage for Instances {
         launch_failures(failures)?;
         eip::ensure(cx, aws, plan.eip).await
     }
-}
-
-/// Imports the configured public key as the cluster's key pair (tagged with its digest).
-async fn import_key_pair(cx: &Ctx, aws: &crate::aws::Aws) -> Result<()> {
-    let key = cx.config.cluster.spec.aws.key_pair.name.value.clone();
-    let (material, digest) = public_key(&cx.config)?;
-    aws.pace().await;
-    aws.ec2
-        .import_key_pair()
-        .key_name(&key)
-        .public_key_material(Blob::new(material.into_bytes()))
-        .tag_specifications(
-            aws.tags
-                .spec(ResourceType::KeyPair, &key, &[(KEY_TAG, &digest)]),
-        )
-        .send()
-        .await
-        .map_err(|e| aws_error("ImportKeyPair", &format!("key-pair/{key}"), e))?;
-    cx.events
-        .progress(ID, Some(&format!("key-pair/{key}")), "imported");
-    Ok(())
 }
 
 /// Fixes running instances in place: the instance profile their role calls for, and IMDSv2.

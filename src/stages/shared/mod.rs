@@ -2,11 +2,13 @@
 //! outputs, control-plane facts, node labels and taints, the node preflight, the manifest-stage
 //! machinery and where scheduled backups go. Nothing here imports a stage.
 
+pub mod ami;
 pub mod backup_target;
 pub mod backup_timer;
 pub mod control_plane;
 pub mod ids;
 pub mod join_token;
+pub mod key_pair;
 pub mod manifest;
 pub mod node_labels;
 pub mod outputs;
