@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Modeled real-AWS bring-up time (issue #31; prints, asserts nothing). The sandbox runs
-# `ecoboot up` twice from scratch: once as it is (ecoboot's own time), once with every
-# simulated real-world operation of bench/timings.toml slept × ECOBOOT_SIM_SCALE (default
-# 0.05: 1 modeled minute = 3 s): apt, downloads, kubeadm's image pulls, init and joins on the
-# nodes (scripts/sim), Calico's and ArgoCD's readiness in the API double, EC2's pending →
-# running + boot in the AWS proxy. Prints the modeled minutes per stage, the total, and the
-# critical path (which node, which step); then the same for `ecoboot upgrade` 1.36 → 1.37
-# (--max-unavailable 3) on each of the two clusters. The sandbox is stopped at the end.
+# Modeled real-AWS bring-up time (issue #31; prints, asserts nothing). Every simulated real-world
+# operation of bench/timings.toml is slept × ECOBOOT_SIM_SCALE (default 0.05: 1 modeled minute =
+# 3 s): apt, downloads, image pulls, kubeadm init and joins on the nodes (scripts/sim), Calico's
+# and ArgoCD's readiness in the API double, EC2's pending → running + boot, stop and CreateImage
+# in the AWS proxy. Each figure comes from two runs on fresh sandboxes, one as it is (ecoboot's
+# own time) and one under the model: modeled = own + (scaled − own) ÷ scale, per stage, with the
+# critical path (which node, which step).
+#   1. baseline: `ecoboot up` from an empty account, then `ecoboot upgrade` 1.36 → 1.37
+#      (--max-unavailable 3)
+#   2. golden image: `ecoboot image build`, then `down` (the image is kept) and new disks for
+#      every node, then `up` from the empty account with spec.aws.ami.golden: true
 #   bash bench/realistic.sh        the 14-node sandbox (one control plane)
 #   bash bench/realistic.sh ha     inventory/sandbox-ha.yaml (three control planes)
 set -euo pipefail
@@ -20,13 +23,15 @@ SCALE="${ECOBOOT_SIM_SCALE:-0.05}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ECOBOOT_CACHE/target}"
 cargo build --quiet --bin ecoboot
 work="$(mktemp -d)"
-proxy=""
-next=""
-cleanup() { [ -n "$proxy" ] && kill "$proxy" 2>/dev/null; rm -rf "$work"; [ -n "$next" ] && rm -f "$next"; }
+next="" golden=""
+cleanup() { rm -rf "$work"; rm -f $next $golden; }
 trap cleanup EXIT
 sed -n 's/^    - name: //p' "$CONFIG" >"$work/names"
+echo image-builder >>"$work/names" # fleet node 15
 next="$(mktemp --suffix=.yaml -p "$ROOT/inventory" .bench-realistic-XXXX)"
 sed 's/version: "1.36" /version: "1.37" /' "$CONFIG" >"$next"
+golden="$(mktemp --suffix=.yaml -p "$ROOT/inventory" .bench-golden-XXXX)"
+sed 's/      golden: false /      golden: true /' "$CONFIG" >"$golden"
 python3 bench/timings.py "$SCALE" "$work/names" "$work/t"
 
 stamp() { python3 -c 'import json,sys,time
@@ -35,40 +40,81 @@ for l in sys.stdin:
     if l.startswith("{"):
         e = json.loads(l); e["t"] = time.time(); print(json.dumps(e), flush=True)'; }
 
-run() { # run NAME [model]: a fresh sandbox, `ecoboot up`, stamped events in $work/NAME.jsonl
+fresh() { # fresh [model]: a new sandbox; under the model the fleet, the double and the proxy sleep
   bash scripts/sandbox.sh down >/dev/null 2>&1 || true
-  if [ "${2:-}" = model ]; then
-    ECOBOOT_SIM_TIMINGS="$work/t/double.json" FLEET_TIMINGS_DIR="$work/t" bash scripts/sandbox.sh up >/dev/null
+  if [ "${1:-}" = model ]; then
+    export ECOBOOT_SIM_TIMINGS="$work/t/double.json" FLEET_TIMINGS_DIR="$work/t"
   else
-    bash scripts/sandbox.sh up >/dev/null
+    unset ECOBOOT_SIM_TIMINGS FLEET_TIMINGS_DIR
   fi
+  bash scripts/sandbox.sh up >/dev/null
   # shellcheck disable=SC1091
   . "$SB/env"
-  # AWS through the fault proxy: under the model it hides a new instance for EC2's modeled
-  # pending → running + boot.
-  "$ECOBOOT_CACHE/venv/bin/python" tests/support/aws_fault_proxy.py "$AWS_ENDPOINT_URL" >"$work/proxy.out" 2>/dev/null &
-  proxy=$!
-  for _ in $(seq 1 50); do grep -q '^ready' "$work/proxy.out" && break; sleep 0.1; done
-  port="$(sed -n 's/^ready //p' "$work/proxy.out")"
-  lag=0; [ "${2:-}" = model ] && lag="$(cat "$work/t/describe_lag")"
-  curl -sf -X POST "http://127.0.0.1:$port/_proxy/config" -d "{\"describe_lag\": $lag, \"idempotent_tokens\": true}" >/dev/null
-  local t0 t1
-  t0=$(date +%s.%N)
-  AWS_ENDPOINT_URL="http://127.0.0.1:$port" ecoboot -c "$CONFIG" --output json up --yes 2>"$work/$1.err" | stamp >"$work/$1.jsonl"
-  t1=$(date +%s.%N)
-  echo "$1: ecoboot up took $(python3 -c "print(round($t1 - $t0, 1))") s of wall time"
-  t0=$(date +%s.%N)
-  AWS_ENDPOINT_URL="http://127.0.0.1:$port" ecoboot -c "$next" --output json upgrade --yes --max-unavailable 3 2>"$work/$1-upgrade.err" | stamp >"$work/$1-upgrade.jsonl"
-  t1=$(date +%s.%N)
-  echo "$1: ecoboot upgrade took $(python3 -c "print(round($t1 - $t0, 1))") s of wall time"
-  kill "$proxy" 2>/dev/null || true
-  proxy=""
+  local lags='"describe_lag": 0'
+  [ "${1:-}" = model ] && lags="\"describe_lag\": $(cat "$work/t/describe_lag"), \"stop_lag\": $(cat "$work/t/stop_lag"), \"image_lag\": $(cat "$work/t/image_lag")"
+  python3 -c "import json,sys; c = json.load(open('$SB/proxy.json')); c.update(json.loads('{$lags}')); print(json.dumps(c))" >"$work/proxy.json"
+  curl -sf -X POST "$AWS_ENDPOINT_URL/_proxy/config" --data-binary @"$work/proxy.json" >/dev/null
 }
 
-run own
-run scaled model
-python3 bench/realistic_report.py "$work/own.jsonl" "$work/scaled.jsonl" "$SCALE" "$SB/fleet" "$work/names"
+timed() { # timed NAME CONFIG ARGS...: one ecoboot command, its stamped events in $work/NAME.jsonl
+  local name="$1" cfg="$2" t0 t1
+  shift 2
+  t0=$(date +%s.%N)
+  ecoboot -c "$cfg" --output json "$@" --yes 2>"$work/$name.err" | stamp >"$work/$name.jsonl"
+  t1=$(date +%s.%N)
+  echo "$name: ecoboot $1 took $(python3 -c "print(round($t1 - $t0, 1))") s of wall time"
+}
+
+new_disks() { # the cluster's 14 nodes get new, empty disks (the builder's node keeps its own)
+  ecoboot -c "$golden" down --yes >/dev/null 2>&1
+  export FLEET_DIR="$SB/fleet" FLEET_N=15 FLEET_PORT=2222 FLEET_KUBECONFIG="$SB/kube/admin.conf"
+  bash scripts/fleet.sh stop
+  for n in $(seq 1 14); do rm -rf "$SB/fleet/nodes/$n/ov" "$SB/fleet/nodes/$n/root"; done
+  bash scripts/fleet.sh start >/dev/null
+}
+
+keep_logs() { # keep_logs NAME: the fleet's delay logs of this run, for its critical path
+  local n log
+  for n in $(seq 1 15); do
+    log="nodes/$n/ov/var/upper/log/ecoboot-sim/delays.log"
+    [ -f "$SB/fleet/$log" ] && install -D "$SB/fleet/$log" "$work/$1-fleet/$log"
+  done
+  mkdir -p "$work/$1-fleet"
+}
+
+baseline() { # baseline NAME [model]
+  fresh "${2:-}"
+  timed "$1" "$CONFIG" up
+  timed "$1-upgrade" "$next" upgrade --max-unavailable 3
+  keep_logs "$1"
+}
+
+with_golden() { # with_golden NAME [model]
+  fresh "${2:-}"
+  timed "$1-image" "$golden" image build
+  new_disks
+  timed "$1" "$golden" up
+  keep_logs "$1"
+}
+
+report() { # report OWN SCALED FLEET-LOGS
+  python3 bench/realistic_report.py "$work/$1.jsonl" "$work/$2.jsonl" "$SCALE" "$work/$3-fleet" "$work/names"
+}
+
+baseline own
+baseline scaled model
+with_golden own-golden
+with_golden golden model
 echo
-echo "ecoboot upgrade 1.36 -> 1.37, --max-unavailable 3:"
-python3 bench/realistic_report.py "$work/own-upgrade.jsonl" "$work/scaled-upgrade.jsonl" "$SCALE" "$SB/fleet" "$work/names"
+echo "== baseline: ecoboot up from an empty account"
+report own scaled scaled
+echo
+echo "== baseline: ecoboot upgrade 1.36 -> 1.37, --max-unavailable 3"
+report own-upgrade scaled-upgrade scaled
+echo
+echo "== golden image: ecoboot image build (once; again when the config's hash changes)"
+report own-golden-image golden-image golden
+echo
+echo "== golden image: ecoboot up from an empty account, spec.aws.ami.golden: true"
+report own-golden golden golden
 bash scripts/sandbox.sh down >/dev/null

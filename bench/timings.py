@@ -5,8 +5,10 @@
 
 writes OUT-DIR/node-<i> (one `key seconds` line per row, for fleet node i, with that node's
 deterministic jitter inside the row's spread), OUT-DIR/double.json (what the API double
-models: calico_ready per node, argocd_ready) and OUT-DIR/describe_lag (seconds the AWS proxy
-hides a new instance: ec2_running + boot_ssh). All values are already multiplied by SCALE.
+models: calico_ready and calico_start per node, argocd_ready and argocd_start),
+OUT-DIR/describe_lag (seconds the AWS proxy hides a new instance: ec2_running + boot_ssh),
+OUT-DIR/stop_lag (ec2_stop) and OUT-DIR/image_lag (create_image). All values are already
+multiplied by SCALE.
 """
 import hashlib
 import json
@@ -41,12 +43,17 @@ def main():
             for row in rows:
                 f.write(f"{row} {draw(model, row, node) * scale:.3f}\n")
     double = {"calico_ready": {n: draw(model, "calico_ready", n) * scale for n in names},
-              "argocd_ready": draw(model, "argocd_ready", "argocd") * scale}
+              "calico_start": {n: draw(model, "calico_start", n) * scale for n in names},
+              "argocd_ready": draw(model, "argocd_ready", "argocd") * scale,
+              "argocd_start": draw(model, "argocd_start", "argocd") * scale}
     with open(os.path.join(out, "double.json"), "w") as f:
         json.dump(double, f)
     lag = (model["ec2_running"]["seconds"] + model["boot_ssh"]["seconds"]) * scale
     with open(os.path.join(out, "describe_lag"), "w") as f:
         f.write(f"{lag:.3f}\n")
+    for key, row in (("stop_lag", "ec2_stop"), ("image_lag", "create_image")):
+        with open(os.path.join(out, key), "w") as f:
+            f.write(f"{model[row]['seconds'] * scale:.3f}\n")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The local sandbox: everything `ecoboot up -c inventory/sandbox.yaml` talks to, on loopback only.
-#   - AWS: moto_server on 127.0.0.1:$SANDBOX_MOTO_PORT (default 4566)
-#   - 14 nodes: real sshd on 127.0.1.1-14:2222, each in its own mount/UTS namespace, with the node
-#     simulators of scripts/sim (apt, systemctl, kubeadm, ...)
+#   - AWS: moto_server on 127.0.0.1:$SANDBOX_MOTO_PORT (default 4566) behind the AWS proxy
+#     (tests/support/aws_fault_proxy.py: EC2's disks on the fleet, so a golden image is one)
+#   - 14 nodes and the image builder: real sshd on 127.0.1.1-15:2222, each in its own mount/UTS
+#     namespace, with the node simulators of scripts/sim (apt, systemctl, kubeadm, ...)
 #   - Kubernetes: the API double (tests/support/kube_api_double.py) with its fake controllers, or
 #     the API server of the kubeconfig in $ECOBOOT_TEST_KUBECONFIG
 #
@@ -21,7 +22,7 @@ SB=/tmp/ecoboot-sandbox # fixed: inventory/sandbox.yaml names files under it
 . "$ROOT/scripts/cache-dir.sh"
 CACHE="$ECOBOOT_CACHE"
 MOTO_PORT="${SANDBOX_MOTO_PORT:-4566}"
-export FLEET_DIR="$SB/fleet" FLEET_N=14 FLEET_PORT=2222 FLEET_KUBECONFIG="$SB/kube/admin.conf"
+export FLEET_DIR="$SB/fleet" FLEET_N=15 FLEET_PORT=2222 FLEET_KUBECONFIG="$SB/kube/admin.conf"
 
 say() { echo "sandbox: $*"; }
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -50,6 +51,26 @@ start_moto() {
   exit 1
 }
 
+start_proxy() { # the AWS proxy in front of moto; node names -> fleet node from the inventories
+  if alive "$SB/proxy.pid"; then return; fi
+  rm -f "$SB/proxy.out"
+  nohup "$CACHE/venv/bin/python" "$ROOT/tests/support/aws_fault_proxy.py" "http://127.0.0.1:$MOTO_PORT" >"$SB/proxy.out" 2>"$SB/proxy.log" &
+  echo $! >"$SB/proxy.pid"
+  for _ in $(seq 1 100); do grep -q '^ready' "$SB/proxy.out" 2>/dev/null && break; sleep 0.1; done
+  sed -n 's/^ready //p' "$SB/proxy.out" >"$SB/proxy.port"
+  [ -s "$SB/proxy.port" ] || { say "the AWS proxy did not start; see $SB/proxy.log" >&2; exit 1; }
+  python3 - "$ROOT/inventory" "$FLEET_DIR" >"$SB/proxy.json" <<'PY'
+import json, re, sys, glob
+nodes = {"image-builder": 15}
+for f in sorted(glob.glob(sys.argv[1] + "/sandbox*.yaml")):
+    for name, n in re.findall(r"\n    - name: (\S+)\n(?:      .*\n)*?      address: \"127\.0\.1\.(\d+)", open(f).read()):
+        nodes[name] = int(n)
+print(json.dumps({"idempotent_tokens": True, "fleet": {"dir": sys.argv[2], "nodes": nodes}}))
+PY
+  curl -sf -X POST "http://127.0.0.1:$(cat "$SB/proxy.port")/_proxy/config" --data-binary @"$SB/proxy.json" >/dev/null
+  say "AWS proxy on 127.0.0.1:$(cat "$SB/proxy.port") (pid $(cat "$SB/proxy.pid"))"
+}
+
 start_kube() {
   mkdir -p "$SB/kube"
   if [ -n "${ECOBOOT_TEST_KUBECONFIG:-}" ]; then
@@ -72,7 +93,8 @@ start_kube() {
 write_env() {
   cat >"$SB/env" <<EOF
 # Source this to point ecoboot at the sandbox.
-export AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+export AWS_ENDPOINT_URL=http://127.0.0.1:$(cat "$SB/proxy.port") AWS_ENDPOINT_URL_S3=http://127.0.0.1:$MOTO_PORT
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
 export AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 export ECOBOOT_STATE_DIR=$SB/state
 export PATH="${CARGO_TARGET_DIR:-$CACHE/target}/debug:\$PATH"
@@ -84,6 +106,7 @@ up() {
   mkdir -p "$SB"
   manifests
   start_moto
+  start_proxy
   start_kube
   bash "$ROOT/scripts/fleet.sh" start | sed 's/^/sandbox: /'
   write_env
@@ -93,7 +116,7 @@ up() {
 
 down() {
   [ -d "$FLEET_DIR" ] && bash "$ROOT/scripts/fleet.sh" stop
-  for p in moto kube; do
+  for p in proxy moto kube; do
     if alive "$SB/$p.pid"; then kill "$(cat "$SB/$p.pid")"; say "stopped $p (pid $(cat "$SB/$p.pid"))"; fi
     rm -f "$SB/$p.pid"
   done
@@ -103,6 +126,7 @@ down() {
 
 status() {
   alive "$SB/moto.pid" && say "moto: running (pid $(cat "$SB/moto.pid"))" || say "moto: stopped"
+  alive "$SB/proxy.pid" && say "AWS proxy: running (pid $(cat "$SB/proxy.pid"))" || say "AWS proxy: stopped"
   if [ -n "${ECOBOOT_TEST_KUBECONFIG:-}" ]; then say "Kubernetes API: external"
   elif alive "$SB/kube.pid"; then say "API double: running (pid $(cat "$SB/kube.pid"))"
   else say "API double: stopped"; fi

@@ -11,7 +11,10 @@ the AWS behaviours moto does not model, so ecoboot's handling of them is tested 
                              after the profile was created (IAM propagation)
   dependency {Action: n}     the first n calls answer DependencyViolation
   describe_lag S             new instances stay invisible to DescribeInstances for S seconds
-                             (EC2 eventual consistency)
+                             (EC2 eventual consistency; bench/realistic.sh: pending -> running + boot)
+  stop_lag S                 a stopped instance shows `stopping` for S seconds (moto stops at once)
+  image_lag S                a new image shows `pending` for S seconds (moto makes it available at
+                             once; AWS takes minutes to snapshot the disk)
   idempotent_tokens true     RunInstances ClientToken idempotency as in AWS: a repeated token
                              returns the original instance (with its current state)
   sg_references true         DeleteSecurityGroup answers DependencyViolation while another
@@ -59,6 +62,8 @@ CONFIG = {}
 STATS = {}
 TOKENS = {}  # ClientToken -> (response body, instance id)
 CREATED = {}  # instance id -> creation time
+STOPPED = {}  # instance id -> StopInstances time
+IMAGED = {}  # image id -> CreateImage time
 STATE = {"calls": 0, "profile_at": None}
 READ_PREFIXES = ("Describe", "Get", "List")
 
@@ -199,6 +204,21 @@ class Handler(BaseHTTPRequestHandler):
                     TOKENS[token] = (data, ids[0].decode())
         if status == 200 and action == "DescribeInstances" and CONFIG.get("describe_lag"):
             data = hide_recent(data, CONFIG["describe_lag"])
+        if status == 200 and action == "StopInstances":
+            with LOCK:
+                for i in form.get("InstanceId.1", []):
+                    STOPPED[i] = time.time()
+        if status == 200 and action == "CreateImage":
+            m = re.search(rb"<imageId>(ami-[0-9a-f]+)</imageId>", data)
+            with LOCK:
+                if m:
+                    IMAGED[m.group(1).decode()] = time.time()
+        if status == 200 and action == "DescribeInstances" and CONFIG.get("stop_lag"):
+            data = still(data, STOPPED, CONFIG["stop_lag"], rb"<instanceId>(i-[0-9a-f]+)</instanceId>",
+                         rb"<code>80</code>\s*<name>stopped</name>", b"<code>64</code><name>stopping</name>")
+        if status == 200 and action == "DescribeImages" and CONFIG.get("image_lag"):
+            data = still(data, IMAGED, CONFIG["image_lag"], rb"<imageId>(ami-[0-9a-f]+)</imageId>",
+                         rb"<imageState>available</imageState>", b"<imageState>pending</imageState>")
         self.send_response(status)
         for k, v in headers:
             if k.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
@@ -376,6 +396,24 @@ def with_current_state(cached, headers):
     if m:
         data = re.sub(rb"<instanceState>.*?</instanceState>", m.group(0), data, count=1, flags=re.S)
     return data
+
+
+def still(data, since, lag, id_re, done_re, not_yet):
+    """`data` with each item (instance or image) whose id is in `since` less than `lag` seconds
+    ago shown as not done yet: its `done_re` state replaced by `not_yet`."""
+    now = time.time()
+    out, last = [], 0
+    ids = list(re.finditer(id_re, data))
+    for k, m in enumerate(ids):
+        end = ids[k + 1].start() if k + 1 < len(ids) else len(data)
+        chunk = data[m.start():end]
+        if now - since.get(m.group(1).decode(), 0) < lag:
+            chunk = re.sub(done_re, not_yet, chunk, count=1)
+        out.append(data[last:m.start()])
+        out.append(chunk)
+        last = end
+    out.append(data[last:])
+    return b"".join(out)
 
 
 def hide_recent(data, lag):
