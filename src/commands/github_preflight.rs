@@ -52,7 +52,17 @@ impl Inputs {
 pub fn problems(inputs: &Inputs, cluster: &str, remote: bool) -> Vec<String> {
     let mut out = Vec::new();
     let c = inputs.command.as_str();
-    if !["up", "stage", "plan", "status", "down", "unlock"].contains(&c) {
+    if ![
+        "up",
+        "stage",
+        "plan",
+        "status",
+        "image-build",
+        "down",
+        "unlock",
+    ]
+    .contains(&c)
+    {
         out.push(format!("unknown command `{c}`"));
     }
     if !inputs.role {
@@ -61,13 +71,13 @@ pub fn problems(inputs: &Inputs, cluster: &str, remote: bool) -> Vec<String> {
     if !remote {
         out.push("variable ECOBOOT_STATE is not set and the config keeps its state locally: a runner is discarded after each run, so the journal, host keys and lock must live in S3 (set ECOBOOT_STATE to the s3:// URL `ecoboot github setup` printed)".into());
     }
-    let ssh = matches!(c, "up" | "stage" | "status" | "plan");
+    let ssh = matches!(c, "up" | "stage" | "status" | "plan" | "image-build");
     if ssh && !inputs.private_key {
         out.push(
             "secret SSH_PRIVATE_KEY is not set (the private key of spec.ssh.identityFile)".into(),
         );
     }
-    if matches!(c, "up" | "stage") && !inputs.public_key {
+    if matches!(c, "up" | "stage" | "image-build") && !inputs.public_key {
         out.push(
             "variable SSH_PUBLIC_KEY is not set (the public key of spec.aws.keyPair.publicKeyPath)"
                 .into(),
@@ -171,6 +181,19 @@ mod tests {
         assert_eq!(p.len(), 4, "{p:?}");
         assert!(p.iter().any(|x| x.contains("AWS_ROLE_ARN")));
         assert!(p.iter().any(|x| x.contains("ECOBOOT_STATE")));
+        assert!(p.iter().any(|x| x.contains("SSH_PRIVATE_KEY")));
+        assert!(p.iter().any(|x| x.contains("SSH_PUBLIC_KEY")));
+    }
+
+    #[test]
+    fn image_build_needs_both_keys() {
+        let i = Inputs {
+            command: "image-build".into(),
+            role: true,
+            ..Default::default()
+        };
+        let p = problems(&i, "c", true);
+        assert_eq!(p.len(), 2, "{p:?}");
         assert!(p.iter().any(|x| x.contains("SSH_PRIVATE_KEY")));
         assert!(p.iter().any(|x| x.contains("SSH_PUBLIC_KEY")));
     }

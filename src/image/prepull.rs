@@ -69,7 +69,11 @@ mod tests {
         };
         let book = playbook(&recipe);
         assert_eq!(book.steps.len(), 2);
-        assert!(book.steps[1].run.contains(&quote("quay.io/calico/node:v3.32.1")));
+        assert!(
+            book.steps[1]
+                .run
+                .contains(&quote("quay.io/calico/node:v3.32.1"))
+        );
         assert!(book.steps.iter().all(|s| s.guard().is_some()));
         assert!(book.steps[0].run.contains("kubeadm config images pull"));
     }
