@@ -6,10 +6,13 @@
 # in the AWS proxy. Each figure comes from two runs on fresh sandboxes, one as it is (ecoboot's
 # own time) and one under the model: modeled = own + (scaled − own) ÷ scale, per stage, with the
 # critical path (which node, which step).
-#   1. baseline: `ecoboot up` from an empty account, then `ecoboot upgrade` 1.36 → 1.37
-#      (--max-unavailable 3)
-#   2. golden image: `ecoboot image build`, then `down` (the image is kept) and new disks for
-#      every node, then `up` from the empty account with spec.aws.ami.golden: true
+#   1. baseline: `ecoboot up --no-pipeline` from an empty account (stages strictly one after
+#      another), then `ecoboot upgrade` 1.36 → 1.37 (--max-unavailable 3)
+#   2. pipelining: `ecoboot up` (per node: prepared as soon as its instance runs, the control
+#      plane initialised as soon as it is prepared, each node joined when its own preparation is
+#      done); EC2's launch + boot is drawn per instance inside the model's spreads
+#   3. golden image: `ecoboot image build`, then `down` (the image is kept) and new disks for
+#      every node, then `up` (pipelined) from the empty account with spec.aws.ami.golden: true
 #   bash bench/realistic.sh        the 14-node sandbox (one control plane)
 #   bash bench/realistic.sh ha     inventory/sandbox-ha.yaml (three control planes)
 set -euo pipefail
@@ -51,7 +54,7 @@ fresh() { # fresh [model]: a new sandbox; under the model the fleet, the double 
   # shellcheck disable=SC1091
   . "$SB/env"
   local lags='"describe_lag": 0'
-  [ "${1:-}" = model ] && lags="\"describe_lag\": $(cat "$work/t/describe_lag"), \"stop_lag\": $(cat "$work/t/stop_lag"), \"image_lag\": $(cat "$work/t/image_lag")"
+  [ "${1:-}" = model ] && lags="\"describe_lags\": $(cat "$work/t/describe_lags.json"), \"describe_lag\": $(cat "$work/t/describe_lag"), \"stop_lag\": $(cat "$work/t/stop_lag"), \"image_lag\": $(cat "$work/t/image_lag")"
   python3 -c "import json,sys; c = json.load(open('$SB/proxy.json')); c.update(json.loads('{$lags}')); print(json.dumps(c))" >"$work/proxy.json"
   curl -sf -X POST "$AWS_ENDPOINT_URL/_proxy/config" --data-binary @"$work/proxy.json" >/dev/null
 }
@@ -82,10 +85,16 @@ keep_logs() { # keep_logs NAME: the fleet's delay logs of this run, for its crit
   mkdir -p "$work/$1-fleet"
 }
 
-baseline() { # baseline NAME [model]
+baseline() { # baseline NAME [model]: stages one after another, then the upgrade
+  fresh "${2:-}"
+  timed "$1" "$CONFIG" up --no-pipeline
+  timed "$1-upgrade" "$next" upgrade --max-unavailable 3
+  keep_logs "$1"
+}
+
+pipelined() { # pipelined NAME [model]
   fresh "${2:-}"
   timed "$1" "$CONFIG" up
-  timed "$1-upgrade" "$next" upgrade --max-unavailable 3
   keep_logs "$1"
 }
 
@@ -103,11 +112,16 @@ report() { # report OWN SCALED FLEET-LOGS
 
 baseline own
 baseline scaled model
+pipelined own-pipe
+pipelined pipe model
 with_golden own-golden
 with_golden golden model
 echo
-echo "== baseline: ecoboot up from an empty account"
+echo "== baseline: ecoboot up --no-pipeline from an empty account"
 report own scaled scaled
+echo
+echo "== pipelining: ecoboot up from an empty account"
+report own-pipe pipe pipe
 echo
 echo "== baseline: ecoboot upgrade 1.36 -> 1.37, --max-unavailable 3"
 report own-upgrade scaled-upgrade scaled

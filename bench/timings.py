@@ -7,6 +7,7 @@ writes OUT-DIR/node-<i> (one `key seconds` line per row, for fleet node i, with 
 deterministic jitter inside the row's spread), OUT-DIR/double.json (what the API double
 models: calico_ready and calico_start per node, argocd_ready and argocd_start),
 OUT-DIR/describe_lag (seconds the AWS proxy hides a new instance: ec2_running + boot_ssh),
+OUT-DIR/describe_lags.json (the same per node, each with its own draw inside the spreads),
 OUT-DIR/stop_lag (ec2_stop) and OUT-DIR/image_lag (create_image). All values are already
 multiplied by SCALE.
 """
@@ -51,6 +52,9 @@ def main():
     lag = (model["ec2_running"]["seconds"] + model["boot_ssh"]["seconds"]) * scale
     with open(os.path.join(out, "describe_lag"), "w") as f:
         f.write(f"{lag:.3f}\n")
+    lags = {n: (draw(model, "ec2_running", n) + draw(model, "boot_ssh", n)) * scale for n in names}
+    with open(os.path.join(out, "describe_lags.json"), "w") as f:
+        json.dump(lags, f)
     for key, row in (("stop_lag", "ec2_stop"), ("image_lag", "create_image")):
         with open(os.path.join(out, key), "w") as f:
             f.write(f"{model[row]['seconds'] * scale:.3f}\n")

@@ -37,6 +37,7 @@ pub mod remote_state;
 pub mod report;
 pub mod retry;
 pub mod ssh;
+pub mod stage_scope;
 pub mod stages;
 pub mod state;
 mod state_bucket;

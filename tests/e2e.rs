@@ -180,8 +180,10 @@ type Events = std::io::Lines<BufReader<ChildStdout>>;
 /// matches any), then waits `delay_ms`. Returns the running child, the rest of its events (None
 /// if it finished first) and the stage it was in.
 fn up_until(w: &mut World, point: &KillPoint) -> (Child, Option<Events>, String) {
+    // Stage by stage, so each kill lands inside its stage (tests/pipeline.rs kills a pipelined
+    // run).
     let mut child = w
-        .cmd(&["--output", "json", "up"])
+        .cmd(&["--output", "json", "up", "--no-pipeline"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -547,6 +549,9 @@ fn crash_anywhere_then_converge_rerun_rebuild_scan_and_down() {
     // Host keys come from S3 and are verified strictly: a node whose key changed behind
     // ecoboot's back is refused naming both fingerprints, and known_hosts is not rewritten.
     std::fs::remove_dir_all(&w.state).unwrap();
+    let calls_before: Vec<usize> = (1..=NODES)
+        .map(|i| w.fleet.mutating_calls(i).len())
+        .collect();
     w.fleet.rekey(4);
     let (code, _, err) = w.run(&["up"]);
     assert_eq!(code, 1, "{err}");
@@ -566,10 +571,19 @@ fn crash_anywhere_then_converge_rerun_rebuild_scan_and_down() {
     )));
     let (code, _, err) = w.run(&["up"]);
     assert_eq!(code, 0, "{err}");
+    let changed: Vec<String> = (1..=NODES)
+        .flat_map(|i| {
+            let new = w.fleet.mutating_calls(i).split_off(calls_before[i - 1]);
+            new.into_iter().map(move |c| format!("node {i}: {c}"))
+        })
+        .collect();
     assert_eq!(
         w.ssh_changes(),
         ssh_before,
-        "a new host key changes nothing on the node"
+        "a new host key changes nothing on the node: {calls_before:?} {:?} {changed:?}",
+        (1..=NODES)
+            .map(|i| w.fleet.mutating_calls(i).len())
+            .collect::<Vec<_>>()
     );
     // Back to local state: the working copy is complete.
     w.s3 = None;

@@ -8,16 +8,27 @@ use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 
-/// Counts operations (not retries) per name, across EC2 and IAM clients.
+/// Counts operations (not retries) per name, across EC2 and IAM clients, by the stage that
+/// made them (`crate::stage_scope`: stages may overlap).
 #[derive(Debug, Clone, Default)]
 pub struct CallCounter {
-    calls: Arc<Mutex<BTreeMap<String, u64>>>,
+    calls: Arc<Mutex<BTreeMap<(&'static str, String), u64>>>,
 }
 
 impl CallCounter {
-    /// Returns and resets the counts so far.
+    /// Returns and resets the counts of the current stage, and of calls made outside any stage.
     pub fn take(&self) -> BTreeMap<String, u64> {
-        std::mem::take(&mut *self.calls.lock().unwrap_or_else(|p| p.into_inner()))
+        let stage = crate::stage_scope::current();
+        let mut all = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = BTreeMap::new();
+        all.retain(|(s, op), n| {
+            let mine = *s == stage || s.is_empty();
+            if mine {
+                *out.entry(op.clone()).or_default() += *n;
+            }
+            !mine
+        });
+        out
     }
 
     fn add(&self, operation: &str) {
@@ -25,7 +36,7 @@ impl CallCounter {
             .calls
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(operation.to_string())
+            .entry((crate::stage_scope::current(), operation.to_string()))
             .or_default() += 1;
     }
 }

@@ -102,6 +102,11 @@ pub struct RunFlags {
     /// Skip the validation `up` runs after its last stage (`ecoboot validate`).
     #[arg(long, env = "ECOBOOT_NO_VALIDATE", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_validate: bool,
+    /// Run the stages strictly one after another. By default `up` pipelines per node: a node is
+    /// prepared as soon as its instance runs, the control plane is initialised as soon as it is
+    /// prepared, and each node joins as soon as its own preparation is done.
+    #[arg(long, env = "ECOBOOT_NO_PIPELINE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_pipeline: bool,
 }
 
 /// Flags of the rolling operations (`upgrade`, `migrate-runtime`).

@@ -192,6 +192,7 @@ async fn run_stages(
     cx.playbooks = g.playbooks.clone();
     cx.force_reset = flags.force_reset;
     cx.no_wait = flags.no_wait;
+    cx.pipeline = command == "up" && !flags.no_pipeline;
     if let Some(log) = &log {
         tracing::info!(log = %log.display(), config = %config.path.display(), ecoboot = %crate::build_info::BUILD, "run started");
     }

@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// One node's SSH connection (or why there is none), made once per run.
+type ConnSlot = Arc<tokio::sync::OnceCell<Result<Arc<Conn>, String>>>;
+
 /// Everything a stage may use: config, journal, event sink, counters.
 pub struct Ctx {
     /// The validated config.
@@ -20,10 +23,10 @@ pub struct Ctx {
     pub events: Events,
     store: Store,
     state: Mutex<State>,
-    counters: Mutex<BTreeMap<String, u64>>,
+    counters: Mutex<BTreeMap<(&'static str, String), u64>>,
     calls: CallCounter,
     aws: tokio::sync::OnceCell<Aws>,
-    ssh: tokio::sync::Mutex<BTreeMap<String, Result<Arc<Conn>, String>>>,
+    ssh: Mutex<BTreeMap<String, ConnSlot>>,
     api: tokio::sync::OnceCell<crate::api::Access>,
     /// `--playbooks DIR`: playbooks found there replace the embedded ones.
     pub playbooks: Option<PathBuf>,
@@ -31,6 +34,10 @@ pub struct Ctx {
     pub force_reset: bool,
     /// `--no-wait`: apply the root app without waiting for application health.
     pub no_wait: bool,
+    /// `up` overlaps stages per node (off with `--no-pipeline`).
+    pub pipeline: bool,
+    /// Per-node milestones of overlapping stages.
+    pub board: super::board::Board,
     /// What a read-only run could not look at (unreachable nodes, refused host keys).
     blind: Mutex<Vec<String>>,
     /// The SSH rule opened for this machine (`allowedSshCidrs: self`), revoked at the end.
@@ -48,11 +55,13 @@ impl Ctx {
             counters: Mutex::new(BTreeMap::new()),
             calls: CallCounter::default(),
             aws: tokio::sync::OnceCell::new(),
-            ssh: tokio::sync::Mutex::new(BTreeMap::new()),
+            ssh: Mutex::new(BTreeMap::new()),
             api: tokio::sync::OnceCell::new(),
             playbooks: None,
             force_reset: false,
             no_wait: false,
+            pipeline: false,
+            board: super::board::Board::default(),
             blind: Mutex::new(Vec::new()),
             runner_rule: tokio::sync::Mutex::new(None),
         }
@@ -80,11 +89,17 @@ impl Ctx {
 
     /// SSH connections to `targets`, opened in parallel (at most `spec.ssh.concurrency` at a
     /// time, 0 = all) and kept for the rest of the run. A node that cannot be reached gets
-    /// its error instead; the others are unaffected.
+    /// its error instead; the others are unaffected. The cache is locked only to find a node's
+    /// slot, never while connecting: overlapping stages connect to different nodes at once,
+    /// and two asking for one node share its connection.
     pub async fn connect(&self, targets: &[Target]) -> Vec<(Target, Result<Arc<Conn>, String>)> {
-        if targets
-            .iter()
-            .any(|t| !self.ssh.try_lock().is_ok_and(|c| c.contains_key(&t.node)))
+        let slots: Vec<ConnSlot> = {
+            let mut cache = self.lock_ssh();
+            (targets.iter())
+                .map(|t| cache.entry(t.node.clone()).or_default().clone())
+                .collect()
+        };
+        if slots.iter().any(|s| !s.initialized())
             && let Err(e) = self.open_runner_access().await
         {
             let why = e.to_string();
@@ -92,7 +107,6 @@ impl Ctx {
                 .map(|t| (t.clone(), Err(why.clone())))
                 .collect();
         }
-        let mut cache = self.ssh.lock().await;
         let mut opts = ssh::Options::from_config(&self.config, &self.state_dir());
         if !self.writable() {
             // `plan`/`status`/dry runs write nothing into the state directory: host keys seen
@@ -119,67 +133,77 @@ impl Ctx {
         } else {
             None
         };
-        let gate = Arc::new(tokio::sync::Semaphore::new(cap));
-        let mut set = tokio::task::JoinSet::new();
-        for target in targets.iter().filter(|t| !cache.contains_key(&t.node)) {
-            let (target, opts, gate, events) = (
-                target.clone(),
-                opts.clone(),
-                gate.clone(),
-                self.events.clone(),
-            );
-            let aws = aws.clone();
-            set.spawn(async move {
-                let _permit = gate.acquire().await.expect("open");
-                events.progress(
-                    "ssh",
-                    Some(&target.node),
-                    format!("connecting to {}:{}", target.host, target.port),
-                );
-                let mut opts = opts;
-                let result = match &aws {
-                    Some(aws) => super::console_pins::console_pins(aws, &target, &mut opts).await,
-                    None => Ok(()),
-                };
-                let result = match result {
-                    Ok(()) => Conn::connect(&target, &opts).await,
-                    Err(e) => Err(e),
-                };
-                let result = result.map(Arc::new).map_err(|e| {
-                    let help = miette::Diagnostic::help(&e)
-                        .map(|h| format!(" ({h})"))
-                        .unwrap_or_default();
-                    format!("{e}{help}")
-                });
-                (target.node.clone(), result)
-            });
-        }
-        while let Some(joined) = set.join_next().await {
-            let (node, result) = joined.expect("connect task");
-            if let Err(e) = &result
-                && !self.writable()
-            {
-                let first = e.lines().next().unwrap_or_default();
-                self.lock_blind().push(format!("node {node} ({first})"));
+        let pairs: Vec<(Target, ConnSlot)> = targets.iter().cloned().zip(slots).collect();
+        crate::fanout::each(pairs, cap, |(target, slot)| {
+            self.connect_slot(target, slot, &opts, aws.as_ref())
+        })
+        .await
+    }
+
+    /// `target`'s connection: made once in `slot`, shared by everyone asking for it.
+    async fn connect_slot(
+        &self,
+        target: Target,
+        slot: ConnSlot,
+        opts: &ssh::Options,
+        aws: Option<&Aws>,
+    ) -> (Target, Result<Arc<Conn>, String>) {
+        let result = slot
+            .get_or_init(|| self.connect_one(&target, opts.clone(), aws))
+            .await
+            .clone();
+        if let Err(e) = &result
+            && !self.writable()
+        {
+            let first = e.lines().next().unwrap_or_default();
+            let line = format!("node {} ({first})", target.node);
+            let mut blind = self.lock_blind();
+            if !blind.contains(&line) {
+                blind.push(line);
             }
-            cache.insert(node, result);
         }
-        targets
-            .iter()
-            .map(|t| {
-                (
-                    t.clone(),
-                    cache.get(&t.node).cloned().expect("connected above"),
-                )
-            })
-            .collect()
+        (target, result)
+    }
+
+    /// One connection: host keys pinned from the console when configured, then SSH.
+    async fn connect_one(
+        &self,
+        target: &Target,
+        mut opts: ssh::Options,
+        aws: Option<&Aws>,
+    ) -> Result<Arc<Conn>, String> {
+        self.events.progress(
+            "ssh",
+            Some(&target.node),
+            format!("connecting to {}:{}", target.host, target.port),
+        );
+        let result = match aws {
+            Some(aws) => super::console_pins::console_pins(aws, target, &mut opts).await,
+            None => Ok(()),
+        };
+        let result = match result {
+            Ok(()) => Conn::connect(target, &opts).await,
+            Err(e) => Err(e),
+        };
+        result.map(Arc::new).map_err(|e| {
+            let help = miette::Diagnostic::help(&e)
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            format!("{e}{help}")
+        })
+    }
+
+    fn lock_ssh(&self) -> MutexGuard<'_, BTreeMap<String, ConnSlot>> {
+        self.ssh.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Forgets (and closes) the SSH connection to `node`, e.g. after it rebooted: the next
     /// use connects again.
     pub async fn disconnect(&self, node: &str) {
-        let gone = self.ssh.lock().await.remove(node);
-        if let Some(Ok(conn)) = gone
+        let gone = self.lock_ssh().remove(node);
+        if let Some(slot) = gone
+            && let Ok(slot) = Arc::try_unwrap(slot)
+            && let Some(Ok(conn)) = slot.into_inner()
             && let Ok(conn) = Arc::try_unwrap(conn)
         {
             conn.close().await;
@@ -199,9 +223,12 @@ impl Ctx {
     /// this machine (`allowedSshCidrs: self`); a failure to revoke is a warning (the next run
     /// revokes it).
     pub async fn close_ssh(&self) {
-        let conns = std::mem::take(&mut *self.ssh.lock().await);
-        for conn in conns.into_values().flatten() {
-            if let Ok(conn) = Arc::try_unwrap(conn) {
+        let slots = std::mem::take(&mut *self.lock_ssh());
+        for slot in slots.into_values() {
+            if let Ok(slot) = Arc::try_unwrap(slot)
+                && let Some(Ok(conn)) = slot.into_inner()
+                && let Ok(conn) = Arc::try_unwrap(conn)
+            {
                 conn.close().await;
             }
         }
@@ -280,10 +307,16 @@ impl Ctx {
         keep: impl Fn(&Target) -> bool,
     ) -> Result<(Vec<(Target, Arc<Conn>)>, Vec<NodeFailure>)> {
         let out = self.node_records().await?;
-        let targets: Vec<_> = ssh::targets(&self.config, out.as_ref(), stage)?
-            .into_iter()
-            .filter(|t| keep(t))
-            .collect();
+        let keep_named = |node: &str, role| {
+            keep(&Target {
+                node: node.to_string(),
+                role,
+                host: String::new(),
+                port: 0,
+                instance_id: None,
+            })
+        };
+        let targets = ssh::targets_of(&self.config, out.as_ref(), stage, keep_named)?;
         let mut conns = Vec::new();
         let mut failures = Vec::new();
         for (target, result) in self.connect(&targets).await {
@@ -360,17 +393,28 @@ impl Ctx {
         crate::fetch::manifest(&cache, m, local.as_deref(), what, stage).await
     }
 
-    /// Adds `n` to a named counter reported with the stage (e.g. `aws_calls.mutating`).
+    /// Adds `n` to a named counter reported with the current stage (e.g. `steps.executed`).
     pub fn count(&self, name: &str, n: u64) {
         *self
             .counters
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(name.to_string())
+            .entry((crate::stage_scope::current(), name.to_string()))
             .or_default() += n;
     }
 
+    /// Returns and resets the current stage's counters (and those counted outside any stage).
     pub(super) fn take_counters(&self) -> BTreeMap<String, u64> {
-        std::mem::take(&mut *self.counters.lock().unwrap_or_else(|p| p.into_inner()))
+        let stage = crate::stage_scope::current();
+        let mut all = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = BTreeMap::new();
+        all.retain(|(s, name), n| {
+            let mine = *s == stage || s.is_empty();
+            if mine {
+                *out.entry(name.clone()).or_default() += *n;
+            }
+            !mine
+        });
+        out
     }
 }

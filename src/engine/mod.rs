@@ -1,6 +1,7 @@
 //! The stage engine: probe → skip if done → plan → apply → re-probe → record. The [`Ctx`]
 //! (`ctx.rs`) is everything a stage may use; the [`Runner`] (`runner.rs`) drives the stages.
 
+pub mod board;
 mod console_pins;
 mod control_plane;
 mod ctx;
@@ -71,6 +72,12 @@ pub trait Stage: Send + Sync + 'static {
     async fn probe(&self, cx: &Ctx) -> Result<Found<Self::Plan>>;
     /// Does the work of `plan`.
     async fn apply(&self, cx: &Ctx, plan: Self::Plan) -> Result<()>;
+    /// The earlier stages this one needs finished before it starts, when `up` pipelines
+    /// (`None`: all of them). A stage that starts early waits per node on the [`board::Board`]
+    /// for what it needs (its node's instance running, its node prepared).
+    fn after(&self) -> Option<&'static [&'static str]> {
+        None
+    }
 }
 
 /// A probe result with the plan type erased, as the runner and `status` see it.
@@ -102,6 +109,8 @@ pub trait DynStage: Send + Sync {
     async fn probe(&self, cx: &Ctx) -> Result<Probe>;
     /// See [`Stage::apply`]; `plan` must come from this stage's own probe.
     async fn apply(&self, cx: &Ctx, plan: Box<dyn Any + Send + Sync>) -> Result<()>;
+    /// See [`Stage::after`].
+    fn after(&self) -> Option<&'static [&'static str]>;
 }
 
 #[async_trait]
@@ -112,6 +121,10 @@ impl<S: Stage> DynStage for S {
 
     fn title(&self) -> &'static str {
         Stage::title(self)
+    }
+
+    fn after(&self) -> Option<&'static [&'static str]> {
+        Stage::after(self)
     }
 
     async fn probe(&self, cx: &Ctx) -> Result<Probe> {

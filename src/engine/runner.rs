@@ -41,12 +41,17 @@ impl<'a> Runner<'a> {
     }
 
     /// Runs every stage in order, stopping at the first failure. Ctrl-C or SIGTERM stops the
-    /// current stage, records it as `interrupted` and returns [`Error::Interrupted`].
+    /// current stage, records it as `interrupted` and returns [`Error::Interrupted`]. With
+    /// [`Ctx::pipeline`], applying stages overlap as their [`super::Stage::after`] allows.
     pub async fn run(&self, mode: RunMode) -> Result<()> {
+        if mode == RunMode::Apply && self.cx.pipeline && self.stages.len() > 1 {
+            return self.run_pipelined().await;
+        }
         let mut interrupt = std::pin::pin!(shutdown_signal());
         for stage in self.stages {
+            let id = stage.id();
             tokio::select! {
-                result = self.run_stage(stage.as_ref(), mode) => result?,
+                result = crate::stage_scope::within(id, self.run_stage(stage.as_ref(), mode)) => result?,
                 () = &mut interrupt => {
                     self.record(stage.id(), |r| {
                         if r.status == StageStatus::Running {
@@ -64,6 +69,75 @@ impl<'a> Runner<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Every stage starts once the earlier stages it needs have ended; a stage whose need
+    /// failed does not start. Events still reach the reporter stage by stage; the first
+    /// failure in stage order is the result.
+    async fn run_pipelined(&self) -> Result<()> {
+        let ids: Vec<&'static str> = self.stages.iter().map(|s| s.id()).collect();
+        let board = &self.cx.board;
+        board.schedule(&ids);
+        self.cx
+            .events
+            .begin_order(ids.iter().map(|s| s.to_string()).collect());
+        let work = self.stages.iter().enumerate().map(|(i, stage)| {
+            let ids = &ids;
+            async move {
+                let id = stage.id();
+                let earlier = &ids[..i];
+                let needs: Vec<&'static str> = match stage.after() {
+                    Some(list) => earlier
+                        .iter()
+                        .copied()
+                        .filter(|e| list.contains(e))
+                        .collect(),
+                    None => earlier.to_vec(),
+                };
+                for need in needs {
+                    if board.wait_stage(need).await.is_err() {
+                        board.finish(id, false);
+                        return None;
+                    }
+                }
+                let result =
+                    crate::stage_scope::within(id, self.run_stage(stage.as_ref(), RunMode::Apply))
+                        .await;
+                board.finish(id, result.is_ok());
+                Some(result)
+            }
+        });
+        let mut interrupt = std::pin::pin!(shutdown_signal());
+        let results = tokio::select! {
+            results = futures::future::join_all(work) => results,
+            () = &mut interrupt => {
+                for id in &ids {
+                    let mut was_running = false;
+                    self.record(id, |r| {
+                        if r.status == StageStatus::Running {
+                            r.status = StageStatus::Interrupted;
+                            r.finished = Some(now());
+                            was_running = true;
+                        }
+                    })?;
+                    if was_running {
+                        self.cx.events.emit(Event::StageFailed {
+                            stage: id.to_string(),
+                            duration_ms: 0,
+                            message: "interrupted".into(),
+                        });
+                    }
+                }
+                self.cx.events.end_order();
+                return Err(Error::Interrupted);
+            }
+        };
+        self.cx.events.end_order();
+        results
+            .into_iter()
+            .flatten()
+            .collect::<Result<Vec<()>>>()
+            .map(drop)
     }
 
     fn record(&self, id: &str, f: impl FnOnce(&mut crate::state::StageRecord)) -> Result<()> {
@@ -124,6 +198,7 @@ impl<'a> Runner<'a> {
         if mode == RunMode::Plan {
             return Ok(());
         }
+        self.cx.board.applying(id);
         self.record(id, |r| {
             r.status = StageStatus::Running;
             r.started = Some(now());

@@ -54,9 +54,21 @@ pub fn targets(
     instances: Option<&InstancesOut>,
     stage: &'static str,
 ) -> Result<Vec<Target>> {
+    targets_of(config, instances, stage, |_, _| true)
+}
+
+/// [`targets`] of the nodes `keep` selects (by name and role): another node's missing address
+/// (its instance still starting) is not an error here.
+pub fn targets_of(
+    config: &Config,
+    instances: Option<&InstancesOut>,
+    stage: &'static str,
+    keep: impl Fn(&str, crate::config::Role) -> bool,
+) -> Result<Vec<Target>> {
     let default_port = config.cluster.spec.ssh.port;
     config
         .nodes()
+        .filter(|n| keep(n.name.as_str(), n.role.unwrap_or_default()))
         .map(|n| {
             let address = nodes::ssh_address(config, &n.name, instances);
             if address.is_empty() {

@@ -127,15 +127,46 @@ impl Stage for JoinWorkers {
                 needs: ids::INIT_MASTER,
             });
         }
-        let token = join_token::create(&master, ID).await?;
+        // The token is made when the first node is ready to join (none: no token at all).
+        let token = tokio::sync::OnceCell::new();
         let (conns, mut failures) =
             workers(cx, |node| plan.nodes.iter().any(|(n, _)| n == node)).await?;
         let joined = crate::fanout::each(conns, 0, |(target, conn)| {
-            join_one(cx, &token, target, conn)
+            let (token, master) = (&token, &master);
+            async move {
+                // Pipelined `up`: each node joins as soon as its own preparation is done.
+                if let Err(tail) = cx.board.wait(ids::PREPARE_NODES, &target.node).await {
+                    let (node, step, code) = (target.node, "prepare-nodes".into(), None);
+                    return Some(NodeFailure {
+                        node,
+                        step,
+                        code,
+                        tail,
+                    });
+                }
+                let joining = match token
+                    .get_or_try_init(|| join_token::create(master, ID))
+                    .await
+                {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let (node, step, code) = (target.node, "token".into(), None);
+                        return Some(NodeFailure {
+                            node,
+                            step,
+                            code,
+                            tail: e.to_string(),
+                        });
+                    }
+                };
+                join_one(cx, joining, target, conn).await
+            }
         })
         .await;
         failures.extend(joined.into_iter().flatten());
-        join_token::delete(cx, &master, &token, ID).await;
+        if let Some(token) = token.get() {
+            join_token::delete(cx, &master, token, ID).await;
+        }
         if failures.is_empty() {
             return Ok(());
         }
@@ -147,7 +178,21 @@ impl Stage for JoinWorkers {
             help: "the other nodes joined; fix the cause and rerun `ecoboot stage join-workers`: only the missing nodes join, with a new token".into(),
         })
     }
+
+    fn after(&self) -> Option<&'static [&'static str]> {
+        Some(AFTER)
+    }
 }
+
+/// In a pipelined `up`: once the control plane is initialised, not after every node is
+/// prepared (each node waits for its own preparation on the board).
+const AFTER: &[&str] = &[
+    ids::NETWORK,
+    ids::IAM,
+    ids::INSTANCES,
+    ids::LOAD_BALANCER,
+    ids::INIT_MASTER,
+];
 
 /// The control plane's API server URL from its admin.conf (None when it cannot be read: the
 /// workers' own servers are then not compared).

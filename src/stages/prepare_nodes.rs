@@ -29,6 +29,8 @@ pub enum NodeWork {
     Steps(Vec<String>),
     /// Its guards could not be checked (apply runs the playbook, which re-checks each guard).
     Unchecked(String),
+    /// Its instance is still starting in this run (pipelined `up`): checked when it runs.
+    Starting,
 }
 
 /// The nodes that are not prepared yet, by name, and what each needs.
@@ -46,6 +48,9 @@ impl StagePlan for PreparePlan {
                     format!("run {} step(s): {}", steps.len(), steps.join(", ")),
                 ),
                 NodeWork::Unchecked(tail) => Action::new(node, format!("cannot check: {tail}")),
+                NodeWork::Starting => {
+                    Action::new(node, "prepare as soon as its instance runs (checked then)")
+                }
             })
             .collect()
     }
@@ -85,6 +90,15 @@ impl Stage for PrepareNodes {
 
     async fn probe(&self, cx: &Ctx) -> Result<Found<PreparePlan>> {
         let book = Playbook::load(ID, cx.playbooks.as_deref())?;
+        if cx.board.wait_probed(ids::INSTANCES).await {
+            // Pipelined, and instances are being launched or fixed: each node is checked
+            // (preflight, guards) as soon as it runs, and the re-probe checks them all.
+            let nodes = (cx.config.nodes())
+                .filter(|n| book.targets(n.name.as_str(), n.role.unwrap_or_default()))
+                .map(|n| (n.name.value.clone(), NodeWork::Starting))
+                .collect();
+            return Ok(Found::Todo(PreparePlan { nodes }));
+        }
         let (conns, unreachable) = reachable(cx, &book, |_| true).await?;
         let mut nodes: Vec<(String, NodeWork)> = unreachable
             .into_iter()
@@ -132,20 +146,97 @@ impl Stage for PrepareNodes {
         }
     }
 
-    /// Runs the playbook on the planned nodes only (a finished node is not even connected to).
+    /// Runs the playbook on the planned nodes only (a finished node is not even connected to),
+    /// each node on its own: it starts when its instance runs (a pipelined `up`) and is marked
+    /// prepared on the board when it finishes, so its join need not wait for the others.
     async fn apply(&self, cx: &Ctx, plan: PreparePlan) -> Result<()> {
         let book = Playbook::load(ID, cx.playbooks.as_deref())?;
-        let planned = |node: &str| plan.nodes.iter().any(|(n, _)| n == node);
-        let (conns, mut failures) = reachable(cx, &book, planned).await?;
-        let total = conns.len() + failures.len();
-        let summary = run::apply(&cx.config, &cx.events, ID, &book, &conns).await;
-        cx.count("steps.executed", summary.executed);
-        cx.count("steps.skipped", summary.skipped);
-        failures.extend(summary.failures);
+        for node in cx.config.nodes() {
+            if !plan.nodes.iter().any(|(n, _)| n == node.name.as_str()) {
+                cx.board.mark(ID, node.name.as_str());
+            }
+        }
+        let version = cx.config.cluster.spec.kubernetes.version.as_str();
+        let starting = plan
+            .nodes
+            .iter()
+            .any(|(_, w)| matches!(w, NodeWork::Starting));
+        let (book, total) = (&book, plan.nodes.len());
+        let results = crate::fanout::each(
+            plan.nodes.iter().map(|(n, _)| n.clone()),
+            0,
+            |node| async move {
+                if let Err(tail) = cx.board.wait(ids::INSTANCES, &node).await {
+                    return (
+                        0,
+                        0,
+                        vec![NodeFailure {
+                            node,
+                            step: "instance".into(),
+                            code: None,
+                            tail,
+                        }],
+                    );
+                }
+                let (conns, mut failures) = match reachable(cx, book, |n| n == node).await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        return (
+                            0,
+                            0,
+                            vec![NodeFailure {
+                                node,
+                                step: "connect".into(),
+                                code: None,
+                                tail: e.to_string(),
+                            }],
+                        );
+                    }
+                };
+                if starting && let Some(conn) = conns.first() {
+                    // Not checked at probe time: the read-only preflight first, as the probe does.
+                    match preflight::check(conn, version).await {
+                        Ok(p) if p.is_empty() => {}
+                        Ok(p) => failures.push(NodeFailure {
+                            node: node.clone(),
+                            step: "preflight".into(),
+                            code: None,
+                            tail: p.join("; "),
+                        }),
+                        Err(tail) => failures.push(NodeFailure {
+                            node: node.clone(),
+                            step: "preflight".into(),
+                            code: None,
+                            tail,
+                        }),
+                    }
+                }
+                if !failures.is_empty() {
+                    return (0, 0, failures);
+                }
+                let summary = run::apply(&cx.config, &cx.events, ID, book, &conns).await;
+                if summary.failures.is_empty() && !conns.is_empty() {
+                    cx.board.mark(ID, &node);
+                }
+                (summary.executed, summary.skipped, summary.failures)
+            },
+        )
+        .await;
+        let mut failures = Vec::new();
+        for (executed, skipped, failed) in results {
+            cx.count("steps.executed", executed);
+            cx.count("steps.skipped", skipped);
+            failures.extend(failed);
+        }
         if failures.is_empty() {
             Ok(())
         } else {
             Err(failed(&failures, total))
         }
+    }
+
+    fn after(&self) -> Option<&'static [&'static str]> {
+        // Overlaps `instances` (each node waits for its own instance on the board).
+        Some(&[ids::NETWORK, ids::IAM])
     }
 }

@@ -228,6 +228,10 @@ pub fn is_mutating(call: &str) -> bool {
     match words.as_slice() {
         ["dpkg-query", ..] | ["apt-mark", "showhold", ..] | ["stat", ..] => false,
         ["modprobe", "-n", ..] | ["containerd", "--version", ..] | ["crictl", "ps", ..] => false,
+        ["crictl", "inspecti", ..] | ["crictl", "images", ..] | ["cloud-init", "status", ..] => {
+            false
+        }
+        ["crictl", "--runtime-endpoint", _, "inspecti", ..] => false,
         ["systemctl", rest @ ..] => !rest.iter().any(|w| *w == "is-active" || *w == "is-enabled"),
         _ => true,
     }

@@ -12,6 +12,8 @@ the AWS behaviours moto does not model, so ecoboot's handling of them is tested 
   dependency {Action: n}     the first n calls answer DependencyViolation
   describe_lag S             new instances stay invisible to DescribeInstances for S seconds
                              (EC2 eventual consistency; bench/realistic.sh: pending -> running + boot)
+  describe_lags {node: S}    the same per node (tag ecoboot.io/node): EC2's launch and boot times
+                             vary per instance (bench/realistic.sh draws them from the model)
   stop_lag S                 a stopped instance shows `stopping` for S seconds (moto stops at once)
   image_lag S                a new image shows `pending` for S seconds (moto makes it available at
                              once; AWS takes minutes to snapshot the disk)
@@ -62,6 +64,7 @@ CONFIG = {}
 STATS = {}
 TOKENS = {}  # ClientToken -> (response body, instance id)
 CREATED = {}  # instance id -> creation time
+NODE_OF = {}  # instance id -> its ecoboot.io/node tag
 STOPPED = {}  # instance id -> StopInstances time
 IMAGED = {}  # image id -> CreateImage time
 STATE = {"calls": 0, "profile_at": None}
@@ -197,13 +200,16 @@ class Handler(BaseHTTPRequestHandler):
             fleet_disk(action, form, data, CONFIG["fleet"])
         if status == 200 and action == "RunInstances":
             ids = re.findall(rb"<instanceId>(i-[0-9a-f]+)</instanceId>", data)
+            node = instance_tags(form).get("ecoboot.io/node")
             with LOCK:
                 for i in ids:
                     CREATED[i.decode()] = time.time()
+                    if node:
+                        NODE_OF[i.decode()] = node
                 if token and CONFIG.get("idempotent_tokens") and ids:
                     TOKENS[token] = (data, ids[0].decode())
-        if status == 200 and action == "DescribeInstances" and CONFIG.get("describe_lag"):
-            data = hide_recent(data, CONFIG["describe_lag"])
+        if status == 200 and action == "DescribeInstances" and (CONFIG.get("describe_lag") or CONFIG.get("describe_lags")):
+            data = hide_recent(data, CONFIG.get("describe_lag") or 0, CONFIG.get("describe_lags") or {})
         if status == 200 and action == "StopInstances":
             with LOCK:
                 for i in form.get("InstanceId.1", []):
@@ -321,11 +327,7 @@ def fleet_disk(action, form, data, fleet):
     except (OSError, ValueError):
         placed = {}
     if action == "RunInstances":
-        tags = {}
-        for k, v in form.items():
-            m = re.fullmatch(r"TagSpecification\.(\d+)\.Tag\.(\d+)\.Key", k)
-            if m and form.get(f"TagSpecification.{m.group(1)}.ResourceType", [""])[0] == "instance":
-                tags[v[0]] = form.get(f"TagSpecification.{m.group(1)}.Tag.{m.group(2)}.Value", [""])[0]
+        tags = instance_tags(form)
         name = tags.get("ecoboot.io/node") or tags.get("ecoboot.io/role")
         n = fleet["nodes"].get(name)
         ids = re.findall(rb"<instanceId>(i-[0-9a-f]+)</instanceId>", data)
@@ -416,7 +418,17 @@ def still(data, since, lag, id_re, done_re, not_yet):
     return b"".join(out)
 
 
-def hide_recent(data, lag):
+def instance_tags(form):
+    """The tags RunInstances' form gives the instance."""
+    tags = {}
+    for k, v in form.items():
+        m = re.fullmatch(r"TagSpecification\.(\d+)\.Tag\.(\d+)\.Key", k)
+        if m and form.get(f"TagSpecification.{m.group(1)}.ResourceType", [""])[0] == "instance":
+            tags[v[0]] = form.get(f"TagSpecification.{m.group(1)}.Tag.{m.group(2)}.Value", [""])[0]
+    return tags
+
+
+def hide_recent(data, lag, lags=None):
     root = ET.fromstring(data)
     ns = root.tag.split("}")[0].strip("{") if root.tag.startswith("{") else ""
     q = (lambda t: f"{{{ns}}}{t}") if ns else (lambda t: t)
@@ -426,7 +438,7 @@ def hide_recent(data, lag):
         return data
     for res in list(rset):
         ids = [e.text for e in res.iter(q("instanceId"))]
-        if any(now - CREATED.get(i, 0) < lag for i in ids):
+        if any(now - CREATED.get(i, 0) < (lags or {}).get(NODE_OF.get(i), lag) for i in ids):
             rset.remove(res)
             with LOCK:
                 bump("hidden:DescribeInstances")

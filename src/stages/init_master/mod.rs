@@ -97,7 +97,24 @@ impl Stage for InitMaster {
         "Initialise the control plane with kubeadm"
     }
 
+    /// In a pipelined `up`: as soon as the control planes are prepared (the board), while the
+    /// other nodes still prepare.
+    fn after(&self) -> Option<&'static [&'static str]> {
+        Some(&[ids::NETWORK, ids::IAM, ids::INSTANCES, ids::LOAD_BALANCER])
+    }
+
     async fn probe(&self, cx: &Ctx) -> Result<Found<InitPlan>> {
+        // Pipelined `up`: the control planes' own preparation, not every node's.
+        for cp in cx.config.control_planes() {
+            if let Err(tail) = cx.board.wait(ids::PREPARE_NODES, cp.name.as_str()).await {
+                return Err(Error::StageFailed {
+                    stage: ID.into(),
+                    message: tail,
+                    help: "fix what stopped prepare-nodes on it (reported above), then rerun"
+                        .into(),
+                });
+            }
+        }
         let node = cx.config.control_plane().name.value.clone();
         let (target, conn) = match cx.control_plane(ID).await {
             Ok(found) => found,

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification, Instance, InstanceType,
-    ResourceType, VolumeType,
+    BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification, Instance,
+    InstanceStateName, InstanceType, ResourceType, VolumeType,
 };
 use sha2::{Digest, Sha256};
 
@@ -193,8 +193,14 @@ pub(super) fn profile_not_ready<E: aws_sdk_ec2::error::ProvideErrorMetadata, R>(
 /// the re-probe reads) shows it: one DescribeInstances every 2 s rather than the SDK waiter's
 /// 15 s, so a node is seen running within seconds (EC2 is eventually consistent: a new
 /// instance may be missing from the listing at first). An instance that ends instead (e.g.
-/// `Server.InsufficientInstanceCapacity`) stops the wait with EC2's reason.
-pub(super) async fn wait_running(cx: &Ctx, aws: &Aws, launched: &[String]) -> Result<()> {
+/// `Server.InsufficientInstanceCapacity`) stops the wait with EC2's reason. `running` hears
+/// of each instance once, as soon as it runs (a pipelined `up` starts on that node then).
+pub(super) async fn wait_running(
+    cx: &Ctx,
+    aws: &Aws,
+    launched: &[String],
+    running: &(dyn Fn(&Instance) -> Result<()> + Sync),
+) -> Result<()> {
     if launched.is_empty() {
         return Ok(());
     }
@@ -202,11 +208,22 @@ pub(super) async fn wait_running(cx: &Ctx, aws: &Aws, launched: &[String]) -> Re
     cx.events.progress(ID, None, what);
     let states = ["pending", "running", "shutting-down", "terminated"];
     let backoff = Backoff::poll(Duration::from_secs(2), RUNNING_TIMEOUT);
+    let heard = std::sync::Mutex::new(std::collections::BTreeSet::new());
     retry(&backoff, |_| async {
         let list = match aws.instances(&states).await {
             Ok(list) => list,
             Err(e) => return Try::Fail(e),
         };
+        for i in &list {
+            let id = i.instance_id().unwrap_or_default().to_string();
+            let is_running = i.state().and_then(|s| s.name()) == Some(&InstanceStateName::Running);
+            let new = is_running
+                && launched.contains(&id)
+                && heard.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+            if new && let Err(e) = running(i) {
+                return Try::Fail(e);
+            }
+        }
         let state = |id: &str| {
             (list.iter()).find(|i| i.instance_id() == Some(id)).map(|i| {
                 let name = i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string());

@@ -173,14 +173,72 @@ impl Stage for Instances {
                 key: cx.config.cluster.spec.aws.key_pair.name.value.clone(),
             });
         }
+        // A pipelined `up` starts on a node as soon as it runs: those already running now.
+        let cp = cx.config.control_plane().name.value.clone();
+        for (node, list) in &found.nodes {
+            if let [one] = list.as_slice()
+                && state_name(one) == InstanceStateName::Running
+                && *node != cp
+            {
+                publish(cx, node, one)?;
+            }
+        }
         let results = crate::fanout::each(launches, 0, |l| launch_node(cx, l)).await;
         let (launched, failures): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
         let launched: Vec<String> = launched.into_iter().filter_map(Result::ok).collect();
-        wait_running(cx, aws, &launched).await?;
+        let running = |i: &aws_sdk_ec2::types::Instance| match crate::aws::ec2_tag_value(
+            i.tags(),
+            crate::aws::tags::NODE,
+        ) {
+            Some(node) if node != cp => publish(cx, node, i),
+            _ => Ok(()),
+        };
+        wait_running(cx, aws, &launched, &running).await?;
         let failures: Vec<Error> = failures.into_iter().filter_map(Result::err).collect();
         launch_failures(failures)?;
-        eip::ensure(cx, aws, plan.eip).await
+        eip::ensure(cx, aws, plan.eip).await?;
+        // The control plane last: its address is the Elastic IP, associated just now.
+        if cx.board.pending(ID) {
+            for i in aws.instances(&["running"]).await? {
+                if crate::aws::ec2_tag_value(i.tags(), crate::aws::tags::NODE) == Some(cp.as_str())
+                {
+                    publish(cx, &cp, &i)?;
+                }
+            }
+        }
+        Ok(())
     }
+}
+
+/// In a pipelined `up`, records a running node's instance and address in the journal and marks
+/// it on the board, so the stages waiting for it (prepare-nodes) start on it now.
+fn publish(cx: &Ctx, node: &str, instance: &aws_sdk_ec2::types::Instance) -> Result<()> {
+    if !cx.board.pending(ID) {
+        return Ok(());
+    }
+    let mut rec = node_out(instance);
+    if let Some(c) = cx.config.nodes().find(|c| c.name.as_str() == node) {
+        rec.ssh = c
+            .address
+            .as_ref()
+            .map(|a| a.value.clone())
+            .unwrap_or_default();
+    }
+    let mut now: InstancesOut = cx.state().output(ID).unwrap_or_default();
+    if rec.public_ip.is_empty()
+        && let Some(old) = now.nodes.get(node)
+        && old.instance_id == rec.instance_id
+    {
+        rec.public_ip = old.public_ip.clone();
+    }
+    now.nodes.insert(node.to_string(), rec);
+    if cx.writable() {
+        // A replaced instance's old host key goes now: the node is contacted next.
+        forget_replaced(cx, &now)?;
+    }
+    cx.update_state(|s| s.set_output(ID, &now))?;
+    cx.board.mark(ID, node);
+    Ok(())
 }
 
 /// Fixes running instances in place: the instance profile their role calls for, and IMDSv2.
