@@ -12,6 +12,37 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// One connection: host keys pinned from the console when configured, then SSH. Reported with
+/// `stage`, the stage that connects (held with its events while stages overlap).
+async fn connect_one(
+    target: Target,
+    mut opts: ssh::Options,
+    aws: Option<Aws>,
+    events: Events,
+    stage: &'static str,
+) -> Result<Arc<Conn>, String> {
+    let stage = if stage.is_empty() { "ssh" } else { stage };
+    events.progress(
+        stage,
+        Some(&target.node),
+        format!("connecting to {}:{}", target.host, target.port),
+    );
+    let result = match &aws {
+        Some(aws) => super::console_pins::console_pins(aws, &target, &mut opts).await,
+        None => Ok(()),
+    };
+    let result = match result {
+        Ok(()) => Conn::connect(&target, &opts).await,
+        Err(e) => Err(e),
+    };
+    result.map(Arc::new).map_err(|e| {
+        let help = miette::Diagnostic::help(&e)
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        format!("{e}{help}")
+    })
+}
+
 /// One node's SSH connection (or why there is none), made once per run.
 type ConnSlot = Arc<tokio::sync::OnceCell<Result<Arc<Conn>, String>>>;
 
@@ -149,7 +180,22 @@ impl Ctx {
         aws: Option<&Aws>,
     ) -> (Target, Result<Arc<Conn>, String>) {
         let result = slot
-            .get_or_init(|| self.connect_one(&target, opts.clone(), aws))
+            .get_or_init(|| {
+                // On a task of its own, as the ssh and ssh-keyscan children it waits for need.
+                let work = connect_one(
+                    target.clone(),
+                    opts.clone(),
+                    aws.cloned(),
+                    self.events.clone(),
+                    crate::stage_scope::current(),
+                );
+                async move {
+                    match tokio::spawn(work).await {
+                        Ok(result) => result,
+                        Err(e) => Err(format!("the connection task ended: {e}")),
+                    }
+                }
+            })
             .await
             .clone();
         if let Err(e) = &result
@@ -163,34 +209,6 @@ impl Ctx {
             }
         }
         (target, result)
-    }
-
-    /// One connection: host keys pinned from the console when configured, then SSH.
-    async fn connect_one(
-        &self,
-        target: &Target,
-        mut opts: ssh::Options,
-        aws: Option<&Aws>,
-    ) -> Result<Arc<Conn>, String> {
-        self.events.progress(
-            "ssh",
-            Some(&target.node),
-            format!("connecting to {}:{}", target.host, target.port),
-        );
-        let result = match aws {
-            Some(aws) => super::console_pins::console_pins(aws, target, &mut opts).await,
-            None => Ok(()),
-        };
-        let result = match result {
-            Ok(()) => Conn::connect(target, &opts).await,
-            Err(e) => Err(e),
-        };
-        result.map(Arc::new).map_err(|e| {
-            let help = miette::Diagnostic::help(&e)
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default();
-            format!("{e}{help}")
-        })
     }
 
     fn lock_ssh(&self) -> MutexGuard<'_, BTreeMap<String, ConnSlot>> {

@@ -151,6 +151,18 @@ impl Stage for JoinControlPlane {
         "Join the other control planes (several control planes only)"
     }
 
+    /// In a pipelined `up`: right after init-master, which waited for every control plane's
+    /// preparation; the workers may still be preparing.
+    fn after(&self) -> Option<&'static [&'static str]> {
+        Some(&[
+            ids::NETWORK,
+            ids::IAM,
+            ids::INSTANCES,
+            ids::LOAD_BALANCER,
+            ids::INIT_MASTER,
+        ])
+    }
+
     async fn probe(&self, cx: &Ctx) -> Result<Found<CpPlan>> {
         if !cx.config.is_ha() {
             return Ok(Found::done("one control plane: nothing to join"));
