@@ -230,7 +230,9 @@ fn three_control_planes_converge_survive_a_loss_and_run_every_day_2_command() {
     let admin = user(&aws, "admin", &[everything]);
     let deployer = user(&aws, "deployer", &policy);
     aws.boto("s3", &format!("create_bucket(Bucket='{BUCKET}', CreateBucketConfiguration={{'LocationConstraint': 'ap-northeast-2'}})"));
-    let credentials = serde_json::json!({"credentials": {"key": admin.0, "secret": admin.1}});
+    // The NLB registers its targets with a delay, as AWS does (3-5 minutes; 8 s here).
+    let credentials = serde_json::json!({"credentials": {"key": admin.0, "secret": admin.1},
+        "registration_lag": 8});
     aws.faults(&credentials.to_string());
     aws.enforce_iam();
     let w = World {
@@ -260,6 +262,13 @@ fn three_control_planes_converge_survive_a_loss_and_run_every_day_2_command() {
     }
     let out = w.ok(&["up"]);
     assert!(out.contains("ok    etcd"), "up validated etcd: {out}");
+    // kubeadm init waited for the load balancer to register the first control plane.
+    let logs = std::fs::read_dir(w.state.join("sesacthon/logs")).unwrap();
+    let waited = logs.flatten().any(|f| {
+        std::fs::read_to_string(f.path())
+            .is_ok_and(|t| t.contains("waiting for the load balancer to register"))
+    });
+    assert!(waited, "init-master waited for the NLB registration");
 
     let names = |m: &[(String, String)]| m.iter().map(|(n, _)| n.clone()).collect::<BTreeSet<_>>();
     let members = w.members();

@@ -47,6 +47,9 @@ pub struct TargetGroup {
     pub arn: String,
     /// Registered instance ids and their health (`healthy`, `initial`, `unhealthy`, ...).
     pub targets: BTreeMap<String, String>,
+    /// The instances AWS is still registering (`Elb.RegistrationInProgress`: the load balancer
+    /// sends them nothing yet; AWS takes 3-5 minutes).
+    pub registering: std::collections::BTreeSet<String>,
     /// The client IP is preserved (ecoboot turns it off).
     pub preserve_client_ip: bool,
 }
@@ -151,6 +154,15 @@ async fn target_group(aws: &Aws) -> Result<Option<TargetGroup>> {
             Some((id, state))
         })
         .collect();
+    let registering = (health.target_health_descriptions().iter())
+        .filter(|d| {
+            d.target_health()
+                .and_then(|h| h.reason())
+                .map(|r| r.as_str())
+                == Some("Elb.RegistrationInProgress")
+        })
+        .filter_map(|d| d.target()?.id().map(String::from))
+        .collect();
     let attributes = (aws.elb.describe_target_group_attributes())
         .target_group_arn(&arn)
         .send()
@@ -161,6 +173,7 @@ async fn target_group(aws: &Aws) -> Result<Option<TargetGroup>> {
     Ok(Some(TargetGroup {
         arn,
         targets,
+        registering,
         preserve_client_ip,
     }))
 }

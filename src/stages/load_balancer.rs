@@ -266,6 +266,7 @@ mod tests {
                     .into_iter()
                     .map(|(a, b)| (a.to_string(), b.to_string()))
                     .collect(),
+                registering: Default::default(),
                 preserve_client_ip: false,
             }),
             ..ApiLb::default()

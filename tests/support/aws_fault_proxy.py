@@ -14,6 +14,9 @@ the AWS behaviours moto does not model, so ecoboot's handling of them is tested 
                              (EC2 eventual consistency; bench/realistic.sh: pending -> running + boot)
   describe_lags {node: S}    the same per node (tag ecoboot.io/node): EC2's launch and boot times
                              vary per instance (bench/realistic.sh draws them from the model)
+  registration_lag S         ELBv2 DescribeTargetHealth answers a target registered less than S
+                             seconds ago as `initial` / Elb.RegistrationInProgress, as AWS does
+                             for 3-5 minutes (moto registers at once)
   stop_lag S                 a stopped instance shows `stopping` for S seconds (moto stops at once)
   image_lag S                a new image shows `pending` for S seconds (moto makes it available at
                              once; AWS takes minutes to snapshot the disk)
@@ -67,6 +70,7 @@ CREATED = {}  # instance id -> creation time
 NODE_OF = {}  # instance id -> its ecoboot.io/node tag
 STOPPED = {}  # instance id -> StopInstances time
 IMAGED = {}  # image id -> CreateImage time
+REGISTERED = {}  # ELBv2 target id -> RegisterTargets time
 STATE = {"calls": 0, "profile_at": None}
 READ_PREFIXES = ("Describe", "Get", "List")
 
@@ -210,6 +214,13 @@ class Handler(BaseHTTPRequestHandler):
                     TOKENS[token] = (data, ids[0].decode())
         if status == 200 and action == "DescribeInstances" and (CONFIG.get("describe_lag") or CONFIG.get("describe_lags")):
             data = hide_recent(data, CONFIG.get("describe_lag") or 0, CONFIG.get("describe_lags") or {})
+        if status == 200 and action == "RegisterTargets":
+            with LOCK:
+                for k, v in form.items():
+                    if re.fullmatch(r"Targets\.member\.\d+\.Id", k):
+                        REGISTERED[v[0]] = time.time()
+        if status == 200 and action == "DescribeTargetHealth" and CONFIG.get("registration_lag"):
+            data = registering(data, CONFIG["registration_lag"])
         if status == 200 and action == "StopInstances":
             with LOCK:
                 for i in form.get("InstanceId.1", []):
@@ -398,6 +409,24 @@ def with_current_state(cached, headers):
     if m:
         data = re.sub(rb"<instanceState>.*?</instanceState>", m.group(0), data, count=1, flags=re.S)
     return data
+
+
+def registering(data, lag):
+    """DescribeTargetHealth with the targets registered less than `lag` seconds ago still in
+    registration, as AWS reports them."""
+    now = time.time()
+
+    def member(m):
+        block = m.group(0)
+        ident = re.search(rb"<Id>([^<]+)</Id>", block)
+        if ident and now - REGISTERED.get(ident.group(1).decode(), 0) < lag:
+            block = re.sub(rb"<TargetHealth>.*?</TargetHealth>",
+                           b"<TargetHealth><State>initial</State><Reason>Elb.RegistrationInProgress</Reason>"
+                           b"<Description>Target registration is in progress</Description></TargetHealth>",
+                           block, count=1, flags=re.S)
+        return block
+
+    return re.sub(rb"<member>.*?</member>", member, data, flags=re.S)
 
 
 def still(data, since, lag, id_re, done_re, not_yet):

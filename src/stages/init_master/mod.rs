@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::stages::shared::control_plane::{
     HEALTHZ, INIT_DONE, INIT_FAILED, INIT_STARTED, KUBE_PROXY_MARKER, MasterState, RESTORED,
-    encryption_config, facts, fetch_admin, inspect, local_admin, require_endpoint,
+    encryption_config, facts, fetch_admin, inspect, local_admin, require_endpoint, wait_registered,
 };
 use crate::stages::shared::{backup_timer, ids};
 use steps::{Steps, delete_init_tokens};
@@ -200,6 +200,7 @@ impl Stage for InitMaster {
         }
         if !m.initialised() {
             require_endpoint(cx, ID)?;
+            wait_registered(cx, &target, ID).await?;
             steps.init(&target).await?;
         }
         steps.wait_healthy().await?;

@@ -151,6 +151,48 @@ pub fn require_endpoint(cx: &Ctx, stage: &'static str) -> Result<()> {
     Ok(())
 }
 
+/// Several control planes: waits until the load balancer has registered `target`'s instance
+/// (AWS takes 3-5 minutes after `load-balancer` registered it). `kubeadm init` talks to the API
+/// through the endpoint once the control plane runs, and would time out before that.
+pub async fn wait_registered(cx: &Ctx, target: &Target, stage: &'static str) -> Result<()> {
+    let Some(id) = target.instance_id.clone().filter(|_| cx.config.is_ha()) else {
+        return Ok(());
+    };
+    let aws = cx.aws().await;
+    let deadline = Duration::from_secs(600);
+    let backoff = crate::retry::Backoff::poll(Duration::from_secs(10), deadline);
+    crate::retry::retry(&backoff, |attempt| {
+        let id = &id;
+        async move {
+            let lb = match crate::aws::nlb::find(aws).await {
+                Ok(lb) => lb,
+                Err(e) => return crate::retry::Try::Fail(e),
+            };
+            let waiting =
+                (lb.and_then(|l| l.target_group)).is_some_and(|t| t.registering.contains(id));
+            if !waiting {
+                return crate::retry::Try::Done(());
+            }
+            if attempt == 1 {
+                let what = format!(
+                    "waiting for the load balancer to register {id} (AWS takes 3-5 minutes)"
+                );
+                cx.events.progress(stage, Some(&target.node), what);
+            }
+            crate::retry::Try::Again(Error::StageFailed {
+                stage: stage.into(),
+                message: format!(
+                    "the load balancer did not register {id} within {} s",
+                    deadline.as_secs()
+                ),
+                help: "look at the target group in the EC2 console (Targets tab), then rerun"
+                    .into(),
+            })
+        }
+    })
+    .await
+}
+
 /// Where the fetched admin.conf lives locally (0600).
 pub fn local_admin(cx: &Ctx) -> std::path::PathBuf {
     nodes::admin_conf(&cx.state_dir())
