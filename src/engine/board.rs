@@ -79,6 +79,11 @@ impl Board {
         self.changed.notify_waiters();
     }
 
+    /// Whether `stage` has marked `node`.
+    pub fn marked(&self, stage: &str, node: &str) -> bool {
+        (self.lock().marks.iter()).any(|(s, n)| *s == stage && n == node)
+    }
+
     /// Whether `stage` is scheduled in this run and has not ended.
     pub fn pending(&self, stage: &str) -> bool {
         matches!(

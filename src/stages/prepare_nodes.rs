@@ -90,12 +90,17 @@ impl Stage for PrepareNodes {
 
     async fn probe(&self, cx: &Ctx) -> Result<Found<PreparePlan>> {
         let book = Playbook::load(ID, cx.playbooks.as_deref())?;
-        if cx.board.wait_probed(ids::INSTANCES).await {
-            // Pipelined, and instances are being launched or fixed: each node is checked
-            // (preflight, guards) as soon as it runs, and the re-probe checks them all.
-            let nodes = (cx.config.nodes())
-                .filter(|n| book.targets(n.name.as_str(), n.role.unwrap_or_default()))
-                .map(|n| (n.name.value.clone(), NodeWork::Starting))
+        let targeted: Vec<String> = (cx.config.nodes())
+            .filter(|n| book.targets(n.name.as_str(), n.role.unwrap_or_default()))
+            .map(|n| n.name.value.clone())
+            .collect();
+        if cx.board.wait_probed(ids::INSTANCES).await
+            && targeted.iter().any(|n| !cx.board.marked(ids::INSTANCES, n))
+        {
+            // Pipelined, and instances are still coming up: each node is checked (preflight,
+            // guards) as soon as it runs; the re-probe, once all run, checks them all.
+            let nodes = (targeted.into_iter())
+                .map(|n| (n, NodeWork::Starting))
                 .collect();
             return Ok(Found::Todo(PreparePlan { nodes }));
         }
