@@ -69,11 +69,14 @@ pub async fn ui(g: &Global, port: u16) -> Result<()> {
     let bind = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let tunnel =
         crate::api::tunnel::Tunnel::open_on(&conn, &dir, &cluster_ip, remote_port, bind).await?;
+    // The handlers are in place before the URL is printed: a Ctrl-C or SIGTERM right after it
+    // still closes the tunnel cleanly.
+    let interrupted = Interrupt::listen();
     println!(
         "ArgoCD UI: {scheme}://{} (user admin; `ecoboot argocd password` prints the initial password). Ctrl-C closes it.",
         tunnel.local
     );
-    wait_for_interrupt().await;
+    interrupted.wait().await;
     drop(tunnel);
     cx.close_ssh().await;
     Ok(())
@@ -100,16 +103,34 @@ fn ui_endpoint(svc: &Service, insecure: bool) -> Option<(String, u16, &'static s
     Some((ip, u16::try_from(port.port).ok()?, scheme))
 }
 
-async fn wait_for_interrupt() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match term.as_mut() {
-                Some(t) => { t.recv().await; }
+/// SIGINT and SIGTERM, listened for from creation on.
+struct Interrupt {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Interrupt {
+    fn listen() -> Interrupt {
+        use tokio::signal::unix::{SignalKind, signal};
+        Interrupt {
+            int: signal(SignalKind::interrupt()).ok(),
+            term: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    async fn wait(mut self) {
+        async fn recv(s: Option<&mut tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
                 None => std::future::pending::<()>().await,
             }
-        } => {}
+        }
+        tokio::select! {
+            _ = recv(self.int.as_mut()) => {}
+            _ = recv(self.term.as_mut()) => {}
+        }
     }
 }
 
