@@ -2,7 +2,7 @@
 //! created from a stopped builder instance with their tags in the same call, deregistered
 //! together with their snapshots.
 
-use aws_sdk_ec2::types::{Image, ImageState, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{Image, ImageState, ResourceType};
 
 use super::tags::ROLE;
 use super::{Aws, aws_error, code_of, ec2_filter, ec2_tag_value};
@@ -120,15 +120,7 @@ pub async fn create(
         (KUBERNETES, kubernetes),
         (ROLE, ROLE_GOLDEN),
     ];
-    let spec = |kind: ResourceType| {
-        let tags = (aws.tags.pairs(&name, &extra).into_iter())
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect();
-        TagSpecification::builder()
-            .resource_type(kind)
-            .set_tags(Some(tags))
-            .build()
-    };
+    let spec = |kind: ResourceType| aws.tags.plain_spec(kind, &name, &extra);
     aws.pace().await;
     let made = aws
         .ec2

@@ -96,14 +96,18 @@ impl Tags {
     pub fn spec(&self, kind: ResourceType, name: &str, extra: &[(&str, &str)]) -> TagSpecification {
         let mut pairs = self.pairs(name, extra);
         pairs.extend(self.kubernetes(&kind));
-        let tags = pairs
-            .into_iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect();
-        TagSpecification::builder()
-            .resource_type(kind)
-            .set_tags(Some(tags))
-            .build()
+        spec_of(kind, pairs)
+    }
+
+    /// [`Tags::spec`] without the Kubernetes integration tags: for what is not part of the
+    /// running cluster (the image builder, golden images and their snapshots).
+    pub fn plain_spec(
+        &self,
+        kind: ResourceType,
+        name: &str,
+        extra: &[(&str, &str)],
+    ) -> TagSpecification {
+        spec_of(kind, self.pairs(name, extra))
     }
 
     /// IAM tags.
@@ -124,6 +128,17 @@ impl Tags {
     pub fn filter(&self) -> Filter {
         ec2_filter(&format!("tag:{CLUSTER}"), &self.cluster)
     }
+}
+
+fn spec_of(kind: ResourceType, pairs: Vec<(String, String)>) -> TagSpecification {
+    let tags = pairs
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    TagSpecification::builder()
+        .resource_type(kind)
+        .set_tags(Some(tags))
+        .build()
 }
 
 /// An EC2 filter with one value.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, HttpTokensState, Instance, InstanceMetadataEndpointState,
-    InstanceMetadataOptionsRequest, InstanceType, ResourceType, Tag, TagSpecification, VolumeType,
+    InstanceMetadataOptionsRequest, InstanceType, ResourceType, VolumeType,
 };
 use sha2::{Digest, Sha256};
 
@@ -83,18 +83,8 @@ fn disk_gb(config: &Config) -> i32 {
 /// Launches the builder (or, for a token AWS has seen, gets the instance it launched then).
 pub async fn launch(aws: &Aws, config: &Config, l: &Launch<'_>) -> Result<Builder> {
     let name = format!("{}-image-builder", aws.tags.cluster);
-    let spec = |kind: ResourceType, name: &str| {
-        let tags = (aws
-            .tags
-            .pairs(name, &[(ROLE, ROLE_BUILDER), (HASH, l.hash)])
-            .into_iter())
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect();
-        TagSpecification::builder()
-            .resource_type(kind)
-            .set_tags(Some(tags))
-            .build()
-    };
+    let extra = [(ROLE, ROLE_BUILDER), (HASH, l.hash)];
+    let spec = |kind: ResourceType, name: &str| aws.tags.plain_spec(kind, name, &extra);
     let b = &config.cluster.spec.aws.ami.builder;
     for generation in 0..MAX_GENERATIONS {
         let token = hex::encode(Sha256::digest(

@@ -7,9 +7,11 @@ pub mod redact;
 pub mod run;
 pub mod script;
 mod stream;
+mod targets;
 pub mod verified;
 
 pub use options::Options;
+pub use targets::{targets, targets_of};
 
 use std::io::Write;
 use std::num::NonZeroUsize;
@@ -22,9 +24,8 @@ use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
-use crate::config::{Config, Role};
+use crate::config::Role;
 use crate::error::{Error, Result};
-use crate::nodes::{self, InstancesOut};
 use crate::retry::{Backoff, Try, retry};
 
 /// sshd's MaxSessions defaults to 10; stay below it on every connection.
@@ -45,53 +46,6 @@ pub struct Target {
     pub port: u16,
     /// The node's EC2 instance, when `instances` recorded one (for out-of-band host keys).
     pub instance_id: Option<String>,
-}
-
-/// The SSH targets of every node: static `address` from config, else the public IP the
-/// `instances` stage recorded. `stage` is named in the error when addresses are missing.
-pub fn targets(
-    config: &Config,
-    instances: Option<&InstancesOut>,
-    stage: &'static str,
-) -> Result<Vec<Target>> {
-    targets_of(config, instances, stage, |_, _| true)
-}
-
-/// [`targets`] of the nodes `keep` selects (by name and role): another node's missing address
-/// (its instance still starting) is not an error here.
-pub fn targets_of(
-    config: &Config,
-    instances: Option<&InstancesOut>,
-    stage: &'static str,
-    keep: impl Fn(&str, crate::config::Role) -> bool,
-) -> Result<Vec<Target>> {
-    let default_port = config.cluster.spec.ssh.port;
-    config
-        .nodes()
-        .filter(|n| keep(n.name.as_str(), n.role.unwrap_or_default()))
-        .map(|n| {
-            let address = nodes::ssh_address(config, &n.name, instances);
-            if address.is_empty() {
-                return Err(Error::Prerequisite {
-                    stage,
-                    what: format!("the address of node `{}`", n.name.value),
-                    needs: "instances",
-                });
-            }
-            let (host, port) = nodes::host_port(&address, default_port);
-            let instance_id = instances
-                .and_then(|o| o.nodes.get(n.name.as_str()))
-                .map(|i| i.instance_id.clone())
-                .filter(|id| !id.is_empty());
-            Ok(Target {
-                instance_id,
-                node: n.name.value.clone(),
-                role: n.role.unwrap_or_default(),
-                host,
-                port,
-            })
-        })
-        .collect()
 }
 
 /// What one remote command did.
