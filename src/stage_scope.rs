@@ -18,6 +18,24 @@ pub async fn within<F: Future>(stage: &'static str, f: F) -> F::Output {
     STAGE.scope(stage, f).await
 }
 
+/// Counts keyed by the stage that made them.
+pub type ByStage = std::collections::BTreeMap<(&'static str, String), u64>;
+
+/// Takes out of `all` the counts of the current stage and those made outside any stage,
+/// summed by name.
+pub fn take_current(all: &mut ByStage) -> std::collections::BTreeMap<String, u64> {
+    let stage = current();
+    let mut out = std::collections::BTreeMap::new();
+    all.retain(|(s, name), n| {
+        let mine = *s == stage || s.is_empty();
+        if mine {
+            *out.entry(name.clone()).or_default() += *n;
+        }
+        !mine
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[tokio::test]

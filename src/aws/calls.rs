@@ -12,23 +12,13 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 /// made them (`crate::stage_scope`: stages may overlap).
 #[derive(Debug, Clone, Default)]
 pub struct CallCounter {
-    calls: Arc<Mutex<BTreeMap<(&'static str, String), u64>>>,
+    calls: Arc<Mutex<crate::stage_scope::ByStage>>,
 }
 
 impl CallCounter {
     /// Returns and resets the counts of the current stage, and of calls made outside any stage.
     pub fn take(&self) -> BTreeMap<String, u64> {
-        let stage = crate::stage_scope::current();
-        let mut all = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = BTreeMap::new();
-        all.retain(|(s, op), n| {
-            let mine = *s == stage || s.is_empty();
-            if mine {
-                *out.entry(op.clone()).or_default() += *n;
-            }
-            !mine
-        });
-        out
+        crate::stage_scope::take_current(&mut self.calls.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn add(&self, operation: &str) {

@@ -22,7 +22,7 @@ pub struct Ctx {
     pub events: Events,
     store: Store,
     state: Mutex<State>,
-    counters: Mutex<BTreeMap<(&'static str, String), u64>>,
+    counters: Mutex<crate::stage_scope::ByStage>,
     calls: CallCounter,
     aws: tokio::sync::OnceCell<Aws>,
     ssh: Mutex<BTreeMap<String, ConnSlot>>,
@@ -230,16 +230,8 @@ impl Ctx {
 
     /// Returns and resets the current stage's counters (and those counted outside any stage).
     pub(super) fn take_counters(&self) -> BTreeMap<String, u64> {
-        let stage = crate::stage_scope::current();
-        let mut all = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = BTreeMap::new();
-        all.retain(|(s, name), n| {
-            let mine = *s == stage || s.is_empty();
-            if mine {
-                *out.entry(name.clone()).or_default() += *n;
-            }
-            !mine
-        });
-        out
+        crate::stage_scope::take_current(
+            &mut self.counters.lock().unwrap_or_else(|p| p.into_inner()),
+        )
     }
 }
