@@ -3,12 +3,23 @@
 # and UTS namespace with private overlays of /etc /var /opt /usr/local /run and its own /root,
 # and the node simulators of scripts/sim first in PATH (/usr/local/sbin). Test support only.
 #
+# Root is not needed. As a non-root user each node also gets its own user namespace, with the
+# user as the node's root and the user's /etc/subuid range for the other users (sshd's privsep
+# user): `unshare --map-root-user --map-users` (util-linux >= 2.38, the `uidmap` package). The
+# overlays' lower layers are therefore the fleet's own copies (base/): a copy of the host's
+# /etc (without its password hashes and host keys) and a fresh Ubuntu-like skeleton of /var,
+# /opt, /usr/local and /run, owned by whoever runs the fleet. Host files owned by the real root
+# could not be changed from a user namespace; nodes see the host's /usr read-only.
+#
 #   FLEET_DIR=/tmp/f FLEET_N=14 FLEET_PORT=2222 [FLEET_KUBECONFIG=admin.conf] scripts/fleet.sh start|stop|status|down N|up N|reset
+#   scripts/fleet.sh check   (can this user make the nodes' namespaces? says what to do if not)
 #
 # Node state lives in $FLEET_DIR/nodes/N/ov/<dir>/upper and survives stop/start until `reset`.
 set -euo pipefail
 
-FLEET_DIR="${FLEET_DIR:?set FLEET_DIR (a short path: ssh control sockets are limited to 108 bytes)}"
+if [ "${1:-}" = check ]; then FLEET_DIR=""; else
+  FLEET_DIR="${FLEET_DIR:?set FLEET_DIR (a short path: ssh control sockets are limited to 108 bytes)}"
+fi
 FLEET_N="${FLEET_N:-14}"
 FLEET_PORT="${FLEET_PORT:-22}"
 SIM_DIR="$(cd "$(dirname "$0")" && pwd)/sim"
@@ -16,11 +27,39 @@ OVERLAYS="etc var opt usr/local run"
 
 addr() { echo "127.0.1.$1"; }
 
+# How a node's namespaces are made: as root, plain mount+UTS namespaces; otherwise inside a user
+# namespace of its own (see above). FLEET_ROOTLESS=1 forces the latter as root too.
+# On Ubuntu >= 23.10 AppArmor lets only profiled programs do that: scripts/setup.sh installs a
+# profile for its own copy of unshare (FLEET_UNSHARE, $ECOBOOT_CACHE/bin/unshare).
+UNSHARE="${FLEET_UNSHARE:-unshare}"
+if [ -z "${FLEET_UNSHARE:-}" ] && [ -n "${ECOBOOT_CACHE:-}" ] && [ -x "$ECOBOOT_CACHE/bin/unshare" ]; then
+  UNSHARE="$ECOBOOT_CACHE/bin/unshare"
+fi
+# The user's first subordinate range (name or uid) from /etc/subuid or /etc/subgid: "start,count".
+subids() { awk -F: -v n="$(id -un)" -v u="$(id -u)" '($1 == n || $1 == u) && $3 > 0 { print $2 "," $3; exit }' "$1" 2>/dev/null; }
+if [ "${FLEET_ROOTLESS:-}" = 1 ] || [ "$(id -u)" != 0 ]; then
+  # (--map-auto would do the same but picks a wrong range in util-linux 2.38.)
+  USERNS=(--map-root-user "--map-users=$(subids /etc/subuid | sed 's/,/,1,/')" "--map-groups=$(subids /etc/subgid | sed 's/,/,1,/')")
+else
+  USERNS=()
+fi
+
+# Fails with what to do when this user cannot make the nodes' namespaces.
+check_namespaces() {
+  local err
+  err="$("$UNSHARE" "${USERNS[@]}" --mount --uts --propagation private true 2>&1)" && return 0
+  echo "fleet: cannot create the nodes' namespaces as $(id -un): $err" >&2
+  if [ ${#USERNS[@]} -gt 0 ]; then
+    echo "fleet: a non-root fleet needs util-linux >= 2.38, newuidmap (package uidmap), a range in /etc/subuid and /etc/subgid for $(id -un), and user namespaces allowed; run 'bash scripts/setup.sh', which sets these up and says what it changes" >&2
+  fi
+  exit 1
+}
+
 init_node() { # runs inside the node's namespaces
   local n="$1" d="$FLEET_DIR/nodes/$1"
   hostname "node-$n"
   for o in $OVERLAYS; do
-    mount -t overlay "fleet-$n-${o//\//-}" -o "lowerdir=/$o,upperdir=$d/ov/$o/upper,workdir=$d/ov/$o/work" "/$o"
+    mount -t overlay "fleet-$n-${o//\//-}" -o "lowerdir=$FLEET_DIR/base/$o,upperdir=$d/ov/$o/upper,workdir=$d/ov/$o/work" "/$o"
   done
   mount --bind "$d/root" /root
   mount --bind "$d/stubs" /usr/local/sbin
@@ -28,7 +67,28 @@ init_node() { # runs inside the node's namespaces
   exec /usr/sbin/sshd -f "$d/sshd_config" -E "$d/sshd.log"
 }
 
+# The nodes' lower layers (see the top), made once per fleet.
+base() {
+  local b="$FLEET_DIR/base"
+  [ -e "$b/ready" ] && return 0
+  rm -rf "$b"
+  mkdir -p "$b/etc" "$b/opt" "$b/run/lock" "$b/usr/local/bin" "$b/usr/local/sbin" "$b/usr/local/lib" "$b/usr/local/share"
+  mkdir -p "$b/var/lib" "$b/var/log" "$b/var/cache" "$b/var/spool" "$b/var/tmp" "$b/var/backups"
+  chmod 1777 "$b/var/tmp"
+  ln -s /run "$b/var/run"
+  ln -s /run/lock "$b/var/lock"
+  # The host's /etc as a non-root user can read it (unreadable files are skipped), without
+  # the host's password hashes, sudoers and host keys: every account gets a hash nothing
+  # matches ('*': key logins work, a locked '!' would refuse them without PAM).
+  tar -C / --exclude='etc/shadow*' --exclude='etc/gshadow*' --exclude='etc/sudoers*' \
+    --exclude='etc/ssh/ssh_host_*' -cf - etc 2>/dev/null | tar -C "$b" -xf - 2>/dev/null || true
+  cut -d: -f1 /etc/passwd | sed 's/$/:*:19000:0:99999:7:::/' >"$b/etc/shadow"
+  chmod 640 "$b/etc/shadow"
+  touch "$b/ready"
+}
+
 prepare() {
+  base
   mkdir -p "$FLEET_DIR/keys"
   [ -f "$FLEET_DIR/keys/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C fleet -f "$FLEET_DIR/keys/id_ed25519"
   cp "$FLEET_DIR/keys/id_ed25519.pub" "$FLEET_DIR/authorized_keys"
@@ -99,7 +159,7 @@ start_node() {
   local n="$1" d="$FLEET_DIR/nodes/$1"
   alive "$d/sshd.pid" && return 0
   rm -f "$d/sshd.pid"
-  unshare --mount --uts --propagation private "$0" __init "$n"
+  "$UNSHARE" "${USERNS[@]}" --mount --uts --propagation private "$0" __init "$n"
 }
 
 stop_node() {
@@ -126,7 +186,9 @@ wait_ready() {
 
 case "${1:-}" in
   __init) init_node "$2" ;;
+  check) check_namespaces ;;
   start)
+    check_namespaces
     prepare
     for n in $(seq 1 "$FLEET_N"); do start_node "$n" & done
     wait
@@ -145,5 +207,5 @@ case "${1:-}" in
     "$0" stop
     if [ -n "${2:-}" ]; then rm -rf "$FLEET_DIR/nodes/$2/ov" "$FLEET_DIR/nodes/$2/root"; else rm -rf "$FLEET_DIR/nodes"; fi
     ;;
-  *) echo "usage: FLEET_DIR=... $0 start|stop|status|down N|up N|reset [N]" >&2; exit 2 ;;
+  *) echo "usage: FLEET_DIR=... $0 start|stop|status|down N|up N|reset [N] | $0 check" >&2; exit 2 ;;
 esac

@@ -2,7 +2,8 @@
 # Installs what ecoboot's build and tests need on a fresh Debian/Ubuntu machine, idempotently
 # and without questions: Debian packages (OpenSSH for the test fleet, ...; as root, or through
 # sudo for a non-root user such as a GitHub runner's) and a pinned moto venv (the AWS API
-# emulator). It says what it installs. Everything cached lives under $ECOBOOT_CACHE
+# emulator). For a non-root user it also makes sure the test fleet's user namespaces work
+# (scripts/userns.sh). It says what it installs and what it changes. Everything cached lives under $ECOBOOT_CACHE
 # (scripts/cache-dir.sh: /var/cache/ecoboot when writable, else $RUNNER_TEMP or ~/.cache),
 # outside the clone.
 set -euo pipefail
@@ -23,11 +24,17 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v faketime >/dev/null 2>&1 || need_apt+=(faketime)
 # The node simulators read kubeadm configs with a real YAML parser (Debian's python3).
 /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || need_apt+=(python3-yaml)
+# The moto venv is made with Debian's python3.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+# A non-root user's test fleet maps its nodes' users through newuidmap (scripts/fleet.sh).
+[ "$(id -u)" = 0 ] || command -v newuidmap >/dev/null 2>&1 || need_apt+=(uidmap)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_apt[@]}" >/dev/null
 fi
+
+[ "$(id -u)" = 0 ] || bash "$ROOT/scripts/userns.sh"
 
 venv="$ECOBOOT_CACHE/venv"
 # moto with EC2, IAM and S3 (remote state: conditional writes are enforced since moto 5.1).

@@ -147,11 +147,31 @@ fn free_text(field: &str) -> bool {
 fn every_hostile_value_in_every_string_field_is_refused_with_a_span_or_is_harmless() {
     // Support windows are judged on the suite's fixed day, never the clock.
     ecoboot::config::support::pin_today(ecoboot::config::support::Day::ymd(2026, 11, 23));
-    let base: Value = serde_saphyr::from_str(SANDBOX).unwrap();
+    let mut base: Value = serde_saphyr::from_str(SANDBOX).unwrap();
+    // Three nodes stand for all fourteen (they share one schema): the control plane, the first
+    // API node and the first node without taints (a cluster needs one). The others are left
+    // out of the document, which makes each of the thousands of parses below a third of the
+    // work. The trimmed document is itself valid, so every refusal below is the hostile value's.
+    let nodes = base["spec"]["nodes"].as_array_mut().unwrap();
+    let untainted = nodes
+        .iter()
+        .position(|n| n["taints"].as_array().is_none_or(Vec::is_empty))
+        .unwrap();
+    let keep = [0, 1, untainted];
+    let mut i = 0;
+    nodes.retain(|_| {
+        i += 1;
+        keep.contains(&(i - 1))
+    });
+    let valid = serde_saphyr::to_string(&base).unwrap();
+    if let Err(report) = Config::parse(Path::new("base.yaml"), valid, FileChecks::Skip, "d") {
+        panic!(
+            "the trimmed base is refused: {}",
+            report.problems[0].message
+        );
+    }
     let mut paths = Vec::new();
     string_paths(&base, &mut Vec::new(), &mut paths);
-    // Two nodes stand for all fourteen (they share one schema); every other field is covered.
-    paths.retain(|p| !(p.len() > 2 && p[1] == "nodes" && p[2].as_u64().is_some_and(|i| i > 1)));
     assert!(paths.len() >= 40, "{} string fields", paths.len());
     let corpus = corpus();
     assert!(corpus.len() >= 60);
