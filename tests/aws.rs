@@ -462,7 +462,11 @@ fn kill_9_during_instances_then_rerun_never_duplicates() {
     let (code, _, err) = up(&sb, dir.path(), &config, &["up", "--to", "iam"]);
     assert_eq!(code, 0, "{err}");
     let mut table = Vec::new();
-    for (round, after_ms) in [400u64, 900, 1500, 2500].into_iter().enumerate() {
+    let launches = |sb: &AwsSandbox| sb.stats()["RunInstances"].as_u64().unwrap_or(0);
+    // Each round is killed right after the proxy received its k-th launch (a readiness signal,
+    // not a sleep): that call is still in flight, so its instance exists but its answer is lost.
+    for (round, after) in [1u64, 3, 2, 4].into_iter().enumerate() {
+        let before = launches(&sb);
         let mut child = sb
             .env(
                 ecoboot(&dir.path().join("state"))
@@ -474,13 +478,19 @@ fn kill_9_during_instances_then_rerun_never_duplicates() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(after_ms));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while launches(&sb) < before + after
+            && child.try_wait().unwrap().is_none()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let killed = child.try_wait().unwrap().is_none();
         let _ = child.kill();
         let _ = child.wait();
         let live = sb.live_instances("crashy");
         table.push(format!(
-            "round {round}: kill -9 after {after_ms} ms (killed: {killed}) -> {} instances",
+            "round {round}: kill -9 after launch {after} of this run (killed: {killed}) -> {} instances",
             live.len()
         ));
         assert!(

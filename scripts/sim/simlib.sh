@@ -1,10 +1,13 @@
 # Shared by the node simulators (test support, never part of ecoboot). Each simulator logs its
 # argv to the node's private /var/log/ecoboot-sim/calls.log and keeps state in /var/lib/ecoboot-sim.
 SIM=/var/lib/ecoboot-sim
-mkdir -p "$SIM/pkgs" "$SIM/units" "$SIM/holds" /var/log/ecoboot-sim
-echo "$(basename "$0") $*" >>/var/log/ecoboot-sim/calls.log
+# Shell builtins only on this path (every simulated command runs it; thousands per suite).
+[ -d "$SIM/holds" ] && [ -d "$SIM/units" ] && [ -d "$SIM/pkgs" ] && [ -d /var/log/ecoboot-sim ] ||
+  mkdir -p "$SIM/pkgs" "$SIM/units" "$SIM/holds" /var/log/ecoboot-sim
+echo "${0##*/} $*" >>/var/log/ecoboot-sim/calls.log
 # The fleet's shared directory (etcd members, uploaded certificates) and this node's number.
-FLEET="$(cat "$SIM/fleet-dir" 2>/dev/null)"
+FLEET=""
+[ -r "$SIM/fleet-dir" ] && { read -r FLEET <"$SIM/fleet-dir" || true; }
 SHARED="${FLEET:-/nonexistent}/shared"
 NODE_N="${ECOBOOT_SIM_NODE:-0}"
 
