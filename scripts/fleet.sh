@@ -11,7 +11,7 @@
 # /opt, /usr/local and /run, owned by whoever runs the fleet. Host files owned by the real root
 # could not be changed from a user namespace; nodes see the host's /usr read-only.
 #
-#   FLEET_DIR=/tmp/f FLEET_N=14 FLEET_PORT=2222 [FLEET_KUBECONFIG=admin.conf] scripts/fleet.sh start|stop|status|down N|up N|reset
+#   FLEET_DIR=/tmp/f FLEET_N=14 FLEET_PORT=2222 [FLEET_KUBECONFIG=admin.conf] scripts/fleet.sh start|stop|status|down N|up N|wipe N|reset [N]|destroy
 #   scripts/fleet.sh check   (can this user make the nodes' namespaces? says what to do if not)
 #
 # Node state lives in $FLEET_DIR/nodes/N/ov/<dir>/upper and survives stop/start until `reset`.
@@ -43,6 +43,12 @@ if [ "${FLEET_ROOTLESS:-}" = 1 ] || [ "$(id -u)" != 0 ]; then
 else
   USERNS=()
 fi
+
+# Removes node files as the nodes' root: a non-root user cannot list the overlays' work
+# directories (the kernel makes them mode 000) and Rust's remove_dir_all gives up on them.
+remove() {
+  if [ ${#USERNS[@]} -gt 0 ]; then "$UNSHARE" "${USERNS[@]}" rm -rf "$@"; else rm -rf "$@"; fi
+}
 
 # Fails with what to do when this user cannot make the nodes' namespaces.
 check_namespaces() {
@@ -209,7 +215,16 @@ case "${1:-}" in
     ;;
   reset)
     "$0" stop
-    if [ -n "${2:-}" ]; then rm -rf "$FLEET_DIR/nodes/$2/ov" "$FLEET_DIR/nodes/$2/root"; else rm -rf "$FLEET_DIR/nodes"; fi
+    if [ -n "${2:-}" ]; then remove "$FLEET_DIR/nodes/$2/ov" "$FLEET_DIR/nodes/$2/root"; else remove "$FLEET_DIR/nodes"; fi
     ;;
-  *) echo "usage: FLEET_DIR=... $0 start|stop|status|down N|up N|reset [N] | $0 check" >&2; exit 2 ;;
+  wipe) # node N as a new instance's disk: stopped, its overlays and /root gone (start makes them)
+    stop_node "$2"
+    remove "$FLEET_DIR/nodes/$2/ov" "$FLEET_DIR/nodes/$2/root"
+    ;;
+  destroy) # every node stopped and everything in FLEET_DIR removed
+    for n in $(seq 1 "$FLEET_N"); do stop_node "$n" & done
+    wait
+    remove "${FLEET_DIR:?}"/*
+    ;;
+  *) echo "usage: FLEET_DIR=... $0 start|stop|status|down N|up N|wipe N|reset [N]|destroy | $0 check" >&2; exit 2 ;;
 esac

@@ -138,10 +138,7 @@ impl World {
 
     /// Node `i` as a new instance's disk: stopped, its overlays gone, started empty.
     fn wipe(&self, i: usize) {
-        self.fleet.down(i);
-        let d = self.fleet.dir.path().join(format!("nodes/{i}"));
-        std::fs::remove_dir_all(d.join("ov")).unwrap();
-        std::fs::remove_dir_all(d.join("root")).unwrap();
+        self.fleet.wipe(i);
         self.fleet.restart_all();
     }
 

@@ -76,6 +76,12 @@ impl Fleet {
         self.sh(&["down", &i.to_string()]);
     }
 
+    /// Stops node `i` and removes its disk (overlays and /root), as a new instance would have;
+    /// the next [`Fleet::restart_all`] starts it empty.
+    pub fn wipe(&self, i: usize) {
+        self.sh(&["wipe", &i.to_string()]);
+    }
+
     /// Starts node `i` again.
     pub fn up(&self, i: usize) {
         self.sh(&["up", &i.to_string()]);
@@ -244,9 +250,11 @@ fn next_port_offset() -> u16 {
 
 impl Drop for Fleet {
     fn drop(&mut self) {
+        // `destroy`, not only `stop`: a non-root fleet's overlay work directories are mode 000,
+        // which the temporary directory's own removal cannot list.
         let _ = Command::new("bash")
             .arg(script())
-            .arg("stop")
+            .arg("destroy")
             .env("FLEET_DIR", self.dir.path())
             .env("FLEET_N", self.n.to_string())
             .env("FLEET_PORT", self.port.to_string())
