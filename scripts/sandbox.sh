@@ -102,6 +102,9 @@ EOF
 }
 
 up() {
+  # A start that fails part-way stops what it started (its logs stay in $SB for the reason), so
+  # no emulator outlives it and the next `up` starts clean.
+  trap 'code=$?; trap - EXIT; if [ $code != 0 ]; then say "up failed; stopping what it started (logs in $SB)" >&2; stop_all >&2; fi; exit $code' EXIT
   bash "$ROOT/scripts/setup.sh" >/dev/null
   mkdir -p "$SB"
   manifests
@@ -112,14 +115,21 @@ up() {
   write_env
   say "ready. Use it with:  . $SB/env && ecoboot up -c inventory/sandbox.yaml"
   say "stop it with:        bash scripts/sandbox.sh down"
+  trap - EXIT
 }
 
-down() {
-  [ -d "$FLEET_DIR" ] && bash "$ROOT/scripts/fleet.sh" stop
+# Stops the nodes and the emulators this sandbox started (by their PID files).
+stop_all() {
+  if [ -d "$FLEET_DIR" ]; then bash "$ROOT/scripts/fleet.sh" stop; fi
   for p in proxy moto kube; do
     if alive "$SB/$p.pid"; then kill "$(cat "$SB/$p.pid")"; say "stopped $p (pid $(cat "$SB/$p.pid"))"; fi
     rm -f "$SB/$p.pid"
   done
+}
+
+down() {
+  stop_all
+  if [ -d "$FLEET_DIR/nodes" ]; then bash "$ROOT/scripts/fleet.sh" destroy; fi
   rm -rf "$SB"
   say "stopped; node, API and ecoboot state of the sandbox removed"
 }
