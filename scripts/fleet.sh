@@ -29,8 +29,8 @@ addr() { echo "127.0.1.$1"; }
 
 # How a node's namespaces are made: as root, plain mount+UTS namespaces; otherwise inside a user
 # namespace of its own (see above). FLEET_ROOTLESS=1 forces the latter as root too.
-# On Ubuntu >= 23.10 AppArmor lets only profiled programs do that: scripts/setup.sh installs a
-# profile for its own copy of unshare (FLEET_UNSHARE, $ECOBOOT_CACHE/bin/unshare).
+# On Ubuntu >= 23.10 AppArmor lets only profiled programs do that: scripts/userns.sh (run by
+# setup.sh) installs a profile for its own copy of unshare (FLEET_UNSHARE, $ECOBOOT_CACHE/bin).
 UNSHARE="${FLEET_UNSHARE:-unshare}"
 if [ -z "${FLEET_UNSHARE:-}" ] && [ -n "${ECOBOOT_CACHE:-}" ] && [ -x "$ECOBOOT_CACHE/bin/unshare" ]; then
   UNSHARE="$ECOBOOT_CACHE/bin/unshare"

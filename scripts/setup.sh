@@ -3,9 +3,9 @@
 # and without questions: Debian packages (OpenSSH for the test fleet, ...; as root, or through
 # sudo for a non-root user such as a GitHub runner's) and a pinned moto venv (the AWS API
 # emulator). For a non-root user it also makes sure the test fleet's user namespaces work
-# (scripts/userns.sh). It says what it installs and what it changes. Everything cached lives under $ECOBOOT_CACHE
-# (scripts/cache-dir.sh: /var/cache/ecoboot when writable, else $RUNNER_TEMP or ~/.cache),
-# outside the clone.
+# (scripts/userns.sh). It says what it installs and what it changes. Everything cached lives
+# under $ECOBOOT_CACHE (scripts/cache-dir.sh: /var/cache/ecoboot when writable, else
+# $RUNNER_TEMP or ~/.cache), outside the clone.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 . "$ROOT/scripts/cache-dir.sh"

@@ -158,11 +158,10 @@ fn every_hostile_value_in_every_string_field_is_refused_with_a_span_or_is_harmle
         .position(|n| n["taints"].as_array().is_none_or(Vec::is_empty))
         .unwrap();
     let keep = [0, 1, untainted];
-    let mut i = 0;
-    nodes.retain(|_| {
-        i += 1;
-        keep.contains(&(i - 1))
-    });
+    *nodes = (std::mem::take(nodes).into_iter().enumerate())
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, n)| n)
+        .collect();
     let valid = serde_saphyr::to_string(&base).unwrap();
     if let Err(report) = Config::parse(Path::new("base.yaml"), valid, FileChecks::Skip, "d") {
         panic!(
